@@ -1,0 +1,194 @@
+"""Console output: Prefect's log lines, a live progress view and an end table on a terminal.
+
+An observer of the engine (which never imports this). Records go through `logging`
+(`procflow.flow_runs`, `procflow.task_runs`) to stderr: plain one-line records when
+stderr is not a terminal (never wrapped, so logs grep), rich on a terminal.
+`PROCFLOW_LOGGING_LEVEL` sets the level. A `.map()` of more than `MAP_LINES_ABOVE`
+children gets one Created/Submitted line and one summary line; failures always get
+their own line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.table import Table
+
+from .events import Observer
+from .records import FlowRun, TaskRun
+from .runlog import FLOW_LOGGER, TASK_LOGGER
+from .shm import shm_used_bytes
+
+MAP_LINES_ABOVE = 10
+PLAIN_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(message)s"
+
+_configured = False
+_configure_lock = threading.Lock()
+
+
+def is_terminal() -> bool:
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def configure_logging() -> None:
+    """Give the `procflow` logger a handler, once, unless the user configured one."""
+    global _configured
+    with _configure_lock:
+        if _configured:
+            return
+        _configured = True
+        root = logging.getLogger("procflow")
+        root.setLevel(os.environ.get("PROCFLOW_LOGGING_LEVEL", "INFO").upper())
+        if root.handlers:
+            return
+        if is_terminal():
+            handler: logging.Handler = RichHandler(console=_rich_console(), show_path=False, markup=False,
+                                                   log_time_format="%H:%M:%S")
+            handler.setFormatter(logging.Formatter("%(message)s"))
+        else:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(PLAIN_FORMAT, datefmt="%H:%M:%S"))
+        root.addHandler(handler)
+        root.propagate = False
+
+
+_console: Console | None = None
+
+
+def _rich_console() -> Console:
+    global _console
+    if _console is None:
+        _console = Console(stderr=True)
+    return _console
+
+
+@dataclass(slots=True)
+class _MapGroup:
+    task_name: str
+    total: int
+    flow_run_name: str
+    states: Counter = field(default_factory=Counter)
+
+
+class ConsoleObserver(Observer):
+    """Turns run events into Prefect's log lines (and the terminal views)."""
+
+    def __init__(self, live: bool) -> None:
+        self._groups: dict[tuple[str, int], _MapGroup] = {}
+        self._live = live
+        self._view: _LiveView | None = None
+
+    def flow_started(self, flow_run: FlowRun) -> None:
+        if flow_run.parent is None:
+            FLOW_LOGGER.info(f"Created flow run '{flow_run.name}' for flow '{flow_run.flow_name}'")
+            if self._live:
+                self._view = _LiveView(flow_run)
+        else:
+            FLOW_LOGGER.info(f"Flow run '{flow_run.parent.name}' - Created subflow run '{flow_run.name}' "
+                             f"for flow '{flow_run.flow_name}'")
+
+    def runs_created(self, flow_run: FlowRun, runs: list[TaskRun], mapped: bool) -> None:
+        if not FLOW_LOGGER.isEnabledFor(logging.INFO):
+            return
+        prefix = f"Flow run '{flow_run.name}' - "
+        if mapped and len(runs) > MAP_LINES_ABOVE:
+            first, last = runs[0], runs[-1]
+            self._groups[(flow_run.name, first.map_group)] = _MapGroup(first.task_name, len(runs), flow_run.name)
+            FLOW_LOGGER.info(f"{prefix}Created {len(runs)} task runs '{first.name}' … '{last.name}' "
+                             f"for task '{first.task_name}' (map)")
+            FLOW_LOGGER.info(f"{prefix}Submitted {len(runs)} task runs '{first.name}' … '{last.name}' for execution.")
+            return
+        for run in runs:
+            FLOW_LOGGER.info(f"{prefix}Created task run '{run.name}' for task '{run.task_name}'")
+            FLOW_LOGGER.info(f"{prefix}Submitted task run '{run.name}' for execution.")
+
+    def runs_finished(self, runs: list[TaskRun]) -> None:
+        for run in runs:
+            group = self._groups.get((run.flow_run_name, run.map_group)) if run.map_group is not None else None
+            ok = run.state.is_completed()
+            if group is None or not ok:
+                level = logging.INFO if ok else logging.ERROR
+                if TASK_LOGGER.isEnabledFor(level):
+                    TASK_LOGGER.log(level, f"Task run '{run.name}' - Finished in state {run.state!r}")
+            if group is not None:
+                group.states[run.state.name] += 1
+                if sum(group.states.values()) == group.total:
+                    del self._groups[(run.flow_run_name, run.map_group)]
+                    counts = ", ".join(f"{name} {count}" for name, count in group.states.most_common())
+                    FLOW_LOGGER.info(f"Flow run '{group.flow_run_name}' - All {group.total} task runs of "
+                                     f"map '{group.task_name}' finished: {counts}")
+        if self._view is not None:
+            self._view.refresh()
+
+    def flow_finished(self, flow_run: FlowRun) -> None:
+        if flow_run.parent is None and self._view is not None:
+            self._view.stop()
+            self._view = None
+            _rich_console().print(end_table(flow_run))
+
+
+class _LiveView:
+    """Finished / total per task name, busy workers, shared memory in use."""
+
+    def __init__(self, flow_run: FlowRun) -> None:
+        self.flow_run = flow_run
+        self._live = Live(get_renderable=self._render, console=_rich_console(), refresh_per_second=4,
+                          transient=True)
+        self._live.start()
+
+    def _render(self) -> Table:
+        runs = list(self.flow_run.task_runs)
+        totals: Counter = Counter(run.task_name for run in runs)
+        done: Counter = Counter(run.task_name for run in runs if run.state.is_final() or run.state.name == "NotReady")
+        running = sum(1 for run in runs if run.state.is_running())
+        table = Table(title=f"Flow run '{self.flow_run.name}'", expand=False)
+        table.add_column("task")
+        table.add_column("finished / total", justify="right")
+        for name, total in totals.items():
+            table.add_row(name, f"{done[name]} / {total}")
+        table.caption = f"workers busy: {running} · shared memory in use: {shm_used_bytes(os.getpid()) / 2**20:.1f} MiB"
+        return table
+
+    def refresh(self) -> None:
+        pass  # rich refreshes on its own thread, reading the records
+
+    def stop(self) -> None:
+        self._live.stop()
+
+
+def end_table(flow_run: FlowRun) -> Group:
+    """Runs per state, the slowest runs, and the failed ones with their errors."""
+    runs = flow_run.task_runs
+    per_state = Table(title=f"Flow run '{flow_run.name}': {flow_run.state!r}")
+    per_state.add_column("state")
+    per_state.add_column("runs", justify="right")
+    for name, count in Counter(run.state.name for run in runs).most_common():
+        per_state.add_row(name, str(count))
+    slowest = Table(title="Slowest runs")
+    slowest.add_column("run")
+    slowest.add_column("seconds", justify="right")
+    for run in sorted(runs, key=lambda r: r.timings["running"], reverse=True)[:5]:
+        slowest.add_row(run.name, f"{run.timings['running']:.3f}")
+    parts = [per_state, slowest]
+    failed = [run for run in runs if not run.state.is_completed()]
+    if failed:
+        failures = Table(title="Did not complete")
+        failures.add_column("run")
+        failures.add_column("state")
+        for run in failed[:20]:
+            failures.add_row(run.name, repr(run.state))
+        parts.append(failures)
+    return Group(*parts)
+
+
+def default_observer() -> Observer:
+    configure_logging()
+    return ConsoleObserver(live=is_terminal())

@@ -1,0 +1,102 @@
+"""The current flow run (a context variable) and how runs are created in it.
+
+A `FlowContext` ties a `FlowRun` record to the engine that executes its tasks. The
+outermost flow opens an engine on its runner; nested flows share it. Tasks submitted
+outside any flow go to a *detached* context on a default process runner, like
+Prefect 3 (it lives until the interpreter exits).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import itertools
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from .console import default_observer
+from .engine import Engine, Entry, Tracker
+from .events import Observer
+from .futures import TaskFuture
+from .records import FlowRun, TaskRun
+from .runners.base import Runner
+from .runners.processes import ProcessPoolTaskRunner
+
+current_flow: contextvars.ContextVar[FlowContext | None] = contextvars.ContextVar("procflow_flow", default=None)
+
+
+@dataclass(eq=False)
+class FlowContext:
+    flow_run: FlowRun
+    engine: Engine
+    tracker: Tracker
+    observer: Observer
+    owns_engine: bool
+    name_counts: dict[str, itertools.count] = field(default_factory=dict)
+    map_groups: itertools.count = field(default_factory=itertools.count)
+
+    def next_run_name(self, task_name: str) -> str:
+        counter = self.name_counts.get(task_name)
+        if counter is None:
+            counter = self.name_counts[task_name] = itertools.count()
+        return f"{task_name}-{next(counter)}"
+
+    def new_record(self, task: Any, name: str, upstream: list[tuple[int, str]], map_group: int | None) -> TaskRun:
+        run = TaskRun(self.engine.next_run_id(), name, task.name, self.flow_run.name, upstream=upstream,
+                      created_time=time.time(), map_group=map_group)
+        self.flow_run.task_runs.append(run)
+        return run
+
+    def submit(self, entries: list[Entry], mapped: bool) -> list[TaskFuture]:
+        """Hand runs to the engine; returns their futures."""
+        futures = []
+        waiter = self.engine.waiter
+        for entry in entries:
+            future = TaskFuture(entry.run, waiter)
+            entry.future = weakref.ref(future)
+            futures.append(future)
+        self.observer.runs_created(self.flow_run, [entry.run for entry in entries], mapped)
+        if entries:
+            self.engine.add(entries)
+        return futures
+
+
+def open_context(flow_run: FlowRun, runner: Runner | None, log_prints: bool,
+                 parent: FlowContext | None) -> FlowContext:
+    """A context for a new flow run: a fresh engine on `runner`, or the parent's."""
+    if parent is not None:
+        engine, observer, owns = parent.engine, parent.observer, False
+    else:
+        observer = default_observer()
+        engine, owns = Engine(runner, observer), True
+        engine.start()
+    return FlowContext(flow_run, engine, Tracker(flow_run, log_prints), observer, owns)
+
+
+_detached: FlowContext | None = None
+_detached_lock = threading.Lock()
+
+
+def context_or_detached() -> FlowContext:
+    """The current flow's context; outside a flow, the detached one (made on first use)."""
+    global _detached
+    context = current_flow.get()
+    if context is not None:
+        return context
+    with _detached_lock:
+        if _detached is None:
+            flow_run = FlowRun(name="detached-runs", flow_name="<no flow>", start_time=time.time())
+            _detached = open_context(flow_run, ProcessPoolTaskRunner(), False, None)
+            atexit.register(_close_detached)
+        return _detached
+
+
+def _close_detached() -> None:
+    context = _detached
+    if context is not None:
+        context.engine.wait_for(context.tracker, timeout=30)
+        context.engine.close_flow(context.tracker)
+        context.engine.stop()

@@ -1,0 +1,383 @@
+"""The parent's one dispatch thread: ready runs -> runner; outcomes -> states.
+
+    user thread:  add(entries) ----------------\\
+    runner:       outcomes (any thread) --------> one SimpleQueue --> engine thread
+    futures:      external upstream finished --/
+    engine thread: scheduler.add / finish, retries and timeouts (a timer heap: the
+                   queue wait's timeout is the next deadline), states published to
+                   futures under one condition, observers told, then ready runs are
+                   popped as far as the runner has room and submitted.
+
+Only this thread touches the scheduler. Nothing here parks a thread per waiting run.
+Large results: a run's shared-memory result is released when its future is garbage
+collected (pending downstream runs hold the future in their arguments), or at the
+latest when its flow run closes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+import types
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .events import Observer
+from .futures import TaskFuture, Waiter
+from .messages import Outcome, Status
+from .records import FlowRun, TaskRun
+from .resolve import substitute
+from .runlog import FLOW_LOGGER, TASK_LOGGER
+from .runners.base import Call, Runner
+from .scheduler import Scheduler
+from .states import (Cancelled, Completed, Crashed, CrashedRun, Failed, LazyResult, NotReady, Pending,
+                     Running, State, is_terminal)
+
+MAX_CRASHES = 3  # a run that crashes its worker this many times in a row is not retried
+
+
+@dataclass(slots=True, eq=False)
+class Tracker:
+    """The engine's bookkeeping for one flow run."""
+
+    flow_run: FlowRun
+    log_prints: bool
+    unfinished: int = 0
+    held: dict[int, tuple[weakref.finalize, LazyResult]] = field(default_factory=dict)
+    cache: dict[str, State] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """A run the engine still has to finish: what to call, and what it waits for."""
+
+    run: TaskRun
+    task: Any  # tasks.Task (imported above us)
+    args: tuple
+    kwargs: dict
+    upstream: list[tuple[TaskFuture, bool]]  # (future, its failure is allowed)
+    needs_substitution: bool
+    tracker: Tracker
+    future: weakref.ref | None = None
+    crashes: int = 0
+    cache_key: str | None = None
+
+
+class Engine:
+    def __init__(self, runner: Runner, observer: Observer) -> None:
+        self.runner = runner
+        self.observer = observer
+        self.waiter = Waiter()
+        self.scheduler = Scheduler(depth_first=runner.depth_first)
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._entries: dict[int, Entry] = {}
+        self._records: dict[int, TaskRun] = {}
+        self._timers: list[tuple[float, int, str, int, int]] = []
+        self._timer_ids = itertools.count()
+        self._run_ids = itertools.count(1)
+        self._external: set[int] = set()
+        self._changes: list[tuple[TaskRun, State]] = []
+        self._finished: list[tuple[TaskRun, Tracker]] = []
+        self._thread = threading.Thread(target=self._loop, name="procflow-engine", daemon=True)
+
+    # -- called from user threads ---------------------------------------------------
+
+    def start(self) -> None:
+        events = self._events
+        self.runner.start(lambda outcomes: events.put(("outcomes", outcomes)))
+        self._thread.start()
+
+    def next_run_id(self) -> int:
+        return next(self._run_ids)
+
+    def add(self, entries: list[Entry]) -> None:
+        tracker = entries[0].tracker
+        with self.waiter.condition:
+            tracker.unfinished += len(entries)
+        self._events.put(("add", entries))
+
+    def wait_for(self, tracker: Tracker, timeout: float | None = None) -> bool:
+        """Block until every run of the flow run has finished; False on timeout."""
+        with self.waiter.condition:
+            return self.waiter.condition.wait_for(lambda: tracker.unfinished <= 0, timeout)
+
+    def cancel(self, tracker: Tracker, timeout: float = 3.0) -> None:
+        """Ctrl-C: pending runs cancelled, running ones interrupted; wait briefly."""
+        self._events.put(("cancel", tracker))
+        self.wait_for(tracker, timeout)
+
+    def close_flow(self, tracker: Tracker) -> None:
+        """The flow run ended: free its stored results (values already read stay valid)."""
+        for run_id in list(tracker.held):
+            held = tracker.held.pop(run_id, None)
+            if held is None:
+                continue
+            finalizer, result = held
+            if finalizer.detach() is not None:  # the user still holds the future
+                try:
+                    result.load()  # map it now: the mapping outlives the segment's name
+                except Exception:  # noqa: BLE001 - a result that cannot load raises on .result()
+                    pass
+            self.runner.release(result)
+
+    def stop(self) -> None:
+        self._events.put(("stop",))
+        self._thread.join()
+        self.runner.shutdown()
+
+    # -- the engine thread --------------------------------------------------------------
+
+    def _loop(self) -> None:
+        events = self._events
+        while True:
+            wait = self._timers[0][0] - time.time() if self._timers else None
+            try:
+                batch = [events.get(timeout=max(0.0, wait)) if wait is not None else events.get()]
+            except queue.Empty:
+                batch = []
+            while True:
+                try:
+                    batch.append(events.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                for event in batch:
+                    if event[0] == "stop":
+                        self._publish()
+                        return
+                    self._handle(event)
+                self._fire_timers()
+                self._publish()  # downstream arguments read their upstreams' published states
+                self._dispatch()
+            except Exception:  # noqa: BLE001 - never let the engine die silently
+                logging.getLogger("procflow.engine").exception("procflow engine error")
+            self._publish()
+
+    def _handle(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "outcomes":
+            for outcome in event[1]:
+                self._on_outcome(outcome)
+        elif kind == "add":
+            for entry in event[1]:
+                self._on_add(entry)
+        elif kind == "external":
+            for run_id, blocked_by in self.scheduler.finish(event[1], event[2]):
+                self._block(run_id, blocked_by)
+        elif kind == "cancel":
+            self._cancel(event[1])
+
+    def _on_add(self, entry: Entry) -> None:
+        run = entry.run
+        self._entries[run.id] = entry
+        self._records[run.id] = run
+        pairs = []
+        for future, allowed in entry.upstream:
+            upstream = future.task_run
+            if upstream.id in self._records or upstream.id in self._external:
+                pairs.append((upstream.id, not allowed))
+            elif not is_terminal(upstream.state):  # a future of another engine, still running
+                self._external.add(upstream.id)
+                self._records[upstream.id] = upstream
+                future.add_done_callback(
+                    lambda f: self._events.put(("external", f.task_run.id, f.state.is_completed())))
+                pairs.append((upstream.id, not allowed))
+            elif not allowed and not upstream.state.is_completed():
+                self._records[upstream.id] = upstream
+                self._block(run.id, upstream.id)
+                return
+        for run_id, blocked_by in self.scheduler.add(run.id, pairs):
+            self._block(run_id, blocked_by)
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        entry = self._entries.get(outcome.run_id)
+        if entry is None:  # cancelled meanwhile
+            return
+        if outcome.status is Status.LOST:  # another run crashed the pool: again, no retry spent
+            entry.run.attempts -= 1
+            self.scheduler.requeue(outcome.run_id)
+            return
+        run = entry.run
+        run.start_time, run.end_time = outcome.start or None, outcome.end or None
+        run.worker, run.transfer_seconds = outcome.worker, outcome.transfer
+        for level, text in outcome.logs:
+            TASK_LOGGER.log(level, f"Task run '{run.name}' - {text}")
+        status = outcome.status
+        if status is Status.COMPLETED:
+            self._complete(entry, outcome.value)
+        elif status is Status.CANCELLED:
+            self._finish(entry, Cancelled("The run was interrupted (Ctrl-C or SIGTERM)."), False)
+        elif status is Status.CRASHED:
+            entry.crashes += 1
+            message = outcome.error_text or f"Worker running task run '{run.name}' died."
+            if not self._retry(entry, message, allowed=entry.crashes < MAX_CRASHES):
+                self._finish(entry, Crashed(message, CrashedRun(message)), False)
+        else:
+            entry.crashes = 0
+            error = outcome.error if isinstance(outcome.error, BaseException) else RuntimeError(outcome.error_text)
+            if status is Status.TIMED_OUT and not isinstance(error, TimeoutError):
+                error = TimeoutError(str(error))
+            if not self._retry(entry, f"{type(error).__name__}: {error}"):
+                name = "TimedOut" if status is Status.TIMED_OUT else "Failed"
+                self._finish(entry, Failed(error, name=name), False)
+
+    def _complete(self, entry: Entry, value: Any) -> None:
+        state = Completed(value)
+        if entry.cache_key is not None:
+            entry.tracker.cache.setdefault(entry.cache_key, state)
+        if isinstance(value, LazyResult) and getattr(value, "nbytes", 0):
+            self._hold(entry, value)
+        self._finish(entry, state, True)
+
+    def _hold(self, entry: Entry, result: LazyResult) -> None:
+        future = entry.future() if entry.future is not None else None
+        if future is None:  # nobody can read it any more
+            self.runner.release(result)
+            return
+        tracker, run_id = entry.tracker, entry.run.id
+        finalizer = weakref.finalize(future, self._drop_result, tracker, run_id)
+        tracker.held[run_id] = (finalizer, result)
+
+    def _drop_result(self, tracker: Tracker, run_id: int) -> None:
+        held = tracker.held.pop(run_id, None)
+        if held is not None:
+            self.runner.release(held[1])
+
+    def _retry(self, entry: Entry, reason: str, allowed: bool = True) -> bool:
+        task, run = entry.task, entry.run
+        if not allowed or run.attempts > task.retries:
+            return False
+        delays = task.retry_delay_seconds
+        if isinstance(delays, (list, tuple)):
+            delay = delays[min(run.attempts - 1, len(delays) - 1)] if delays else 0
+        else:
+            delay = delays or 0
+        TASK_LOGGER.info(f"Task run '{run.name}' - Received non-final state 'AwaitingRetry' when proposing "
+                         f"final state 'Failed' and will attempt to run again... ({reason})")
+        self._changes.append((run, Pending(f"Retry {run.attempts} of {task.retries} in {delay} s", "AwaitingRetry")))
+        self.scheduler.state.running.discard(run.id)
+        self._push_timer(time.time() + delay, "retry", run.id, run.attempts)
+        return True
+
+    def _finish(self, entry: Entry, state: State, ok: bool) -> None:
+        run = entry.run
+        del self._entries[run.id]
+        self._changes.append((run, state))
+        self._finished.append((run, entry.tracker))
+        for run_id, blocked_by in self.scheduler.finish(run.id, ok):
+            self._block(run_id, blocked_by)
+
+    def _block(self, run_id: int, upstream_id: int) -> None:
+        entry = self._entries.pop(run_id, None)
+        if entry is None:
+            return
+        upstream = self._records[upstream_id]
+        pending = [state for run, state in self._changes if run is upstream]
+        upstream_state = pending[-1] if pending else upstream.state
+        error = upstream_state.data if isinstance(upstream_state.data, BaseException) else None
+        self._changes.append((entry.run, NotReady(upstream.name, error)))
+        self._finished.append((entry.run, entry.tracker))
+
+    def _cancel(self, tracker: Tracker) -> None:
+        for run_id in self.scheduler.cancel_pending():
+            entry = self._entries.pop(run_id, None)
+            if entry is not None:
+                self._changes.append((entry.run, Cancelled("The flow run was interrupted before this run started.")))
+                self._finished.append((entry.run, entry.tracker))
+        self._timers.clear()
+        self.runner.cancel_running()
+
+    # -- timers ---------------------------------------------------------------------
+
+    def _push_timer(self, when: float, kind: str, run_id: int, attempt: int) -> None:
+        heapq.heappush(self._timers, (when, next(self._timer_ids), kind, run_id, attempt))
+
+    def _fire_timers(self) -> None:
+        now = time.time()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, run_id, attempt = heapq.heappop(self._timers)
+            entry = self._entries.get(run_id)
+            if entry is None or entry.run.attempts != attempt:
+                continue
+            if kind == "retry":
+                self.scheduler.requeue(run_id)
+            elif kind == "deadline" and run_id in self.scheduler.state.running:
+                again = self.runner.interrupt(run_id, entry.task.timeout_seconds)
+                if again is not None:
+                    self._push_timer(now + again, "deadline", run_id, attempt)
+
+    # -- dispatch -------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        scheduler, runner = self.scheduler, self.runner
+        while scheduler.ready_count:
+            room = runner.capacity()
+            if room <= 0:
+                return
+            calls = []
+            now = time.time()
+            for run_id in scheduler.pop_ready(room):
+                call = self._prepare(self._entries[run_id], now)
+                if call is not None:
+                    calls.append(call)
+            if calls:
+                runner.submit(calls)
+
+    def _prepare(self, entry: Entry, now: float) -> Call | None:
+        run, task = entry.run, entry.task
+        if run.ready_time is None:
+            ends = [self._records[f.task_run.id].end_time or 0.0 for f, _ in entry.upstream]
+            run.ready_time = max([run.created_time, *ends]) if ends else run.created_time
+        if task.cache_key_fn is not None and self._cached(entry):
+            return None
+        run.attempts += 1
+        self._changes.append((run, Running()))
+        timeout = task.timeout_seconds
+        if timeout is not None:
+            self._push_timer(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)
+        log_prints = task.log_prints if task.log_prints is not None else entry.tracker.log_prints
+        return Call(run.id, run.name, task.name, task.fn, entry.args, entry.kwargs,
+                    entry.needs_substitution, timeout, log_prints)
+
+    def _cached(self, entry: Entry) -> bool:
+        """`cache_key_fn`: reuse the result of an earlier completed run with the same key."""
+        task, run = entry.task, entry.run
+        parameters = task.parameters_of(substitute(entry.args), substitute(entry.kwargs))
+        context = types.SimpleNamespace(task=task, task_run=run, parameters=parameters,
+                                        flow_run=entry.tracker.flow_run)
+        entry.cache_key = task.cache_key_fn(context, parameters)
+        hit = entry.tracker.cache.get(entry.cache_key) if entry.cache_key is not None else None
+        if hit is None:
+            return False
+        run.start_time = run.end_time = time.time()
+        self._finish(entry, Completed(hit.data, name="Cached", message="Cached result reused."), True)
+        return True
+
+    def _publish(self) -> None:
+        """Make this round's state changes visible to futures at once, then tell observers."""
+        changes, finished = self._changes, self._finished
+        if not changes:
+            return
+        self._changes, self._finished = [], []
+        waiter = self.waiter
+        due = []
+        with waiter.condition:
+            for run, state in changes:
+                run.state = state
+                if waiter.callbacks and is_terminal(state):
+                    due.extend(waiter.callbacks.pop(run.id, ()))
+            for _, tracker in finished:
+                tracker.unfinished -= 1
+            waiter.condition.notify_all()
+        if finished:
+            self.observer.runs_finished([run for run, _ in finished])
+        for fn, future in due:
+            try:
+                fn(future)
+            except Exception:  # noqa: BLE001 - a user's callback must not stop the engine
+                FLOW_LOGGER.exception("error in a future's done callback")

@@ -1,0 +1,320 @@
+"""`Flow` and `@flow`: a flow run, waiting for its tasks at the end, and its final state.
+
+The final state follows Prefect 2's rule: the function raised -> `Failed` with that
+exception; it returned `None` -> every task run of the flow run counts; it returned
+futures or states (also inside lists, tuples, dicts) -> those count; anything else ->
+`Completed`. Calling a failed flow raises the exception of the first failed run that
+counted (an `UpstreamTaskError` for a run that never ran).
+
+Ctrl-C (and SIGTERM, in the main thread of the outermost flow) cancels the runs not
+started, interrupts the running ones and frees shared memory before the
+`KeyboardInterrupt` goes on; a second Ctrl-C meanwhile exits at once with code 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import os
+import random
+import signal
+import threading
+import time
+from typing import Any, Callable, Generic, Iterator, ParamSpec, TypeVar, overload
+
+from .annotations import allow_failure, quote
+from .context import FlowContext, current_flow, open_context
+from .futures import TaskFuture
+from .records import FlowRun, TaskRun
+from .resolve import substitute
+from .runlog import FLOW_LOGGER, capture_prints, current_logger, flow_emitter, RunLogger
+from .runners.base import Runner
+from .runners.processes import ProcessPoolTaskRunner
+from .runners.threads import interrupt_thread
+from .states import Cancelled, Completed, Failed, State, StateType, describe_error
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_last_flow_run: FlowRun | None = None
+
+
+class FlowTimedOut(TimeoutError):
+    """Raised in a flow's thread when it runs past its `timeout_seconds`."""
+
+
+class Flow(Generic[P, R]):
+    """A function whose calls are flow runs."""
+
+    def __init__(self, fn: Callable[P, R], name: str | None = None, task_runner: Runner | type | None = None,
+                 log_prints: bool = False, flow_run_name: str | Callable[[], str] | None = None,
+                 timeout_seconds: float | None = None, retries: int = 0, retry_delay_seconds: float = 0) -> None:
+        if not callable(fn):
+            raise TypeError(f"@flow needs a function, got {type(fn).__name__}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "flow")
+        self.task_runner = task_runner
+        self.log_prints = log_prints
+        self.flow_run_name = flow_run_name
+        self.timeout_seconds = timeout_seconds
+        self.retries = retries
+        self.retry_delay_seconds = retry_delay_seconds
+        self.last_run: FlowRun | None = None
+        self._signature = inspect.signature(fn)
+        functools.update_wrapper(self, fn)
+
+    def with_options(self, **options: Any) -> Flow[P, R]:
+        current = {name: getattr(self, name) for name in (
+            "name", "task_runner", "log_prints", "flow_run_name", "timeout_seconds", "retries", "retry_delay_seconds")}
+        current.update(options)
+        return Flow(self.fn, **current)
+
+    def __repr__(self) -> str:
+        return f"Flow(name={self.name!r})"
+
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    @overload
+    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any: ...
+
+    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+        global _last_flow_run
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"flow {self.name!r}: {error} (signature: {self.name}{self._signature})") from None
+        bound.apply_defaults()
+        parent = current_flow.get()
+        flow_run = FlowRun(self._run_name(bound.arguments), self.name, parameters=dict(bound.arguments),
+                           start_time=time.time(), parent=parent.flow_run if parent else None)
+        self.last_run = _last_flow_run = flow_run
+        context = open_context(flow_run, None if parent else self._make_runner(), self.log_prints, parent)
+        context.observer.flow_started(flow_run)
+        try:
+            with _interrupts_become_keyboard_interrupt(parent is None):
+                state, value = self._run_attempts(context, args, kwargs)
+        except KeyboardInterrupt:
+            self._cancelled(context)
+            raise
+        flow_run.state, flow_run.end_time = state, time.time()
+        FLOW_LOGGER.info(f"Flow run '{flow_run.name}' - Finished in state {state!r}")
+        context.observer.flow_finished(flow_run)
+        _close(context)
+        if return_state:
+            return state
+        return state.result() if state.is_completed() else _raise_for(state, context.tracker.flow_run)
+
+    def _run_attempts(self, context: FlowContext, args: tuple, kwargs: dict) -> tuple[State, Any]:
+        for attempt in range(self.retries + 1):
+            first_run = len(context.flow_run.task_runs)
+            value, error = self._call_fn(context, args, kwargs)
+            context.engine.wait_for(context.tracker)
+            counted_runs = context.flow_run.task_runs[first_run:]
+            state = final_state(value, error, counted_runs)
+            if state.is_completed() or attempt == self.retries:
+                return state, value
+            FLOW_LOGGER.info(f"Flow run '{context.flow_run.name}' - Received non-final state 'AwaitingRetry' "
+                             f"when proposing final state {state!r} and will attempt to run again...")
+            time.sleep(self.retry_delay_seconds)
+        raise AssertionError("unreachable")
+
+    def _call_fn(self, context: FlowContext, args: tuple, kwargs: dict) -> tuple[Any, BaseException | None]:
+        token = current_flow.set(context)
+        emit = flow_emitter(context.flow_run.name)
+        logger_token = current_logger.set(RunLogger(emit, context.flow_run.name))
+        try:
+            with contextlib.ExitStack() as stack:
+                if self.log_prints:
+                    stack.enter_context(capture_prints(emit))
+                if self.timeout_seconds is not None:
+                    stack.enter_context(_deadline(self.timeout_seconds))
+                return self.fn(*args, **kwargs), None
+        except FlowTimedOut as error:
+            context.engine.cancel(context.tracker)
+            return None, error
+        except Exception as error:  # noqa: BLE001 - the flow's failure is its state
+            return None, error
+        finally:
+            current_logger.reset(logger_token)
+            current_flow.reset(token)
+
+    def _cancelled(self, context: FlowContext) -> None:
+        """Ctrl-C: cancel what is pending, stop what runs, free memory, say what did not finish."""
+        _exit_on_second_interrupt()
+        context.engine.cancel(context.tracker)
+        flow_run = context.flow_run
+        unfinished = [run for run in flow_run.task_runs if not run.state.is_final() or run.state.is_cancelled()]
+        flow_run.state = Cancelled(f"Flow run was interrupted; {len(unfinished)} task run(s) did not finish.")
+        flow_run.end_time = time.time()
+        FLOW_LOGGER.error(f"Flow run '{flow_run.name}' - Interrupted: {len(unfinished)} of "
+                          f"{len(flow_run.task_runs)} task runs did not finish; workers stopped")
+        context.observer.flow_finished(flow_run)
+        _close(context)
+
+    def _make_runner(self) -> Runner:
+        runner = self.task_runner
+        if runner is None:
+            return ProcessPoolTaskRunner()
+        return runner() if isinstance(runner, type) else runner
+
+    def _run_name(self, parameters: dict[str, Any]) -> str:
+        template = self.flow_run_name
+        if template is None:
+            return f"{random.choice(_ADJECTIVES)}-{random.choice(_ANIMALS)}"
+        if callable(template):
+            return str(template())
+        return template.format(**parameters)
+
+
+def final_state(value: Any, error: BaseException | None, runs: list[TaskRun]) -> State:
+    """Prefect 2's rule for a flow run's final state (see the module docstring)."""
+    if error is not None:
+        if isinstance(error, FlowTimedOut):
+            return Failed(error, message=f"Flow run exceeded its timeout: {error}", name="TimedOut")
+        return Failed(error, message=f"Flow run encountered an exception: {describe_error(error)}")
+    if value is None:
+        states = [run.state for run in runs]
+    else:
+        states = _returned_states(value)
+        if states is None:
+            return Completed(value)
+    data = _resolve_return(value)
+    not_completed = [state for state in states if not state.is_completed()]
+    if not not_completed:
+        return Completed(data, message="All states completed.")
+    if all(state.is_cancelled() for state in not_completed):
+        return State(StateType.CANCELLED, "Cancelled", f"{len(not_completed)}/{len(states)} states cancelled.",
+                     not_completed[0].result(raise_on_failure=False))
+    return Failed(not_completed[0].result(raise_on_failure=False),
+                  message=f"{len(not_completed)}/{len(states)} states failed.")
+
+
+def _returned_states(value: Any) -> list[State] | None:
+    """States of the futures and states in a return value; None when there are none."""
+    found: list[State] = []
+
+    def visit(item: Any) -> None:
+        if isinstance(item, TaskFuture):
+            found.append(item.state)
+        elif isinstance(item, State):
+            found.append(item)
+        elif isinstance(item, (allow_failure, quote)):
+            visit(item.value)
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                visit(key)
+                visit(inner)
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            for inner in item:
+                visit(inner)
+
+    visit(value)
+    return found or None
+
+
+def _resolve_return(value: Any) -> Any:
+    """Futures and states in the return value become their results (failures: the exception)."""
+    if isinstance(value, State):
+        return value.result(raise_on_failure=False)
+    if isinstance(value, TaskFuture):
+        return value.state.result(raise_on_failure=False)
+    if isinstance(value, (list, tuple, set, frozenset, dict)):
+        return substitute(_states_to_values(value))
+    return value
+
+
+def _states_to_values(value: Any) -> Any:
+    if isinstance(value, State):
+        return value.result(raise_on_failure=False)
+    if isinstance(value, TaskFuture) and not value.state.is_completed():
+        return value.state.result(raise_on_failure=False)
+    if isinstance(value, dict):
+        return {_states_to_values(k): _states_to_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_states_to_values(item) for item in value]
+        return items if isinstance(value, list) else type(value)(items) if not hasattr(value, "_fields") \
+            else type(value)(*items)
+    return value
+
+
+def _raise_for(state: State, flow_run: FlowRun) -> Any:
+    error = state.result(raise_on_failure=False)
+    raise error
+
+
+def _close(context: FlowContext) -> None:
+    context.engine.close_flow(context.tracker)
+    if context.owns_engine:
+        context.engine.stop()
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    timer = threading.Timer(seconds, interrupt_thread, (threading.get_ident(), FlowTimedOut))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+@contextlib.contextmanager
+def _interrupts_become_keyboard_interrupt(outermost: bool) -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C while an outermost flow runs in the main thread."""
+    if not outermost or threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _exit_on_second_interrupt() -> None:
+    if threading.current_thread() is threading.main_thread():
+        def exit_now(signum: int, frame: Any) -> None:
+            os._exit(130)
+
+        signal.signal(signal.SIGINT, exit_now)
+        signal.signal(signal.SIGTERM, exit_now)
+
+
+def last_flow_run() -> FlowRun | None:
+    """The `FlowRun` of the most recent flow call in this process."""
+    return _last_flow_run
+
+
+@overload
+def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
+
+
+@overload
+def flow(*, name: str | None = None, task_runner: Runner | type | None = None, log_prints: bool = False,
+         flow_run_name: str | Callable[[], str] | None = None, timeout_seconds: float | None = None,
+         retries: int = 0, retry_delay_seconds: float = 0) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+
+
+def flow(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
+    """`@flow` or `@flow(task_runner=..., log_prints=True, ...)`."""
+    if __fn is not None:
+        return Flow(__fn, **options)
+    return lambda fn: Flow(fn, **options)
+
+
+_ADJECTIVES = ("amber", "bold", "brave", "calm", "clever", "cosmic", "crimson", "dapper", "eager", "fancy",
+               "gentle", "golden", "happy", "hidden", "jolly", "keen", "lively", "lucky", "mellow", "misty",
+               "nimble", "olive", "polite", "proud", "quick", "quiet", "rapid", "rustic", "shiny", "silent",
+               "smart", "snowy", "spry", "sunny", "swift", "tidy", "upbeat", "vivid", "witty", "zesty")
+_ANIMALS = ("aardvark", "badger", "beaver", "bison", "camel", "cheetah", "cobra", "coyote", "dingo", "dolphin",
+            "eagle", "falcon", "ferret", "gazelle", "gecko", "heron", "ibis", "jackal", "koala", "lemur",
+            "lynx", "marmot", "moose", "newt", "ocelot", "otter", "panda", "pelican", "puffin", "quail",
+            "raven", "salmon", "seal", "tapir", "toucan", "urchin", "walrus", "wombat", "yak", "zebra")

@@ -1,0 +1,139 @@
+"""`TaskFuture`, `FutureList`, `wait`, `as_completed`.
+
+A future is a view of one run's record: the engine writes the record's state, then
+wakes waiters through the `Waiter` shared by every future of the flow run (one
+condition, not one lock per future: 100 000 futures stay cheap). Callbacks run
+outside the lock, in the engine's thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable, Generic, NamedTuple, TypeVar
+
+from .records import TaskRun
+from .shm import ResultRef, load_value
+from .states import State, is_terminal
+
+R = TypeVar("R")
+
+
+class Waiter:
+    """One condition for all futures of a flow run, and their done-callbacks."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.callbacks: dict[int, list[tuple[Callable[[TaskFuture], None], TaskFuture]]] = {}
+
+
+class TaskFuture(Generic[R]):
+    """What `.submit()` returns: the handle of one task run."""
+
+    __slots__ = ("task_run", "_waiter", "__weakref__")
+
+    def __init__(self, task_run: TaskRun, waiter: Waiter) -> None:
+        self.task_run = task_run
+        self._waiter = waiter
+
+    @property
+    def state(self) -> State:
+        return self.task_run.state
+
+    @property
+    def task_run_id(self) -> int:
+        return self.task_run.id
+
+    def done(self) -> bool:
+        return is_terminal(self.task_run.state)
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self.done():
+            return
+        with self._waiter.condition:
+            self._waiter.condition.wait_for(self.done, timeout)
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
+        self.wait(timeout)
+        if not self.done():
+            raise TimeoutError(f"task run {self.task_run.name!r} did not finish within {timeout} s")
+        return self.task_run.state.result(raise_on_failure=raise_on_failure)
+
+    def add_done_callback(self, fn: Callable[[TaskFuture], None]) -> None:
+        with self._waiter.condition:
+            if not self.done():
+                self._waiter.callbacks.setdefault(self.task_run.id, []).append((fn, self))
+                return
+        fn(self)
+
+    def reduce_for_worker(self) -> tuple:
+        """How this future pickles as a call argument: as its result, by reference."""
+        state = self.task_run.state
+        if not is_terminal(state):
+            raise RuntimeError(f"task run {self.task_run.name!r} is not finished; it cannot be an argument yet")
+        data = state.data
+        if state.is_completed() and isinstance(data, ResultRef) and not data.loaded:
+            return (load_value, (data.data, data.segment, data.spans))
+        value = state.result(raise_on_failure=False)  # an allow_failure upstream passes its exception
+        return (_identity, (value,))
+
+    def __repr__(self) -> str:
+        return f"TaskFuture({self.task_run.name!r}, state={self.task_run.state!r})"
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+PrefectFuture = TaskFuture
+
+
+class FutureList(list):
+    """What `.map()` returns: a list of futures with `.result()` and `.wait()`."""
+
+    def wait(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for future in self:
+            future.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[Any]:
+        self.wait(timeout)
+        return [future.result(0 if timeout is not None else None, raise_on_failure) for future in self]
+
+
+PrefectFutureList = FutureList
+
+
+class DoneAndNotDoneFutures(NamedTuple):
+    done: set
+    not_done: set
+
+
+def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> DoneAndNotDoneFutures:
+    """Wait for all futures, at most `timeout` seconds; returns `(done, not_done)`."""
+    futures = list(futures)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for future in futures:
+        future.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    done = {future for future in futures if future.done()}
+    return DoneAndNotDoneFutures(done, set(futures) - done)
+
+
+def as_completed(futures: Iterable[TaskFuture], timeout: float | None = None) -> Iterator[TaskFuture]:
+    """Yield futures as they finish; `TimeoutError` if some are not done in time."""
+    pending = set(futures)
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    for future in pending:
+        future.add_done_callback(finished.put)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while pending:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        try:
+            future = finished.get(timeout=None if remaining is None else max(0.0, remaining))
+        except queue.Empty:
+            raise TimeoutError(f"{len(pending)} (of {len(pending)}) futures unfinished after {timeout} s") from None
+        pending.discard(future)
+        yield future
+

@@ -1,0 +1,58 @@
+"""The only things that cross between parent and workers: small frozen messages.
+
+`Batch` goes to a worker (several ready runs, each function pickled once per batch and
+loaded once per worker); a list of `Outcome` comes back, one per run. Never futures,
+locks, tasks or flows.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from .shm import Segment
+
+
+class Status(str, enum.Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CRASHED = "crashed"
+    LOST = "lost"  # in flight when another run crashed the pool: run it again, no retry spent
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    run_id: int
+    run_name: str
+    task_name: str
+    fn_key: str
+    timeout: float | None
+    log_prints: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    owner_pid: int
+    board_dir: str
+    threshold: int
+    functions: dict[str, bytes]
+    items: tuple[WorkItem, ...]
+    arguments: tuple[bytes, ...]  # one pickled (args, kwargs) per item
+    lent: tuple[Segment, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    run_id: int
+    status: Status
+    value: Any = None  # the result (in-process runners) or a ResultRef (processes)
+    error: Any = None  # the exception, or its pickle when it crossed from a worker
+    error_text: str = ""  # the worker's traceback text
+    start: float = 0.0
+    end: float = 0.0
+    worker: int | str | None = None
+    logs: tuple[tuple[int, str], ...] = ()
+    transfer: float = 0.0

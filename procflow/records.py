@@ -1,0 +1,105 @@
+"""`FlowRun` and `TaskRun`: what a run was, for users, the console, graphs and benchmarks.
+
+A `TaskRun` is one small slotted record per run (100 000 runs must stay cheap). Times
+are `time.time()` seconds, comparable across worker processes on one machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .graph import FlowRunGraph, write_timeline_html
+from .states import Pending, State
+
+EdgeKind = Literal["data", "wait_for"]
+
+
+@dataclass(slots=True, eq=False)
+class TaskRun:
+    id: int
+    name: str
+    task_name: str
+    flow_run_name: str
+    state: State = field(default_factory=Pending)
+    upstream: list[tuple[int, EdgeKind]] = field(default_factory=list)
+    worker: int | str | None = None
+    attempts: int = 0
+    created_time: float = 0.0
+    ready_time: float | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    transfer_seconds: float = 0.0
+    map_group: int | None = None
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds spent waiting for upstreams, queued while ready, moving data, running."""
+        ready = self.ready_time if self.ready_time is not None else self.created_time
+        start = self.start_time if self.start_time is not None else ready
+        end = self.end_time if self.end_time is not None else start
+        return {
+            "waiting": max(0.0, ready - self.created_time),
+            "queued": max(0.0, start - ready - self.transfer_seconds),
+            "transfer": self.transfer_seconds,
+            "running": max(0.0, end - start),
+        }
+
+    def __repr__(self) -> str:
+        return f"TaskRun(id={self.id}, name={self.name!r}, state={self.state!r})"
+
+
+@dataclass(slots=True, eq=False)
+class FlowRun:
+    name: str
+    flow_name: str
+    state: State = field(default_factory=Pending)
+    task_runs: list[TaskRun] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    start_time: float = 0.0
+    end_time: float | None = None
+    parent: FlowRun | None = None
+
+    @property
+    def graph(self) -> FlowRunGraph:
+        return FlowRunGraph(self.task_runs)
+
+    def timeline_html(self, path: str) -> str:
+        """Write a self-contained HTML timeline (a row per worker, a bar per run)."""
+        return write_timeline_html(self, path)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Timings per task name: count, run time total/p50/p95, overhead (benchmarks)."""
+        by_task: dict[str, list[TaskRun]] = {}
+        for run in self.task_runs:
+            by_task.setdefault(run.task_name, []).append(run)
+        rows = []
+        for task_name, runs in by_task.items():
+            timings = [run.timings for run in runs]
+            running = sorted(t["running"] for t in timings)
+            overhead = [t["queued"] + t["transfer"] for t in timings]
+            rows.append(
+                {
+                    "task": task_name,
+                    "count": len(runs),
+                    "completed": sum(run.state.is_completed() for run in runs),
+                    "run_total_s": sum(running),
+                    "run_p50_s": _percentile(running, 0.50),
+                    "run_p95_s": _percentile(running, 0.95),
+                    "wait_total_s": sum(t["waiting"] for t in timings),
+                    "overhead_total_s": sum(overhead),
+                    "overhead_mean_s": statistics.fmean(overhead) if overhead else 0.0,
+                }
+            )
+        return rows
+
+    def __repr__(self) -> str:
+        return f"FlowRun(name={self.name!r}, state={self.state!r}, task_runs={len(self.task_runs)})"
+
+
+def _percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, int(round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index]

@@ -1,0 +1,100 @@
+"""One walk over call arguments: the futures in them, at any depth, and `substitute()`.
+
+Futures may sit in lists, tuples, sets, dict keys and values, and dataclass fields;
+each one found is a "data" dependency. `quote(x)` is not looked into. Arrays, bytes
+and other leaves are never walked, so a large argument costs nothing here.
+
+In-process runners call `substitute()` to replace futures by their results just before
+the call; the process runner never walks again: it pickles futures as result
+references (`pickling.ArgumentPickler`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+from .annotations import allow_failure, quote, unmapped
+from .futures import TaskFuture
+
+_LEAVES = frozenset({int, float, str, bytes, bool, type(None), complex, bytearray, range})
+_SEQUENCES = (list, tuple, set, frozenset)
+
+# (future, its failure is allowed)
+Found = list[tuple[TaskFuture, bool]]
+
+
+def collect(value: Any, found: Found, allowed: bool = False) -> bool:
+    """Append the futures inside `value` to `found`; True when substitution is needed."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return False
+    if kind is TaskFuture:
+        found.append((value, allowed))
+        return True
+    if kind is allow_failure:
+        collect(value.value, found, True)
+        return True
+    if kind is quote:
+        return True
+    if kind is unmapped:
+        return collect(value.value, found, allowed)
+    if isinstance(value, dict):
+        marked = False
+        for key, item in value.items():
+            marked = collect(key, found, allowed) | collect(item, found, allowed) | marked
+        return marked
+    if isinstance(value, _SEQUENCES):
+        marked = False
+        for item in value:
+            marked = collect(item, found, allowed) | marked
+        return marked
+    if is_dataclass(value) and not isinstance(value, type):
+        marked = False
+        for field in fields(value):
+            marked = collect(getattr(value, field.name), found, allowed) | marked
+        return marked
+    return False
+
+
+def substitute(value: Any) -> Any:
+    """`value` with every future replaced by its result and annotations unwrapped."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    if kind is TaskFuture:
+        return value.task_run.state.result()
+    if kind is allow_failure:
+        inner = value.value
+        if type(inner) is TaskFuture:
+            return inner.task_run.state.result(raise_on_failure=False)
+        return substitute(inner)
+    if kind is quote:
+        return value.value
+    if kind is unmapped:
+        return substitute(value.value)
+    if isinstance(value, dict):
+        return type(value)((substitute(key), substitute(item)) for key, item in value.items()) \
+            if type(value) is dict else _rebuild_mapping(value)
+    if isinstance(value, list):
+        return [substitute(item) for item in value]
+    if isinstance(value, tuple):
+        items = [substitute(item) for item in value]
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    if isinstance(value, (set, frozenset)):
+        return type(value)(substitute(item) for item in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        clone = copy.copy(value)
+        for field in fields(value):
+            object.__setattr__(clone, field.name, substitute(getattr(value, field.name)))
+        return clone
+    return value
+
+
+def _rebuild_mapping(value: dict) -> dict:
+    clone = copy.copy(value)
+    clone.clear()
+    for key, item in value.items():
+        clone[substitute(key)] = substitute(item)
+    return clone

@@ -1,0 +1,148 @@
+"""Run-scoped logging: `get_run_logger()`, and `print()` turned into log records.
+
+The current run is a context variable, set by whoever executes the run (a worker
+process, a thread of the thread runner, or the flow itself). Each run has a `LogSink`:
+in the parent it logs at once; in a worker process it collects lines that travel back
+with the run's outcome and are logged by the parent.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import logging
+import sys
+import threading
+from typing import Callable
+
+FLOW_LOGGER = logging.getLogger("procflow.flow_runs")
+TASK_LOGGER = logging.getLogger("procflow.task_runs")
+
+Emit = Callable[[int, str], None]
+
+
+class RunLogger:
+    """The logger `get_run_logger()` returns: records name the run they come from."""
+
+    def __init__(self, emit: Emit, name: str) -> None:
+        self._emit = emit
+        self.name = name
+
+    def log(self, level: int, msg: object, *args: object) -> None:
+        text = str(msg) % args if args else str(msg)
+        self._emit(level, text)
+
+    def debug(self, msg: object, *args: object) -> None:
+        self.log(logging.DEBUG, msg, *args)
+
+    def info(self, msg: object, *args: object) -> None:
+        self.log(logging.INFO, msg, *args)
+
+    def warning(self, msg: object, *args: object) -> None:
+        self.log(logging.WARNING, msg, *args)
+
+    def error(self, msg: object, *args: object) -> None:
+        self.log(logging.ERROR, msg, *args)
+
+    def critical(self, msg: object, *args: object) -> None:
+        self.log(logging.CRITICAL, msg, *args)
+
+    def exception(self, msg: object, *args: object) -> None:
+        import traceback
+
+        self.log(logging.ERROR, f"{msg}\n{traceback.format_exc().rstrip()}", *args)
+
+
+current_logger: contextvars.ContextVar[RunLogger | None] = contextvars.ContextVar("procflow_run_logger", default=None)
+
+
+def get_run_logger() -> RunLogger:
+    """A logger bound to the current task or flow run."""
+    logger = current_logger.get()
+    if logger is None:
+        raise RuntimeError(
+            "get_run_logger() was called outside of a flow or task run: there is no run to name "
+            "in the records; call it inside a @flow or @task function"
+        )
+    return logger
+
+
+def task_emitter(run_name: str) -> Emit:
+    prefix = f"Task run '{run_name}' - "
+    return lambda level, text: TASK_LOGGER.log(level, prefix + text)
+
+
+def flow_emitter(run_name: str) -> Emit:
+    prefix = f"Flow run '{run_name}' - "
+    return lambda level, text: FLOW_LOGGER.log(level, prefix + text)
+
+
+class _LineWriter(io.TextIOBase):
+    """A text stream that emits one INFO record per printed line."""
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._emit(logging.INFO, line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial:
+            self._emit(logging.INFO, self._partial)
+            self._partial = ""
+
+
+class _ThreadRoutedStdout(io.TextIOBase):
+    """sys.stdout replacement that sends each thread's prints to that thread's run."""
+
+    def __init__(self, original) -> None:  # noqa: ANN001 - any text stream
+        self.original = original
+        self.local = threading.local()
+
+    def _target(self):  # noqa: ANN202
+        return getattr(self.local, "writer", None) or self.original
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def fileno(self) -> int:
+        return self.original.fileno()
+
+    def isatty(self) -> bool:
+        return self.original.isatty()
+
+
+_route_lock = threading.Lock()
+
+
+class capture_prints:  # noqa: N801 - used as a context manager
+    """Within the block, this thread's `print()` becomes log records of `emit`."""
+
+    def __init__(self, emit: Emit) -> None:
+        self._writer = _LineWriter(emit)
+
+    def __enter__(self) -> None:
+        with _route_lock:
+            if not isinstance(sys.stdout, _ThreadRoutedStdout):
+                sys.stdout = _ThreadRoutedStdout(sys.stdout)
+            self._router = sys.stdout
+        self._previous = getattr(self._router.local, "writer", None)
+        self._router.local.writer = self._writer
+
+    def __exit__(self, *exc: object) -> None:
+        self._writer.flush()
+        self._router.local.writer = self._previous

@@ -1,0 +1,1 @@
+"""Task runners: where ready runs execute."""

@@ -1,0 +1,54 @@
+"""The `Runner` protocol: runners only execute ready runs; the engine decides what is ready.
+
+A runner gets `Call`s (a run with its function and arguments, futures still inside)
+and reports `Outcome`s through the `sink` the engine gave it, from any thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from ..messages import Outcome
+from ..states import LazyResult
+
+Sink = Callable[[list[Outcome]], None]
+
+
+@dataclass(slots=True)
+class Call:
+    run_id: int
+    run_name: str
+    task_name: str
+    fn: Callable[..., Any]
+    args: tuple
+    kwargs: dict
+    needs_substitution: bool  # futures or annotations inside the arguments
+    timeout: float | None
+    log_prints: bool
+
+
+class Runner(Protocol):
+    name: str
+    depth_first: bool  # False: ready runs go in submission order
+    interrupt_grace: float  # seconds between a run's deadline and `interrupt()`
+
+    def start(self, sink: Sink) -> None: ...
+
+    def capacity(self) -> int:
+        """How many more runs it takes now."""
+
+    def submit(self, calls: list[Call]) -> None: ...
+
+    def interrupt(self, run_id: int, timeout: float) -> float | None:
+        """A run is past its deadline: stop it; or say in how many seconds to ask again."""
+
+    def cancel_running(self) -> None:
+        """Ctrl-C: stop every running run now (their outcomes say CANCELLED)."""
+
+    def release(self, result: LazyResult) -> None:
+        """Nobody needs this result any more (free its storage)."""
+
+    def busy_workers(self) -> int: ...
+
+    def shutdown(self) -> None: ...

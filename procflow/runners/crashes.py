@@ -1,0 +1,122 @@
+"""Which run a dead worker was running, and how to say why it died.
+
+Each worker keeps a tiny scoreboard file (`worker.BOARD_FORMAT`: run id, start time)
+in a directory owned by the parent. When loky reports a broken pool it fails the
+pending futures *before* it kills the surviving workers (loky
+`_ExecutorManagerThread.terminate_broken`), so at that moment the dead worker is the
+only one gone, and its scoreboard names the one run to charge the crash to. A
+`WorkerWatch` thread samples worker memory, for "probably out of memory".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import struct
+import tempfile
+import threading
+
+import psutil
+
+from ..worker import BOARD_FORMAT, BOARD_SIZE
+
+BOARD_PREFIX = "procflow-boards-"
+
+
+class WorkerBoards:
+    """The scoreboard directory of one parent process."""
+
+    def __init__(self, owner_pid: int) -> None:
+        self.dir = os.path.join(tempfile.gettempdir(), f"{BOARD_PREFIX}{owner_pid}")
+        os.makedirs(self.dir, exist_ok=True)
+
+    def read(self) -> dict[int, tuple[int, float]]:
+        """worker pid -> (run id, start time); run id 0 when idle."""
+        boards = {}
+        for entry in os.listdir(self.dir):
+            try:
+                with open(os.path.join(self.dir, entry), "rb") as file:
+                    data = file.read(BOARD_SIZE)
+            except FileNotFoundError:
+                continue
+            if len(data) == BOARD_SIZE and entry.isdigit():
+                boards[int(entry)] = struct.unpack(BOARD_FORMAT, data)
+        return boards
+
+    def dead_workers(self) -> dict[int, tuple[int, float]]:
+        """Workers whose process is gone, with what they ran; their boards are removed."""
+        dead = {pid: board for pid, board in self.read().items() if not _alive(pid)}
+        for pid in dead:
+            self.forget(pid)
+        return dead
+
+    def forget(self, pid: int) -> None:
+        try:
+            os.unlink(os.path.join(self.dir, str(pid)))
+        except FileNotFoundError:
+            pass
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def sweep_dead_boards() -> None:
+    """Remove scoreboard directories of parents that died without cleaning up."""
+    root = tempfile.gettempdir()
+    for entry in os.listdir(root):
+        owner = entry[len(BOARD_PREFIX):]
+        if entry.startswith(BOARD_PREFIX) and owner.isdigit() and not psutil.pid_exists(int(owner)):
+            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class WorkerWatch:
+    """Samples each worker's RSS twice a second, to report it when the worker dies."""
+
+    INTERVAL = 0.5
+
+    def __init__(self, boards: WorkerBoards) -> None:
+        self.boards = boards
+        self.last_rss: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="procflow-worker-watch", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.INTERVAL):
+            for pid in list(self.boards.read()):
+                try:
+                    self.last_rss[pid] = psutil.Process(pid).memory_info().rss
+                except psutil.Error:
+                    pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def describe_crash(run_name: str, pid: int, exitcode: int | None, last_rss: int | None) -> str:
+    """`Worker process 4242 running task run 'boom-0' died: killed by signal SIGKILL (-9) ...`"""
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = f"killed by signal {signal.Signals(-exitcode).name} ({exitcode})"
+        except ValueError:
+            how = f"killed by signal {-exitcode}"
+    elif exitcode is not None:
+        how = f"exited with code {exitcode}"
+    else:
+        how = "ended unexpectedly"
+    message = f"Worker process {pid} running task run '{run_name}' died: {how}."
+    if last_rss:
+        message += f" Its last RSS was {last_rss / 2**20:.0f} MiB"
+        total = psutil.virtual_memory().total
+        if exitcode == -signal.SIGKILL and last_rss > 0.5 * total:
+            message += f" of {total / 2**30:.0f} GiB: probably out of memory (the kernel's OOM killer)"
+        message += "."
+    return message

@@ -1,0 +1,354 @@
+"""`ProcessPoolTaskRunner`: ready runs go to a loky reusable pool, in batches.
+
+    engine --calls--> submit(): pickle each run's arguments (futures become result
+                      references), group runs into batches, lend pooled segments
+           loky pool: worker.run_batch(batch) -> [Outcome]
+    loky thread --> _on_done(): decode errors, give unused segments back, or charge
+                    a crash to the one run that was in the dead worker -> sink
+
+Batches: tiny runs travel several to a message (sized so one message holds about
+`TARGET_BATCH_SECONDS` of work), slow or unknown runs one per message, and at most
+`MESSAGES_PER_WORKER` messages per worker are in flight, so the engine's depth-first
+order still decides what runs next. Functions are pickled once per runner and loaded
+once per worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import itertools
+import os
+import pickle
+import signal
+import threading
+import time
+import uuid
+import weakref
+from typing import Any, Callable
+
+import cloudpickle
+import psutil
+from loky import get_reusable_executor
+from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
+
+from ..futures import TaskFuture
+from ..messages import Batch, Outcome, Status, WorkItem
+from ..pickling import dumps_plain, dumps_with_futures, find_unpicklable
+from ..shm import ResultRef, SegmentPool, owned_segments, sweep_dead_owners, unlink
+from ..states import LazyResult, RemoteError, RemoteTraceback
+from ..worker import run_batch, start_worker
+from .base import Call, Sink
+from .crashes import WorkerBoards, WorkerWatch, describe_crash, sweep_dead_boards
+
+THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+# The reusable pool's companions, for the life of this process: freed segments to
+# reuse, and the once-per-process sweep of what dead parents left behind.
+SEGMENT_POOL = SegmentPool()
+_swept = False
+
+
+def default_workers() -> int:
+    """`PROCFLOW_MAX_WORKERS`, else the number of physical cores."""
+    override = os.environ.get("PROCFLOW_MAX_WORKERS")
+    if override:
+        return max(1, int(override))
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+class ProcessPoolTaskRunner:
+    """Runs tasks in a reusable pool of worker processes (the default runner)."""
+
+    name = "process"
+    depth_first = True
+    interrupt_grace = 1.0
+    MESSAGES_PER_WORKER = 2
+    MAX_BATCH = 512
+    TARGET_BATCH_SECONDS = 0.005
+    IDLE_WORKER_SECONDS = 300
+
+    def __init__(self, max_workers: int | None = None, shm_threshold_bytes: int = 1 << 20,
+                 max_tasks_per_worker: int | None = None, worker_env: dict[str, str] | None = None,
+                 initializer: Callable[..., Any] | None = None, initargs: tuple = ()) -> None:
+        self.max_workers = max_workers or default_workers()
+        self.shm_threshold_bytes = shm_threshold_bytes
+        self.max_tasks_per_worker = max_tasks_per_worker
+        self.worker_env = worker_env
+        self.initializer = initializer
+        self.initargs = initargs
+        self._lock = threading.Lock()
+        self._executor = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self, sink: Sink) -> None:
+        global _swept
+        if not _swept:
+            sweep_dead_owners()
+            sweep_dead_boards()
+            _swept = True
+        self._sink = sink
+        self._owner = os.getpid()
+        self._boards = WorkerBoards(self._owner)
+        self._watch = WorkerWatch(self._boards)
+        self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple]] = {}
+        self._batch_ids = itertools.count()
+        self._fn_keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._fn_blobs: dict[str, bytes] = {}
+        self._seconds_per_run: float | None = None
+        self._result_sizes: dict[str, int] = {}
+        self._known_segments: set[str] = set()
+        self._runs_per_worker: dict[int, int] = {}
+        self._recycle = False
+        self._crashes: dict[int, dict[int, str]] = {}  # broken-pool error id -> run id -> message
+        self._timed_out: set[int] = set()
+        self._executor = self._get_executor()
+
+    def _get_executor(self):
+        env = self._thread_limits()
+        env.update(self.worker_env or {})
+        return get_reusable_executor(
+            max_workers=self.max_workers, timeout=self.IDLE_WORKER_SECONDS, env=env,
+            initializer=start_worker, initargs=(os.getpid(), self.initializer, self.initargs),
+        )
+
+    def _thread_limits(self) -> dict[str, str]:
+        threads = str(max(1, (os.cpu_count() or 1) // self.max_workers))
+        return {name: threads for name in THREAD_LIMIT_VARS}
+
+    def shutdown(self) -> None:
+        """End of a flow run: the pool stays warm for the next one."""
+        if self._executor is None:
+            return
+        self._watch.stop()
+        self._sweep_orphans()
+
+    # -- dispatch -----------------------------------------------------------------
+
+    def capacity(self) -> int:
+        with self._lock:
+            free = self.max_workers * self.MESSAGES_PER_WORKER - len(self._batches)
+            idle = not self._batches
+        if self._recycle:
+            if not idle:
+                return 0
+            self._restart_pool()
+        return max(0, free) * self._batch_size()
+
+    def _batch_size(self) -> int:
+        if self._seconds_per_run is None:
+            return 1
+        return max(1, min(self.MAX_BATCH, int(self.TARGET_BATCH_SECONDS / max(self._seconds_per_run, 1e-7))))
+
+    def submit(self, calls: list[Call]) -> None:
+        with self._lock:
+            free = max(1, self.max_workers * self.MESSAGES_PER_WORKER - len(self._batches))
+        timed = [call for call in calls if call.timeout is not None]
+        untimed = [call for call in calls if call.timeout is None]
+        size = -(-len(untimed) // free) if untimed else 1
+        groups = [untimed[i:i + size] for i in range(0, len(untimed), size)] + [[call] for call in timed]
+        for group in groups:
+            self._send(group)
+
+    def _send(self, group: list[Call]) -> None:
+        items, arguments, functions, failures = [], [], {}, []
+        for call in group:
+            try:
+                arguments.append(self._pickle_arguments(call))
+                key = self._function_key(call)
+            except Exception as error:  # noqa: BLE001 - that run fails, the others go
+                failures.append(Outcome(call.run_id, Status.FAILED, error=error))
+                continue
+            functions[key] = self._fn_blobs[key]
+            items.append(WorkItem(call.run_id, call.run_name, call.task_name, key, call.timeout, call.log_prints))
+        if failures:
+            self._sink(failures)
+        if not items:
+            return
+        lent = tuple(filter(None, (SEGMENT_POOL.lend(self._result_sizes[item.fn_key])
+                                   for item in items if item.fn_key in self._result_sizes)))
+        batch = Batch(self._owner, self._boards.dir, self.shm_threshold_bytes, functions, tuple(items),
+                      tuple(arguments), lent)
+        batch_id = next(self._batch_ids)
+        with self._lock:
+            self._batches[batch_id] = (batch.items, lent)
+        try:
+            future = self._executor.submit(run_batch, batch)
+        except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
+            self._executor = self._get_executor()  # a crash broke the last one: loky builds a new pool
+            future = self._executor.submit(run_batch, batch)
+        future.add_done_callback(functools.partial(self._on_done, batch_id))
+
+    def _pickle_arguments(self, call: Call) -> bytes:
+        payload = (call.args, call.kwargs)
+        try:
+            if call.needs_substitution:
+                return dumps_with_futures(payload, TaskFuture, TaskFuture.reduce_for_worker)
+            return dumps_plain(payload)
+        except Exception as error:
+            where = find_unpicklable(call.args, "args") if _fails(call.args) else find_unpicklable(call.kwargs, "kwargs")
+            raise TypeError(f"task run {call.run_name!r}: an argument cannot be pickled for a worker "
+                            f"process: {where}. Use ThreadPoolTaskRunner for unpicklable "
+                            f"arguments") from error
+
+    def _function_key(self, call: Call) -> str:
+        fn = call.fn
+        key = self._fn_keys.get(fn)
+        if key is None:
+            key = self._fn_keys[fn] = uuid.uuid4().hex
+            try:
+                self._fn_blobs[key] = cloudpickle.dumps(fn, protocol=5)
+            except Exception as error:
+                raise TypeError(f"task {call.task_name!r}: its function cannot be pickled: {error}") from error
+        return key
+
+    # -- completion (loky's thread) ------------------------------------------------
+
+    def _on_done(self, batch_id: int, future) -> None:  # noqa: ANN001 - a loky future
+        with self._lock:
+            items, lent = self._batches.pop(batch_id)
+        error = future.exception()
+        if error is None:
+            outcomes = [self._received(outcome) for outcome in future.result()]
+        else:
+            outcomes = self._lost_batch(items, error)
+        used = {o.value.segment.name for o in outcomes if isinstance(o.value, ResultRef) and o.value.segment}
+        for segment in lent:
+            if segment.name not in used:
+                SEGMENT_POOL.give_back(segment)
+        self._sink(outcomes)
+
+    def _received(self, outcome: Outcome) -> Outcome:
+        worker = outcome.worker
+        count = self._runs_per_worker[worker] = self._runs_per_worker.get(worker, 0) + 1
+        if self.max_tasks_per_worker and count >= self.max_tasks_per_worker:
+            self._recycle = True
+        elapsed = outcome.end - outcome.start + outcome.transfer
+        self._seconds_per_run = elapsed if self._seconds_per_run is None \
+            else 0.8 * self._seconds_per_run + 0.2 * elapsed
+        ref = outcome.value
+        if isinstance(ref, ResultRef) and ref.segment is not None:
+            self._known_segments.add(ref.segment.name)
+        if outcome.error is None:
+            return outcome
+        return Outcome(outcome.run_id, outcome.status, None, _decode_error(outcome.error, outcome.error_text),
+                       outcome.error_text, outcome.start, outcome.end, worker, outcome.logs, outcome.transfer)
+
+    def _lost_batch(self, items: tuple[WorkItem, ...], error: BaseException) -> list[Outcome]:
+        if isinstance(error, ShutdownExecutorError):
+            return [Outcome(item.run_id, Status.CANCELLED) for item in items]
+        if not isinstance(error, BrokenProcessPool):
+            return [Outcome(item.run_id, Status.FAILED, error=error) for item in items]
+        crashed = self._crash_victims(error, items)
+        outcomes = []
+        for item in items:
+            if item.run_id in self._timed_out:
+                self._timed_out.discard(item.run_id)
+                outcomes.append(Outcome(item.run_id, Status.TIMED_OUT, error=TimeoutError(
+                    f"Task run {item.run_name!r} exceeded timeout_seconds={item.timeout} and did not stop; "
+                    "its worker process was killed and replaced")))
+            elif item.run_id in crashed:
+                outcomes.append(Outcome(item.run_id, Status.CRASHED, error_text=crashed[item.run_id]))
+            else:
+                outcomes.append(Outcome(item.run_id, Status.LOST))
+        return outcomes
+
+    def _crash_victims(self, error: BaseException, items: tuple[WorkItem, ...]) -> dict[int, str]:
+        """run id -> crash message; worked out once per broken pool, before loky kills the rest."""
+        key = id(error)
+        if key not in self._crashes:
+            names = {item.run_id: item.run_name for item in items}
+            processes = getattr(self._executor, "_processes", {}) or {}
+            victims = {}
+            for pid, (run_id, _) in self._boards.dead_workers().items():
+                if run_id:
+                    process = processes.get(pid)
+                    exitcode = process.exitcode if process is not None else None
+                    victims[run_id] = (pid, exitcode, self._watch.last_rss.get(pid))
+            self._crashes = {key: {run_id: describe_crash(names.get(run_id, f"#{run_id}"), *info)
+                                   for run_id, info in victims.items()}}
+        messages = self._crashes[key]
+        for item in items:  # runs of this batch not charged yet keep the generic message
+            if item.run_id in messages:
+                messages[item.run_id] = messages[item.run_id].replace(f"'#{item.run_id}'", repr(item.run_name))
+        return messages
+
+    # -- interrupts, cancellation, results -------------------------------------------
+
+    def interrupt(self, run_id: int, timeout: float) -> float | None:
+        """The run's own SIGALRM did not stop it: kill its worker (loky replaces it)."""
+        for pid, (running, started) in self._boards.read().items():
+            if running == run_id:
+                overdue = started + timeout + self.interrupt_grace - time.time()
+                if overdue > 0:
+                    return overdue  # it started late (queued behind other work)
+                self._timed_out.add(run_id)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                return None
+        return timeout  # not started yet: ask again later
+
+    def cancel_running(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, kill_workers=True)
+
+    def release(self, result: LazyResult) -> None:
+        if not isinstance(result, ResultRef) or result.segment is None:
+            return
+        self._known_segments.discard(result.segment.name)
+        if result.loaded:  # the parent maps it: a reused segment would change the user's value
+            unlink(result.segment.name)
+        else:
+            SEGMENT_POOL.give_back(result.segment)
+
+    def busy_workers(self) -> int:
+        return sum(1 for run_id, _ in self._boards.read().values() if run_id)
+
+    def _restart_pool(self) -> None:
+        """`max_tasks_per_worker`: new workers for all (loky cannot retire just one)."""
+        self._executor.shutdown(wait=True)
+        self._runs_per_worker.clear()
+        self._recycle = False
+        self._executor = self._get_executor()
+
+    def _sweep_orphans(self) -> None:
+        """Segments written by workers that died before reporting them."""
+        for name in owned_segments(self._owner):
+            worker = name.split("-")[2]
+            if name not in self._known_segments and not SEGMENT_POOL.holds(name) \
+                    and not psutil.pid_exists(int(worker, 36)):
+                unlink(name)
+
+
+def _decode_error(blob: Any, traceback_text: str) -> BaseException:
+    if isinstance(blob, BaseException):
+        return blob
+    try:
+        error = pickle.loads(blob)
+    except Exception:  # noqa: BLE001
+        first = traceback_text.strip().splitlines()[-1] if traceback_text.strip() else "Exception: unknown"
+        type_name, _, message = first.partition(": ")
+        error = RemoteError(type_name, message, traceback_text)
+    if traceback_text and error.__cause__ is None:
+        error.__cause__ = RemoteTraceback(traceback_text)
+    return error
+
+
+def _fails(value: Any) -> bool:
+    try:
+        cloudpickle.dumps(value)
+    except Exception:  # noqa: BLE001
+        return True
+    return False
+
+
+def _cleanup_at_exit() -> None:
+    SEGMENT_POOL.clear()
+    WorkerBoards(os.getpid()).remove()
+
+
+atexit.register(_cleanup_at_exit)

@@ -1,0 +1,117 @@
+"""Threads in the flow's process: `ThreadPoolTaskRunner` (I/O-bound work) and `SequentialTaskRunner`.
+
+Arguments are resolved in the worker thread (`resolve.substitute`), prints and run
+loggers log straight away, and a run past its timeout gets a `TimeoutError` raised in
+its thread (it fires when the thread next runs Python code).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from ..messages import Outcome, Status
+from ..resolve import substitute
+from ..runlog import task_emitter
+from ..states import LazyResult
+from ..worker import RunTimedOut, execute
+from .base import Call, Sink
+
+
+def interrupt_thread(thread_id: int, error: type[BaseException]) -> bool:
+    """Raise `error` in another thread at its next bytecode; False if it is gone."""
+    done = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(error))
+    return done == 1
+
+
+class ThreadPoolTaskRunner:
+    """Runs tasks on threads: same semantics as the process runner, for I/O-bound tasks."""
+
+    name = "thread"
+    depth_first = True
+    interrupt_grace = 0.0
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self._pool: ThreadPoolExecutor | None = None
+        self._sink: Sink | None = None
+        self._threads: dict[int, int] = {}  # run id -> thread id, while it runs
+        self._lock = threading.Lock()
+        self._in_flight = 0
+
+    def start(self, sink: Sink) -> None:
+        self._sink = sink
+        self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="procflow-task")
+
+    def capacity(self) -> int:
+        return self.max_workers - self._in_flight
+
+    def submit(self, calls: list[Call]) -> None:
+        with self._lock:
+            self._in_flight += len(calls)
+        for call in calls:
+            self._pool.submit(self._run, call)
+
+    def _run(self, call: Call) -> None:
+        with self._lock:
+            self._threads[call.run_id] = threading.get_ident()
+        try:
+            outcome = self._execute(call)
+        except RunTimedOut as error:  # raised between the call and our bookkeeping
+            outcome = Outcome(call.run_id, Status.TIMED_OUT, error=error, worker=threading.current_thread().name)
+        except KeyboardInterrupt:  # cancel_running()
+            outcome = Outcome(call.run_id, Status.CANCELLED, worker=threading.current_thread().name)
+        with self._lock:
+            self._threads.pop(call.run_id, None)
+            self._in_flight -= 1
+        self._sink([outcome])
+
+    def _execute(self, call: Call) -> Outcome:
+        emit = task_emitter(call.run_name)
+        try:
+            args, kwargs = (substitute(call.args), substitute(call.kwargs)) if call.needs_substitution \
+                else (call.args, call.kwargs)
+        except Exception as error:  # noqa: BLE001 - an upstream's stored result failed to load
+            return Outcome(call.run_id, Status.FAILED, error=error, worker=threading.current_thread().name)
+        status, value, error, start, end = execute(call.fn, args, kwargs, call.run_name, call.log_prints, emit)
+        return Outcome(call.run_id, status, value, error, start=start, end=end,
+                       worker=threading.current_thread().name)
+
+    def interrupt(self, run_id: int, timeout: float) -> float | None:
+        with self._lock:
+            thread_id = self._threads.get(run_id)
+        if thread_id is not None:
+            interrupt_thread(thread_id, RunTimedOut)
+        return None
+
+    def cancel_running(self) -> None:
+        with self._lock:
+            running = list(self._threads.values())
+        for thread_id in running:
+            interrupt_thread(thread_id, KeyboardInterrupt)
+
+    def release(self, result: LazyResult) -> None:
+        pass
+
+    def busy_workers(self) -> int:
+        return len(self._threads)
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+ConcurrentTaskRunner = ThreadPoolTaskRunner
+
+
+class SequentialTaskRunner(ThreadPoolTaskRunner):
+    """One run at a time, in submission order among ready runs, in the flow's process."""
+
+    name = "sequential"
+    depth_first = False
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)

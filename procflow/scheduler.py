@@ -1,0 +1,146 @@
+"""The dependency graph and the ready queue: a pure state machine.
+
+No threads, no pool, no I/O: the engine feeds it events and acts on what it returns, and
+tests drive it with plain integers. A run moves waiting -> ready -> running -> finished:
+
+    add(run, upstreams)   counts the upstreams not finished yet; 0 means ready
+    pop_ready(n)          ready -> running, best first
+    finish(run, ok)       running -> finished; each dependent's count drops by one and
+                          reaching 0 makes it ready; a failed upstream that the edge does
+                          not allow (no `allow_failure`) blocks the dependent instead,
+                          and that block spreads to the dependent's own dependents
+    requeue(run)          running -> ready again (a retry, or a run lost with its worker)
+
+Readiness by counters and successor lists, as `graphlib.TopologicalSorter.done`, but runs
+are added while others run. Order among ready runs is depth-first (runs made ready by a
+finish go before roots, so long pipelines drain and memory stays bounded) or plain
+submission order (the sequential runner).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Iterable
+
+# A blocked run and the upstream that did not complete.
+Blocked = tuple[int, int]
+
+
+@dataclass(slots=True)
+class SchedulerState:
+    remaining: dict[int, int] = field(default_factory=dict)  # waiting run -> unfinished upstreams
+    dependents: dict[int, list[tuple[int, bool]]] = field(default_factory=dict)  # run -> (dependent, blocks)
+    ready: list[tuple[int, int]] = field(default_factory=list)  # heap of (priority, run)
+    running: set[int] = field(default_factory=set)
+    completed: dict[int, bool] = field(default_factory=dict)  # finished run -> did it complete
+
+
+class Scheduler:
+    def __init__(self, depth_first: bool = True) -> None:
+        self.state = SchedulerState()
+        self._depth_first = depth_first
+
+    # -- events -------------------------------------------------------------------
+
+    def add(self, run: int, upstreams: Iterable[tuple[int, bool]] = ()) -> list[Blocked]:
+        """Register `run`; `upstreams` are (run id, its failure blocks this run) pairs.
+
+        Upstreams must be runs this scheduler knows. Returns the runs blocked by an
+        upstream that already finished without completing (`run` and nothing else).
+        """
+        state = self.state
+        unfinished = 0
+        for upstream, blocks in upstreams:
+            finished_ok = state.completed.get(upstream)
+            if finished_ok is None:
+                unfinished += 1
+                state.dependents.setdefault(upstream, []).append((run, blocks))
+            elif blocks and not finished_ok:
+                if unfinished:  # already registered with some upstreams: undo by marking blocked
+                    state.remaining[run] = unfinished
+                    return self._block(run, upstream)
+                state.completed[run] = False
+                return [(run, upstream)]
+        if unfinished:
+            state.remaining[run] = unfinished
+        else:
+            heapq.heappush(state.ready, (self._priority(run, from_finish=False), run))
+        return []
+
+    def pop_ready(self, limit: int) -> list[int]:
+        """Up to `limit` ready runs, now running."""
+        state = self.state
+        runs = []
+        while state.ready and len(runs) < limit:
+            runs.append(heapq.heappop(state.ready)[1])
+        state.running.update(runs)
+        return runs
+
+    def finish(self, run: int, ok: bool) -> list[Blocked]:
+        """`run` finished (completed when `ok`); returns the runs that became blocked."""
+        state = self.state
+        state.running.discard(run)
+        state.completed[run] = ok
+        return self._release(run, ok)
+
+    def requeue(self, run: int) -> None:
+        """A running run goes back to the front of the ready queue."""
+        self.state.running.discard(run)
+        heapq.heappush(self.state.ready, (-1, run))
+
+    def cancel_pending(self) -> list[int]:
+        """Every run not started yet (waiting or ready) is finished as not completed."""
+        state = self.state
+        pending = list(state.remaining) + [run for _, run in state.ready]
+        for run in pending:
+            state.completed[run] = False
+        state.remaining.clear()
+        state.ready.clear()
+        state.dependents.clear()
+        return pending
+
+    # -- queries ------------------------------------------------------------------
+
+    @property
+    def ready_count(self) -> int:
+        return len(self.state.ready)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting, ready or running."""
+        state = self.state
+        return not (state.remaining or state.ready or state.running)
+
+    # -- internals ----------------------------------------------------------------
+
+    def _priority(self, run: int, from_finish: bool) -> int:
+        if not self._depth_first:
+            return run
+        return 0 if from_finish else 1
+
+    def _release(self, run: int, ok: bool) -> list[Blocked]:
+        state = self.state
+        blocked: list[Blocked] = []
+        stack = [(run, ok)]
+        while stack:
+            upstream, upstream_ok = stack.pop()
+            for dependent, blocks in state.dependents.pop(upstream, ()):
+                if dependent not in state.remaining:
+                    continue  # blocked earlier by another upstream
+                if blocks and not upstream_ok:
+                    del state.remaining[dependent]
+                    state.completed[dependent] = False
+                    blocked.append((dependent, upstream))
+                    stack.append((dependent, False))
+                    continue
+                state.remaining[dependent] -= 1
+                if state.remaining[dependent] == 0:
+                    del state.remaining[dependent]
+                    heapq.heappush(state.ready, (self._priority(dependent, from_finish=True), dependent))
+        return blocked
+
+    def _block(self, run: int, upstream: int) -> list[Blocked]:
+        del self.state.remaining[run]
+        self.state.completed[run] = False
+        return [(run, upstream)]

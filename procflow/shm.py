@@ -1,0 +1,366 @@
+"""Results in POSIX shared memory: store with pickle 5, attach untracked, reuse, sweep.
+
+Data flow of one large result (process runner):
+
+    worker: store(value) -> pickle protocol 5; out-of-band buffers >= threshold are
+            copied into one segment (a lent, recycled one when it fits) -> ResultRef
+            (small pickle + segment name + spans) goes back through the pipe
+    parent: keeps the ResultRef as the run's state data; never reads the bytes
+    worker: a downstream's argument is pickled by the parent as `load_value(ref)`,
+            so unpickling the arguments maps the segment: a read-only, zero-copy view
+    parent: `.result()` maps it the same way; when the run's future is gone and no
+            pending run needs it, the segment goes back to the pool (or is unlinked)
+
+Segment names are `procflow-<owner pid>-<worker pid, base 36>-<n, base 36>`, at most 30
+characters (macOS's limit). The owner is the parent; `sweep_dead_owners()` unlinks
+segments whose owner is dead, at the next procflow start.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import mmap
+import os
+import pickle
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import cloudpickle
+import psutil
+
+from .states import LazyResult
+
+try:  # cpython: multiprocessing.shared_memory is built on this module
+    import _posixshmem
+except ImportError:  # pragma: no cover - Windows
+    _posixshmem = None
+
+PREFIX = "procflow-"
+SHM_DIR = "/dev/shm"
+ALIGN = 64
+# Leave this much of /dev/shm free for everyone else; a result that would eat into it
+# takes the pipe instead (PROCFLOW_SHM_RESERVE_BYTES overrides, tests use it).
+DEFAULT_RESERVE = 64 << 20
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+class SharedResultGone(RuntimeError):
+    """A result's shared-memory segment was released before it was read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    name: str
+    size: int
+
+
+class ResultRef(LazyResult):
+    """A pickled result whose large buffers live in one shared-memory segment (or none)."""
+
+    __slots__ = ("data", "segment", "spans", "fell_back", "_value", "_loaded", "__weakref__")
+
+    def __init__(self, data: bytes, segment: Segment | None = None,
+                 spans: tuple[tuple[int, int], ...] = (), fell_back: bool = False) -> None:
+        self.data = data
+        self.segment = segment
+        self.spans = spans
+        self.fell_back = fell_back
+        self._loaded = False
+        self._value: Any = None
+
+    def load(self) -> Any:
+        if not self._loaded:
+            self._value = load_value(self.data, self.segment, self.spans)
+            self._loaded = True
+        return self._value
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    @property
+    def nbytes(self) -> int:
+        return self.segment.size if self.segment else 0
+
+    def __reduce__(self):
+        return (ResultRef, (self.data, self.segment, self.spans, self.fell_back))
+
+
+# -- worker side: storing ----------------------------------------------------------
+
+class _BufferPicklerMixin:
+    """Sends bytes and bytearray at or above the threshold out of band, like arrays."""
+
+    threshold: int
+
+    def reducer_override(self, obj: Any) -> Any:
+        kind = type(obj)
+        if (kind is bytes or kind is bytearray) and len(obj) >= self.threshold:
+            return (kind, (pickle.PickleBuffer(obj),))
+        return super().reducer_override(obj) if hasattr(super(), "reducer_override") else NotImplemented
+
+
+class _StdPickler(_BufferPicklerMixin, pickle.Pickler):
+    pass
+
+
+class _CloudPickler(_BufferPicklerMixin, cloudpickle.Pickler):
+    pass
+
+
+def dumps_out_of_band(value: Any, threshold: int, keep: Callable[[pickle.PickleBuffer], bool] | None) -> bytes:
+    """Pickle 5; functions and classes defined in `__main__` pickle by value."""
+    for pickler_class in (_StdPickler, _CloudPickler):
+        out = io.BytesIO()
+        pickler = pickler_class(out, protocol=5, buffer_callback=keep)
+        pickler.threshold = threshold
+        try:
+            pickler.dump(value)
+            return out.getvalue()
+        except (pickle.PicklingError, AttributeError, TypeError):
+            if pickler_class is _CloudPickler:
+                raise
+    raise AssertionError("unreachable")
+
+
+class SegmentWriter:
+    """Worker side: turns results into ResultRefs, writing large buffers to segments."""
+
+    def __init__(self, owner_pid: int) -> None:
+        self.owner_pid = owner_pid
+        self._counter = itertools.count()
+        self._worker = _base36(os.getpid())
+        self.reserve = int(os.environ.get("PROCFLOW_SHM_RESERVE_BYTES", DEFAULT_RESERVE))
+
+    def store(self, value: Any, threshold: int, lent: list[Segment]) -> ResultRef:
+        kind = type(value)
+        if kind is int or kind is float or kind is bool or value is None:
+            return ResultRef(pickle.dumps(value, protocol=5))
+        buffers: list[pickle.PickleBuffer] = []
+
+        def keep(buffer: pickle.PickleBuffer) -> bool:
+            if buffer.raw().nbytes >= threshold:
+                buffers.append(buffer)
+                return False  # out of band
+            return True
+
+        data = dumps_out_of_band(value, threshold, keep)
+        if not buffers:
+            return ResultRef(data)
+        raws = [buffer.raw() for buffer in buffers]
+        spans, offset = [], 0
+        for raw in raws:
+            spans.append((offset, raw.nbytes))
+            offset += _aligned(raw.nbytes)
+        segment = self._choose(offset, lent)
+        if segment is None:  # no room in /dev/shm: the pipe carries the buffers in band
+            return ResultRef(dumps_out_of_band(value, threshold, None), fell_back=True)
+        _write(segment, raws, spans)
+        return ResultRef(data, segment, tuple(spans))
+
+    def _choose(self, nbytes: int, lent: list[Segment]) -> Segment | None:
+        fitting = [segment for segment in lent if nbytes <= segment.size <= 2 * nbytes + (1 << 20)]
+        if fitting:
+            segment = min(fitting, key=lambda s: s.size)
+            lent.remove(segment)
+            return segment
+        size = size_class(nbytes)
+        if shm_free_bytes() - size < self.reserve:
+            return None
+        name = f"{PREFIX}{self.owner_pid}-{self._worker}-{_base36(next(self._counter))}"
+        try:
+            _create(name, size)
+        except OSError:  # ENOSPC from fallocate: /dev/shm filled up meanwhile
+            return None
+        return Segment(name, size)
+
+
+def _create(name: str, size: int) -> None:
+    fd = _posixshmem.shm_open("/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.ftruncate(fd, size)
+        if hasattr(os, "posix_fallocate"):
+            try:
+                # Reserve the pages now: writing into an over-committed tmpfs mapping
+                # would end the worker with SIGBUS instead of an error we can handle.
+                os.posix_fallocate(fd, 0, size)
+            except OSError:
+                _posixshmem.shm_unlink("/" + name)
+                raise
+    finally:
+        os.close(fd)
+
+
+def _write(segment: Segment, raws: list[memoryview], spans: list[tuple[int, int]]) -> None:
+    fd = _posixshmem.shm_open("/" + segment.name, os.O_RDWR, 0)
+    try:
+        # MAP_POPULATE maps every page in one call instead of one fault per page.
+        with mmap.mmap(fd, segment.size, flags=mmap.MAP_SHARED | _POPULATE) as mm:
+            for raw, (offset, nbytes) in zip(raws, spans):
+                mm[offset:offset + nbytes] = raw.cast("B")
+    finally:
+        os.close(fd)
+
+
+# -- both sides: loading -----------------------------------------------------------
+
+def load_value(data: bytes, segment: Segment | None, spans: tuple[tuple[int, int], ...]) -> Any:
+    """Unpickle a result, mapping its segment read-only (zero copy for arrays)."""
+    if segment is None:
+        return pickle.loads(data)
+    view = memoryview(attach(segment))
+    return pickle.loads(data, buffers=[view[offset:offset + nbytes] for offset, nbytes in spans])
+
+
+def attach(segment: Segment) -> mmap.mmap:
+    """Map a segment read-only without registering it anywhere.
+
+    cpython#82300: on Python < 3.13, `SharedMemory(name)` registers an attached segment
+    with the attaching process's resource tracker, which unlinks it (or warns about a
+    leak) when that process exits. Opening the name directly skips the tracker.
+    """
+    try:
+        fd = _posixshmem.shm_open("/" + segment.name, os.O_RDONLY, 0)
+    except FileNotFoundError:
+        raise SharedResultGone(
+            f"shared-memory segment {segment.name!r} was already released: the future of that "
+            "result was dropped or its flow run ended before the value was read; keep the future "
+            "(or call .result()) while the flow runs"
+        ) from None
+    try:
+        return mmap.mmap(fd, segment.size, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+
+
+def unlink(name: str) -> None:
+    try:
+        _posixshmem.shm_unlink("/" + name)
+    except FileNotFoundError:
+        pass
+
+
+# -- parent side: pool and sweep ---------------------------------------------------
+
+class SegmentPool:
+    """Freed segments by size class, lent to workers for their next results.
+
+    On tmpfs, writing fresh pages runs ~10x slower than pages already allocated, so
+    steady-state pipelines reuse segments. Bounded; `clear()` unlinks everything.
+    """
+
+    def __init__(self, max_bytes: int = 2 << 30, per_class: int = 4) -> None:
+        self.max_bytes = max_bytes
+        self.per_class = per_class
+        self._free: dict[int, list[Segment]] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def give_back(self, segment: Segment) -> None:
+        with self._lock:
+            shelf = self._free.setdefault(segment.size, [])
+            if len(shelf) < self.per_class and self._bytes + segment.size <= self.max_bytes:
+                shelf.append(segment)
+                self._bytes += segment.size
+                return
+        unlink(segment.name)
+
+    def lend(self, nbytes: int) -> Segment | None:
+        with self._lock:
+            shelf = self._free.get(size_class(nbytes))
+            if not shelf:
+                return None
+            segment = shelf.pop()
+            self._bytes -= segment.size
+            return segment
+
+    def holds(self, name: str) -> bool:
+        with self._lock:
+            return any(segment.name == name for shelf in self._free.values() for segment in shelf)
+
+    @property
+    def pooled_bytes(self) -> int:
+        return self._bytes
+
+    def clear(self) -> None:
+        with self._lock:
+            segments = [segment for shelf in self._free.values() for segment in shelf]
+            self._free.clear()
+            self._bytes = 0
+        for segment in segments:
+            unlink(segment.name)
+
+
+def owned_segments(owner_pid: int) -> list[str]:
+    prefix = f"{PREFIX}{owner_pid}-"
+    try:
+        return [name for name in os.listdir(SHM_DIR) if name.startswith(prefix)]
+    except FileNotFoundError:  # pragma: no cover - no /dev/shm (macOS)
+        return []
+
+
+def sweep_dead_owners() -> list[str]:
+    """Unlink segments whose owner process is gone (a parent killed with SIGKILL)."""
+    swept = []
+    try:
+        names = [name for name in os.listdir(SHM_DIR) if name.startswith(PREFIX)]
+    except FileNotFoundError:  # pragma: no cover
+        return swept
+    for name in names:
+        owner = name[len(PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and not psutil.pid_exists(int(owner)):
+            unlink(name)
+            swept.append(name)
+    return swept
+
+
+def shm_free_bytes() -> int:
+    try:
+        stats = os.statvfs(SHM_DIR)
+    except FileNotFoundError:  # pragma: no cover
+        return 1 << 62
+    return stats.f_bavail * stats.f_frsize
+
+
+def shm_used_bytes(owner_pid: int) -> int:
+    total = 0
+    for name in owned_segments(owner_pid):
+        try:
+            total += os.stat(os.path.join(SHM_DIR, name)).st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def size_class(nbytes: int) -> int:
+    """Round up to one of four steps per power of two (at most 19% slack)."""
+    if nbytes <= 1 << 16:
+        return 1 << 16
+    step = 1 << (nbytes.bit_length() - 3)
+    return -(-nbytes // step) * step
+
+
+def warn_fallback(task_name: str) -> None:
+    warnings.warn(
+        f"/dev/shm has no room for the result of {task_name!r}: large results go through "
+        "the pipe instead (slower). Free /dev/shm or give the container more (--shm-size).",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // ALIGN) * ALIGN
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if not number:
+            return text

@@ -1,0 +1,180 @@
+"""Run states: frozen values, their constructors and the exceptions results raise.
+
+A leaf module: everything else imports it, it imports nothing of procflow. A
+`State` holds its result in `data`; a result that lives elsewhere (a shared-memory
+segment, a Dask worker) is a `LazyResult` that loads on `.result()`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class StateType(str, enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CRASHED = "CRASHED"
+    CANCELLED = "CANCELLED"
+
+
+FINAL_TYPES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+
+
+class UpstreamTaskError(Exception):
+    """The result of a run that never ran because an upstream did not complete."""
+
+
+class MappingLengthMismatch(ValueError):
+    """`.map()` got iterables of different lengths."""
+
+
+class MappingMissingIterable(ValueError):
+    """`.map()` got no iterable to map over."""
+
+
+class CrashedRun(Exception):
+    """The worker process running the task died."""
+
+
+class CancelledRun(Exception):
+    """The run was cancelled before it finished (Ctrl-C, SIGTERM, flow timeout)."""
+
+
+class UnfinishedRun(Exception):
+    """`.result()` of a state that is not final yet."""
+
+
+class RemoteError(Exception):
+    """An exception from a worker that could not be brought back as itself.
+
+    Keeps the original type name, message and traceback text.
+    """
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+
+    def __reduce__(self):  # keep the three fields across pickling
+        return (RemoteError, (self.type_name, self.message, self.traceback_text))
+
+
+class RemoteTraceback(Exception):
+    """The worker's traceback text, attached as `__cause__` of a remote error."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class LazyResult:
+    """A result stored outside the parent; `load()` brings it in (once)."""
+
+    __slots__ = ()
+
+    def load(self) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class State:
+    type: StateType
+    name: str
+    message: str | None = None
+    data: Any = None
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        """The run's value; for a failed run its exception, raised or returned."""
+        if self.type is StateType.COMPLETED:
+            data = self.data
+            return data.load() if isinstance(data, LazyResult) else data
+        error = self.data if isinstance(self.data, BaseException) else self._default_error()
+        if raise_on_failure:
+            raise error
+        return error
+
+    def _default_error(self) -> BaseException:
+        if self.type is StateType.CANCELLED:
+            return CancelledRun(self.message or "The run was cancelled.")
+        if self.type is StateType.CRASHED:
+            return CrashedRun(self.message or "The run crashed.")
+        return UnfinishedRun(f"Run is in {self.type.value} state ({self.name}), not final.")
+
+    def is_completed(self) -> bool:
+        return self.type is StateType.COMPLETED
+
+    def is_failed(self) -> bool:
+        return self.type is StateType.FAILED
+
+    def is_crashed(self) -> bool:
+        return self.type is StateType.CRASHED
+
+    def is_pending(self) -> bool:
+        return self.type is StateType.PENDING
+
+    def is_running(self) -> bool:
+        return self.type is StateType.RUNNING
+
+    def is_cancelled(self) -> bool:
+        return self.type is StateType.CANCELLED
+
+    def is_final(self) -> bool:
+        return self.type in FINAL_TYPES
+
+    def __repr__(self) -> str:
+        return f"{self.name}({self.message!r})" if self.message else f"{self.name}()"
+
+    __str__ = __repr__
+
+
+def Pending(message: str | None = None, name: str = "Pending", data: Any = None) -> State:
+    return State(StateType.PENDING, name, message, data)
+
+
+def Running(message: str | None = None) -> State:
+    return State(StateType.RUNNING, "Running", message)
+
+
+def Completed(data: Any = None, message: str | None = None, name: str = "Completed") -> State:
+    return State(StateType.COMPLETED, name, message, data)
+
+
+def Failed(error: BaseException | None = None, message: str | None = None, name: str = "Failed") -> State:
+    if message is None and error is not None:
+        message = f"Task run encountered an exception {describe_error(error)}"
+    return State(StateType.FAILED, name, message, error)
+
+
+def Crashed(message: str, error: BaseException | None = None) -> State:
+    return State(StateType.CRASHED, "Crashed", message, error or CrashedRun(message))
+
+
+def Cancelled(message: str = "The run was cancelled.") -> State:
+    return State(StateType.CANCELLED, "Cancelled", message, CancelledRun(message))
+
+
+def NotReady(upstream_name: str, cause: BaseException | None) -> State:
+    """The state of a run whose upstream did not complete; it never ran."""
+    message = f"Upstream task run '{upstream_name}' did not reach a 'COMPLETED' state."
+    detail = f" It ended with {describe_error(cause)}" if cause is not None else ""
+    error = UpstreamTaskError(message + detail)
+    error.__cause__ = cause
+    return State(StateType.PENDING, "NotReady", message, error)
+
+
+def describe_error(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def is_terminal(state: State) -> bool:
+    """The run will not change any more: final, or `NotReady` (it will never run)."""
+    return state.type in FINAL_TYPES or state.name == "NotReady"

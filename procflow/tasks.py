@@ -1,0 +1,260 @@
+"""`Task` and `@task`: options, and `.submit()` / `.map()` / direct calls turned into runs.
+
+`.submit()` walks the arguments once for futures (`resolve.collect`), names the run,
+and hands an `Entry` to the engine. `.map()` zips its iterables, passes `unmapped(...)`
+and scalars whole, makes each item's futures dependencies of that child only, and
+gives `wait_for` to every child. A direct call inside a flow runs in the caller's
+thread after its upstreams finish, as in Prefect.
+
+`wait_for` accepts futures, lists of futures and `allow_failure(...)`; other objects
+in it are ignored, as Prefect does (a value returned by a direct call is already done).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import io
+import threading
+from typing import Any, Callable, Generic, Iterable, ParamSpec, TypeVar, overload
+
+from .annotations import unmapped
+from .context import FlowContext, context_or_detached, current_flow
+from .engine import Entry
+from .futures import FutureList, TaskFuture
+from .resolve import Found, collect, substitute
+from .runlog import task_emitter
+from .runners.threads import interrupt_thread
+from .states import Completed, Failed, MappingLengthMismatch, MappingMissingIterable, NotReady, State
+from .worker import RunTimedOut, execute
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Task(Generic[P, R]):
+    """A function that runs as task runs: `.submit()`, `.map()`, or a direct call."""
+
+    def __init__(self, fn: Callable[P, R], name: str | None = None, retries: int = 0,
+                 retry_delay_seconds: float | list[float] = 0, timeout_seconds: float | None = None,
+                 task_run_name: str | Callable[[], str] | None = None, log_prints: bool | None = None,
+                 tags: Iterable[str] | None = None, cache_key_fn: Callable[..., str | None] | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task needs a function, got {type(fn).__name__}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "task")
+        self.retries = retries
+        self.retry_delay_seconds = retry_delay_seconds
+        self.timeout_seconds = timeout_seconds
+        self.task_run_name = task_run_name
+        self.log_prints = log_prints
+        self.tags = set(tags or ())
+        self.cache_key_fn = cache_key_fn
+        self._signature = inspect.signature(fn)
+        functools.update_wrapper(self, fn)
+
+    def with_options(self, **options: Any) -> Task[P, R]:
+        current = {name: getattr(self, name) for name in (
+            "name", "retries", "retry_delay_seconds", "timeout_seconds", "task_run_name", "log_prints",
+            "tags", "cache_key_fn")}
+        current.update(options)
+        return Task(self.fn, **current)
+
+    def __repr__(self) -> str:
+        return f"Task(name={self.name!r})"
+
+    # -- parameters -------------------------------------------------------------------
+
+    def _bind(self, args: tuple, kwargs: dict) -> inspect.BoundArguments:
+        try:
+            return self._signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"task {self.name!r}: {error} (signature: {self.name}{self._signature})") from None
+
+    def parameters_of(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+        bound = self._bind(args, kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def _run_name(self, context: FlowContext, args: tuple, kwargs: dict) -> str:
+        template = self.task_run_name
+        if template is None:
+            return context.next_run_name(self.name)
+        if callable(template):
+            return str(template())
+        return template.format(**self.parameters_of(args, kwargs))
+
+    # -- submit / map ---------------------------------------------------------------------
+
+    def submit(self, *args: P.args, wait_for: Any = None, **kwargs: P.kwargs) -> TaskFuture[R]:
+        """Schedule one run; returns its future at once."""
+        context = context_or_detached()
+        self._bind(args, kwargs)
+        waits = _wait_futures(wait_for)
+        entry = self._entry(context, args, kwargs, waits, None)
+        return context.submit([entry], mapped=False)[0]
+
+    def map(self, *args: Any, wait_for: Any = None, **kwargs: Any) -> FutureList:
+        """One run per item of the iterable arguments (zipped)."""
+        context = context_or_detached()
+        arguments = self._bind(args, kwargs).arguments
+        iterables, statics = self._split_mapped(arguments)
+        waits = _wait_futures(wait_for)
+        group = next(context.map_groups)
+        keyword_only = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in self._signature.parameters.values())
+        count = len(next(iter(iterables.values())))
+        entries = []
+        for index in range(count):
+            child = dict(statics)
+            for name, items in iterables.items():
+                child[name] = items[index]
+            if keyword_only:
+                child_args, child_kwargs = (), child
+            else:
+                bound = inspect.BoundArguments(self._signature, child)
+                child_args, child_kwargs = bound.args, bound.kwargs
+            entries.append(self._entry(context, child_args, child_kwargs, waits, group))
+        return FutureList(context.submit(entries, mapped=True))
+
+    def _split_mapped(self, arguments: dict[str, Any]) -> tuple[dict[str, list], dict[str, Any]]:
+        iterables: dict[str, list] = {}
+        statics: dict[str, Any] = {}
+        for name, value in arguments.items():
+            if self._signature.parameters[name].kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
+                statics[name] = value
+            elif isinstance(value, unmapped):
+                statics[name] = value.value
+            elif isinstance(value, TaskFuture):
+                result = value.result()  # its items are the children's: wait for it now
+                if _is_iterable(result):
+                    iterables[name] = list(result)
+                else:
+                    statics[name] = value
+            elif _is_iterable(value):
+                iterables[name] = list(value)
+            else:
+                statics[name] = value
+        if not iterables:
+            raise MappingMissingIterable(
+                f"task {self.name!r}: .map() received no iterable parameters. Parameters for map must "
+                f"include at least one iterable; wrap values to pass whole in unmapped(). "
+                f"Parameters: {sorted(arguments)}")
+        lengths = {name: len(items) for name, items in iterables.items()}
+        if len(set(lengths.values())) > 1:
+            raise MappingLengthMismatch(
+                f"task {self.name!r}: received iterable parameters with different lengths. Parameters for "
+                f"map must all be the same length. Got lengths: {lengths}")
+        return iterables, statics
+
+    def _entry(self, context: FlowContext, args: tuple, kwargs: dict, waits: Found, group: int | None) -> Entry:
+        found: Found = []
+        needs = collect(args, found) | collect(kwargs, found)
+        edges = _edges(found, waits)
+        record = context.new_record(self, self._run_name(context, args, kwargs), edges, group)
+        return Entry(record, self, args, kwargs, found + waits, needs, context.tracker)
+
+    # -- direct call ---------------------------------------------------------------------------
+
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    @overload
+    def __call__(self, *args: Any, wait_for: Any = None, return_state: bool = False, **kwargs: Any) -> Any: ...
+
+    def __call__(self, *args: Any, wait_for: Any = None, return_state: bool = False, **kwargs: Any) -> Any:
+        """Inside a flow: wait for upstreams, run here, return the value. Outside: call the function."""
+        context = current_flow.get()
+        if context is None:
+            return self.fn(*args, **kwargs)
+        self._bind(args, kwargs)
+        found: Found = []
+        needs = collect(args, found) | collect(kwargs, found)
+        waits = _wait_futures(wait_for)
+        run = context.new_record(self, self._run_name(context, args, kwargs), _edges(found, waits), None)
+        context.observer.runs_created(context.flow_run, [run], False)
+        state = self._run_here(context, run, args, kwargs, found + waits, needs)
+        run.state = state
+        context.observer.runs_finished([run])
+        if return_state:
+            return state
+        return state.result()
+
+    def _run_here(self, context: FlowContext, run: Any, args: tuple, kwargs: dict,
+                  upstream: Found, needs: bool) -> State:
+        for future, allowed in upstream:
+            future.wait()
+            if not allowed and not future.state.is_completed():
+                error = future.state.data if isinstance(future.state.data, BaseException) else None
+                return NotReady(future.task_run.name, error)
+        if needs:
+            args, kwargs = substitute(args), substitute(kwargs)
+        log_prints = self.log_prints if self.log_prints is not None else context.tracker.log_prints
+        emit = task_emitter(run.name)
+        while True:
+            run.attempts += 1
+            timer = None
+            if self.timeout_seconds is not None:
+                timer = threading.Timer(self.timeout_seconds, interrupt_thread, (threading.get_ident(), RunTimedOut))
+                timer.start()
+            try:
+                status, value, error, run.start_time, run.end_time = execute(
+                    self.fn, args, kwargs, run.name, log_prints, emit)
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            run.worker = "flow"
+            if error is None:
+                return Completed(value)
+            if run.attempts > self.retries:
+                return Failed(error, name="TimedOut" if isinstance(error, RunTimedOut) else "Failed")
+            delays = self.retry_delay_seconds
+            delay = delays[min(run.attempts - 1, len(delays) - 1)] if isinstance(delays, (list, tuple)) else delays
+            threading.Event().wait(delay or 0)
+
+
+def _wait_futures(wait_for: Any) -> Found:
+    """Futures in `wait_for` (any nesting); other objects are ignored, like Prefect."""
+    if wait_for is None:
+        return []
+    found: Found = []
+    collect(wait_for if isinstance(wait_for, (list, tuple, set)) else [wait_for], found)
+    return found
+
+
+def _edges(found: Found, waits: Found) -> list[tuple[int, str]]:
+    edges: dict[tuple[int, str], None] = {}
+    for future, _ in found:
+        edges[(future.task_run.id, "data")] = None
+    for future, _ in waits:
+        edges[(future.task_run.id, "wait_for")] = None
+    return list(edges)
+
+
+def _is_iterable(value: Any) -> bool:
+    """Prefect's rule: anything iterable but strings, bytes and files."""
+    if isinstance(value, (str, bytes, bytearray, io.IOBase)):
+        return False
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
+
+
+@overload
+def task(__fn: Callable[P, R]) -> Task[P, R]: ...
+
+
+@overload
+def task(*, name: str | None = None, retries: int = 0, retry_delay_seconds: float | list[float] = 0,
+         timeout_seconds: float | None = None, task_run_name: str | Callable[[], str] | None = None,
+         log_prints: bool | None = None, tags: Iterable[str] | None = None,
+         cache_key_fn: Callable[..., str | None] | None = None) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def task(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
+    """`@task` or `@task(retries=2, ...)`."""
+    if __fn is not None:
+        return Task(__fn, **options)
+    return lambda fn: Task(fn, **options)
+

@@ -1,0 +1,190 @@
+"""Executing runs: `execute()` for any runner, `run_batch()` inside a worker process.
+
+`run_batch` is the process runner's entry point, a short free function: load each
+function once per worker, unpickle each run's arguments (which maps the shared-memory
+results they refer to), run with a SIGALRM deadline when the task has a timeout,
+store the result (large buffers into shared memory) and report one `Outcome` per run.
+Before each run the worker writes the run's id into its scoreboard file, so that the
+parent can charge a crash of this process to exactly that run.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import pickle
+import signal
+import struct
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+import cloudpickle
+
+from .messages import Batch, Outcome, Status, WorkItem
+from .pickling import find_unpicklable
+from .runlog import Emit, RunLogger, capture_prints, current_logger
+from .shm import SegmentWriter
+from .states import RemoteError
+
+# -- any runner ----------------------------------------------------------------------
+
+
+class RunTimedOut(TimeoutError):
+    """Raised inside a task whose run went past its `timeout_seconds`."""
+
+
+def execute(fn: Callable[..., Any], args: tuple, kwargs: dict, run_name: str, log_prints: bool,
+            emit: Emit) -> tuple[Status, Any, BaseException | None, float, float]:
+    """Run one call; returns (status, value, error, start, end)."""
+    token = current_logger.set(RunLogger(emit, run_name))
+    start = time.time()
+    try:
+        if log_prints:
+            with capture_prints(emit):
+                value = fn(*args, **kwargs)
+        else:
+            value = fn(*args, **kwargs)
+        return Status.COMPLETED, value, None, start, time.time()
+    except RunTimedOut as error:
+        return Status.TIMED_OUT, None, error, start, time.time()
+    except (Exception, SystemExit) as error:  # a task's failure is data; Ctrl-C is not
+        return Status.FAILED, None, error, start, time.time()
+    finally:
+        current_logger.reset(token)
+
+
+# -- inside a worker process ---------------------------------------------------------
+
+BOARD_FORMAT = "qd"  # the run id executing (0: none), when it started
+BOARD_SIZE = struct.calcsize(BOARD_FORMAT)
+
+_functions: dict[str, Callable[..., Any]] = {}
+_writer: SegmentWriter | None = None
+_board: mmap.mmap | None = None
+_deadline_armed = False
+
+
+def run_batch(batch: Batch) -> list[Outcome]:
+    """The worker process's entry point: run every item of the batch in order."""
+    global _writer
+    if _writer is None or _writer.owner_pid != batch.owner_pid:
+        _writer = SegmentWriter(batch.owner_pid)
+    board = _scoreboard(batch.board_dir)
+    lent = list(batch.lent)
+    outcomes = []
+    for item, arguments in zip(batch.items, batch.arguments):
+        struct.pack_into(BOARD_FORMAT, board, 0, item.run_id, time.time())
+        outcomes.append(_run_item(batch, item, arguments, lent))
+    struct.pack_into(BOARD_FORMAT, board, 0, 0, 0.0)
+    return outcomes
+
+
+def _run_item(batch: Batch, item: WorkItem, arguments: bytes, lent: list) -> Outcome:
+    pid = os.getpid()
+    logs: list[tuple[int, str]] = []
+    emit = lambda level, text: logs.append((level, text))  # noqa: E731
+    loaded = time.time()
+    try:
+        fn = _function(item.fn_key, batch.functions)
+        args, kwargs = pickle.loads(arguments)
+    except BaseException as error:  # noqa: BLE001
+        return _failure(item, RuntimeError(
+            f"could not load the arguments of task run {item.run_name!r} in worker {pid}: "
+            f"{type(error).__name__}: {error}"), loaded, pid, logs)
+    began = time.time()
+    if item.timeout is not None:
+        _arm_deadline(item.timeout)
+    try:
+        status, value, error, start, end = execute(fn, args, kwargs, item.run_name, item.log_prints, emit)
+    finally:
+        if item.timeout is not None:
+            _disarm_deadline()
+    del args, kwargs
+    if status is not Status.COMPLETED:
+        return _failure(item, error, start, pid, logs, status, end, began - loaded)
+    try:
+        ref = _writer.store(value, batch.threshold, lent)
+    except BaseException as error:  # noqa: BLE001
+        where = find_unpicklable(value, "result")
+        return _failure(item, TypeError(
+            f"the result of task run {item.run_name!r} cannot be pickled: {where}"), start, pid, logs,
+            end=end, transfer=began - loaded)
+    stored = time.time()
+    return Outcome(item.run_id, Status.COMPLETED, ref, start=start, end=end, worker=pid,
+                   logs=tuple(logs), transfer=(began - loaded) + (stored - end))
+
+
+def _failure(item: WorkItem, error: BaseException, start: float, pid: int, logs: list,
+             status: Status = Status.FAILED, end: float | None = None, transfer: float = 0.0) -> Outcome:
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return Outcome(item.run_id, status, None, _portable_error(error, text), text, start,
+                   end if end is not None else time.time(), pid, tuple(logs), transfer)
+
+
+def _portable_error(error: BaseException, text: str) -> bytes:
+    """The exception pickled, or a RemoteError keeping its type, message and traceback."""
+    try:
+        blob = cloudpickle.dumps(error)
+        pickle.loads(blob)  # some exceptions pickle but cannot be rebuilt (custom __init__)
+        return blob
+    except Exception:  # noqa: BLE001
+        return cloudpickle.dumps(RemoteError(type(error).__qualname__, str(error), text))
+
+
+def _function(key: str, shipped: dict[str, bytes]) -> Callable[..., Any]:
+    fn = _functions.get(key)
+    if fn is None:
+        fn = _functions[key] = pickle.loads(shipped[key])
+    return fn
+
+
+def _scoreboard(board_dir: str) -> mmap.mmap:
+    """This worker's file holding the run it is executing; the parent reads it after a crash."""
+    global _board
+    if _board is None:
+        path = os.path.join(board_dir, str(os.getpid()))
+        with open(path, "w+b") as file:
+            file.write(b"\0" * BOARD_SIZE)
+            file.flush()
+            _board = mmap.mmap(file.fileno(), BOARD_SIZE)
+    return _board
+
+
+def _on_deadline(signum: int, frame: Any) -> None:
+    if _deadline_armed:
+        raise RunTimedOut("Task run exceeded its timeout_seconds and was interrupted")
+
+
+def _arm_deadline(seconds: float) -> None:
+    global _deadline_armed
+    signal.signal(signal.SIGALRM, _on_deadline)
+    _deadline_armed = True
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+
+
+def _disarm_deadline() -> None:
+    global _deadline_armed
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    _deadline_armed = False
+
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def start_worker(parent_pid: int, initializer: Callable[..., Any] | None, initargs: tuple) -> None:
+    """Worker initializer: exit when the parent dies, then run the user's initializer."""
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True, name="procflow-parent-watch").start()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    # A parent killed with SIGKILL cannot stop its workers; they notice within a second.
+    # (PR_SET_PDEATHSIG would fire when the *thread* that spawned us exits, too early.)
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent_pid:
+            os._exit(0)
