@@ -220,8 +220,9 @@ class Engine:
         else:
             entry.crashes = 0
             error = outcome.error if isinstance(outcome.error, BaseException) else RuntimeError(outcome.error_text)
-            if status is Status.TIMED_OUT and not isinstance(error, TimeoutError):
-                error = TimeoutError(str(error))
+            if status is Status.TIMED_OUT:
+                error = TimeoutError(f"Task run '{run.name}' exceeded timeout_seconds={entry.task.timeout_seconds}"
+                                     + ("; its worker did not stop and was replaced" if run.worker is None else ""))
             if not self._retry(entry, f"{type(error).__name__}: {error}"):
                 name = "TimedOut" if status is Status.TIMED_OUT else "Failed"
                 self._finish(entry, Failed(error, name=name), False)

@@ -89,7 +89,9 @@ class Flow(Generic[P, R]):
         parent = current_flow.get()
         flow_run = FlowRun(self._run_name(bound.arguments), self.name, parameters=dict(bound.arguments),
                            start_time=time.time(), parent=parent.flow_run if parent else None)
-        self.last_run = _last_flow_run = flow_run
+        self.last_run = flow_run
+        if parent is None:
+            _last_flow_run = flow_run
         context = open_context(flow_run, None if parent else self._make_runner(), self.log_prints, parent)
         context.observer.flow_started(flow_run)
         try:
@@ -289,7 +291,7 @@ def _exit_on_second_interrupt() -> None:
 
 
 def last_flow_run() -> FlowRun | None:
-    """The `FlowRun` of the most recent flow call in this process."""
+    """The `FlowRun` of the most recent outermost flow call in this process (`Flow.last_run` has each flow's)."""
     return _last_flow_run
 
 

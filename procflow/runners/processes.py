@@ -119,10 +119,11 @@ class ProcessPoolTaskRunner:
         return {name: threads for name in THREAD_LIMIT_VARS}
 
     def shutdown(self) -> None:
-        """End of a flow run: the pool stays warm for the next one."""
+        """End of a flow run: worker processes stay warm for the next one; segments go."""
         if self._executor is None:
             return
         self._watch.stop()
+        SEGMENT_POOL.clear()
         self._sweep_orphans()
 
     # -- dispatch -----------------------------------------------------------------

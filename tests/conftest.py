@@ -1,0 +1,56 @@
+"""Shared fixtures: one behaviour suite for every runner, and teardown checks for leaks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import pytest
+
+from procflow.runners.processes import SEGMENT_POOL
+from procflow.shm import owned_segments
+from procflow.task_runners import ProcessPoolTaskRunner, SequentialTaskRunner, ThreadPoolTaskRunner
+
+RUNNERS = {
+    "process": lambda: ProcessPoolTaskRunner(max_workers=2),
+    "thread": lambda: ThreadPoolTaskRunner(max_workers=4),
+    "sequential": SequentialTaskRunner,
+}
+
+
+@pytest.fixture(params=sorted(RUNNERS))
+def runner(request):
+    """A fresh task runner of each kind (the process pool underneath is reused)."""
+    return RUNNERS[request.param]()
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    """Fail a test that leaves shared-memory segments or engine threads behind."""
+    yield
+    SEGMENT_POOL.clear()
+    left = owned_segments(os.getpid())
+    assert not left, f"shared-memory segments left behind: {left}"
+    engines = [t for t in threading.enumerate() if t.name == "procflow-engine"]
+    # the detached context (tasks submitted outside a flow) keeps one engine for the process
+    assert len(engines) <= 1, f"engine threads left running: {engines}"
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def log_lines():
+    """Messages logged under `procflow` while the test runs."""
+    handler = Records()
+    logger = logging.getLogger("procflow")
+    logger.addHandler(handler)
+    yield handler.lines
+    logger.removeHandler(handler)

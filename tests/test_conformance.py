@@ -1,0 +1,386 @@
+"""One behaviour suite for every runner: same results, same states, same upstream records."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from procflow import (FutureList, StateType, UpstreamTaskError, allow_failure, as_completed, flow, get_run_logger,
+                      quote, task, unmapped, wait)
+from procflow.states import MappingLengthMismatch, MappingMissingIterable
+
+
+@task
+def add(x, y=0):
+    return x + y
+
+
+@task
+def stamp(label):
+    """Returns when it ran, measured by the task itself."""
+    start = time.time()
+    time.sleep(0.05)
+    return label, start, time.time()
+
+
+@task
+def boom(message="bad"):
+    raise ValueError(message)
+
+
+@task
+def identity(x):
+    return x
+
+
+@task
+def total(items):
+    return sum(items)
+
+
+@dataclass
+class Pair:
+    left: object
+    right: object
+
+
+@task
+def pair_sum(pair, mapping, group):
+    return pair.left + pair.right + sum(mapping.values()) + sum(mapping.keys()) + sum(group)
+
+
+def run_flow(runner, fn, *args, **kwargs):
+    return flow(task_runner=runner)(fn)(*args, **kwargs)
+
+
+def test_submit_and_futures_as_arguments(runner):
+    def body():
+        a = add.submit(1, 2)
+        b = add.submit(a, 10)
+        return add.submit(a, b).result()
+
+    assert run_flow(runner, body) == 16
+
+
+def test_futures_nested_anywhere_in_arguments(runner):
+    def body():
+        a, b, c = identity.submit(1), identity.submit(2), identity.submit(3)
+        return pair_sum.submit(Pair(a, b), {c: a, 5: b}, {c, 7})
+
+    assert run_flow(runner, body) == 1 + 2 + (1 + 2) + (3 + 5) + (3 + 7)
+    record = [r for r in body_runs() if r.task_name == "pair_sum"][0]
+    assert sorted(kind for _, kind in record.upstream) == ["data"] * 3
+
+
+def body_runs():
+    from procflow import last_flow_run
+
+    return last_flow_run().task_runs
+
+
+def test_map_zips_iterables_and_passes_scalars_and_unmapped_whole(runner):
+    def body():
+        return add.map([1, 2, 3], unmapped(10)), add.map(range(3), y=[5, 5, 5]), total.map(unmapped([1, 2]), )
+
+    with pytest.raises(MappingMissingIterable):
+        run_flow(runner, body)
+
+    def body2():
+        first = add.map([1, 2, 3], unmapped(10))
+        second = add.map(range(3), y=[5, 5, 5])
+        third = add.map([1, 2], 100)  # a scalar goes whole to every child
+        return first.result(), second.result(), third.result()
+
+    assert run_flow(runner, body2) == ([11, 12, 13], [5, 6, 7], [101, 102])
+
+
+def test_map_over_futures_and_future_lists(runner):
+    def body():
+        numbers = identity.submit([1, 2, 3])
+        doubled = add.map(numbers, numbers)  # a future whose result is iterable
+        again = add.map(doubled, 1)  # a FutureList: each item is that child's own upstream
+        return again
+
+    assert run_flow(runner, body) == [3, 5, 7]
+    runs = body_runs()
+    doubled_ids = [r.id for r in runs if r.task_name == "add"][:3]
+    again = [r for r in runs if r.task_name == "add"][3:]
+    assert [r.upstream for r in again] == [[(i, "data")] for i in doubled_ids]
+
+
+def test_map_wait_for_goes_to_every_child_and_items_only_to_their_own(runner):
+    def body():
+        gate = stamp.submit("gate")
+        items = [identity.submit(i) for i in range(3)]
+        mapped = add.map(items, 1, wait_for=[gate])
+        return gate, mapped
+
+    gate, mapped = run_flow(runner, body)
+    runs = body_runs()
+    gate_id = runs[0].id
+    item_ids = [r.id for r in runs[1:4]]
+    children = runs[4:]
+    assert mapped == [1, 2, 3]
+    for child, item_id in zip(children, item_ids):
+        assert sorted(child.upstream) == sorted([(item_id, "data"), (gate_id, "wait_for")])
+        assert child.start_time >= gate[2] - 1e-3  # the gate's own end time, written by the task
+
+
+def test_wait_for_orders_runs_without_data(runner):
+    def body():
+        first = stamp.submit("first")
+        second = stamp.submit("second", wait_for=[first])
+        third = stamp.submit("third", wait_for=[second])
+        return [first, second, third]
+
+    results = run_flow(runner, body)
+    for before, after in zip(results, results[1:]):
+        assert after[1] >= before[2] - 1e-3, f"{after[0]} started before {before[0]} ended"
+
+
+def test_failed_upstream_makes_downstream_not_ready_and_the_flow_raises(runner):
+    def body():
+        bad = boom.submit()
+        child = add.submit(bad, 1)
+        grandchild = add.submit(child, 1)
+        fine = add.submit(1, 1)
+        return None
+
+    state = run_flow(runner, body, return_state=True)
+    assert state.is_failed()
+    assert state.message == "3/4 states failed."
+    by_name = {r.name: r.state for r in body_runs()}
+    assert by_name["boom-0"].is_failed()
+    assert by_name["add-0"].name == "NotReady"
+    assert by_name["add-0"].type is StateType.PENDING
+    assert by_name["add-0"].message == "Upstream task run 'boom-0' did not reach a 'COMPLETED' state."
+    assert by_name["add-1"].message == "Upstream task run 'add-0' did not reach a 'COMPLETED' state."
+    assert by_name["add-2"].is_completed()
+    with pytest.raises(ValueError, match="bad"):
+        run_flow(runner, body)
+
+
+def test_flow_raises_upstream_task_error_chained_to_the_cause(runner):
+    def body():
+        child = add.submit(boom.submit("root cause"), 1)
+        return child
+
+    with pytest.raises(UpstreamTaskError, match="boom-0") as raised:
+        run_flow(runner, body)
+    assert isinstance(raised.value.__cause__, ValueError)
+    assert "root cause" in str(raised.value)
+
+
+def test_allow_failure_runs_downstream_with_the_exception(runner):
+    def body():
+        bad = boom.submit("tolerated")
+        return identity.submit(allow_failure(bad))
+
+    state = run_flow(runner, body, return_state=True)
+    assert state.is_completed()
+    value = state.result()
+    assert isinstance(value, ValueError) and str(value) == "tolerated"
+
+
+def test_quote_passes_value_without_looking_inside(runner):
+    def body():
+        return identity.submit(quote([1, 2, 3])).result()
+
+    assert run_flow(runner, body) == [1, 2, 3]
+
+
+def test_returned_value_other_than_futures_completes_even_if_a_task_failed(runner):
+    def body():
+        boom.submit()
+        return 42
+
+    state = run_flow(runner, body, return_state=True)
+    assert state.is_completed() and state.result() == 42
+
+
+def test_returned_futures_are_the_ones_that_count(runner):
+    def body():
+        boom.submit()
+        return [add.submit(1, 1), {"k": add.submit(2, 2)}]
+
+    state = run_flow(runner, body, return_state=True)
+    assert repr(state) == "Completed('All states completed.')"
+    assert state.result() == [2, {"k": 4}]
+
+
+def test_flow_function_exception_is_the_flow_state(runner):
+    def body():
+        add.submit(1, 1)
+        raise KeyError("inside the flow")
+
+    state = run_flow(runner, body, return_state=True)
+    assert state.is_failed() and isinstance(state.result(raise_on_failure=False), KeyError)
+    assert all(r.state.is_completed() for r in body_runs()), "submitted runs still finish"
+
+
+def test_retries_rerun_failed_attempts(runner, tmp_path):
+    marker = tmp_path / "attempts"
+
+    @task(retries=2, retry_delay_seconds=[0.01, 0.02])
+    def flaky(path):
+        with open(path, "a") as f:
+            f.write("x")
+        if len(open(path).read()) < 3:
+            raise RuntimeError("not yet")
+        return "ok"
+
+    def body():
+        return flaky.submit(str(marker))
+
+    assert run_flow(runner, body) == "ok"
+    assert body_runs()[0].attempts == 3
+
+
+def test_direct_call_runs_in_flow_process_after_upstreams(runner):
+    def body():
+        upstream = add.submit(2, 3)
+        value = add(upstream, 1)
+        state = boom(return_state=True)
+        return value, state.is_failed(), os.getpid()
+
+    value, failed, pid = run_flow(runner, body)
+    assert (value, failed, pid) == (6, True, os.getpid())
+    assert [r.name for r in body_runs()] == ["add-0", "add-1", "boom-0"]
+    assert body_runs()[1].upstream == [(body_runs()[0].id, "data")]
+
+
+def test_nested_flow_runs_as_child_flow_run(runner):
+    @flow
+    def child(n):
+        return add.submit(n, 1)
+
+    def body():
+        return child(1) + child(2)
+
+    assert run_flow(runner, body) == 5
+    parent_run = body_runs_flow()
+    assert child.last_run.parent is parent_run
+    assert repr(child.last_run.state) == "Completed('All states completed.')"
+    assert [r.name for r in child.last_run.task_runs] == ["add-0"]
+    assert parent_run.task_runs == []  # the child's runs belong to the child flow run
+
+
+def body_runs_flow():
+    from procflow import last_flow_run
+
+    return last_flow_run()
+
+
+def test_task_run_name_template_and_counters(runner):
+    named = add.with_options(task_run_name="add-{x}-and-{y}")
+
+    def body():
+        named.submit(1, 2)
+        add.submit(1)
+        add.submit(2)
+        return None
+
+    run_flow(runner, body)
+    assert [r.name for r in body_runs()] == ["add-1-and-2", "add-0", "add-1"]
+
+
+def test_cache_key_fn_reuses_completed_result(runner, tmp_path):
+    calls = tmp_path / "calls"
+
+    @task(cache_key_fn=lambda context, parameters: str(parameters["x"]))
+    def expensive(x, path):
+        with open(path, "a") as f:
+            f.write("x")
+        return x * 10
+
+    def body():
+        first = expensive.submit(3, str(calls))
+        second = expensive.submit(3, str(calls), wait_for=[first])
+        return first.result(), second.result(), second.state.name
+
+    assert run_flow(runner, body) == (30, 30, "Cached")
+    assert calls.read_text() == "x"
+
+
+def test_wait_and_as_completed(runner):
+    def body():
+        futures = [stamp.submit(i) for i in range(4)]
+        done, not_done = wait(futures)
+        order = [f.result()[0] for f in as_completed(futures)]
+        return len(done), len(not_done), sorted(order)
+
+    assert run_flow(runner, body) == (4, 0, [0, 1, 2, 3])
+
+
+def test_future_list_result_and_states(runner):
+    def body():
+        mapped = add.map([1, 2], [3, 4])
+        assert isinstance(mapped, FutureList)
+        mapped.wait()
+        return [f.state.is_completed() for f in mapped], mapped.result()
+
+    assert run_flow(runner, body) == ([True, True], [4, 6])
+
+
+def test_result_raise_on_failure_false_returns_the_exception(runner):
+    def body():
+        future = boom.submit("x")
+        return future.result(raise_on_failure=False)
+
+    error = run_flow(runner, body)
+    assert isinstance(error, ValueError)
+
+
+def test_log_prints_and_run_logger_reach_the_parent(runner, log_lines):
+    @task(log_prints=True)
+    def chatty(n):
+        print(f"I'm task {n}!")
+        get_run_logger().warning("from the run logger")
+        return n
+
+    def body():
+        return chatty.submit(7)
+
+    run_flow(runner, body)
+    assert "Task run 'chatty-0' - I'm task 7!" in log_lines
+    assert "Task run 'chatty-0' - from the run logger" in log_lines
+    assert "Task run 'chatty-0' - Finished in state Completed()" in log_lines
+
+
+def test_map_length_mismatch_and_bad_parameters_fail_before_anything_runs(runner):
+    def body():
+        add.map([1, 2, 3], [1, 2])
+
+    with pytest.raises(MappingLengthMismatch, match=r"Got lengths: \{'x': 3, 'y': 2\}"):
+        run_flow(runner, body)
+    assert body_runs() == []
+
+    def bad_name():
+        add.submit(1, z=3)
+
+    with pytest.raises(TypeError, match="task 'add'.*'z'"):
+        run_flow(runner, bad_name)
+
+
+def test_same_results_and_upstream_records_on_every_runner(runner):
+    def body():
+        a = add.submit(1, 2)
+        b = add.map([a, 4], 1)
+        c = total.submit(b, wait_for=[a])
+        return c
+
+    assert run_flow(runner, body) == 4 + 5
+    shape = [(r.name, sorted((body_runs_index(u), k) for u, k in r.upstream), r.state.name) for r in body_runs()]
+    assert shape == [
+        ("add-0", [], "Completed"),
+        ("add-1", [(0, "data")], "Completed"),
+        ("add-2", [], "Completed"),
+        ("total-0", [(0, "wait_for"), (1, "data"), (2, "data")], "Completed"),
+    ]
+
+
+def body_runs_index(run_id):
+    return [r.id for r in body_runs()].index(run_id)

@@ -1,0 +1,92 @@
+"""The scheduler as a pure state machine: integers in, transitions out."""
+
+import random
+
+from procflow.scheduler import Scheduler, SchedulerState
+
+
+def test_runs_become_ready_when_all_upstreams_finish():
+    s = Scheduler()
+    s.add(1)
+    s.add(2)
+    s.add(3, [(1, True), (2, True)])
+    assert sorted(s.pop_ready(10)) == [1, 2]
+    assert s.finish(1, True) == []
+    assert s.pop_ready(10) == []
+    s.finish(2, True)
+    assert s.pop_ready(10) == [3]
+    s.finish(3, True)
+    assert s.idle
+    assert s.state == SchedulerState(completed={1: True, 2: True, 3: True})
+
+
+def test_failure_blocks_dependents_transitively_unless_allowed():
+    s = Scheduler()
+    s.add(1)
+    s.add(2, [(1, True)])
+    s.add(3, [(2, True)])
+    s.add(4, [(1, False)])  # allow_failure edge
+    s.pop_ready(1)
+    blocked = s.finish(1, False)
+    assert blocked == [(2, 1), (3, 2)]
+    assert s.pop_ready(10) == [4]
+
+
+def test_upstream_already_failed_blocks_at_add():
+    s = Scheduler()
+    s.add(1)
+    s.pop_ready(1)
+    s.finish(1, False)
+    assert s.add(2, [(1, True)]) == [(2, 1)]
+    assert s.add(3, [(1, False)]) == []
+    assert s.pop_ready(5) == [3]
+
+
+def test_depth_first_prefers_downstream_of_finished_runs():
+    s = Scheduler(depth_first=True)
+    for run in range(1, 6):
+        s.add(run)
+    s.add(10, [(1, True)])
+    assert s.pop_ready(1) == [1]
+    s.finish(1, True)
+    assert s.pop_ready(1) == [10]
+
+
+def test_submission_order_for_sequential():
+    s = Scheduler(depth_first=False)
+    for run in (1, 2, 3):
+        s.add(run)
+    s.add(4, [(1, True)])
+    s.pop_ready(1)
+    s.finish(1, True)
+    assert s.pop_ready(10) == [2, 3, 4]
+
+
+def test_shuffled_finish_order_releases_every_run_exactly_once():
+    rng = random.Random(7)
+    s = Scheduler()
+    edges = {run: [u for u in range(1, run) if rng.random() < 0.1] for run in range(1, 300)}
+    for run in reversed(sorted(edges)):  # added in reverse: upstreams may come later
+        s.add(run, [(u, True) for u in edges[run]])
+    released, finished = [], set()
+    while not s.idle:
+        ready = s.pop_ready(1000)
+        rng.shuffle(ready)
+        for run in ready:
+            assert all(u in finished for u in edges[run])
+            released.append(run)
+            finished.add(run)
+            s.finish(run, True)
+    assert sorted(released) == sorted(edges)
+
+
+def test_requeue_and_cancel_pending():
+    s = Scheduler()
+    s.add(1)
+    s.add(2, [(1, True)])
+    assert s.pop_ready(1) == [1]
+    s.requeue(1)
+    assert s.pop_ready(1) == [1]
+    assert sorted(s.cancel_pending()) == [2]
+    s.finish(1, True)
+    assert s.idle
