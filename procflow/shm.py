@@ -24,7 +24,6 @@ import mmap
 import os
 import pickle
 import threading
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -341,15 +340,6 @@ def size_class(nbytes: int) -> int:
         return 1 << 16
     step = 1 << (nbytes.bit_length() - 3)
     return -(-nbytes // step) * step
-
-
-def warn_fallback(task_name: str) -> None:
-    warnings.warn(
-        f"/dev/shm has no room for the result of {task_name!r}: large results go through "
-        "the pipe instead (slower). Free /dev/shm or give the container more (--shm-size).",
-        RuntimeWarning,
-        stacklevel=2,
-    )
 
 
 def _aligned(nbytes: int) -> int:

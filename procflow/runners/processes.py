@@ -34,6 +34,7 @@ from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
 from ..futures import TaskFuture
 from ..messages import Batch, Outcome, Status, WorkItem
+from ..runlog import FLOW_LOGGER
 from ..pickling import dumps_plain, dumps_with_futures, find_unpicklable
 from ..shm import ResultRef, SegmentPool, owned_segments, sweep_dead_owners, unlink
 from ..states import LazyResult, RemoteError, RemoteTraceback
@@ -104,6 +105,7 @@ class ProcessPoolTaskRunner:
         self._recycle = False
         self._crashes: dict[int, dict[int, str]] = {}  # broken-pool error id -> run id -> message
         self._timed_out: set[int] = set()
+        self._fallback_warned = False
         self._executor = self._get_executor()
 
     def _get_executor(self):
@@ -212,7 +214,7 @@ class ProcessPoolTaskRunner:
             items, lent = self._batches.pop(batch_id)
         error = future.exception()
         if error is None:
-            outcomes = [self._received(outcome) for outcome in future.result()]
+            outcomes = [self._received(outcome, item) for outcome, item in zip(future.result(), items)]
         else:
             outcomes = self._lost_batch(items, error)
         used = {o.value.segment.name for o in outcomes if isinstance(o.value, ResultRef) and o.value.segment}
@@ -221,7 +223,7 @@ class ProcessPoolTaskRunner:
                 SEGMENT_POOL.give_back(segment)
         self._sink(outcomes)
 
-    def _received(self, outcome: Outcome) -> Outcome:
+    def _received(self, outcome: Outcome, item: WorkItem) -> Outcome:
         worker = outcome.worker
         count = self._runs_per_worker[worker] = self._runs_per_worker.get(worker, 0) + 1
         if self.max_tasks_per_worker and count >= self.max_tasks_per_worker:
@@ -232,6 +234,11 @@ class ProcessPoolTaskRunner:
         ref = outcome.value
         if isinstance(ref, ResultRef) and ref.segment is not None:
             self._known_segments.add(ref.segment.name)
+        if isinstance(ref, ResultRef) and ref.fell_back and not self._fallback_warned:
+            self._fallback_warned = True
+            FLOW_LOGGER.warning(
+                f"/dev/shm has no room for the result of task run '{item.run_name}': large results go through "
+                "the pipe instead, slower. Free /dev/shm or give the container more (--shm-size).")
         if outcome.error is None:
             return outcome
         return Outcome(outcome.run_id, outcome.status, None, _decode_error(outcome.error, outcome.error_text),

@@ -1,0 +1,202 @@
+"""Large results in shared memory: exact round trips, zero-copy read-only views, lifetimes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from procflow import flow, task, wait
+from procflow.shm import PREFIX, SHM_DIR, ResultRef, owned_segments
+from procflow.task_runners import ProcessPoolTaskRunner
+
+MiB = 1 << 20
+
+
+def process_flow(fn, **runner_options):
+    return flow(task_runner=ProcessPoolTaskRunner(max_workers=2, **runner_options))(fn)
+
+
+@task
+def make_array(n, dtype="float64", order="C"):
+    return np.asfortranarray(np.arange(n, dtype=dtype).reshape(-1, 4)) if order == "F" else np.arange(n, dtype=dtype)
+
+
+@task
+def echo(value):
+    return value
+
+
+@task
+def inspect_array(array):
+    """What the consumer sees: its own view of the producer's array."""
+    return {"writeable": array.flags.writeable, "owndata": array.flags.owndata, "sum": float(array.sum()),
+            "pid": os.getpid()}
+
+
+@task
+def build_nested():
+    return {"a": np.ones(300_000), "list": [np.full(200_000, 7, dtype=np.int32), b"x" * (2 * MiB)],
+            "small": [1, "two", 3.0], "buffer": bytearray(b"y" * (3 * MiB))}
+
+
+def test_arrays_bytes_and_nested_structures_round_trip_exactly():
+    @process_flow
+    def body():
+        c = make_array.submit(1 << 20)
+        f = make_array.submit(1 << 20, "int16", "F")
+        raw = echo.submit(bytes(range(256)) * (8 * 1024))
+        nested = build_nested.submit()
+        passed_on = echo.submit(nested)  # crosses a second worker
+        return c, f, raw, nested, passed_on
+
+    c, f, raw, nested, passed_on = body()
+    assert np.array_equal(c, np.arange(1 << 20, dtype="float64"))
+    assert f.flags.f_contiguous and np.array_equal(f, np.asfortranarray(np.arange(1 << 20, dtype="int16").reshape(-1, 4)))
+    assert raw == bytes(range(256)) * (8 * 1024)
+    for value in (nested, passed_on):
+        assert np.array_equal(value["a"], np.ones(300_000))
+        assert np.array_equal(value["list"][0], np.full(200_000, 7, dtype=np.int32))
+        assert value["list"][1] == b"x" * (2 * MiB)
+        assert value["small"] == [1, "two", 3.0]
+        assert isinstance(value["buffer"], bytearray) and value["buffer"] == bytearray(b"y" * (3 * MiB))
+
+
+def test_large_results_travel_by_segment_and_arrive_read_only_without_copy():
+    @process_flow
+    def body():
+        array = make_array.submit(4 * MiB)
+        seen = inspect_array.submit(array)
+        seen.wait()
+        return array, seen, array.state.data
+
+    array, seen, stored = body()
+    assert isinstance(stored, ResultRef) and stored.segment is not None
+    assert stored.segment.name.startswith(f"{PREFIX}{os.getpid()}-") and len(stored.segment.name) <= 30
+    assert len(stored.data) < 1024, "only a small pickle travelled through the pipe"
+    assert seen["writeable"] is False and seen["owndata"] is False and seen["sum"] == float(np.arange(4 * MiB).sum())
+    with pytest.raises(ValueError, match="read-only"):
+        array[0] = 1.0
+    assert array.copy().flags.writeable
+
+
+def test_small_results_stay_in_the_pipe():
+    @process_flow
+    def body():
+        small = make_array.submit(100)
+        small.wait()
+        return [small.state.data]
+
+    [stored] = body()
+    assert isinstance(stored, ResultRef) and stored.segment is None
+
+
+def test_parent_memory_stays_flat_while_a_big_array_fans_out():
+    size = 400 * MiB // 8  # 400 MB of float64
+
+    @task
+    def big():
+        return np.ones(size)
+
+    @process_flow
+    def body():
+        array = big.submit()
+        return [inspect_array.submit(array) for _ in range(3)]
+
+    parent = psutil.Process()
+    samples, stop = [], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            samples.append(parent.memory_info().rss)
+            time.sleep(0.01)
+
+    body()  # warm the pool so worker start-up does not count
+    before = parent.memory_info().rss
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        results = body()
+    finally:
+        stop.set()
+        sampler.join()
+    assert [r["sum"] for r in results] == [float(size)] * 3
+    growth = max(samples) - before
+    assert growth < 60 * MiB, f"parent grew by {growth / MiB:.0f} MiB while 400 MB fanned out"
+
+
+def test_a_long_chain_keeps_only_a_few_arrays_in_dev_shm(tmp_path):
+    owner, counts = os.getpid(), tmp_path / "live-segments"
+
+    @task
+    def step(array, index, log_path):
+        """Counts the parent's segments as this link starts: the task itself takes the sample."""
+        live = [n for n in os.listdir(SHM_DIR) if n.startswith(f"{PREFIX}{owner}-")]
+        with open(log_path, "a") as log:
+            log.write(f"{len(live)}\n")
+        out = array.copy()
+        out[0] = index
+        return out
+
+    @process_flow
+    def body():
+        link = make_array.submit(8 * MiB // 8)
+        for index in range(40):
+            link = step.submit(link, index, str(counts))  # the previous future is dropped
+        return link
+
+    array = body()
+    assert array[0] == 39 and array[1] == 1.0
+    live = [int(line) for line in counts.read_text().split()]
+    assert len(live) == 40 and max(live) <= 5, f"segments alive along the chain: {live}"
+
+
+def test_no_room_in_dev_shm_falls_back_to_the_pipe_with_one_warning(log_lines):
+    @process_flow
+    def body():
+        arrays = [make_array.submit(2 * MiB) for _ in range(3)]
+        wait(arrays)
+        return arrays, [a.state.data for a in arrays]
+
+    runner_env = {"PROCFLOW_SHM_RESERVE_BYTES": str(1 << 60)}  # as if /dev/shm were full
+    tight = flow(task_runner=ProcessPoolTaskRunner(max_workers=2, worker_env=runner_env))(body.fn)
+    arrays, stored = tight()
+    assert all(np.array_equal(a, np.arange(2 * MiB, dtype="float64")) for a in arrays)
+    assert all(ref.segment is None and ref.fell_back for ref in stored)
+    warnings = [line for line in log_lines if "/dev/shm has no room" in line]
+    assert len(warnings) == 1 and "make_array-" in warnings[0]
+
+
+def test_returned_values_stay_valid_after_the_flow_frees_its_segments():
+    @process_flow
+    def body():
+        return make_array.submit(2 * MiB)
+
+    array = body()
+    assert not owned_segments(os.getpid()), "segments are unlinked when the flow run ends"
+    assert array[-1] == 2 * MiB - 1  # the mapping outlives the name
+
+
+def test_no_resource_tracker_warnings_in_a_fresh_interpreter(tmp_path):
+    script = tmp_path / "flow.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from procflow import flow, task, wait\n"
+        "@task\n"
+        "def make():\n    return np.ones(1 << 20)\n"
+        "@task\n"
+        "def use(a):\n    return float(a.sum())\n"
+        "@flow\n"
+        "def main():\n    a = make.submit()\n    return [use.submit(a) for _ in range(4)]\n"
+        "if __name__ == '__main__':\n    print(main())\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str([float(1 << 20)] * 4)
+    assert "resource_tracker" not in done.stderr and "leaked" not in done.stderr
