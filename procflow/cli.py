@@ -1,10 +1,189 @@
-"""`procflow` command line (filled in by the CLI issue)."""
+"""`procflow run SCRIPT.py[:FLOW] ...` and `procflow bench`.
+
+Exit codes: 0 the flow completed, 1 it failed, 130 interrupted (Ctrl-C, SIGTERM),
+2 a bad command line (missing script, no flow in it, several flows and none named).
+Flow parameters come after `--` as `--name value`; values are read as JSON when they
+parse (numbers, lists, true/false), else as strings.
+"""
 
 from __future__ import annotations
 
+import argparse
+import csv
+import importlib.util
+import json
+import os
+import subprocess
 import sys
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from .flows import Flow, last_flow_run
+from .records import FlowRun
+from .runners.processes import ProcessPoolTaskRunner
+from .runners.threads import SequentialTaskRunner, ThreadPoolTaskRunner
+
+
+class UsageError(Exception):
+    """A bad command line: exit code 2."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("procflow: commands: run, bench", file=sys.stderr)
-    return 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    flow_args: list[str] = []
+    if "--" in argv:
+        split = argv.index("--")
+        argv, flow_args = argv[:split], argv[split + 1:]
+    options = parser.parse_args(argv)
+    try:
+        if options.command == "run":
+            return run(options, flow_args)
+        return bench(options)
+    except UsageError as error:
+        print(f"procflow: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="procflow", description="Run Prefect-style flows on local worker processes.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run a flow from a script",
+                                     description="Run a flow from a script; flow parameters go after -- as --name value.")
+    run_parser.add_argument("target", metavar="SCRIPT.py[:FLOW]")
+    run_parser.add_argument("--runner", choices=("process", "thread", "sequential", "dask"), default="process")
+    run_parser.add_argument("--workers", type=int, default=None, help="worker processes or threads")
+    run_parser.add_argument("--address", default=None, help="Dask scheduler address, tcp://HOST:PORT")
+    run_parser.add_argument("--graph", default=None, metavar="OUT.(dot|mmd|json|svg)")
+    run_parser.add_argument("--timeline", default=None, metavar="OUT.html")
+    run_parser.add_argument("--stats", default=None, metavar="OUT.(json|csv)")
+    bench_parser = commands.add_parser("bench", help="run the benchmarks in benchmarks/")
+    bench_parser.add_argument("--quick", action="store_true", help="smaller workloads, fewer repeats")
+    return parser
+
+
+def run(options: argparse.Namespace, flow_args: list[str]) -> int:
+    for path, suffixes in ((options.graph, (".dot", ".mmd", ".json", ".svg")), (options.timeline, (".html",)),
+                           (options.stats, (".json", ".csv"))):
+        if path is not None and not path.endswith(suffixes):
+            raise UsageError(f"{path!r}: the file name must end in {' or '.join(suffixes)}")
+    if options.address and options.runner != "dask":
+        raise UsageError("--address goes with --runner dask")
+    chosen = load_flow(options.target)
+    runner = make_runner(options.runner, options.workers, options.address)
+    parameters = parse_flow_args(flow_args)
+    try:
+        state = chosen.with_options(task_runner=runner)(return_state=True, **parameters)
+    except KeyboardInterrupt:
+        return 130
+    except TypeError as error:
+        raise UsageError(str(error)) from None
+    flow_run = last_flow_run()
+    write_outputs(flow_run, options)
+    if state.is_completed():
+        return 0
+    print(f"procflow: flow run {flow_run.name!r} ended {state!r}", file=sys.stderr)
+    return 1
+
+
+def load_flow(target: str) -> Flow:
+    """The only flow in the script, or the one named after a colon."""
+    path, _, name = target.partition(":") if not os.path.exists(target) else (target, "", "")
+    script = Path(path)
+    if not script.is_file():
+        raise UsageError(f"no such script: {path}")
+    module_name = f"procflow_script_{script.stem.replace('-', '_')}"
+    spec = importlib.util.spec_from_file_location(module_name, script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    sys.path.insert(0, str(script.resolve().parent))
+    # Workers cannot import a script run by path: its functions travel by value.
+    cloudpickle.register_pickle_by_value(module)
+    spec.loader.exec_module(module)
+    flows = {value.name: value for value in vars(module).values() if isinstance(value, Flow)}
+    if not flows:
+        raise UsageError(f"{path} defines no @flow")
+    if name:
+        by_attribute = getattr(module, name, None)
+        if isinstance(by_attribute, Flow):
+            return by_attribute
+        if name in flows:
+            return flows[name]
+        raise UsageError(f"{path} has no flow named {name!r}; flows: {', '.join(sorted(flows))}")
+    if len(flows) > 1:
+        raise UsageError(f"{path} defines several flows ({', '.join(sorted(flows))}): name one, {path}:FLOW")
+    return next(iter(flows.values()))
+
+
+def make_runner(kind: str, workers: int | None, address: str | None) -> Any:
+    if kind == "process":
+        return ProcessPoolTaskRunner(max_workers=workers)
+    if kind == "thread":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if kind == "sequential":
+        return SequentialTaskRunner()
+    try:
+        from .dask import DaskTaskRunner  # optional extra: dask[distributed]
+    except ImportError as error:
+        raise UsageError(f"--runner dask needs the dask extra: pip install 'procflow[dask]' ({error})") from None
+    cluster_kwargs = {"n_workers": workers} if workers else None
+    return DaskTaskRunner(address=address, cluster_kwargs=cluster_kwargs)
+
+
+def parse_flow_args(words: list[str]) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if not word.startswith("--") or len(word) == 2:
+            raise UsageError(f"flow parameters go as --name value; got {word!r}")
+        key = word[2:].replace("-", "_")
+        if "=" in key:
+            key, value = key.split("=", 1)
+            index += 1
+        elif index + 1 < len(words) and not words[index + 1].startswith("--"):
+            value = words[index + 1]
+            index += 2
+        else:
+            value, index = "true", index + 1
+        parameters[key] = _parse_value(value)
+    return parameters
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def write_outputs(flow_run: FlowRun, options: argparse.Namespace) -> None:
+    if options.graph:
+        flow_run.graph.save(options.graph)
+    if options.timeline:
+        flow_run.timeline_html(options.timeline)
+    if options.stats:
+        rows = flow_run.summary()
+        with open(options.stats, "w", newline="", encoding="utf-8") as out:
+            if options.stats.endswith(".json"):
+                json.dump({"flow_run": flow_run.name, "state": repr(flow_run.state), "tasks": rows}, out, indent=1)
+            else:
+                writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["task"])
+                writer.writeheader()
+                writer.writerows(rows)
+
+
+def bench(options: argparse.Namespace) -> int:
+    harness = find_benchmarks()
+    command = [sys.executable, str(harness)] + (["--quick"] if options.quick else [])
+    return subprocess.call(command)
+
+
+def find_benchmarks() -> Path:
+    for root in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        harness = root / "benchmarks" / "harness.py"
+        if harness.is_file():
+            return harness
+    raise UsageError("benchmarks/harness.py not found: run `procflow bench` from a procflow checkout")

@@ -14,7 +14,7 @@ import subprocess
 from collections import Counter
 from typing import Any, Iterable
 
-GROUP_ABOVE = 12
+GROUP_ABOVE = 10  # the console summarises maps above the same size
 
 STATE_COLOURS = {
     "COMPLETED": "#2e9e5b",

@@ -43,7 +43,6 @@ ALIGN = 64
 # Leave this much of /dev/shm free for everyone else; a result that would eat into it
 # takes the pipe instead (PROCFLOW_SHM_RESERVE_BYTES overrides, tests use it).
 DEFAULT_RESERVE = 64 << 20
-_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 class SharedResultGone(RuntimeError):
@@ -155,9 +154,9 @@ class SegmentWriter:
             spans.append((offset, raw.nbytes))
             offset += _aligned(raw.nbytes)
         segment = self._choose(offset, lent)
-        if segment is None:  # no room in /dev/shm: the pipe carries the buffers in band
+        if segment is None or not _write(segment, raws, spans):
+            # no room in /dev/shm: the pipe carries the buffers in band
             return ResultRef(dumps_out_of_band(value, threshold, None), fell_back=True)
-        _write(segment, raws, spans)
         return ResultRef(data, segment, tuple(spans))
 
     def _choose(self, nbytes: int, lent: list[Segment]) -> Segment | None:
@@ -170,36 +169,28 @@ class SegmentWriter:
         if shm_free_bytes() - size < self.reserve:
             return None
         name = f"{PREFIX}{self.owner_pid}-{self._worker}-{_base36(next(self._counter))}"
-        try:
-            _create(name, size)
-        except OSError:  # ENOSPC from fallocate: /dev/shm filled up meanwhile
-            return None
         return Segment(name, size)
 
 
-def _create(name: str, size: int) -> None:
-    fd = _posixshmem.shm_open("/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-    try:
-        os.ftruncate(fd, size)
-        if hasattr(os, "posix_fallocate"):
-            try:
-                # Reserve the pages now: writing into an over-committed tmpfs mapping
-                # would end the worker with SIGBUS instead of an error we can handle.
-                os.posix_fallocate(fd, 0, size)
-            except OSError:
-                _posixshmem.shm_unlink("/" + name)
-                raise
-    finally:
-        os.close(fd)
+def _write(segment: Segment, raws: list[memoryview], spans: list[tuple[int, int]]) -> bool:
+    """Write the buffers; False (and nothing left behind) when /dev/shm runs out of room.
 
-
-def _write(segment: Segment, raws: list[memoryview], spans: list[tuple[int, int]]) -> None:
-    fd = _posixshmem.shm_open("/" + segment.name, os.O_RDWR, 0)
+    pwrite, not a mapping: into fresh tmpfs pages it runs about twice as fast (no zeroing
+    before the copy), and a full /dev/shm answers ENOSPC instead of killing the writer
+    with SIGBUS.
+    """
+    fd = _posixshmem.shm_open("/" + segment.name, os.O_CREAT | os.O_RDWR, 0o600)
     try:
-        # MAP_POPULATE maps every page in one call instead of one fault per page.
-        with mmap.mmap(fd, segment.size, flags=mmap.MAP_SHARED | _POPULATE) as mm:
-            for raw, (offset, nbytes) in zip(raws, spans):
-                mm[offset:offset + nbytes] = raw.cast("B")
+        if os.fstat(fd).st_size != segment.size:
+            os.ftruncate(fd, segment.size)
+        for raw, (offset, nbytes) in zip(raws, spans):
+            view, written = raw.cast("B"), 0
+            while written < nbytes:
+                written += os.pwrite(fd, view[written:], offset + written)
+        return True
+    except OSError:
+        unlink(segment.name)
+        return False
     finally:
         os.close(fd)
 

@@ -1,0 +1,135 @@
+"""`procflow run` and `python -m procflow` as a user types them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pty
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def procflow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "procflow", *args], capture_output=True, text=True, timeout=180,
+                          cwd=cwd)
+
+
+@pytest.fixture
+def scripts(tmp_path):
+    (tmp_path / "good.py").write_text(textwrap.dedent("""
+        from procflow import flow, task
+
+        @task
+        def double(x):
+            return 2 * x
+
+        @flow
+        def pipeline(n: int = 3, label: str = "x"):
+            print(f"label={label}")
+            return double.map(range(n))
+    """))
+    (tmp_path / "bad.py").write_text(textwrap.dedent("""
+        from procflow import flow, task
+
+        @task
+        def boom():
+            raise ValueError("kaput")
+
+        @flow
+        def failing():
+            boom.submit()
+    """))
+    (tmp_path / "two.py").write_text(textwrap.dedent("""
+        from procflow import flow
+
+        @flow
+        def alpha():
+            return 1
+
+        @flow
+        def beta():
+            return 2
+    """))
+    (tmp_path / "none.py").write_text("x = 1\n")
+    return tmp_path
+
+
+def test_run_completes_with_parameters_and_writes_graph_timeline_stats(scripts):
+    out = scripts
+    done = procflow("run", str(out / "good.py"), "--graph", str(out / "g.dot"), "--timeline", str(out / "t.html"),
+                    "--stats", str(out / "s.json"), "--", "--n", "12", "--label", "hello")
+    assert done.returncode == 0, done.stderr
+    assert "label=hello" in done.stdout
+    assert "All 12 task runs of map 'double' finished: Completed 12" in done.stderr
+    assert "double ×12" in (out / "g.dot").read_text()
+    assert "<svg" not in (out / "t.html").read_text() and "bars" in (out / "t.html").read_text()
+    stats = json.loads((out / "s.json").read_text())
+    assert stats["tasks"][0]["task"] == "double" and stats["tasks"][0]["count"] == 12
+    done = procflow("run", str(out / "good.py"), "--stats", str(out / "s.csv"), "--graph", str(out / "g.mmd"))
+    assert done.returncode == 0
+    rows = list(csv.DictReader(open(out / "s.csv")))
+    assert rows[0]["task"] == "double" and rows[0]["count"] == "3"
+    assert (out / "g.mmd").read_text().startswith("flowchart LR")
+
+
+@pytest.mark.parametrize("runner", ["thread", "sequential"])
+def test_run_on_other_runners(scripts, runner):
+    done = procflow("run", f"{scripts / 'good.py'}:pipeline", "--runner", runner, "--workers", "2")
+    assert done.returncode == 0, done.stderr
+
+
+def test_failed_flow_exits_1(scripts):
+    done = procflow("run", str(scripts / "bad.py"))
+    assert done.returncode == 1
+    assert "Task run 'boom-0' - Finished in state Failed('Task run encountered an exception ValueError: kaput')" \
+        in done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "missing.py"], "no such script: missing.py"),
+    (["run", "none.py"], "none.py defines no @flow"),
+    (["run", "two.py"], "defines several flows (alpha, beta): name one"),
+    (["run", "two.py:gamma"], "has no flow named 'gamma'"),
+    (["run", "good.py", "--stats", "s.txt"], "must end in .json or .csv"),
+    (["run", "good.py", "--", "--nope", "1"], "unexpected keyword argument 'nope'"),
+    (["fly"], "invalid choice"),
+])
+def test_bad_command_lines_exit_2_with_a_clear_message(scripts, args, message):
+    done = procflow(*args, cwd=scripts)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_named_flow_among_several(scripts):
+    done = procflow("run", "two.py:beta", cwd=scripts)
+    assert done.returncode == 0 and "Created flow run" in done.stderr and "for flow 'beta'" in done.stderr
+
+
+def test_terminal_shows_live_progress_and_end_table(scripts):
+    """Run under a real pseudo-terminal and read what it draws."""
+    main, child = pty.openpty()
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="120")
+    process = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(scripts / "good.py"), "--", "--n", "20"],
+                               stdin=child, stdout=child, stderr=child, env=env, close_fds=True)
+    os.close(child)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    assert process.wait(timeout=120) == 0
+    text = screen.decode(errors="replace")
+    assert "\x1b[" in text, "rich draws with terminal escape codes"
+    assert "Slowest runs" in text and "Completed" in text
+    assert "finished / total" in text or "All 20 task runs" in text
