@@ -46,7 +46,7 @@ class WorkerBoards:
 
     def dead_workers(self) -> dict[int, tuple[int, float]]:
         """Workers whose process is gone, with what they ran; their boards are removed."""
-        dead = {pid: board for pid, board in self.read().items() if not _alive(pid)}
+        dead = {pid: board for pid, board in self.read().items() if not alive(pid)}
         for pid in dead:
             self.forget(pid)
         return dead
@@ -70,7 +70,8 @@ def sweep_dead_boards() -> None:
             shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

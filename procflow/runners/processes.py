@@ -40,7 +40,7 @@ from ..shm import ResultRef, SegmentPool, owned_segments, sweep_dead_owners, unl
 from ..states import LazyResult, RemoteError, RemoteTraceback
 from ..worker import run_batch, start_worker
 from .base import Call, Sink
-from .crashes import WorkerBoards, WorkerWatch, describe_crash, sweep_dead_boards
+from .crashes import WorkerBoards, WorkerWatch, alive, describe_crash, sweep_dead_boards
 
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -94,7 +94,7 @@ class ProcessPoolTaskRunner:
         self._owner = os.getpid()
         self._boards = WorkerBoards(self._owner)
         self._watch = WorkerWatch(self._boards)
-        self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple]] = {}
+        self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple, Any]] = {}
         self._batch_ids = itertools.count()
         self._fn_keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._fn_blobs: dict[str, bytes] = {}
@@ -103,7 +103,7 @@ class ProcessPoolTaskRunner:
         self._known_segments: set[str] = set()
         self._runs_per_worker: dict[int, int] = {}
         self._recycle = False
-        self._crashes: dict[int, dict[int, str]] = {}  # broken-pool error id -> run id -> message
+        self._crashes: dict[int, dict[int, tuple]] = {}  # broken pool -> run id -> (pid, exit code, rss)
         self._timed_out: set[int] = set()
         self._fallback_warned = False
         self._executor = self._get_executor()
@@ -175,13 +175,13 @@ class ProcessPoolTaskRunner:
         batch = Batch(self._owner, self._boards.dir, self.shm_threshold_bytes, functions, tuple(items),
                       tuple(arguments), lent)
         batch_id = next(self._batch_ids)
-        with self._lock:
-            self._batches[batch_id] = (batch.items, lent)
         try:
             future = self._executor.submit(run_batch, batch)
         except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
             self._executor = self._get_executor()  # a crash broke the last one: loky builds a new pool
             future = self._executor.submit(run_batch, batch)
+        with self._lock:
+            self._batches[batch_id] = (batch.items, lent, self._executor)
         future.add_done_callback(functools.partial(self._on_done, batch_id))
 
     def _pickle_arguments(self, call: Call) -> bytes:
@@ -211,12 +211,12 @@ class ProcessPoolTaskRunner:
 
     def _on_done(self, batch_id: int, future) -> None:  # noqa: ANN001 - a loky future
         with self._lock:
-            items, lent = self._batches.pop(batch_id)
+            items, lent, executor = self._batches.pop(batch_id)
         error = future.exception()
         if error is None:
             outcomes = [self._received(outcome, item) for outcome, item in zip(future.result(), items)]
         else:
-            outcomes = self._lost_batch(items, error)
+            outcomes = self._lost_batch(items, error, executor)
         used = {o.value.segment.name for o in outcomes if isinstance(o.value, ResultRef) and o.value.segment}
         for segment in lent:
             if segment.name not in used:
@@ -244,12 +244,12 @@ class ProcessPoolTaskRunner:
         return Outcome(outcome.run_id, outcome.status, None, _decode_error(outcome.error, outcome.error_text),
                        outcome.error_text, outcome.start, outcome.end, worker, outcome.logs, outcome.transfer)
 
-    def _lost_batch(self, items: tuple[WorkItem, ...], error: BaseException) -> list[Outcome]:
+    def _lost_batch(self, items: tuple[WorkItem, ...], error: BaseException, executor: Any) -> list[Outcome]:
         if isinstance(error, ShutdownExecutorError):
             return [Outcome(item.run_id, Status.CANCELLED) for item in items]
         if not isinstance(error, BrokenProcessPool):
             return [Outcome(item.run_id, Status.FAILED, error=error) for item in items]
-        crashed = self._crash_victims(error, items)
+        crashed = self._crash_victims(executor, items)
         outcomes = []
         for item in items:
             if item.run_id in self._timed_out:
@@ -263,25 +263,27 @@ class ProcessPoolTaskRunner:
                 outcomes.append(Outcome(item.run_id, Status.LOST))
         return outcomes
 
-    def _crash_victims(self, error: BaseException, items: tuple[WorkItem, ...]) -> dict[int, str]:
-        """run id -> crash message; worked out once per broken pool, before loky kills the rest."""
-        key = id(error)
+    def _crash_victims(self, executor: Any, items: tuple[WorkItem, ...]) -> dict[int, str]:
+        """run id -> crash message, worked out once per broken pool.
+
+        loky fails the pending futures before it kills the surviving workers, so the
+        first time we look, only the worker that crashed is dead; the survivors' runs
+        are merely lost, and their boards are forgotten so a later look cannot blame them.
+        """
+        key = id(executor)
         if key not in self._crashes:
-            names = {item.run_id: item.run_name for item in items}
-            processes = getattr(self._executor, "_processes", {}) or {}
+            processes = dict(getattr(executor, "_processes", None) or {})
+            boards = self._boards.read()
             victims = {}
-            for pid, (run_id, _) in self._boards.dead_workers().items():
-                if run_id:
-                    process = processes.get(pid)
-                    exitcode = process.exitcode if process is not None else None
-                    victims[run_id] = (pid, exitcode, self._watch.last_rss.get(pid))
-            self._crashes = {key: {run_id: describe_crash(names.get(run_id, f"#{run_id}"), *info)
-                                   for run_id, info in victims.items()}}
-        messages = self._crashes[key]
-        for item in items:  # runs of this batch not charged yet keep the generic message
-            if item.run_id in messages:
-                messages[item.run_id] = messages[item.run_id].replace(f"'#{item.run_id}'", repr(item.run_name))
-        return messages
+            for pid, process in processes.items():
+                run_id = boards.get(pid, (0, 0.0))[0]
+                if run_id and not alive(pid):
+                    victims[run_id] = (pid, process.exitcode, self._watch.last_rss.get(pid))
+                self._boards.forget(pid)
+            self._crashes[key] = victims
+        names = {item.run_id: item.run_name for item in items}
+        return {run_id: describe_crash(names[run_id], *info)
+                for run_id, info in self._crashes[key].items() if run_id in names}
 
     # -- interrupts, cancellation, results -------------------------------------------
 
@@ -327,8 +329,7 @@ class ProcessPoolTaskRunner:
         """Segments written by workers that died before reporting them."""
         for name in owned_segments(self._owner):
             worker = name.split("-")[2]
-            if name not in self._known_segments and not SEGMENT_POOL.holds(name) \
-                    and not psutil.pid_exists(int(worker, 36)):
+            if name not in self._known_segments and not SEGMENT_POOL.holds(name) and not alive(int(worker, 36)):
                 unlink(name)
 
 

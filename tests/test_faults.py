@@ -1,0 +1,358 @@
+"""Faults with real processes and signals: one bad task never takes the flow down."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from procflow import flow, task
+from procflow.shm import PREFIX, SHM_DIR, owned_segments
+from procflow.states import RemoteError
+from procflow.task_runners import ProcessPoolTaskRunner
+
+MiB = 1 << 20
+
+
+def on_processes(fn, **options):
+    return flow(task_runner=ProcessPoolTaskRunner(max_workers=2, **options))(fn)
+
+
+def die_by_exit():
+    os._exit(7)
+
+
+def die_by_sigkill():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_by_segfault():
+    ctypes.string_at(0)
+
+
+@task
+def steady(x):
+    time.sleep(0.05)
+    return x
+
+
+@pytest.mark.parametrize("death, expected", [
+    (die_by_exit, "exited with code 7"),
+    (die_by_sigkill, "killed by signal SIGKILL (-9)"),
+    (die_by_segfault, "killed by signal SIGSEGV (-11)"),
+])
+def test_worker_death_crashes_only_its_run_and_the_pool_is_repaired(death, expected):
+    victim = task(death, name="victim")
+
+    def body():
+        steady.map(range(8))
+        victim.submit()
+        steady.map(range(8, 12))
+
+    state = on_processes(body)(return_state=True)
+    assert state.is_failed() and state.message == "1/13 states failed."
+    flow_run = body_last_run()
+    by_name = {run.name: run for run in flow_run.task_runs}
+    assert by_name["victim-0"].state.is_crashed()
+    assert expected in by_name["victim-0"].state.message
+    assert "victim-0" in by_name["victim-0"].state.message
+    steady_runs = [run for run in flow_run.task_runs if run.task_name == "steady"]
+    assert len(steady_runs) == 12 and all(run.state.is_completed() for run in steady_runs)
+    assert sorted(run.state.result() for run in steady_runs) == list(range(12))
+    assert on_processes(lambda: steady.submit(99))() == 99, "the pool works afterwards"
+
+
+def body_last_run():
+    from procflow import last_flow_run
+
+    return last_flow_run()
+
+
+class Unpicklable:
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+
+
+class BreaksOnLoad:
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise RuntimeError("refusing to unpickle")
+
+
+class OddError(Exception):
+    def __init__(self, a, b):  # pickles, but cannot be rebuilt from args
+        super().__init__(f"{a}-{b}")
+
+
+@task
+def take(*args, **kwargs):
+    return "took"
+
+
+@task
+def give_unpicklable():
+    return {"ok": 1, "conn": Unpicklable()}
+
+
+@task
+def raise_odd():
+    raise OddError(1, 2)
+
+
+def test_bad_arguments_results_and_exceptions_fail_only_their_run():
+    def body():
+        return [
+            take.submit(1, {"conn": Unpicklable()}),
+            take.submit(BreaksOnLoad()),
+            give_unpicklable.submit(),
+            raise_odd.submit(),
+            take.submit(1),
+        ]
+
+    state = on_processes(body)(return_state=True)
+    assert state.is_failed()
+    runs = body_last_run().task_runs
+    bad_arg, bad_load, bad_result, odd, fine = (run.state for run in runs)
+    error = bad_arg.result(raise_on_failure=False)
+    assert "take-0" in str(error) and "args[1]['conn']" in str(error) and "_thread.lock" in str(error)
+    assert "could not load the arguments of task run 'take-1'" in str(bad_load.result(raise_on_failure=False))
+    message = str(bad_result.result(raise_on_failure=False))
+    assert "give_unpicklable-0" in message and "result['conn']" in message
+    remote = odd.result(raise_on_failure=False)
+    assert isinstance(remote, RemoteError) and remote.type_name == "OddError" and "raise OddError" in remote.traceback_text
+    assert fine.result() == "took"
+
+
+def test_retries_apply_to_crashes(tmp_path):
+    marker = tmp_path / "crashed-once"
+
+    @task(retries=1)
+    def crash_once(path):
+        if not os.path.exists(path):
+            open(path, "w").close()
+            os._exit(3)
+        return "second time lucky"
+
+    assert on_processes(lambda: crash_once.submit(str(marker)))() == "second time lucky"
+    assert body_last_run().task_runs[0].attempts == 2
+
+
+def test_a_run_that_crashes_three_times_is_not_retried_further():
+    @task(retries=10)
+    def always_crash():
+        os._exit(5)
+
+    state = on_processes(lambda: always_crash.submit())(return_state=True)
+    run = body_last_run().task_runs[0]
+    assert run.state.is_crashed() and run.attempts == 3 and state.is_failed()
+
+
+@task(timeout_seconds=0.5)
+def sleeps_too_long():
+    time.sleep(30)
+
+
+@task(timeout_seconds=0.5)
+def stuck_in_c():
+    import collections
+    import itertools
+
+    collections.deque(itertools.repeat(None, 10**12), maxlen=0)  # never checks for signals
+
+
+@task
+def which_pid():
+    return os.getpid()
+
+
+@pytest.mark.parametrize("slow", [sleeps_too_long, stuck_in_c])
+def test_timeouts_fail_the_run_with_timeout_error_and_replace_a_stuck_worker(slow):
+    def body():
+        late = slow.submit()
+        others = steady.map(range(4))
+        return late, others
+
+    started = time.monotonic()
+    state = on_processes(body)(return_state=True)
+    elapsed = time.monotonic() - started
+    timed_out = body_last_run().task_runs[0]
+    assert timed_out.state.name == "TimedOut" and timed_out.state.is_failed()
+    with pytest.raises(TimeoutError, match="timeout_seconds=0.5"):
+        timed_out.state.result()
+    assert all(run.state.is_completed() for run in body_last_run().task_runs[1:])
+    assert state.is_failed() and elapsed < 20
+    assert isinstance(on_processes(lambda: which_pid.submit())(), int), "the pool works afterwards"
+
+
+def test_worker_memory_is_reported_when_it_is_killed(tmp_path):
+    @task
+    def hog():
+        block = np.ones(300 * MiB // 8)  # touch 300 MB
+        time.sleep(1.5)  # let the parent sample it
+        os.kill(os.getpid(), signal.SIGKILL)
+        return block
+
+    on_processes(lambda: hog.submit())(return_state=True)
+    message = body_last_run().task_runs[0].state.message
+    assert "killed by signal SIGKILL" in message
+    rss = int(message.split("Its last RSS was ")[1].split(" MiB")[0])
+    assert 250 <= rss <= 1000
+
+
+def test_max_tasks_per_worker_recycles_workers_and_results_stay_readable():
+    @task
+    def produce():
+        return np.full(MiB, 3.0), os.getpid()
+
+    @task
+    def consume(pair):
+        return float(pair[0].sum()), os.getpid()
+
+    def body():
+        first = produce.submit()
+        pids = [which_pid.submit(wait_for=[first]) for _ in range(12)]
+        return consume.submit(first, wait_for=pids), pids
+
+    (total, _), pids = on_processes(body, max_tasks_per_worker=2)()
+    assert total == 3.0 * MiB
+    assert len(set(pids)) > 2, f"workers were recycled: {sorted(set(pids))}"
+
+
+SCRIPT = textwrap.dedent("""
+    import os, sys, time
+    import numpy as np
+    from procflow import flow, task
+
+    @task
+    def hold(i, started_dir):
+        data = np.ones(1 << 20)  # a shared-memory result for each run
+        open(os.path.join(started_dir, f"{os.getpid()}-{i}"), "w").close()
+        time.sleep(60)
+        return data
+
+    @task
+    def produce():
+        return np.ones(1 << 20)
+
+    @flow
+    def long_flow(started_dir: str):
+        kept = produce.submit()
+        kept.wait()
+        return hold.map(range(6), started_dir)
+
+    if __name__ == "__main__":
+        long_flow(sys.argv[1])
+""")
+
+
+def start_long_flow(tmp_path):
+    script = tmp_path / "long_flow.py"
+    script.write_text(SCRIPT)
+    started = tmp_path / "started"
+    started.mkdir()
+    parent = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(script), "--workers", "2", "--",
+                               "--started-dir", str(started)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(os.listdir(started)) < 2:  # both workers are inside a task
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.05)
+    workers = {int(name.split("-")[0]) for name in os.listdir(started)}
+    return parent, workers
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_cancels_pending_stops_workers_and_frees_memory(tmp_path, signum):
+    parent, workers = start_long_flow(tmp_path)
+    children = {child.pid for child in psutil.Process(parent.pid).children(recursive=True)}
+    assert workers <= children
+    interrupted = time.monotonic()
+    parent.send_signal(signum)
+    code = parent.wait(timeout=15)
+    elapsed = time.monotonic() - interrupted
+    stderr = parent.stderr.read()
+    assert code == 130, stderr
+    assert elapsed < 5, f"took {elapsed:.1f} s to stop"
+    assert "Interrupted:" in stderr and "task runs did not finish" in stderr
+    assert "Cancelled" in stderr
+    time.sleep(0.5)
+    alive = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"processes left behind: {alive}"
+    assert not owned_segments(parent.pid)
+
+
+def test_parent_killed_workers_exit_and_next_start_sweeps_its_segments(tmp_path):
+    parent, workers = start_long_flow(tmp_path)
+    assert owned_segments(parent.pid), "the flow holds a shared-memory result"
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived their parent"
+        time.sleep(0.1)
+    assert owned_segments(parent.pid), "nobody freed them yet"
+    fresh = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        from procflow import flow, task
+        @task
+        def one():
+            return 1
+        @flow
+        def tiny():
+            return one.submit()
+        print(tiny())
+    """)], capture_output=True, text=True, timeout=120)
+    assert fresh.stdout.strip() == "1"
+    assert not owned_segments(parent.pid), "the next procflow start swept the dead parent's segments"
+    assert not [n for n in os.listdir(SHM_DIR) if n.startswith(f"{PREFIX}{parent.pid}-")]
+
+
+def test_soak_many_tasks_long_chain_and_diamond_on_one_worker():
+    @task
+    def noop(x):
+        return x
+
+    @task
+    def inc(x):
+        return x + 1
+
+    @task
+    def join(a, b):
+        return a + b
+
+    process = psutil.Process()
+
+    def many():
+        return noop.map(range(100_000))
+
+    on_processes(many)()  # warm up
+    before = process.memory_info().rss
+    result = on_processes(many)()
+    growth = process.memory_info().rss - before
+    assert result[:3] == [0, 1, 2] and len(result) == 100_000
+    assert growth < 300 * MiB, f"parent grew {growth / MiB:.0f} MiB for 100 000 runs"
+
+    def chain():
+        link = inc.submit(0)
+        for _ in range(4_999):
+            link = inc.submit(link)
+        return link
+
+    assert on_processes(chain)() == 5_000
+
+    def diamond():
+        top = inc.submit(0)
+        return join.submit(inc.submit(top), inc.submit(top))
+
+    assert flow(task_runner=ProcessPoolTaskRunner(max_workers=1))(diamond)() == 4
