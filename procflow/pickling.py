@@ -1,43 +1,13 @@
-"""Pickling call arguments for a worker, and naming the part that cannot be pickled.
-
-Futures inside arguments are pickled as a *reference to their result* (a
-`ResultRef`), which unpickles in the worker as the value itself: the parent never
-loads a large result to pass it on, and the worker never walks the arguments.
-"""
+"""Pickling for both sides: C pickle first, and naming the part that does not pickle."""
 
 from __future__ import annotations
 
-import io
 import pickle
 from dataclasses import fields, is_dataclass
 from typing import Any, Callable
 
 import cloudpickle
 
-from .annotations import allow_failure, quote
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-class ArgumentPickler(cloudpickle.Pickler):
-    """cloudpickle, with futures (bare or in `allow_failure`) replaced by their results."""
-
-    def __init__(self, file: io.BytesIO, future_type: type, reduce_future: Callable[[Any], Any]) -> None:
-        super().__init__(file, protocol=5)
-        self._future_type = future_type
-        self._reduce_future = reduce_future
-
-    def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, self._future_type):
-            return self._reduce_future(obj)
-        kind = type(obj)
-        if kind is allow_failure:
-            return (_identity, (obj.value,))
-        if kind is quote:
-            return (_identity, (obj.value,))
-        return super().reducer_override(obj)
 
 
 def dumps_plain(value: Any) -> bytes:
@@ -46,12 +16,6 @@ def dumps_plain(value: Any) -> bytes:
         return pickle.dumps(value, protocol=5)
     except (pickle.PicklingError, AttributeError, TypeError):
         return cloudpickle.dumps(value, protocol=5)
-
-
-def dumps_with_futures(value: Any, future_type: type, reduce_future: Callable[[Any], Any]) -> bytes:
-    out = io.BytesIO()
-    ArgumentPickler(out, future_type, reduce_future).dump(value)
-    return out.getvalue()
 
 
 def find_unpicklable(value: Any, path: str, dumps: Callable[[Any], bytes] = cloudpickle.dumps) -> str:

@@ -24,8 +24,7 @@ import mmap
 import os
 import pickle
 import threading
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import cloudpickle
 import psutil
@@ -49,8 +48,7 @@ class SharedResultGone(RuntimeError):
     """A result's shared-memory segment was released before it was read."""
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(NamedTuple):
     name: str
     size: int
 

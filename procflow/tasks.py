@@ -51,6 +51,7 @@ class Task(Generic[P, R]):
         self.tags = set(tags or ())
         self.cache_key_fn = cache_key_fn
         self._signature = inspect.signature(fn)
+        self._positional_range = _positional_range(self._signature)
         functools.update_wrapper(self, fn)
 
     def with_options(self, **options: Any) -> Task[P, R]:
@@ -64,6 +65,12 @@ class Task(Generic[P, R]):
         return f"Task(name={self.name!r})"
 
     # -- parameters -------------------------------------------------------------------
+
+    def _check(self, args: tuple, kwargs: dict) -> None:
+        """Reject arguments the function would refuse, before anything runs."""
+        low, high = self._positional_range
+        if kwargs or not low <= len(args) <= high:  # the common plain positional call skips bind()
+            self._bind(args, kwargs)
 
     def _bind(self, args: tuple, kwargs: dict) -> inspect.BoundArguments:
         try:
@@ -89,7 +96,7 @@ class Task(Generic[P, R]):
     def submit(self, *args: P.args, wait_for: Any = None, **kwargs: P.kwargs) -> TaskFuture[R]:
         """Schedule one run; returns its future at once."""
         context = context_or_detached()
-        self._bind(args, kwargs)
+        self._check(args, kwargs)
         waits = _wait_futures(wait_for)
         entry = self._entry(context, args, kwargs, waits, None)
         return context.submit([entry], mapped=False)[0]
@@ -166,7 +173,7 @@ class Task(Generic[P, R]):
         context = current_flow.get()
         if context is None:
             return self.fn(*args, **kwargs)
-        self._bind(args, kwargs)
+        self._check(args, kwargs)
         found: Found = []
         needs = collect(args, found) | collect(kwargs, found)
         waits = _wait_futures(wait_for)
@@ -210,6 +217,20 @@ class Task(Generic[P, R]):
             delays = self.retry_delay_seconds
             delay = delays[min(run.attempts - 1, len(delays) - 1)] if isinstance(delays, (list, tuple)) else delays
             threading.Event().wait(delay or 0)
+
+
+def _positional_range(signature: inspect.Signature) -> tuple[int, int]:
+    """How many positional arguments a call may pass with no keywords (-1, -1: always bind)."""
+    kinds = [p.kind for p in signature.parameters.values()]
+    if inspect.Parameter.VAR_POSITIONAL in kinds:
+        return (-1, -1)
+    positional = [p for p in signature.parameters.values()
+                  if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    required_keywords = any(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is p.empty
+                            for p in signature.parameters.values())
+    if required_keywords:
+        return (-1, -1)
+    return (sum(p.default is p.empty for p in positional), len(positional))
 
 
 def _wait_futures(wait_for: Any) -> Found:

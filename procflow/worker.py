@@ -67,8 +67,16 @@ _board: mmap.mmap | None = None
 _deadline_armed = False
 
 
-def run_batch(batch: Batch) -> list[Outcome]:
-    """The worker process's entry point: run every item of the batch in order."""
+def run_batch(message: bytes) -> bytes:
+    """The worker process's entry point: run every item of the batch in order.
+
+    Batch and outcomes cross as bytes pickled here and in the parent with C pickle, so
+    loky's cloudpickle-based pickler only sees this function and a bytes object.
+    """
+    return pickle.dumps(_run_batch(pickle.loads(message)), protocol=5)
+
+
+def _run_batch(batch: Batch) -> list[Outcome]:
     global _writer
     if _writer is None or _writer.owner_pid != batch.owner_pid:
         _writer = SegmentWriter(batch.owner_pid)

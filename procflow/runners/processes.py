@@ -29,16 +29,16 @@ from typing import Any, Callable
 
 import cloudpickle
 import psutil
-from loky import get_reusable_executor
+from loky import ProcessPoolExecutor
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
-from ..futures import TaskFuture
 from ..messages import Batch, Outcome, Status, WorkItem
 from ..runlog import FLOW_LOGGER
-from ..pickling import dumps_plain, dumps_with_futures, find_unpicklable
+from ..pickling import find_unpicklable
 from ..shm import ResultRef, SegmentPool, owned_segments, sweep_dead_owners, unlink
 from ..states import LazyResult, RemoteError, RemoteTraceback
 from ..worker import run_batch, start_worker
+from .arguments import pickle_arguments
 from .base import Call, Sink
 from .crashes import WorkerBoards, WorkerWatch, alive, describe_crash, sweep_dead_boards
 
@@ -49,6 +49,28 @@ THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 # reuse, and the once-per-process sweep of what dead parents left behind.
 SEGMENT_POOL = SegmentPool()
 _swept = False
+
+
+_pool: tuple[tuple, ProcessPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def shared_pool(max_workers: int, env: dict[str, str], initializer: Callable[..., Any] | None, initargs: tuple,
+                idle_timeout: float, fresh: bool = False) -> ProcessPoolExecutor:
+    """procflow's reusable pool: one per process, kept across flow runs, rebuilt when its
+    settings change or it broke. Our own, not loky's global reusable executor, so that a
+    user's joblib or loky code and procflow do not shut each other's workers down."""
+    global _pool
+    key = (max_workers, tuple(sorted(env.items())), initializer, initargs)
+    with _pool_lock:
+        if _pool is not None and not fresh and _pool[0] == key and not _pool[1]._flags.broken:
+            return _pool[1]
+        if _pool is not None:
+            _pool[1].shutdown(wait=False, kill_workers=bool(_pool[1]._flags.broken))
+        executor = ProcessPoolExecutor(max_workers=max_workers, timeout=idle_timeout, env=env,
+                                       initializer=start_worker, initargs=(os.getpid(), initializer, initargs))
+        _pool = (key, executor)
+        return executor
 
 
 def default_workers() -> int:
@@ -108,13 +130,10 @@ class ProcessPoolTaskRunner:
         self._fallback_warned = False
         self._executor = self._get_executor()
 
-    def _get_executor(self):
+    def _get_executor(self, fresh: bool = False):
         env = self._thread_limits()
         env.update(self.worker_env or {})
-        return get_reusable_executor(
-            max_workers=self.max_workers, timeout=self.IDLE_WORKER_SECONDS, env=env,
-            initializer=start_worker, initargs=(os.getpid(), self.initializer, self.initargs),
-        )
+        return shared_pool(self.max_workers, env, self.initializer, self.initargs, self.IDLE_WORKER_SECONDS, fresh)
 
     def _thread_limits(self) -> dict[str, str]:
         threads = str(max(1, (os.cpu_count() or 1) // self.max_workers))
@@ -175,21 +194,19 @@ class ProcessPoolTaskRunner:
         batch = Batch(self._owner, self._boards.dir, self.shm_threshold_bytes, functions, tuple(items),
                       tuple(arguments), lent)
         batch_id = next(self._batch_ids)
+        message = pickle.dumps(batch, protocol=5)
         try:
-            future = self._executor.submit(run_batch, batch)
+            future = self._executor.submit(run_batch, message)
         except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-            self._executor = self._get_executor()  # a crash broke the last one: loky builds a new pool
-            future = self._executor.submit(run_batch, batch)
+            self._executor = self._get_executor(fresh=True)  # a crash broke the last one
+            future = self._executor.submit(run_batch, message)
         with self._lock:
             self._batches[batch_id] = (batch.items, lent, self._executor)
         future.add_done_callback(functools.partial(self._on_done, batch_id))
 
     def _pickle_arguments(self, call: Call) -> bytes:
-        payload = (call.args, call.kwargs)
         try:
-            if call.needs_substitution:
-                return dumps_with_futures(payload, TaskFuture, TaskFuture.reduce_for_worker)
-            return dumps_plain(payload)
+            return pickle_arguments(call.args, call.kwargs, call.needs_substitution)
         except Exception as error:
             where = find_unpicklable(call.args, "args") if _fails(call.args) else find_unpicklable(call.kwargs, "kwargs")
             raise TypeError(f"task run {call.run_name!r}: an argument cannot be pickled for a worker "
@@ -214,7 +231,7 @@ class ProcessPoolTaskRunner:
             items, lent, executor = self._batches.pop(batch_id)
         error = future.exception()
         if error is None:
-            outcomes = [self._received(outcome, item) for outcome, item in zip(future.result(), items)]
+            outcomes = [self._received(outcome, item) for outcome, item in zip(pickle.loads(future.result()), items)]
         else:
             outcomes = self._lost_batch(items, error, executor)
         used = {o.value.segment.name for o in outcomes if isinstance(o.value, ResultRef) and o.value.segment}
@@ -234,6 +251,7 @@ class ProcessPoolTaskRunner:
         ref = outcome.value
         if isinstance(ref, ResultRef) and ref.segment is not None:
             self._known_segments.add(ref.segment.name)
+            self._result_sizes[item.fn_key] = ref.segment.size  # lend one this size next time
         if isinstance(ref, ResultRef) and ref.fell_back and not self._fallback_warned:
             self._fallback_warned = True
             FLOW_LOGGER.warning(
@@ -323,7 +341,7 @@ class ProcessPoolTaskRunner:
         self._executor.shutdown(wait=True)
         self._runs_per_worker.clear()
         self._recycle = False
-        self._executor = self._get_executor()
+        self._executor = self._get_executor(fresh=True)
 
     def _sweep_orphans(self) -> None:
         """Segments written by workers that died before reporting them."""
@@ -356,6 +374,8 @@ def _fails(value: Any) -> bool:
 
 
 def _cleanup_at_exit() -> None:
+    if _pool is not None:
+        _pool[1].shutdown(wait=True)
     SEGMENT_POOL.clear()
     WorkerBoards(os.getpid()).remove()
 

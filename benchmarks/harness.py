@@ -1,0 +1,305 @@
+"""procflow benchmarks: each workload on procflow and on its peers, in the same run.
+
+    python benchmarks/harness.py [--quick] [--only fanout,chain] [--json out.jsonl]
+    procflow bench [--quick]
+
+Prints a table of medians and the ratio to raw loky (the code a user would write by
+hand), and one JSON line per measurement. Speed targets are ratios, never absolute
+times: the machines are shared and noisy. Peers that are not installed are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import psutil
+from loky import get_reusable_executor
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import workloads as w  # noqa: E402  (the task functions, importable by every worker)
+
+from procflow import flow  # noqa: E402
+from procflow.task_runners import ProcessPoolTaskRunner  # noqa: E402
+
+WORKERS = 2
+BASELINE = "raw loky"
+
+
+class Peers:
+    """Executors and clusters shared by the measurements, started once."""
+
+    def __init__(self) -> None:
+        self.loky = get_reusable_executor(max_workers=WORKERS, timeout=300)
+        self.stdlib = ProcessPoolExecutor(max_workers=WORKERS)
+        self.dask_client = None
+        self.procflow_runner = ProcessPoolTaskRunner(max_workers=WORKERS)
+        self.dask_runner = None
+        try:
+            from distributed import Client, LocalCluster
+
+            self.cluster = LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
+                                        dashboard_address=None, host="127.0.0.1")
+            self.dask_client = Client(self.cluster)
+        except ImportError:
+            pass
+        try:
+            from procflow.dask import DaskTaskRunner
+
+            if self.dask_client is not None:
+                self.dask_runner = DaskTaskRunner(address=self.cluster.scheduler_address)
+        except ImportError:
+            pass
+
+    def close(self) -> None:
+        self.stdlib.shutdown()
+        if self.dask_client is not None:
+            self.dask_client.close()
+            self.cluster.close()
+
+
+# -- workloads: each returns {engine: callable that runs it once} --------------------------
+
+
+def fanout(peers: Peers, n: int) -> dict[str, Callable[[], object]]:
+    def on_executor(executor):
+        def go():
+            parts = [executor.submit(w.noop, i) for i in range(n)]
+            return executor.submit(w.total, [f.result() for f in parts]).result()
+        return go
+
+    def dask_distributed():
+        client = peers.dask_client
+        parts = [client.submit(w.noop, i, pure=False) for i in range(n)]
+        return client.submit(w.total, parts).result()
+
+    def dask_processes():
+        import dask
+
+        parts = [dask.delayed(w.noop)(i) for i in range(n)]
+        return dask.delayed(w.total)(parts).compute(scheduler="processes", num_workers=WORKERS)
+
+    engines = {"procflow": flow_call(w.fanout_flow, peers.procflow_runner, n), BASELINE: on_executor(peers.loky),
+               "concurrent.futures": on_executor(peers.stdlib), "dask processes": dask_processes}
+    if peers.dask_client is not None:
+        engines["dask distributed"] = dask_distributed
+    if peers.dask_runner is not None:
+        engines["procflow on dask"] = flow_call(w.fanout_flow, peers.dask_runner, n)
+    return engines
+
+
+def mapped(peers: Peers, n: int) -> dict[str, Callable[[], object]]:
+    def on_executor(executor):
+        return lambda: list(executor.map(w.noop, range(n)))
+
+    engines = {"procflow": flow_call(w.map_flow, peers.procflow_runner, n), BASELINE: on_executor(peers.loky),
+               "concurrent.futures": on_executor(peers.stdlib)}
+    if peers.dask_client is not None:
+        engines["dask distributed"] = lambda: peers.dask_client.gather(peers.dask_client.map(w.noop, range(n), pure=False))
+    return engines
+
+
+def chain(peers: Peers, n: int) -> dict[str, Callable[[], object]]:
+    def on_executor(executor):
+        def go():
+            value = 0
+            for _ in range(n):
+                value = executor.submit(w.inc, value).result()
+            return value
+        return go
+
+    def dask_distributed():
+        value = 0
+        for _ in range(n):
+            value = peers.dask_client.submit(w.inc, value, pure=False)
+        return value.result()
+
+    engines = {"procflow": flow_call(w.chain_flow, peers.procflow_runner, n), BASELINE: on_executor(peers.loky),
+               "concurrent.futures": on_executor(peers.stdlib)}
+    if peers.dask_client is not None:
+        engines["dask distributed"] = dask_distributed
+    if peers.dask_runner is not None:
+        engines["procflow on dask"] = flow_call(w.chain_flow, peers.dask_runner, n)
+    return engines
+
+
+def big_array(peers: Peers, megabytes: int) -> dict[str, Callable[[], object]]:
+    n = megabytes * 2**20 // 8
+
+    def floor():
+        array = w.make_array(n)
+        return w.array_sum(array) + w.array_sum(array)
+
+    def on_executor(executor):
+        def go():
+            array = executor.submit(w.make_array, n).result()
+            return sum(f.result() for f in [executor.submit(w.array_sum, array) for _ in range(2)])
+        return go
+
+    def dask_distributed():
+        client = peers.dask_client
+        array = client.submit(w.make_array, n, pure=False)
+        return sum(client.gather([client.submit(w.array_sum, array, pure=False) for _ in range(2)]))
+
+    engines = {"procflow": flow_call(w.big_array_flow, peers.procflow_runner, n), BASELINE: on_executor(peers.loky),
+               "floor (one process)": floor}
+    if peers.dask_client is not None:
+        engines["dask distributed"] = dask_distributed
+    if peers.dask_runner is not None:
+        engines["procflow on dask"] = flow_call(w.big_array_flow, peers.dask_runner, n)
+    return engines
+
+
+def big_array_steady(peers: Peers, megabytes: int, rounds: int = 5) -> dict[str, Callable[[], object]]:
+    """Several fan-outs in one flow run: freed segments are reused (the steady state)."""
+    n = megabytes * 2**20 // 8
+
+    def on_executor(executor):
+        def go():
+            for _ in range(rounds):
+                array = executor.submit(w.make_array, n).result()
+                sum(f.result() for f in [executor.submit(w.array_sum, array) for _ in range(2)])
+        return go
+
+    return {"procflow": flow_call(w.big_array_rounds_flow, peers.procflow_runner, n, rounds),
+            BASELINE: on_executor(peers.loky)}
+
+
+def flow_call(flow_fn, runner, *args):
+    configured = flow(task_runner=runner, name=flow_fn.__name__)(flow_fn)
+    return lambda: configured(*args)
+
+
+# -- whole-process measurements -------------------------------------------------------------
+
+
+def startup() -> dict[str, float]:
+    """A 3-task flow in a fresh interpreter, pool start included."""
+    code = textwrap.dedent("""
+        import time
+        t0 = time.perf_counter()
+        from procflow import flow, task
+        t1 = time.perf_counter()
+        @task
+        def one(x):
+            return x
+        @flow
+        def three():
+            a = one.submit(1)
+            return [a, one.submit(a), one.submit(2)]
+        three()
+        t2 = time.perf_counter()
+        print(t1 - t0, t2 - t1)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PROCFLOW_LOGGING_LEVEL="WARNING"))
+    import_s, flow_s = (float(x) for x in done.stdout.split())
+    return {"import": import_s, "first flow (pool start included)": flow_s}
+
+
+def many_runs_memory(peers: Peers, n: int) -> dict[str, float]:
+    process = psutil.Process()
+    small = flow_call(w.map_flow, peers.procflow_runner, 2_000)
+    large = flow_call(w.map_flow, peers.procflow_runner, n)
+    small()
+    gc.collect()
+    before = process.memory_info().rss
+    start = time.perf_counter()
+    large()
+    large_s = time.perf_counter() - start
+    peak_growth = process.memory_info().rss - before
+    small_s = median_of(small, 3)
+    return {"per-task cost ratio (100k / 2k)": (large_s / n) / (small_s / 2_000),
+            "parent memory growth MB": peak_growth / 2**20, "seconds for 100k": large_s}
+
+
+# -- harness ---------------------------------------------------------------------------------
+
+
+def median_of(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="procflow benchmarks")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated workload names")
+    parser.add_argument("--json", default=None, help="also append JSON lines to this file")
+    options = parser.parse_args()
+    os.environ.setdefault("PROCFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    repeats = 3 if options.quick else 7
+    workloads = {
+        "fan-out/in 2000": (fanout, 2_000, 0.5),
+        ".map() 2000": (mapped, 2_000, 0.35),
+        "chain 200": (chain, 200, 1.0),
+        "256 MB to two consumers": (big_array, 64 if options.quick else 256, 0.05),
+        "256 MB x5 in one flow": (big_array_steady, 64 if options.quick else 256, None),
+    }
+    only = {name.strip() for name in options.only.split(",") if name.strip()}
+    console = Console()
+    peers = Peers()
+    rows = []
+    try:
+        for name, (build, size, target) in workloads.items():
+            if only and not any(key in name for key in only):
+                continue
+            engines = build(peers, size)
+            for run in engines.values():
+                run()  # warm up: pools started, functions shipped
+            times = {engine: median_of(run, repeats) for engine, run in engines.items()}
+            base = times[BASELINE]
+            for engine, seconds in times.items():
+                row = {"workload": name, "engine": engine, "median_s": seconds, "ratio_to_loky": seconds / base,
+                       "target": target if engine == "procflow" else None}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        extra = {}
+        if not only or "startup" in only:
+            extra["start-up"] = startup()
+        if not only or "100k" in only:
+            extra["100 000-task map"] = many_runs_memory(peers, 20_000 if options.quick else 100_000)
+        for name, values in extra.items():
+            print(json.dumps({"workload": name, **values}), flush=True)
+    finally:
+        peers.close()
+    table = Table(title=f"procflow benchmarks ({WORKERS} workers, {psutil.cpu_count()} cores, "
+                        f"{psutil.virtual_memory().total / 2**30:.0f} GiB)")
+    for column in ("workload", "engine", "median", "× raw loky", "target"):
+        table.add_column(column, justify="left" if column in ("workload", "engine") else "right")
+    for row in rows:
+        target = row["target"]
+        mark = "" if target is None else (f"≤ {target} ✓" if row["ratio_to_loky"] <= target else f"≤ {target} ✗")
+        table.add_row(row["workload"], row["engine"], f"{row['median_s'] * 1000:.1f} ms", f"{row['ratio_to_loky']:.3f}", mark)
+    console.print(table)
+    for name, values in extra.items():
+        console.print(f"[bold]{name}[/]: " + ", ".join(f"{k} = {v:.3f}" for k, v in values.items()))
+    if options.json:
+        with open(options.json, "a") as out:
+            for row in rows:
+                out.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Pickling a run's arguments in the parent, for a worker process.
+
+Futures inside arguments are pickled as a *reference to their result* (a `ResultRef`),
+which unpickles in the worker as the value itself: the parent never loads a large
+result to pass it on, and the worker never walks the arguments. Futures given directly
+as arguments (the common case) are swapped without a walk and pickled with C pickle;
+deeper ones go through `ArgumentPickler`.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import cloudpickle
+
+from ..annotations import allow_failure, quote
+from ..futures import TaskFuture
+from ..pickling import dumps_plain
+
+_LEAVES = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+
+def pickle_arguments(args: tuple, kwargs: dict, has_futures: bool) -> bytes:
+    """`(args, kwargs)` pickled for a worker; futures become result references."""
+    if not has_futures:
+        return dumps_plain((args, kwargs))
+    swapped = _swap_top_level(args, kwargs)
+    if swapped is not None:
+        return dumps_plain(swapped)
+    out = io.BytesIO()
+    ArgumentPickler(out).dump((args, kwargs))
+    return out.getvalue()
+
+
+class ArgumentPickler(cloudpickle.Pickler):
+    """cloudpickle, with futures (bare or in `allow_failure`) pickled as their results."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=5)
+
+    def reducer_override(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind is TaskFuture:
+            return obj.reduce_for_worker()
+        if kind is allow_failure or kind is quote:
+            return (_identity, (obj.value,))
+        return super().reducer_override(obj)
+
+
+class _Reduced:
+    """Pickles as the given reduction: a future's result reference."""
+
+    __slots__ = ("reduction",)
+
+    def __init__(self, reduction: tuple) -> None:
+        self.reduction = reduction
+
+    def __reduce__(self) -> tuple:
+        return self.reduction
+
+
+def _swap_top_level(args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    """Futures given directly as arguments replaced by references; None when one sits deeper."""
+
+    def swap(value: Any) -> Any:
+        kind = type(value)
+        if kind in _LEAVES:
+            return value
+        if kind is TaskFuture:
+            return _Reduced(value.reduce_for_worker())
+        if kind is allow_failure or kind is quote:
+            inner = value.value
+            if type(inner) is TaskFuture and kind is allow_failure:
+                return _Reduced(inner.reduce_for_worker())
+            if type(inner) in _LEAVES:
+                return inner
+        raise LookupError  # a container or other object: futures may sit deeper
+
+    try:
+        return tuple(swap(value) for value in args), {key: swap(value) for key, value in kwargs.items()}
+    except LookupError:
+        return None
+
+
+def _identity(value: Any) -> Any:
+    return value
