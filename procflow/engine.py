@@ -231,7 +231,7 @@ class Engine:
         state = Completed(value)
         if entry.cache_key is not None:
             entry.tracker.cache.setdefault(entry.cache_key, state)
-        if isinstance(value, LazyResult) and getattr(value, "nbytes", 0):
+        if isinstance(value, LazyResult) and value.holds_storage:
             self._hold(entry, value)
         self._finish(entry, state, True)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import fields, is_dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .annotations import allow_failure, quote, unmapped
 from .futures import TaskFuture
@@ -58,43 +58,47 @@ def collect(value: Any, found: Found, allowed: bool = False) -> bool:
     return False
 
 
-def substitute(value: Any) -> Any:
-    """`value` with every future replaced by its result and annotations unwrapped."""
+def result_of(future: TaskFuture, allowed: bool) -> Any:
+    """In-process runners: the upstream's value (its exception when its failure is allowed)."""
+    return future.task_run.state.result(raise_on_failure=not allowed)
+
+
+def substitute(value: Any, replace: Callable[[Any, bool], Any] = result_of, target: type = TaskFuture) -> Any:
+    """`value` with every `target` (a future) replaced by `replace(it, allowed)`, annotations unwrapped."""
     kind = type(value)
     if kind in _LEAVES:
         return value
-    if kind is TaskFuture:
-        return value.task_run.state.result()
+    if kind is target:
+        return replace(value, False)
     if kind is allow_failure:
         inner = value.value
-        if type(inner) is TaskFuture:
-            return inner.task_run.state.result(raise_on_failure=False)
-        return substitute(inner)
+        return replace(inner, True) if type(inner) is target else substitute(inner, replace, target)
     if kind is quote:
         return value.value
     if kind is unmapped:
-        return substitute(value.value)
+        return substitute(value.value, replace, target)
     if isinstance(value, dict):
-        return type(value)((substitute(key), substitute(item)) for key, item in value.items()) \
-            if type(value) is dict else _rebuild_mapping(value)
+        if type(value) is dict:
+            return {substitute(key, replace, target): substitute(item, replace, target) for key, item in value.items()}
+        return _rebuild_mapping(value, replace, target)
     if isinstance(value, list):
-        return [substitute(item) for item in value]
+        return [substitute(item, replace, target) for item in value]
     if isinstance(value, tuple):
-        items = [substitute(item) for item in value]
+        items = [substitute(item, replace, target) for item in value]
         return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
     if isinstance(value, (set, frozenset)):
-        return type(value)(substitute(item) for item in value)
+        return type(value)(substitute(item, replace, target) for item in value)
     if is_dataclass(value) and not isinstance(value, type):
         clone = copy.copy(value)
         for field in fields(value):
-            object.__setattr__(clone, field.name, substitute(getattr(value, field.name)))
+            object.__setattr__(clone, field.name, substitute(getattr(value, field.name), replace, target))
         return clone
     return value
 
 
-def _rebuild_mapping(value: dict) -> dict:
+def _rebuild_mapping(value: dict, replace: Callable[[Any, bool], Any], target: type) -> dict:
     clone = copy.copy(value)
     clone.clear()
     for key, item in value.items():
-        clone[substitute(key)] = substitute(item)
+        clone[substitute(key, replace, target)] = substitute(item, replace, target)
     return clone

@@ -78,8 +78,8 @@ class ResultRef(LazyResult):
         return self._loaded
 
     @property
-    def nbytes(self) -> int:
-        return self.segment.size if self.segment else 0
+    def holds_storage(self) -> bool:
+        return self.segment is not None
 
     def __reduce__(self):
         return (ResultRef, (self.data, self.segment, self.spans, self.fell_back))

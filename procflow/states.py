@@ -83,6 +83,11 @@ class LazyResult:
     def load(self) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
 
+    @property
+    def holds_storage(self) -> bool:
+        """True when something (a segment, a remote worker) keeps it until released."""
+        return False
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class State:

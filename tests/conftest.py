@@ -16,12 +16,28 @@ RUNNERS = {
     "process": lambda: ProcessPoolTaskRunner(max_workers=2),
     "thread": lambda: ThreadPoolTaskRunner(max_workers=4),
     "sequential": SequentialTaskRunner,
+    "dask": None,  # needs the cluster below
 }
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A real Dask cluster on loopback: a scheduler and two worker processes."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None)
+    yield cluster
+    cluster.close()
 
 
 @pytest.fixture(params=sorted(RUNNERS))
 def runner(request):
     """A fresh task runner of each kind (the process pool underneath is reused)."""
+    if request.param == "dask":
+        from procflow.dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=request.getfixturevalue("dask_cluster").scheduler_address)
     return RUNNERS[request.param]()
 
 

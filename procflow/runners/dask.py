@@ -1,0 +1,230 @@
+"""`DaskTaskRunner`: the same flow on a Dask distributed cluster.
+
+    engine --calls--> submit(): upstream futures in the arguments become Dask futures
+                      (results stay on the workers; Dask moves data worker to worker)
+           client.submit(run_on_dask, fn, ...) on the cluster
+    worker: run_on_dask -> the value stays there; a small event (state, times, worker
+            address, log lines, the error) goes to the topic this runner listens to
+    client: the event -> one Outcome -> sink; a Dask future that errors without an
+            event (a worker died: KilledWorker) -> Crashed
+
+procflow's scheduler stays the single source of truth for states, `NotReady`,
+`allow_failure`, retries, timeouts and the final state. `wait_for` is enforced by that
+scheduler before a run is submitted; it is not added to the Dask graph, where it would
+ship the upstream's data to the worker for nothing. A worker death fails every task
+queued on that worker, so Dask's own policy stays in force: it reschedules them and
+gives up on a task after `distributed.scheduler.allowed-failures` deaths (3 by
+default) with `KilledWorker`, which procflow reports as `Crashed` and retries. Timeouts raise `TimeoutError` in
+the task's thread on the worker (a loop inside C code cannot be interrupted there).
+Workers need procflow installed (`pip install 'procflow[dask]'`).
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+import traceback
+import uuid
+from typing import Any, NamedTuple
+
+import cloudpickle
+from distributed import Client, LocalCluster, get_worker
+
+from ..futures import TaskFuture
+from ..messages import Outcome, Status
+from ..resolve import substitute
+from ..states import LazyResult, RemoteError
+from ..worker import RunTimedOut, execute
+from .base import Call, Sink
+from .threads import interrupt_thread
+
+
+class DaskResult(LazyResult):
+    """A result kept on a Dask worker; `.load()` fetches it to the parent."""
+
+    __slots__ = ("future", "_value", "_loaded")
+
+    def __init__(self, future: Any) -> None:
+        self.future = future
+        self._loaded = False
+        self._value = None
+
+    def load(self) -> Any:
+        if not self._loaded:
+            self._value = self.future.result()
+            self._loaded = True
+        return self._value
+
+    @property
+    def holds_storage(self) -> bool:
+        return True
+
+
+class DaskTaskRunner:
+    """Runs tasks on Dask: a new `LocalCluster` per flow run, or the cluster at `address`."""
+
+    name = "dask"
+    depth_first = True
+    interrupt_grace = 0.0
+
+    def __init__(self, address: str | None = None, cluster_kwargs: dict | None = None,
+                 client_kwargs: dict | None = None) -> None:
+        self.address = address
+        self.cluster_kwargs = cluster_kwargs or {}
+        self.client_kwargs = client_kwargs or {}
+        self._client: Client | None = None
+        self._cluster: LocalCluster | None = None
+
+    def start(self, sink: Sink) -> None:
+        self._sink = sink
+        self._running: dict[int, Any] = {}  # run id -> Dask future, until its outcome
+        self._reported: set[int] = set()
+        self._early: dict[int, dict] = {}  # events that came before submit() recorded the future
+        self._lock = threading.Lock()
+        if self.address is None:
+            options = {"processes": True, "dashboard_address": None, "host": "127.0.0.1",
+                       "threads_per_worker": 1, **self.cluster_kwargs}
+            self._cluster = LocalCluster(**options)
+            self._client = Client(self._cluster, **self.client_kwargs)
+        else:
+            self._client = Client(self.address, **self.client_kwargs)
+        self._topic = f"procflow-{uuid.uuid4().hex[:12]}"
+        self._client.subscribe_topic(self._topic, self._on_event)
+
+    def capacity(self) -> int:
+        return 1 << 20  # Dask queues and balances on its own scheduler
+
+    def submit(self, calls: list[Call]) -> None:
+        for call in calls:
+            upstream: list[Any] = []  # Dask futures, resolved by Dask on the worker (a flat list)
+            if call.needs_substitution:
+                def slot(future: TaskFuture, allowed: bool) -> Any:
+                    upstream.append(self._upstream(future, allowed))
+                    return _Slot(len(upstream) - 1)
+                args, kwargs = substitute(call.args, slot), substitute(call.kwargs, slot)
+            else:
+                args, kwargs = call.args, call.kwargs
+            with self._lock:
+                self._reported.discard(call.run_id)  # a retry: this attempt reports anew
+            future = self._client.submit(
+                run_on_dask, call.fn, self._topic, call.run_id, call.run_name, call.log_prints, call.timeout,
+                args, kwargs, upstream, key=f"{call.run_name}-{uuid.uuid4().hex[:8]}", pure=False)
+            with self._lock:
+                self._running[call.run_id] = future
+                early = self._early.pop(call.run_id, None)
+            if early is not None:  # the run finished before we recorded its future
+                self._on_event((None, early))
+            future.add_done_callback(lambda f, run_id=call.run_id: self._on_done(run_id, f))
+
+    @staticmethod
+    def _upstream(future: TaskFuture, allowed: bool) -> Any:
+        """An upstream's result as an argument: its Dask future when it lives on the cluster."""
+        state = future.task_run.state
+        if state.is_completed() and isinstance(state.data, DaskResult):
+            return state.data.future
+        return state.result(raise_on_failure=not allowed)
+
+    def _on_event(self, event: tuple) -> None:
+        message = event[1]
+        run_id = message["run_id"]
+        with self._lock:
+            if run_id in self._reported:
+                return
+            future = self._running.pop(run_id, None)
+            if future is None:
+                self._early[run_id] = message
+                return
+            self._reported.add(run_id)
+        status = Status(message["status"])
+        error = pickle.loads(message["error"]) if message["error"] else None
+        value = DaskResult(future) if status is Status.COMPLETED else None
+        self._sink([Outcome(run_id, status, value, error, message["error_text"], message["start"], message["end"],
+                            message["worker"], tuple(tuple(line) for line in message["logs"]))])
+
+    def _on_done(self, run_id: int, future: Any) -> None:
+        if future.status != "error" and future.status != "cancelled":
+            return  # finished: its event reports it
+        with self._lock:
+            if run_id in self._reported or self._running.pop(run_id, None) is None:
+                return
+            self._reported.add(run_id)
+        if future.status == "cancelled":
+            self._sink([Outcome(run_id, Status.CANCELLED)])
+            return
+        error = future.exception()
+        text = f"Dask lost the worker running this task: {type(error).__name__}: {error}"
+        self._sink([Outcome(run_id, Status.CRASHED, error_text=text, end=time.time())])
+
+    def interrupt(self, run_id: int, timeout: float) -> float | None:
+        """The in-thread TimeoutError did not end it: report it timed out and let it go."""
+        with self._lock:
+            future = self._running.pop(run_id, None)
+            self._reported.add(run_id)
+        if future is not None:
+            future.cancel()
+            self._sink([Outcome(run_id, Status.TIMED_OUT, error=TimeoutError("timed out"), end=time.time())])
+        return None
+
+    def cancel_running(self) -> None:
+        with self._lock:
+            futures = list(self._running.values())
+        if futures:
+            self._client.cancel(futures)
+
+    def release(self, result: LazyResult) -> None:
+        if isinstance(result, DaskResult):
+            result.future.release()
+
+    def busy_workers(self) -> int:
+        return len(self._running)
+
+    def shutdown(self) -> None:
+        if self._client is not None:
+            self._client.unsubscribe_topic(self._topic)
+            self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+
+class _Slot(NamedTuple):
+    """Where the upstream result number `index` goes in a run's arguments."""
+
+    index: int
+
+
+def run_on_dask(fn: Any, topic: str, run_id: int, run_name: str, log_prints: bool, timeout: float | None,
+                args: tuple, kwargs: dict, upstream: list) -> Any:
+    """On a Dask worker: run, report the outcome as an event, keep the value here."""
+    if upstream:
+        fill = lambda slot, allowed: upstream[slot.index]  # noqa: E731
+        args, kwargs = substitute(args, fill, _Slot), substitute(kwargs, fill, _Slot)
+    logs: list[tuple[int, str]] = []
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, interrupt_thread, (threading.get_ident(), RunTimedOut))
+        timer.start()
+    try:
+        status, value, error, start, end = execute(fn, args, kwargs, run_name, log_prints,
+                                                   lambda level, text: logs.append((level, text)))
+    finally:
+        if timer is not None:
+            timer.cancel()
+    worker = get_worker()
+    worker.log_event(topic, {
+        "run_id": run_id, "status": status.value, "start": start, "end": end, "worker": worker.address,
+        "logs": logs, "error": _portable(error) if error is not None else None,
+        "error_text": "".join(traceback.format_exception(type(error), error, error.__traceback__)) if error else "",
+    })
+    return value if status is Status.COMPLETED else None
+
+
+def _portable(error: BaseException) -> bytes:
+    try:
+        blob = cloudpickle.dumps(error)
+        pickle.loads(blob)
+        return blob
+    except Exception:  # noqa: BLE001
+        return cloudpickle.dumps(RemoteError(type(error).__qualname__, str(error)))

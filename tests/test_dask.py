@@ -1,0 +1,94 @@
+"""The Dask runner against real clusters on loopback: per-flow LocalCluster and by address."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from procflow import flow, task
+from procflow.dask import DaskResult, DaskTaskRunner
+
+
+@task(log_prints=True)
+def make(n):
+    print(f"making {n} on the cluster")
+    return np.arange(n, dtype=np.float64)
+
+
+@task
+def where_and_sum(array):
+    from distributed import get_worker
+
+    return get_worker().address, float(array.sum())
+
+
+def test_own_local_cluster_per_flow_run_results_stay_on_workers(log_lines):
+    @flow(task_runner=DaskTaskRunner(cluster_kwargs={"n_workers": 2}))
+    def body():
+        array = make.submit(1_000_000)
+        seen = [where_and_sum.submit(array) for _ in range(2)]
+        for future in seen:
+            future.wait()
+        return seen, array.state.data
+
+    seen, stored = body()
+    assert isinstance(stored, DaskResult), "the parent holds a Dask future, not the array"
+    assert all(total == float(np.arange(1_000_000).sum()) for _, total in seen)
+    runs = {run.name: run for run in body.last_run.task_runs}
+    assert runs["make-0"].worker.startswith("tcp://127.0.0.1:")
+    assert {address for address, _ in seen} <= {run.worker for run in runs.values()}
+    assert "Task run 'make-0' - making 1000000 on the cluster" in log_lines
+
+
+def test_a_dead_dask_worker_crashes_only_its_run_and_retries_apply(tmp_path):
+    marker = tmp_path / "died-once"
+
+    @task
+    def dies_once(path):
+        if not os.path.exists(path):
+            open(path, "w").close()
+            os._exit(9)
+        return "recovered"  # Dask reschedules a task whose worker died, up to allowed-failures
+
+    @task(retries=1)
+    def always_dies():
+        os._exit(9)
+
+    @flow(task_runner=DaskTaskRunner(cluster_kwargs={"n_workers": 2}))
+    def body():
+        # one after another: Dask charges a worker's death to every task queued on it
+        before = make.submit(10)
+        once = dies_once.submit(str(marker), wait_for=[before])
+        return before, once, always_dies.submit(wait_for=[once])
+
+    state = body(return_state=True)
+    runs = {run.name: run for run in body.last_run.task_runs}
+    assert runs["dies_once-0"].state.result() == "recovered"
+    assert runs["always_dies-0"].state.is_crashed() and runs["always_dies-0"].attempts == 2  # procflow retried
+    assert "Dask lost the worker" in runs["always_dies-0"].state.message
+    assert runs["make-0"].state.is_completed()
+    assert state.is_failed()
+
+
+def test_cli_runs_a_flow_on_an_existing_cluster_by_address(dask_cluster, tmp_path):
+    script = tmp_path / "on_cluster.py"
+    script.write_text(textwrap.dedent("""
+        from procflow import flow, task
+
+        @task
+        def square(x):
+            return x * x
+
+        @flow
+        def squares(n: int = 4):
+            return square.map(range(n))
+    """))
+    done = subprocess.run([sys.executable, "-m", "procflow", "run", str(script), "--runner", "dask", "--address",
+                           dask_cluster.scheduler_address, "--", "--n", "5"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Finished in state Completed('All states completed.')" in done.stderr
