@@ -53,7 +53,7 @@ class Peers:
             from distributed import Client, LocalCluster
 
             self.cluster = LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, host="127.0.0.1")
+                                        dashboard_address=":0", host="127.0.0.1")
             self.dask_client = Client(self.cluster)
         except ImportError:
             pass

@@ -12,11 +12,13 @@ in it are ignored, as Prefect does (a value returned by a direct call is already
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import inspect
 import io
 import threading
-from typing import Any, Callable, Generic, Iterable, ParamSpec, TypeVar, overload
+from typing import Any, Callable, Generic, Iterable, Iterator, ParamSpec, TypeVar, overload
 
 from .annotations import unmapped
 from .context import FlowContext, context_or_detached, current_flow
@@ -111,17 +113,21 @@ class Task(Generic[P, R]):
         keyword_only = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in self._signature.parameters.values())
         count = len(next(iter(iterables.values())))
         entries = []
-        for index in range(count):
-            child = dict(statics)
-            for name, items in iterables.items():
-                child[name] = items[index]
-            if keyword_only:
-                child_args, child_kwargs = (), child
-            else:
-                bound = inspect.BoundArguments(self._signature, child)
-                child_args, child_kwargs = bound.args, bound.kwargs
-            entries.append(self._entry(context, child_args, child_kwargs, waits, group))
+        with _collector_paused():  # 100 000 children: full collections would rescan them all, repeatedly
+            for index in range(count):
+                entries.append(self._child(context, statics, iterables, index, keyword_only, waits, group))
         return FutureList(context.submit(entries, mapped=True))
+
+    def _child(self, context: FlowContext, statics: dict, iterables: dict, index: int, keyword_only: bool,
+               waits: Found, group: int) -> Entry:
+        """The run for item `index` of a map: its items, the statics, the shared wait_for."""
+        child = dict(statics)
+        for name, items in iterables.items():
+            child[name] = items[index]
+        if keyword_only:
+            return self._entry(context, (), child, waits, group)
+        bound = inspect.BoundArguments(self._signature, child)
+        return self._entry(context, bound.args, bound.kwargs, waits, group)
 
     def _split_mapped(self, arguments: dict[str, Any]) -> tuple[dict[str, list], dict[str, Any]]:
         iterables: dict[str, list] = {}
@@ -217,6 +223,17 @@ class Task(Generic[P, R]):
             delays = self.retry_delay_seconds
             delay = delays[min(run.attempts - 1, len(delays) - 1)] if isinstance(delays, (list, tuple)) else delays
             threading.Event().wait(delay or 0)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _positional_range(signature: inspect.Signature) -> tuple[int, int]:

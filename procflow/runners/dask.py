@@ -83,7 +83,7 @@ class DaskTaskRunner:
         self._early: dict[int, dict] = {}  # events that came before submit() recorded the future
         self._lock = threading.Lock()
         if self.address is None:
-            options = {"processes": True, "dashboard_address": None, "host": "127.0.0.1",
+            options = {"processes": True, "dashboard_address": ":0", "host": "127.0.0.1",
                        "threads_per_worker": 1, **self.cluster_kwargs}
             self._cluster = LocalCluster(**options)
             self._client = Client(self._cluster, **self.client_kwargs)
