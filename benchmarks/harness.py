@@ -24,7 +24,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import psutil
 from loky import get_reusable_executor
 from rich.console import Console

@@ -81,6 +81,7 @@ def run(options: argparse.Namespace, flow_args: list[str]) -> int:
     except TypeError as error:
         raise UsageError(str(error)) from None
     flow_run = last_flow_run()
+    assert flow_run is not None
     write_outputs(flow_run, options)
     if state.is_completed():
         return 0
@@ -96,6 +97,8 @@ def load_flow(target: str) -> Flow:
         raise UsageError(f"no such script: {path}")
     module_name = f"procflow_script_{script.stem.replace('-', '_')}"
     spec = importlib.util.spec_from_file_location(module_name, script)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"{path} cannot be loaded as a Python script")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     sys.path.insert(0, str(script.resolve().parent))

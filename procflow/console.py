@@ -83,7 +83,7 @@ class ConsoleObserver(Observer):
     """Turns run events into Prefect's log lines (and the terminal views)."""
 
     def __init__(self, live: bool) -> None:
-        self._groups: dict[tuple[str, int], _MapGroup] = {}
+        self._groups: dict[tuple[str, int | None], _MapGroup] = {}
         self._live = live
         self._view: _LiveView | None = None
 

@@ -21,7 +21,7 @@ from .console import default_observer
 from .engine import Engine, Entry, Tracker
 from .events import Observer
 from .futures import TaskFuture
-from .records import FlowRun, TaskRun
+from .records import EdgeKind, FlowRun, TaskRun
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
 
@@ -44,7 +44,7 @@ class FlowContext:
             counter = self.name_counts[task_name] = itertools.count()
         return f"{task_name}-{next(counter)}"
 
-    def new_record(self, task: Any, name: str, upstream: list[tuple[int, str]], map_group: int | None) -> TaskRun:
+    def new_record(self, task: Any, name: str, upstream: list[tuple[int, EdgeKind]], map_group: int | None) -> TaskRun:
         run = TaskRun(self.engine.next_run_id(), name, task.name, self.flow_run.name, upstream=upstream,
                       created_time=time.time(), map_group=map_group)
         self.flow_run.task_runs.append(run)
@@ -55,7 +55,7 @@ class FlowContext:
         futures = []
         waiter = self.engine.waiter
         for entry in entries:
-            future = TaskFuture(entry.run, waiter)
+            future: TaskFuture[Any] = TaskFuture(entry.run, waiter)
             entry.future = weakref.ref(future)
             futures.append(future)
         self.observer.runs_created(self.flow_run, [entry.run for entry in entries], mapped)
@@ -70,6 +70,7 @@ def open_context(flow_run: FlowRun, runner: Runner | None, log_prints: bool,
     if parent is not None:
         engine, observer, owns = parent.engine, parent.observer, False
     else:
+        assert runner is not None, "an outermost flow run needs a runner"
         observer = default_observer()
         engine, owns = Engine(runner, observer), True
         engine.start()

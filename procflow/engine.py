@@ -39,6 +39,8 @@ from .states import (Cancelled, Completed, Crashed, CrashedRun, Failed, LazyResu
                      Running, State, is_terminal)
 
 MAX_CRASHES = 3  # a run that crashes its worker this many times in a row is not retried
+# Run ids are unique in the process: a future of an earlier flow run may be an argument.
+_RUN_IDS = itertools.count(1)
 
 
 @dataclass(slots=True, eq=False)
@@ -79,7 +81,6 @@ class Engine:
         self._records: dict[int, TaskRun] = {}
         self._timers: list[tuple[float, int, str, int, int]] = []
         self._timer_ids = itertools.count()
-        self._run_ids = itertools.count(1)
         self._external: set[int] = set()
         self._changes: list[tuple[TaskRun, State]] = []
         self._finished: list[tuple[TaskRun, Tracker]] = []
@@ -93,7 +94,7 @@ class Engine:
         self._thread.start()
 
     def next_run_id(self) -> int:
-        return next(self._run_ids)
+        return next(_RUN_IDS)
 
     def add(self, entries: list[Entry]) -> None:
         tracker = entries[0].tracker
@@ -323,7 +324,13 @@ class Engine:
             calls = []
             now = time.time()
             for run_id in scheduler.pop_ready(room):
-                call = self._prepare(self._entries[run_id], now)
+                entry = self._entries[run_id]
+                try:
+                    call = self._prepare(entry, now)
+                except Exception as error:  # noqa: BLE001 - fail this run, never lose it (a hang)
+                    self._finish(entry, Failed(error, message=f"procflow could not dispatch this run: "
+                                                              f"{type(error).__name__}: {error}"), False)
+                    continue
                 if call is not None:
                     calls.append(call)
             if calls:
@@ -332,7 +339,7 @@ class Engine:
     def _prepare(self, entry: Entry, now: float) -> Call | None:
         run, task = entry.run, entry.task
         if run.ready_time is None:
-            ends = [self._records[f.task_run.id].end_time or 0.0 for f, _ in entry.upstream]
+            ends = [future.task_run.end_time or 0.0 for future, _ in entry.upstream]
             run.ready_time = max([run.created_time, *ends]) if ends else run.created_time
         if task.cache_key_fn is not None and self._cached(entry):
             return None
@@ -366,7 +373,7 @@ class Engine:
             return
         self._changes, self._finished = [], []
         waiter = self.waiter
-        due = []
+        due: list[tuple[Callable[[TaskFuture], None], TaskFuture]] = []
         with waiter.condition:
             for run, state in changes:
                 run.state = state

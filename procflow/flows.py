@@ -53,7 +53,7 @@ class Flow(Generic[P, R]):
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {type(fn).__name__}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "flow")
+        self.name: str = name or str(getattr(fn, "__name__", "flow"))
         self.task_runner = task_runner
         self.log_prints = log_prints
         self.flow_run_name = flow_run_name
@@ -79,8 +79,9 @@ class Flow(Generic[P, R]):
     @overload
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any: ...
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         global _last_flow_run
+        return_state = kwargs.pop("return_state", False)
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as error:
@@ -176,12 +177,9 @@ def final_state(value: Any, error: BaseException | None, runs: list[TaskRun]) ->
         if isinstance(error, FlowTimedOut):
             return Failed(error, message=f"Flow run exceeded its timeout: {error}", name="TimedOut")
         return Failed(error, message=f"Flow run encountered an exception: {describe_error(error)}")
-    if value is None:
-        states = [run.state for run in runs]
-    else:
-        states = _returned_states(value)
-        if states is None:
-            return Completed(value)
+    states = [run.state for run in runs] if value is None else _returned_states(value)
+    if states is None:
+        return Completed(value)
     data = _resolve_return(value)
     not_completed = [state for state in states if not state.is_completed()]
     if not not_completed:
@@ -254,6 +252,21 @@ def _close(context: FlowContext) -> None:
 
 @contextlib.contextmanager
 def _deadline(seconds: float) -> Iterator[None]:
+    """Raise FlowTimedOut in this thread after `seconds`: by SIGALRM in the main thread (it
+    interrupts a blocking call such as sleep), else at the thread's next bytecode."""
+    message = f"Flow run exceeded timeout of {seconds} second(s)"
+    if threading.current_thread() is threading.main_thread() and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+        def on_alarm(signum: int, frame: Any) -> None:
+            raise FlowTimedOut(message)
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return
     timer = threading.Timer(seconds, interrupt_thread, (threading.get_ident(), FlowTimedOut))
     timer.daemon = True
     timer.start()

@@ -71,7 +71,7 @@ class Scheduler:
     def pop_ready(self, limit: int) -> list[int]:
         """Up to `limit` ready runs, now running."""
         state = self.state
-        runs = []
+        runs: list[int] = []
         while state.ready and len(runs) < limit:
             runs.append(heapq.heappop(state.ready)[1])
         state.running.update(runs)

@@ -96,7 +96,8 @@ class _BufferPicklerMixin:
         kind = type(obj)
         if (kind is bytes or kind is bytearray) and len(obj) >= self.threshold:
             return (kind, (pickle.PickleBuffer(obj),))
-        return super().reducer_override(obj) if hasattr(super(), "reducer_override") else NotImplemented
+        parent = super()
+        return parent.reducer_override(obj) if hasattr(parent, "reducer_override") else NotImplemented  # type: ignore[misc]
 
 
 class _StdPickler(_BufferPicklerMixin, pickle.Pickler):
@@ -292,7 +293,7 @@ def owned_segments(owner_pid: int) -> list[str]:
 
 def sweep_dead_owners() -> list[str]:
     """Unlink segments whose owner process is gone (a parent killed with SIGKILL)."""
-    swept = []
+    swept: list[str] = []
     try:
         names = [name for name in os.listdir(SHM_DIR) if name.startswith(PREFIX)]
     except FileNotFoundError:  # pragma: no cover

@@ -24,6 +24,7 @@ from .annotations import unmapped
 from .context import FlowContext, context_or_detached, current_flow
 from .engine import Entry
 from .futures import FutureList, TaskFuture
+from .records import EdgeKind
 from .resolve import Found, collect, substitute
 from .runlog import task_emitter
 from .runners.threads import interrupt_thread
@@ -44,7 +45,7 @@ class Task(Generic[P, R]):
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {type(fn).__name__}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "task")
+        self.name: str = name or str(getattr(fn, "__name__", "task"))
         self.retries = retries
         self.retry_delay_seconds = retry_delay_seconds
         self.timeout_seconds = timeout_seconds
@@ -95,7 +96,7 @@ class Task(Generic[P, R]):
 
     # -- submit / map ---------------------------------------------------------------------
 
-    def submit(self, *args: P.args, wait_for: Any = None, **kwargs: P.kwargs) -> TaskFuture[R]:
+    def submit(self, *args: Any, wait_for: Any = None, **kwargs: Any) -> TaskFuture[R]:
         """Schedule one run; returns its future at once."""
         context = context_or_detached()
         self._check(args, kwargs)
@@ -174,8 +175,10 @@ class Task(Generic[P, R]):
     @overload
     def __call__(self, *args: Any, wait_for: Any = None, return_state: bool = False, **kwargs: Any) -> Any: ...
 
-    def __call__(self, *args: Any, wait_for: Any = None, return_state: bool = False, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Inside a flow: wait for upstreams, run here, return the value. Outside: call the function."""
+        wait_for = kwargs.pop("wait_for", None)
+        return_state = kwargs.pop("return_state", False)
         context = current_flow.get()
         if context is None:
             return self.fn(*args, **kwargs)
@@ -259,8 +262,8 @@ def _wait_futures(wait_for: Any) -> Found:
     return found
 
 
-def _edges(found: Found, waits: Found) -> list[tuple[int, str]]:
-    edges: dict[tuple[int, str], None] = {}
+def _edges(found: Found, waits: Found) -> list[tuple[int, EdgeKind]]:
+    edges: dict[tuple[int, EdgeKind], None] = {}
     for future, _ in found:
         edges[(future.task_run.id, "data")] = None
     for future, _ in waits:

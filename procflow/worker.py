@@ -106,16 +106,17 @@ def _run_item(batch: Batch, item: WorkItem, arguments: bytes, lent: list) -> Out
     if item.timeout is not None:
         _arm_deadline(item.timeout)
     try:
-        status, value, error, start, end = execute(fn, args, kwargs, item.run_name, item.log_prints, emit)
+        status, value, failure, start, end = execute(fn, args, kwargs, item.run_name, item.log_prints, emit)
     finally:
         if item.timeout is not None:
             _disarm_deadline()
     del args, kwargs
-    if status is not Status.COMPLETED:
-        return _failure(item, error, start, pid, logs, status, end, began - loaded)
+    if failure is not None:
+        return _failure(item, failure, start, pid, logs, status, end, began - loaded)
+    assert _writer is not None
     try:
         ref = _writer.store(value, batch.threshold, lent)
-    except BaseException as error:  # noqa: BLE001
+    except BaseException:  # noqa: BLE001
         where = find_unpicklable(value, "result")
         return _failure(item, TypeError(
             f"the result of task run {item.run_name!r} cannot be pickled: {where}"), start, pid, logs,

@@ -145,8 +145,8 @@ def test_failed_upstream_makes_downstream_not_ready_and_the_flow_raises(runner):
     def body():
         bad = boom.submit()
         child = add.submit(bad, 1)
-        grandchild = add.submit(child, 1)
-        fine = add.submit(1, 1)
+        add.submit(child, 1)
+        add.submit(1, 1)
         return None
 
     state = run_flow(runner, body, return_state=True)

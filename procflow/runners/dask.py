@@ -96,6 +96,7 @@ class DaskTaskRunner:
         return 1 << 20  # Dask queues and balances on its own scheduler
 
     def submit(self, calls: list[Call]) -> None:
+        assert self._client is not None, "runner used before start()"
         for call in calls:
             upstream: list[Any] = []  # Dask futures, resolved by Dask on the worker (a flat list)
             if call.needs_substitution:
@@ -169,7 +170,7 @@ class DaskTaskRunner:
     def cancel_running(self) -> None:
         with self._lock:
             futures = list(self._running.values())
-        if futures:
+        if futures and self._client is not None:
             self._client.cancel(futures)
 
     def release(self, result: LazyResult) -> None:
@@ -190,16 +191,16 @@ class DaskTaskRunner:
 
 
 class _Slot(NamedTuple):
-    """Where the upstream result number `index` goes in a run's arguments."""
+    """Where upstream result number `position` goes in a run's arguments."""
 
-    index: int
+    position: int
 
 
 def run_on_dask(fn: Any, topic: str, run_id: int, run_name: str, log_prints: bool, timeout: float | None,
                 args: tuple, kwargs: dict, upstream: list) -> Any:
     """On a Dask worker: run, report the outcome as an event, keep the value here."""
     if upstream:
-        fill = lambda slot, allowed: upstream[slot.index]  # noqa: E731
+        fill = lambda slot, allowed: upstream[slot.position]  # noqa: E731
         args, kwargs = substitute(args, fill, _Slot), substitute(kwargs, fill, _Slot)
     logs: list[tuple[int, str]] = []
     timer = None

@@ -102,7 +102,7 @@ class ProcessPoolTaskRunner:
         self.initializer = initializer
         self.initargs = initargs
         self._lock = threading.Lock()
-        self._executor = None
+        self._executor: ProcessPoolExecutor | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -195,6 +195,7 @@ class ProcessPoolTaskRunner:
                       tuple(arguments), lent)
         batch_id = next(self._batch_ids)
         message = pickle.dumps(batch, protocol=5)
+        assert self._executor is not None, "runner used before start()"
         try:
             future = self._executor.submit(run_batch, message)
         except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
@@ -241,7 +242,7 @@ class ProcessPoolTaskRunner:
         self._sink(outcomes)
 
     def _received(self, outcome: Outcome, item: WorkItem) -> Outcome:
-        worker = outcome.worker
+        worker = int(outcome.worker or 0)
         count = self._runs_per_worker[worker] = self._runs_per_worker.get(worker, 0) + 1
         if self.max_tasks_per_worker and count >= self.max_tasks_per_worker:
             self._recycle = True
@@ -338,6 +339,7 @@ class ProcessPoolTaskRunner:
 
     def _restart_pool(self) -> None:
         """`max_tasks_per_worker`: new workers for all (loky cannot retire just one)."""
+        assert self._executor is not None
         self._executor.shutdown(wait=True)
         self._runs_per_worker.clear()
         self._recycle = False

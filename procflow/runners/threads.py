@@ -20,6 +20,10 @@ from ..worker import RunTimedOut, execute
 from .base import Call, Sink
 
 
+def _nowhere(outcomes: list[Outcome]) -> None:
+    raise RuntimeError("runner used before start()")
+
+
 def interrupt_thread(thread_id: int, error: type[BaseException]) -> bool:
     """Raise `error` in another thread at its next bytecode; False if it is gone."""
     done = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(error))
@@ -36,7 +40,7 @@ class ThreadPoolTaskRunner:
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self._pool: ThreadPoolExecutor | None = None
-        self._sink: Sink | None = None
+        self._sink: Sink = _nowhere
         self._threads: dict[int, int] = {}  # run id -> thread id, while it runs
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -51,6 +55,7 @@ class ThreadPoolTaskRunner:
     def submit(self, calls: list[Call]) -> None:
         with self._lock:
             self._in_flight += len(calls)
+        assert self._pool is not None, "runner used before start()"
         for call in calls:
             self._pool.submit(self._run, call)
 
@@ -59,8 +64,8 @@ class ThreadPoolTaskRunner:
             self._threads[call.run_id] = threading.get_ident()
         try:
             outcome = self._execute(call)
-        except RunTimedOut as error:  # raised between the call and our bookkeeping
-            outcome = Outcome(call.run_id, Status.TIMED_OUT, error=error, worker=threading.current_thread().name)
+        except RunTimedOut as late:  # raised between the call and our bookkeeping
+            outcome = Outcome(call.run_id, Status.TIMED_OUT, error=late, worker=threading.current_thread().name)
         except KeyboardInterrupt:  # cancel_running()
             outcome = Outcome(call.run_id, Status.CANCELLED, worker=threading.current_thread().name)
         with self._lock:
@@ -73,8 +78,8 @@ class ThreadPoolTaskRunner:
         try:
             args, kwargs = (substitute(call.args), substitute(call.kwargs)) if call.needs_substitution \
                 else (call.args, call.kwargs)
-        except Exception as error:  # noqa: BLE001 - an upstream's stored result failed to load
-            return Outcome(call.run_id, Status.FAILED, error=error, worker=threading.current_thread().name)
+        except Exception as unloadable:  # noqa: BLE001 - an upstream's stored result failed to load
+            return Outcome(call.run_id, Status.FAILED, error=unloadable, worker=threading.current_thread().name)
         status, value, error, start, end = execute(call.fn, args, kwargs, call.run_name, call.log_prints, emit)
         return Outcome(call.run_id, status, value, error, start=start, end=end,
                        worker=threading.current_thread().name)

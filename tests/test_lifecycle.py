@@ -1,0 +1,101 @@
+"""Runs outside flows, futures across flow runs, and flow-level options."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from procflow import flow, task
+from procflow.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+
+@task
+def double(x):
+    return 2 * x
+
+
+@task
+def big(n):
+    return np.full(n, 2.0)
+
+
+@task
+def total(array):
+    return float(array.sum())
+
+
+def test_submit_and_map_outside_a_flow_run_on_a_detached_process_runner():
+    script = textwrap.dedent("""
+        import os
+        from procflow import task
+
+        @task
+        def where(x):
+            return x * 10, os.getpid()
+
+        single = where.submit(1)
+        many = where.map([2, 3])
+        print(single.result()[0], [f.result()[0] for f in many], single.result()[1] != os.getpid())
+        print(where.fn(4)[0], where(5)[0], where(6)[1] == os.getpid())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    detached, direct = done.stdout.splitlines()
+    assert detached == "10 [20, 30] True", "ran in worker processes"
+    assert direct == "40 50 True", "a direct call outside a flow calls the function here"
+
+
+def test_a_future_from_a_finished_flow_run_passes_its_result():
+    kept = []
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def first():
+        kept.append(big.submit(2 * 1024 * 1024))  # 16 MB: lives in shared memory during the flow
+        kept.append(double.submit(21))
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def second():
+        return total.submit(kept[0]), double.submit(kept[1])
+
+    first()
+    assert second() == (2.0 * 2 * 1024 * 1024, 84)
+
+
+def test_flow_timeout_fails_the_flow_and_cancels_what_is_pending():
+    @task
+    def slow():
+        time.sleep(0.3)
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=1), timeout_seconds=0.5)
+    def too_long():
+        for _ in range(20):
+            slow.submit()
+        time.sleep(5)
+
+    started = time.monotonic()
+    state = too_long(return_state=True)
+    assert time.monotonic() - started < 4
+    assert state.is_failed() and state.name == "TimedOut"
+    assert any(run.state.is_cancelled() for run in too_long.last_run.task_runs)
+    with pytest.raises(TimeoutError):
+        too_long()
+
+
+def test_flow_retries_rerun_the_whole_flow(tmp_path):
+    marker = tmp_path / "flow-attempts"
+
+    @flow(task_runner=ThreadPoolTaskRunner, retries=1)
+    def flaky():
+        with open(marker, "a") as out:
+            out.write("x")
+        if len(marker.read_text()) < 2:
+            raise RuntimeError("first attempt fails")
+        return double.submit(4)
+
+    assert flaky() == 8
+    assert marker.read_text() == "xx"
