@@ -254,11 +254,7 @@ class Engine:
         task, run = entry.task, entry.run
         if not allowed or run.attempts > task.retries:
             return False
-        delays = task.retry_delay_seconds
-        if isinstance(delays, (list, tuple)):
-            delay = delays[min(run.attempts - 1, len(delays) - 1)] if delays else 0
-        else:
-            delay = delays or 0
+        delay = task.retry_delay(run.attempts)
         TASK_LOGGER.info(f"Task run '{run.name}' - Received non-final state 'AwaitingRetry' when proposing "
                          f"final state 'Failed' and will attempt to run again... ({reason})")
         self._changes.append((run, Pending(f"Retry {run.attempts} of {task.retries} in {delay} s", "AwaitingRetry")))

@@ -57,6 +57,13 @@ class Task(Generic[P, R]):
         self._positional_range = _positional_range(self._signature)
         functools.update_wrapper(self, fn)
 
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based); a list gives one per retry."""
+        delays = self.retry_delay_seconds
+        if isinstance(delays, (list, tuple)):
+            return float(delays[min(attempt - 1, len(delays) - 1)]) if delays else 0.0
+        return float(delays or 0)
+
     def with_options(self, **options: Any) -> Task[P, R]:
         current = {name: getattr(self, name) for name in (
             "name", "retries", "retry_delay_seconds", "timeout_seconds", "task_run_name", "log_prints",
@@ -223,9 +230,7 @@ class Task(Generic[P, R]):
                 return Completed(value)
             if run.attempts > self.retries:
                 return Failed(error, name="TimedOut" if isinstance(error, RunTimedOut) else "Failed")
-            delays = self.retry_delay_seconds
-            delay = delays[min(run.attempts - 1, len(delays) - 1)] if isinstance(delays, (list, tuple)) else delays
-            threading.Event().wait(delay or 0)
+            threading.Event().wait(self.retry_delay(run.attempts))
 
 
 @contextlib.contextmanager
