@@ -11,11 +11,19 @@ import cloudpickle
 
 
 def dumps_plain(value: Any) -> bytes:
-    """Fast path for arguments without futures: C pickle, cloudpickle when needed."""
+    """C pickle, or cloudpickle when the value needs it.
+
+    C pickle refers to classes and functions by module name; a worker cannot import
+    `__main__` of the parent nor a script run by path, so a pickle naming one of those
+    is redone with cloudpickle, which sends them by value.
+    """
     try:
-        return pickle.dumps(value, protocol=5)
+        data = pickle.dumps(value, protocol=5)
     except (pickle.PicklingError, AttributeError, TypeError):
         return cloudpickle.dumps(value, protocol=5)
+    if b"__main__" in data or any(name.encode() in data for name in cloudpickle.list_registry_pickle_by_value()):
+        return cloudpickle.dumps(value, protocol=5)
+    return data
 
 
 def find_unpicklable(value: Any, path: str, dumps: Callable[[Any], bytes] = cloudpickle.dumps) -> str:

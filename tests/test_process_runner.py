@@ -1,0 +1,107 @@
+"""What is particular to the process runner: worker settings, batching, functions by value."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from procflow import flow, task
+from procflow.runners.processes import default_workers
+from procflow.task_runners import ProcessPoolTaskRunner
+
+
+@task
+def env_of(name):
+    return os.environ.get(name), os.getpid()
+
+
+def mark_worker(path):
+    with open(path, "a") as out:
+        out.write(f"{os.getpid()}\n")
+
+
+@task
+def noop(x):
+    return x
+
+
+def test_workers_get_blas_thread_limits_unless_worker_env_says_otherwise():
+    cores = os.cpu_count() or 1
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def limits():
+        return env_of.submit("OMP_NUM_THREADS"), env_of.submit("OPENBLAS_NUM_THREADS")
+
+    (omp, pid), (openblas, _) = limits()
+    assert omp == openblas == str(max(1, cores // 2)) and pid != os.getpid()
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2, worker_env={"OMP_NUM_THREADS": "7"}))
+    def overridden():
+        return env_of.submit("OMP_NUM_THREADS")
+
+    assert overridden()[0] == "7"
+
+
+def test_initializer_runs_once_in_each_worker(tmp_path):
+    marks = tmp_path / "initialized"
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2, initializer=mark_worker, initargs=(str(marks),)))
+    def body():
+        return [env_of.submit("HOME") for _ in range(20)]
+
+    pids = {pid for _, pid in body()}
+    initialized = marks.read_text().split()
+    assert set(map(int, initialized)) >= pids and len(initialized) == len(set(initialized))
+
+
+def test_tiny_runs_travel_in_batches_but_keep_their_own_records():
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def many():
+        return noop.map(range(3_000))
+
+    assert many() == list(range(3_000))
+    runs = many.last_run.task_runs
+    assert len({run.id for run in runs}) == 3_000
+    assert all(run.state.is_completed() and run.attempts == 1 and run.worker for run in runs)
+    assert all(run.start_time <= run.end_time for run in runs)
+    starts = sorted(run.start_time for run in runs)
+    assert starts[-1] - starts[0] < 30
+
+
+def test_default_workers_follow_physical_cores_and_the_environment(monkeypatch):
+    monkeypatch.setenv("PROCFLOW_MAX_WORKERS", "3")
+    assert default_workers() == 3 and ProcessPoolTaskRunner().max_workers == 3
+
+
+def test_functions_and_classes_of_a_script_run_by_path_travel_by_value(tmp_path):
+    script = tmp_path / "local_things.py"
+    script.write_text(textwrap.dedent("""
+        from dataclasses import dataclass
+        from procflow import flow, task
+
+        @dataclass
+        class Point:
+            x: int
+            y: int
+
+        def make_adder(n):
+            @task
+            def add(point):
+                return Point(point.x + n, point.y + n)
+            return add
+
+        @flow
+        def shifted():
+            return make_adder(5).submit(Point(1, 2)).result()
+
+        if __name__ == "__main__":
+            print(shifted())
+    """))
+    by_path = subprocess.run([sys.executable, "-m", "procflow", "run", str(script)], capture_output=True, text=True,
+                             timeout=120)
+    assert by_path.returncode == 0, by_path.stderr
+    as_main = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert as_main.returncode == 0, as_main.stderr
+    assert as_main.stdout.strip() == "Point(x=6, y=7)"
