@@ -36,7 +36,6 @@ class Batch(NamedTuple):
     owner_pid: int
     board_dir: str
     threshold: int
-    functions: dict[str, bytes]
     items: tuple[WorkItem, ...]
     arguments: tuple[bytes, ...]  # one pickled (args, kwargs) per item
     lent: tuple[Segment, ...] = ()

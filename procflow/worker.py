@@ -96,7 +96,7 @@ def _run_item(batch: Batch, item: WorkItem, arguments: bytes, lent: list) -> Out
     emit = lambda level, text: logs.append((level, text))  # noqa: E731
     loaded = time.time()
     try:
-        fn = _function(item.fn_key, batch.functions)
+        fn = _function(item.fn_key, batch.board_dir)
         args, kwargs = pickle.loads(arguments)
     except BaseException as error:  # noqa: BLE001
         return _failure(item, RuntimeError(
@@ -143,10 +143,12 @@ def _portable_error(error: BaseException, text: str) -> bytes:
         return cloudpickle.dumps(RemoteError(type(error).__qualname__, str(error), text))
 
 
-def _function(key: str, shipped: dict[str, bytes]) -> Callable[..., Any]:
+def _function(key: str, directory: str) -> Callable[..., Any]:
+    """A task's function: pickled once by the parent into a file, loaded once per worker."""
     fn = _functions.get(key)
     if fn is None:
-        fn = _functions[key] = pickle.loads(shipped[key])
+        with open(os.path.join(directory, f"fn-{key}"), "rb") as file:
+            fn = _functions[key] = pickle.load(file)
     return fn
 
 

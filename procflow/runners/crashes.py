@@ -1,7 +1,8 @@
-"""Which run a dead worker was running, and how to say why it died.
+"""Which run a dead worker was running, and how to say why it died; the runner's directory.
 
 Each worker keeps a tiny scoreboard file (`worker.BOARD_FORMAT`: run id, start time)
-in a directory owned by the parent. When loky reports a broken pool it fails the
+in a directory owned by the parent, which also holds each task's pickled function.
+When loky reports a broken pool it fails the
 pending futures *before* it kills the surviving workers (loky
 `_ExecutorManagerThread.terminate_broken`), so at that moment the dead worker is the
 only one gone, and its scoreboard names the one run to charge the crash to. A
@@ -50,6 +51,13 @@ class WorkerBoards:
         for pid in dead:
             self.forget(pid)
         return dead
+
+    def publish(self, name: str, data: bytes) -> None:
+        """A file workers read (a task's pickled function), written whole before it is named."""
+        partial = os.path.join(self.dir, f".{name}.tmp")
+        with open(partial, "wb") as file:
+            file.write(data)
+        os.replace(partial, os.path.join(self.dir, name))
 
     def forget(self, pid: int) -> None:
         try:

@@ -49,6 +49,8 @@ THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 # reuse, and the once-per-process sweep of what dead parents left behind.
 SEGMENT_POOL = SegmentPool()
 _swept = False
+# function -> the key of its pickle in the runner's directory, written once per process
+_FUNCTION_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 _pool: tuple[tuple, ProcessPoolExecutor] | None = None
@@ -118,8 +120,6 @@ class ProcessPoolTaskRunner:
         self._watch = WorkerWatch(self._boards)
         self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple, Any]] = {}
         self._batch_ids = itertools.count()
-        self._fn_keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._fn_blobs: dict[str, bytes] = {}
         self._seconds_per_run: float | None = None
         self._result_sizes: dict[str, int] = {}
         self._known_segments: set[str] = set()
@@ -175,7 +175,7 @@ class ProcessPoolTaskRunner:
             self._send(group)
 
     def _send(self, group: list[Call]) -> None:
-        items, arguments, functions, failures = [], [], {}, []
+        items, arguments, failures = [], [], []
         for call in group:
             try:
                 arguments.append(self._pickle_arguments(call))
@@ -183,7 +183,6 @@ class ProcessPoolTaskRunner:
             except Exception as error:  # noqa: BLE001 - that run fails, the others go
                 failures.append(Outcome(call.run_id, Status.FAILED, error=error))
                 continue
-            functions[key] = self._fn_blobs[key]
             items.append(WorkItem(call.run_id, call.run_name, call.task_name, key, call.timeout, call.log_prints))
         if failures:
             self._sink(failures)
@@ -191,8 +190,7 @@ class ProcessPoolTaskRunner:
             return
         lent = tuple(filter(None, (SEGMENT_POOL.lend(self._result_sizes[item.fn_key])
                                    for item in items if item.fn_key in self._result_sizes)))
-        batch = Batch(self._owner, self._boards.dir, self.shm_threshold_bytes, functions, tuple(items),
-                      tuple(arguments), lent)
+        batch = Batch(self._owner, self._boards.dir, self.shm_threshold_bytes, tuple(items), tuple(arguments), lent)
         batch_id = next(self._batch_ids)
         message = pickle.dumps(batch, protocol=5)
         assert self._executor is not None, "runner used before start()"
@@ -216,13 +214,15 @@ class ProcessPoolTaskRunner:
 
     def _function_key(self, call: Call) -> str:
         fn = call.fn
-        key = self._fn_keys.get(fn)
+        key = _FUNCTION_KEYS.get(fn)
         if key is None:
-            key = self._fn_keys[fn] = uuid.uuid4().hex
             try:
-                self._fn_blobs[key] = cloudpickle.dumps(fn, protocol=5)
+                blob = cloudpickle.dumps(fn, protocol=5)
             except Exception as error:
                 raise TypeError(f"task {call.task_name!r}: its function cannot be pickled: {error}") from error
+            key = uuid.uuid4().hex
+            self._boards.publish(f"fn-{key}", blob)  # messages carry the key; workers load it once
+            _FUNCTION_KEYS[fn] = key
         return key
 
     # -- completion (loky's thread) ------------------------------------------------
