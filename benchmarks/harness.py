@@ -239,6 +239,18 @@ def median_of(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def interleaved_medians(engines: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Each repeat runs every engine once, so drift and background load hit all alike."""
+    samples: dict[str, list[float]] = {engine: [] for engine in engines}
+    for _ in range(repeats):
+        for engine, run in engines.items():
+            gc.collect()
+            start = time.perf_counter()
+            run()
+            samples[engine].append(time.perf_counter() - start)
+    return {engine: statistics.median(times) for engine, times in samples.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="procflow benchmarks")
     parser.add_argument("--quick", action="store_true")
@@ -266,7 +278,7 @@ def main() -> int:
             engines = build(peers, size)
             for run in engines.values():
                 run()  # warm up: pools started, functions shipped
-            times = {engine: median_of(run, repeats) for engine, run in engines.items()}
+            times = interleaved_medians(engines, repeats)
             base = times[BASELINE]
             for engine, seconds in times.items():
                 row = {"workload": name, "engine": engine, "median_s": seconds, "ratio_to_loky": seconds / base,

@@ -38,6 +38,7 @@ from .scheduler import Scheduler
 from .states import (Cancelled, Completed, Crashed, CrashedRun, Failed, LazyResult, NotReady, Pending,
                      Running, State, is_terminal)
 
+RUNNING = Running()
 MAX_CRASHES = 3  # a run that crashes its worker this many times in a row is not retried
 # Run ids are unique in the process: a future of an earlier flow run may be an argument.
 _RUN_IDS = itertools.count(1)
@@ -340,7 +341,7 @@ class Engine:
         if task.cache_key_fn is not None and self._cached(entry):
             return None
         run.attempts += 1
-        self._changes.append((run, Running()))
+        run.state = RUNNING  # not terminal: nobody waits for it, so no lock and no wake-up
         timeout = task.timeout_seconds
         if timeout is not None:
             self._push_timer(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)
@@ -377,7 +378,8 @@ class Engine:
                     due.extend(waiter.callbacks.pop(run.id, ()))
             for _, tracker in finished:
                 tracker.unfinished -= 1
-            waiter.condition.notify_all()
+            if finished:
+                waiter.condition.notify_all()
         if finished:
             self.observer.runs_finished([run for run, _ in finished])
         for fn, future in due:

@@ -2,11 +2,10 @@
 
 Each worker keeps a tiny scoreboard file (`worker.BOARD_FORMAT`: run id, start time)
 in a directory owned by the parent, which also holds each task's pickled function.
-When loky reports a broken pool it fails the
-pending futures *before* it kills the surviving workers (loky
-`_ExecutorManagerThread.terminate_broken`), so at that moment the dead worker is the
-only one gone, and its scoreboard names the one run to charge the crash to. A
-`WorkerWatch` thread samples worker memory, for "probably out of memory".
+When loky reports a broken pool it fails the pending futures *before* it kills the
+surviving workers (loky `_ExecutorManagerThread.terminate_broken`), so at that moment
+the dead worker is the only one gone, and its scoreboard names the one run to charge
+the crash to. A `WorkerWatch` thread samples worker memory, for "probably out of memory".
 """
 
 from __future__ import annotations
