@@ -8,7 +8,6 @@ Prefect 3 (it lives until the interpreter exits).
 
 from __future__ import annotations
 
-import atexit
 import contextvars
 import itertools
 import threading
@@ -90,8 +89,13 @@ def context_or_detached() -> FlowContext:
     with _detached_lock:
         if _detached is None:
             flow_run = FlowRun(name="detached-runs", flow_name="<no flow>", start_time=time.time())
-            _detached = open_context(flow_run, ProcessPoolTaskRunner(), False, None)
-            atexit.register(_close_detached)
+            runner = ProcessPoolTaskRunner()
+            _detached = open_context(flow_run, runner, False, None)
+            # Finish pending detached runs before the pool stops taking work: loky shuts down
+            # in threading's exit hooks (before atexit's), registered when its pool first
+            # runs a job, and those hooks run last-registered first.
+            runner.warm_up()
+            threading._register_atexit(_close_detached)  # type: ignore[attr-defined]
         return _detached
 
 

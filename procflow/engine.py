@@ -331,7 +331,12 @@ class Engine:
                 if call is not None:
                     calls.append(call)
             if calls:
-                runner.submit(calls)
+                try:
+                    runner.submit(calls)
+                except Exception as error:  # noqa: BLE001 - the pool is gone (interpreter exit): never lose runs
+                    message = f"procflow could not submit this run: {type(error).__name__}: {error}"
+                    for call in calls:
+                        self._finish(self._entries[call.run_id], Crashed(message), False)
 
     def _prepare(self, entry: Entry, now: float) -> Call | None:
         run, task = entry.run, entry.task

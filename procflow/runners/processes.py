@@ -139,6 +139,11 @@ class ProcessPoolTaskRunner:
         threads = str(max(1, (os.cpu_count() or 1) // self.max_workers))
         return {name: threads for name in THREAD_LIMIT_VARS}
 
+    def warm_up(self) -> None:
+        """Start the workers now (the pool otherwise starts them on its first job)."""
+        assert self._executor is not None, "runner used before start()"
+        self._executor.submit(os.getpid).result()
+
     def shutdown(self) -> None:
         """End of a flow run: worker processes stay warm for the next one; segments go."""
         if self._executor is None:
@@ -376,10 +381,12 @@ def _fails(value: Any) -> bool:
 
 
 def _cleanup_at_exit() -> None:
-    if _pool is not None:
-        _pool[1].shutdown(wait=True)
-    SEGMENT_POOL.clear()
-    WorkerBoards(os.getpid()).remove()
+    try:
+        if _pool is not None:
+            _pool[1].shutdown(wait=True)
+    finally:
+        SEGMENT_POOL.clear()
+        WorkerBoards(os.getpid()).remove()
 
 
 atexit.register(_cleanup_at_exit)
