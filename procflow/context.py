@@ -73,7 +73,7 @@ def open_context(flow_run: FlowRun, runner: Runner | None, log_prints: bool,
         observer = default_observer()
         engine, owns = Engine(runner, observer), True
         engine.start()
-    return FlowContext(flow_run, engine, Tracker(flow_run, log_prints), observer, owns)
+    return FlowContext(flow_run, engine, engine.new_tracker(flow_run, log_prints), observer, owns)
 
 
 _detached: FlowContext | None = None

@@ -16,7 +16,6 @@ latest when its flow run closes.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import queue
@@ -29,14 +28,27 @@ from typing import Any, Callable
 
 from .events import Observer
 from .futures import TaskFuture, Waiter
+from .lifetimes import HeldResults
 from .messages import Outcome, Status
 from .records import FlowRun, TaskRun
 from .resolve import substitute
 from .runlog import FLOW_LOGGER, TASK_LOGGER
 from .runners.base import Call, Runner
 from .scheduler import Scheduler
-from .states import (Cancelled, Completed, Crashed, CrashedRun, Failed, LazyResult, NotReady, Pending,
-                     Running, State, is_terminal)
+from .states import (
+    Cancelled,
+    Completed,
+    Crashed,
+    CrashedRun,
+    Failed,
+    LazyResult,
+    NotReady,
+    Pending,
+    Running,
+    State,
+    is_terminal,
+)
+from .timers import Timers
 
 RUNNING = Running()
 MAX_CRASHES = 3  # a run that crashes its worker this many times in a row is not retried
@@ -50,8 +62,8 @@ class Tracker:
 
     flow_run: FlowRun
     log_prints: bool
+    results: HeldResults
     unfinished: int = 0
-    held: dict[int, tuple[weakref.finalize, LazyResult]] = field(default_factory=dict)
     cache: dict[str, State] = field(default_factory=dict)
 
 
@@ -80,8 +92,7 @@ class Engine:
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._entries: dict[int, Entry] = {}
         self._records: dict[int, TaskRun] = {}
-        self._timers: list[tuple[float, int, str, int, int]] = []
-        self._timer_ids = itertools.count()
+        self._timers = Timers()
         self._external: set[int] = set()
         self._changes: list[tuple[TaskRun, State]] = []
         self._finished: list[tuple[TaskRun, Tracker]] = []
@@ -96,6 +107,9 @@ class Engine:
 
     def next_run_id(self) -> int:
         return next(_RUN_IDS)
+
+    def new_tracker(self, flow_run: FlowRun, log_prints: bool) -> Tracker:
+        return Tracker(flow_run, log_prints, HeldResults(self.runner.release))
 
     def add(self, entries: list[Entry]) -> None:
         tracker = entries[0].tracker
@@ -115,17 +129,7 @@ class Engine:
 
     def close_flow(self, tracker: Tracker) -> None:
         """The flow run ended: free its stored results (values already read stay valid)."""
-        for run_id in list(tracker.held):
-            held = tracker.held.pop(run_id, None)
-            if held is None:
-                continue
-            finalizer, result = held
-            if finalizer.detach() is not None:  # the user still holds the future
-                try:
-                    result.load()  # map it now: the mapping outlives the segment's name
-                except Exception:  # noqa: BLE001 - a result that cannot load raises on .result()
-                    pass
-            self.runner.release(result)
+        tracker.results.close()
 
     def stop(self) -> None:
         self._events.put(("stop",))
@@ -137,9 +141,9 @@ class Engine:
     def _loop(self) -> None:
         events = self._events
         while True:
-            wait = self._timers[0][0] - time.time() if self._timers else None
+            wait = self._timers.wait(time.time())
             try:
-                batch = [events.get(timeout=max(0.0, wait)) if wait is not None else events.get()]
+                batch = [events.get(timeout=wait) if wait is not None else events.get()]
             except queue.Empty:
                 batch = []
             while True:
@@ -234,22 +238,8 @@ class Engine:
         if entry.cache_key is not None:
             entry.tracker.cache.setdefault(entry.cache_key, state)
         if isinstance(value, LazyResult) and value.holds_storage:
-            self._hold(entry, value)
+            entry.tracker.results.hold(entry.run.id, entry.future() if entry.future else None, value)
         self._finish(entry, state, True)
-
-    def _hold(self, entry: Entry, result: LazyResult) -> None:
-        future = entry.future() if entry.future is not None else None
-        if future is None:  # nobody can read it any more
-            self.runner.release(result)
-            return
-        tracker, run_id = entry.tracker, entry.run.id
-        finalizer = weakref.finalize(future, self._drop_result, tracker, run_id)
-        tracker.held[run_id] = (finalizer, result)
-
-    def _drop_result(self, tracker: Tracker, run_id: int) -> None:
-        held = tracker.held.pop(run_id, None)
-        if held is not None:
-            self.runner.release(held[1])
 
     def _retry(self, entry: Entry, reason: str, allowed: bool = True) -> bool:
         task, run = entry.task, entry.run
@@ -260,7 +250,7 @@ class Engine:
                          f"final state 'Failed' and will attempt to run again... ({reason})")
         self._changes.append((run, Pending(f"Retry {run.attempts} of {task.retries} in {delay} s", "AwaitingRetry")))
         self.scheduler.state.running.discard(run.id)
-        self._push_timer(time.time() + delay, "retry", run.id, run.attempts)
+        self._timers.push(time.time() + delay, "retry", run.id, run.attempts)
         return True
 
     def _finish(self, entry: Entry, state: State, ok: bool) -> None:
@@ -291,24 +281,18 @@ class Engine:
         self._timers.clear()
         self.runner.cancel_running()
 
-    # -- timers ---------------------------------------------------------------------
-
-    def _push_timer(self, when: float, kind: str, run_id: int, attempt: int) -> None:
-        heapq.heappush(self._timers, (when, next(self._timer_ids), kind, run_id, attempt))
-
     def _fire_timers(self) -> None:
         now = time.time()
-        while self._timers and self._timers[0][0] <= now:
-            _, _, kind, run_id, attempt = heapq.heappop(self._timers)
-            entry = self._entries.get(run_id)
-            if entry is None or entry.run.attempts != attempt:
-                continue
-            if kind == "retry":
-                self.scheduler.requeue(run_id)
-            elif kind == "deadline" and run_id in self.scheduler.state.running:
-                again = self.runner.interrupt(run_id, entry.task.timeout_seconds)
+        for timer in self._timers.due(now):
+            entry = self._entries.get(timer.run_id)
+            if entry is None or entry.run.attempts != timer.attempt:
+                continue  # finished, or a later attempt runs
+            if timer.kind == "retry":
+                self.scheduler.requeue(timer.run_id)
+            elif timer.kind == "deadline" and timer.run_id in self.scheduler.state.running:
+                again = self.runner.interrupt(timer.run_id, entry.task.timeout_seconds)
                 if again is not None:
-                    self._push_timer(now + again, "deadline", run_id, attempt)
+                    self._timers.push(now + again, "deadline", timer.run_id, timer.attempt)
 
     # -- dispatch -------------------------------------------------------------------
 
@@ -349,7 +333,7 @@ class Engine:
         run.state = RUNNING  # not terminal: nobody waits for it, so no lock and no wake-up
         timeout = task.timeout_seconds
         if timeout is not None:
-            self._push_timer(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)
+            self._timers.push(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)
         log_prints = task.log_prints if task.log_prints is not None else entry.tracker.log_prints
         return Call(run.id, run.name, task.name, task.fn, entry.args, entry.kwargs,
                     entry.needs_substitution, timeout, log_prints)

@@ -28,7 +28,7 @@ from .context import FlowContext, current_flow, open_context
 from .futures import TaskFuture
 from .records import FlowRun, TaskRun
 from .resolve import substitute
-from .runlog import FLOW_LOGGER, capture_prints, current_logger, flow_emitter, RunLogger
+from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
 from .runners.threads import interrupt_thread

@@ -9,7 +9,6 @@ from typing import Any, Callable
 import cloudpickle
 
 
-
 def dumps_plain(value: Any) -> bytes:
     """C pickle, or cloudpickle when the value needs it.
 

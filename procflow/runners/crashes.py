@@ -16,9 +16,12 @@ import signal
 import struct
 import tempfile
 import threading
+from typing import Any
 
 import psutil
+from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
+from ..messages import Outcome, Status, WorkItem
 from ..worker import BOARD_FORMAT, BOARD_SIZE
 
 BOARD_PREFIX = "procflow-boards-"
@@ -107,6 +110,57 @@ class WorkerWatch:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class CrashLedger:
+    """Outcomes for the runs of a batch whose pool broke.
+
+    The one run that was in the dead worker is `Crashed`; a run whose worker we killed
+    for its timeout is `TimedOut`; every other run was only in flight and is `Lost`
+    (run again, no retry spent). loky fails the pending futures before it kills the
+    surviving workers, so the first look at a broken pool sees only the crashed worker
+    dead; the survivors' boards are then forgotten, so a later look cannot blame them.
+    """
+
+    def __init__(self, boards: WorkerBoards, watch: WorkerWatch) -> None:
+        self.boards = boards
+        self.watch = watch
+        self.timed_out: set[int] = set()  # runs whose worker the runner killed
+        self._victims: dict[int, dict[int, tuple]] = {}  # pool -> run id -> (pid, exit code, rss)
+
+    def outcomes(self, items: tuple[WorkItem, ...], error: BaseException, pool: Any) -> list[Outcome]:
+        if isinstance(error, ShutdownExecutorError):
+            return [Outcome(item.run_id, Status.CANCELLED) for item in items]
+        if not isinstance(error, BrokenProcessPool):
+            return [Outcome(item.run_id, Status.FAILED, error=error) for item in items]
+        victims = self._victims_of(pool)
+        outcomes = []
+        for item in items:
+            if item.run_id in self.timed_out:
+                self.timed_out.discard(item.run_id)
+                outcomes.append(Outcome(item.run_id, Status.TIMED_OUT, error=TimeoutError(
+                    f"Task run {item.run_name!r} exceeded timeout_seconds={item.timeout} and did not stop; "
+                    "its worker process was killed and replaced")))
+            elif item.run_id in victims:
+                message = describe_crash(item.run_name, *victims[item.run_id])
+                outcomes.append(Outcome(item.run_id, Status.CRASHED, error_text=message))
+            else:
+                outcomes.append(Outcome(item.run_id, Status.LOST))
+        return outcomes
+
+    def _victims_of(self, pool: Any) -> dict[int, tuple]:
+        key = id(pool)
+        if key not in self._victims:
+            processes = dict(getattr(pool, "_processes", None) or {})  # loky's pid -> process
+            boards = self.boards.read()
+            victims = {}
+            for pid, process in processes.items():
+                run_id = boards.get(pid, (0, 0.0))[0]
+                if run_id and not alive(pid):
+                    victims[run_id] = (pid, process.exitcode, self.watch.last_rss.get(pid))
+                self.boards.forget(pid)
+            self._victims[key] = victims
+        return self._victims[key]
 
 
 def describe_crash(run_name: str, pid: int, exitcode: int | None, last_rss: int | None) -> str:

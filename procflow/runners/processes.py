@@ -33,14 +33,14 @@ from loky import ProcessPoolExecutor
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
 from ..messages import Batch, Outcome, Status, WorkItem
-from ..runlog import FLOW_LOGGER
 from ..pickling import find_unpicklable
+from ..runlog import FLOW_LOGGER
 from ..shm import ResultRef, SegmentPool, owned_segments, sweep_dead_owners, unlink
 from ..states import LazyResult, RemoteError, RemoteTraceback
 from ..worker import run_batch, start_worker
 from .arguments import pickle_arguments
 from .base import Call, Sink
-from .crashes import WorkerBoards, WorkerWatch, alive, describe_crash, sweep_dead_boards
+from .crashes import CrashLedger, WorkerBoards, WorkerWatch, alive, sweep_dead_boards
 
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -125,8 +125,7 @@ class ProcessPoolTaskRunner:
         self._known_segments: set[str] = set()
         self._runs_per_worker: dict[int, int] = {}
         self._recycle = False
-        self._crashes: dict[int, dict[int, tuple]] = {}  # broken pool -> run id -> (pid, exit code, rss)
-        self._timed_out: set[int] = set()
+        self._crashes = CrashLedger(self._boards, self._watch)
         self._fallback_warned = False
         self._executor = self._get_executor()
 
@@ -239,7 +238,7 @@ class ProcessPoolTaskRunner:
         if error is None:
             outcomes = [self._received(outcome, item) for outcome, item in zip(pickle.loads(future.result()), items)]
         else:
-            outcomes = self._lost_batch(items, error, executor)
+            outcomes = self._crashes.outcomes(items, error, executor)
         used = {o.value.segment.name for o in outcomes if isinstance(o.value, ResultRef) and o.value.segment}
         for segment in lent:
             if segment.name not in used:
@@ -268,47 +267,6 @@ class ProcessPoolTaskRunner:
         return Outcome(outcome.run_id, outcome.status, None, _decode_error(outcome.error, outcome.error_text),
                        outcome.error_text, outcome.start, outcome.end, worker, outcome.logs, outcome.transfer)
 
-    def _lost_batch(self, items: tuple[WorkItem, ...], error: BaseException, executor: Any) -> list[Outcome]:
-        if isinstance(error, ShutdownExecutorError):
-            return [Outcome(item.run_id, Status.CANCELLED) for item in items]
-        if not isinstance(error, BrokenProcessPool):
-            return [Outcome(item.run_id, Status.FAILED, error=error) for item in items]
-        crashed = self._crash_victims(executor, items)
-        outcomes = []
-        for item in items:
-            if item.run_id in self._timed_out:
-                self._timed_out.discard(item.run_id)
-                outcomes.append(Outcome(item.run_id, Status.TIMED_OUT, error=TimeoutError(
-                    f"Task run {item.run_name!r} exceeded timeout_seconds={item.timeout} and did not stop; "
-                    "its worker process was killed and replaced")))
-            elif item.run_id in crashed:
-                outcomes.append(Outcome(item.run_id, Status.CRASHED, error_text=crashed[item.run_id]))
-            else:
-                outcomes.append(Outcome(item.run_id, Status.LOST))
-        return outcomes
-
-    def _crash_victims(self, executor: Any, items: tuple[WorkItem, ...]) -> dict[int, str]:
-        """run id -> crash message, worked out once per broken pool.
-
-        loky fails the pending futures before it kills the surviving workers, so the
-        first time we look, only the worker that crashed is dead; the survivors' runs
-        are merely lost, and their boards are forgotten so a later look cannot blame them.
-        """
-        key = id(executor)
-        if key not in self._crashes:
-            processes = dict(getattr(executor, "_processes", None) or {})
-            boards = self._boards.read()
-            victims = {}
-            for pid, process in processes.items():
-                run_id = boards.get(pid, (0, 0.0))[0]
-                if run_id and not alive(pid):
-                    victims[run_id] = (pid, process.exitcode, self._watch.last_rss.get(pid))
-                self._boards.forget(pid)
-            self._crashes[key] = victims
-        names = {item.run_id: item.run_name for item in items}
-        return {run_id: describe_crash(names[run_id], *info)
-                for run_id, info in self._crashes[key].items() if run_id in names}
-
     # -- interrupts, cancellation, results -------------------------------------------
 
     def interrupt(self, run_id: int, timeout: float) -> float | None:
@@ -318,7 +276,7 @@ class ProcessPoolTaskRunner:
                 overdue = started + timeout + self.interrupt_grace - time.time()
                 if overdue > 0:
                     return overdue  # it started late (queued behind other work)
-                self._timed_out.add(run_id)
+                self._crashes.timed_out.add(run_id)
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
