@@ -51,7 +51,8 @@ from .states import (
 from .timers import Timers
 
 RUNNING = Running()
-MAX_CRASHES = 3  # a run that crashes its worker this many times in a row is not retried
+MAX_CRASHES = 3
+MAX_FUSED = 64  # followers sent behind one run in a message  # a run that crashes its worker this many times in a row is not retried
 # Run ids are unique in the process: a future of an earlier flow run may be an argument.
 _RUN_IDS = itertools.count(1)
 
@@ -81,6 +82,7 @@ class Entry:
     future: weakref.ref | None = None
     crashes: int = 0
     cache_key: str | None = None
+    after: int = 0  # dispatched fused behind this run, which had not finished then
 
 
 class Engine:
@@ -96,6 +98,7 @@ class Engine:
         self._external: set[int] = set()
         self._changes: list[tuple[TaskRun, State]] = []
         self._finished: list[tuple[TaskRun, Tracker]] = []
+        self._logs: list[tuple[TaskRun, tuple[tuple[int, str], ...]]] = []  # prints, told at publish
         self._thread = threading.Thread(target=self._loop, name="procflow-engine", daemon=True)
 
     # -- called from user threads ---------------------------------------------------
@@ -204,15 +207,15 @@ class Engine:
         entry = self._entries.get(outcome.run_id)
         if entry is None:  # cancelled meanwhile
             return
-        if outcome.status is Status.LOST:  # another run crashed the pool: again, no retry spent
-            entry.run.attempts -= 1
-            self.scheduler.requeue(outcome.run_id)
+        if outcome.status is Status.LOST or outcome.status is Status.DEFERRED:
+            entry.run.attempts -= 1  # it did not run: no attempt, no retry spent
+            self._put_back(entry)
             return
         run = entry.run
         run.start_time, run.end_time = outcome.start or None, outcome.end or None
         run.worker, run.transfer_seconds = outcome.worker, outcome.transfer
-        for level, text in outcome.logs:
-            TASK_LOGGER.log(level, f"Task run '{run.name}' - {text}")
+        if outcome.logs:
+            self._logs.append((run, outcome.logs))
         status = outcome.status
         if status is Status.COMPLETED:
             self._complete(entry, outcome.value)
@@ -272,6 +275,20 @@ class Engine:
         self._changes.append((entry.run, NotReady(upstream.name, error)))
         self._finished.append((entry.run, entry.tracker))
 
+    def _put_back(self, entry: Entry) -> None:
+        """A run that did not run: ready again, or waiting on (or blocked by) its fused upstream."""
+        run_id, after = entry.run.id, entry.after
+        entry.after = 0
+        upstream_ok = self.scheduler.state.completed.get(after) if after else True
+        if upstream_ok is None:  # the upstream runs again (a retry, or it was lost too)
+            self.scheduler.unclaim(run_id)
+        elif upstream_ok:
+            self.scheduler.requeue(run_id)
+        else:
+            self._block(run_id, after)
+            for blocked, by in self.scheduler.finish(run_id, False):
+                self._block(blocked, by)
+
     def _cancel(self, tracker: Tracker) -> None:
         for run_id in self.scheduler.cancel_pending():
             entry = self._entries.pop(run_id, None)
@@ -288,7 +305,7 @@ class Engine:
             if entry is None or entry.run.attempts != timer.attempt:
                 continue  # finished, or a later attempt runs
             if timer.kind == "retry":
-                self.scheduler.requeue(timer.run_id)
+                self._put_back(entry)  # a fused run may have lost its upstream's result with the batch
             elif timer.kind == "deadline" and timer.run_id in self.scheduler.state.running:
                 again = self.runner.interrupt(timer.run_id, entry.task.timeout_seconds)
                 if again is not None:
@@ -304,7 +321,9 @@ class Engine:
                 return
             calls = []
             now = time.time()
-            for run_id in scheduler.pop_ready(room):
+            popped = scheduler.pop_ready(room)
+            fuse = runner.fuses and not scheduler.ready_count  # spare capacity: follow chains
+            for run_id in popped:
                 entry = self._entries[run_id]
                 try:
                     call = self._prepare(entry, now)
@@ -314,6 +333,8 @@ class Engine:
                     continue
                 if call is not None:
                     calls.append(call)
+                    if fuse and call.timeout is None:
+                        calls.extend(self._fused_behind(run_id, now))
             if calls:
                 try:
                     runner.submit(calls)
@@ -321,6 +342,28 @@ class Engine:
                     message = f"procflow could not submit this run: {type(error).__name__}: {error}"
                     for call in calls:
                         self._finish(self._entries[call.run_id], Crashed(message), False)
+
+    def _fused_behind(self, run_id: int, now: float) -> list[Call]:
+        """The chain of runs that wait on `run_id` alone, to run right behind it in one message.
+
+        Like Dask's linear fusion: a chain link costs no round trip through the parent. The
+        worker runs a follower only when the run before it completed with a small result.
+        """
+        followers: list[Call] = []
+        current = run_id
+        while len(followers) < MAX_FUSED:
+            follower = self.scheduler.sole_follower(current)
+            entry = self._entries.get(follower) if follower is not None else None
+            if entry is None or not _fusable(entry):
+                break
+            self.scheduler.claim(entry.run.id)
+            entry.after = current
+            call = self._prepare(entry, now)
+            assert call is not None  # fusable runs have no cache key
+            call.after = current
+            followers.append(call)
+            current = entry.run.id
+        return followers
 
     def _prepare(self, entry: Entry, now: float) -> Call | None:
         run, task = entry.run, entry.task
@@ -352,12 +395,25 @@ class Engine:
         self._finish(entry, Completed(hit.data, name="Cached", message="Cached result reused."), True)
         return True
 
+    def _tell(self, finished: list[tuple[TaskRun, Tracker]], logs: list) -> None:
+        """Each run's printed lines, then its end, in the order runs finished (fused runs too)."""
+        lines: dict[int, list] = {}
+        for run, records in logs:
+            lines.setdefault(run.id, []).extend(records)
+        for run, _ in finished:
+            for level, text in lines.pop(run.id, ()):
+                TASK_LOGGER.log(level, f"Task run '{run.name}' - {text}")
+            self.observer.runs_finished([run])
+        for run, records in logs:  # runs going round again (retries): their lines still count
+            for level, text in lines.pop(run.id, ()):
+                TASK_LOGGER.log(level, f"Task run '{run.name}' - {text}")
+
     def _publish(self) -> None:
         """Make this round's state changes visible to futures at once, then tell observers."""
-        changes, finished = self._changes, self._finished
+        changes, finished, logs = self._changes, self._finished, self._logs
         if not changes:
             return
-        self._changes, self._finished = [], []
+        self._changes, self._finished, self._logs = [], [], []
         waiter = self.waiter
         due: list[tuple[Callable[[TaskFuture], None], TaskFuture]] = []
         with waiter.condition:
@@ -369,10 +425,16 @@ class Engine:
                 tracker.unfinished -= 1
             if finished:
                 waiter.condition.notify_all()
-        if finished:
-            self.observer.runs_finished([run for run, _ in finished])
+        self._tell(finished, logs)
         for fn, future in due:
             try:
                 fn(future)
             except Exception:  # noqa: BLE001 - a user's callback must not stop the engine
                 FLOW_LOGGER.exception("error in a future's done callback")
+
+
+def _fusable(entry: Entry) -> bool:
+    """No deadline to keep, no cache to consult, no upstream whose failure it must receive."""
+    task = entry.task
+    return task.timeout_seconds is None and task.cache_key_fn is None and not any(
+        allowed for _, allowed in entry.upstream)

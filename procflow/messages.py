@@ -20,6 +20,7 @@ class Status(str, enum.Enum):
     TIMED_OUT = "timed_out"
     CRASHED = "crashed"
     LOST = "lost"  # in flight when another run crashed the pool: run it again, no retry spent
+    DEFERRED = "deferred"  # fused behind a run that did not complete or went to shared memory: not run
     CANCELLED = "cancelled"
 
 
@@ -30,6 +31,7 @@ class WorkItem(NamedTuple):
     fn_key: str
     timeout: float | None
     log_prints: bool
+    after: int = 0  # fused: run only if this run of the same batch completed (0: no condition)
 
 
 class Batch(NamedTuple):

@@ -10,6 +10,9 @@ tests drive it with plain integers. A run moves waiting -> ready -> running -> f
                           not allow (no `allow_failure`) blocks the dependent instead,
                           and that block spreads to the dependent's own dependents
     requeue(run)          running -> ready again (a retry, or a run lost with its worker)
+    sole_follower(run)    `run`'s only dependent, waiting on `run` alone (a chain link):
+                          `claim` sends it along in the same message (fusion)
+    unclaim(run)          a claimed run that did not run goes back to waiting
 
 Readiness by counters and successor lists, as `graphlib.TopologicalSorter.done`, but runs
 are added while others run. Order among ready runs is depth-first (runs made ready by a
@@ -88,6 +91,30 @@ class Scheduler:
         """A running run goes back to the front of the ready queue."""
         self.state.running.discard(run)
         heapq.heappush(self.state.ready, (-1, run))
+
+    def sole_follower(self, run: int) -> int | None:
+        """`run`'s only dependent, when it waits on `run` alone through a blocking edge: a chain link.
+
+        Runs with several dependents are not followed: a message reports when all its runs
+        are done, so the other dependents would wait for the followed one.
+        """
+        state = self.state
+        dependents = state.dependents.get(run, ())
+        if len(dependents) == 1:
+            dependent, blocks = dependents[0]
+            if blocks and state.remaining.get(dependent) == 1:
+                return dependent
+        return None
+
+    def claim(self, run: int) -> None:
+        """waiting -> running: it goes to the worker right behind its upstream."""
+        del self.state.remaining[run]
+        self.state.running.add(run)
+
+    def unclaim(self, run: int) -> None:
+        """A claimed run that did not run: back to waiting on its one unfinished upstream."""
+        self.state.running.discard(run)
+        self.state.remaining[run] = 1
 
     def cancel_pending(self) -> list[int]:
         """Every run not started yet (waiting or ready) is finished as not completed."""

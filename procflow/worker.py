@@ -26,7 +26,7 @@ import cloudpickle
 from .messages import Batch, Outcome, Status, WorkItem
 from .pickling import find_unpicklable
 from .runlog import Emit, RunLogger, capture_prints, current_logger
-from .shm import SegmentWriter
+from .shm import ResultRef, SegmentWriter, load_value
 from .states import RemoteError
 
 # -- any runner ----------------------------------------------------------------------
@@ -62,6 +62,7 @@ BOARD_FORMAT = "qd"  # the run id executing (0: none), when it started
 BOARD_SIZE = struct.calcsize(BOARD_FORMAT)
 
 _functions: dict[str, Callable[..., Any]] = {}
+_batch_results: dict[int, ResultRef] = {}  # completed runs of the batch being run
 _writer: SegmentWriter | None = None
 _board: mmap.mmap | None = None
 _deadline_armed = False
@@ -83,11 +84,28 @@ def _run_batch(batch: Batch) -> list[Outcome]:
     board = _scoreboard(batch.board_dir)
     lent = list(batch.lent)
     outcomes = []
-    for item, arguments in zip(batch.items, batch.arguments):
-        struct.pack_into(BOARD_FORMAT, board, 0, item.run_id, time.time())
-        outcomes.append(_run_item(batch, item, arguments, lent))
-    struct.pack_into(BOARD_FORMAT, board, 0, 0, 0.0)
+    try:
+        for item, arguments in zip(batch.items, batch.arguments):
+            if item.after:  # fused: only behind a run of this batch that completed, in band
+                before = _batch_results.get(item.after)
+                if before is None or before.segment is not None:
+                    outcomes.append(Outcome(item.run_id, Status.DEFERRED))
+                    continue
+            struct.pack_into(BOARD_FORMAT, board, 0, item.run_id, time.time())
+            outcome = _run_item(batch, item, arguments, lent)
+            if outcome.status is Status.COMPLETED:
+                _batch_results[item.run_id] = outcome.value
+            outcomes.append(outcome)
+    finally:
+        _batch_results.clear()
+        struct.pack_into(BOARD_FORMAT, board, 0, 0, 0.0)
     return outcomes
+
+
+def batch_value(run_id: int) -> Any:
+    """A fused run's argument: the stored result of an earlier run of the same batch."""
+    ref = _batch_results[run_id]
+    return load_value(ref.data, ref.segment, ref.spans)
 
 
 def _run_item(batch: Batch, item: WorkItem, arguments: bytes, lent: list) -> Outcome:

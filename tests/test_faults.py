@@ -356,3 +356,54 @@ def test_soak_many_tasks_long_chain_and_diamond_on_one_worker():
         return join.submit(inc.submit(top), inc.submit(top))
 
     assert flow(task_runner=ProcessPoolTaskRunner(max_workers=1))(diamond)() == 4
+
+
+@task
+def link(value, path=None, fail_at=None, how="raise"):
+    """One link of a chain; at `fail_at` it fails once (a marker file remembers)."""
+    if value == fail_at and path and not os.path.exists(path):
+        open(path, "w").close()
+        if how == "crash":
+            os._exit(3)
+        raise RuntimeError(f"link {value} failed once")
+    return value + 1
+
+
+def chain_of(n, **options):
+    value = link.submit(0, **options)
+    for _ in range(n - 1):
+        value = link.submit(value, **options)
+    return value
+
+
+@pytest.mark.parametrize("how", ["raise", "crash"])
+def test_a_retried_link_in_the_middle_of_a_chain_lets_the_rest_run(tmp_path, how):
+    """Chains travel fused in one message; the links behind a failed attempt wait for its retry."""
+    retried = link.with_options(retries=1)
+
+    def body():
+        value = retried.submit(0, str(tmp_path / "marker"), 5, how)
+        for _ in range(11):
+            value = retried.submit(value, str(tmp_path / "marker"), 5, how)
+        return value
+
+    assert on_processes(body)() == 12
+    runs = body_last_run().task_runs
+    assert [run.attempts for run in runs] == [1] * 5 + [2] + [1] * 6
+    assert all(run.state.is_completed() for run in runs)
+    starts = [run.start_time for run in runs]
+    assert starts == sorted(starts), "every link ran after the one before it"
+
+
+@pytest.mark.parametrize("how", ["raise", "crash"])
+def test_a_failed_link_in_the_middle_of_a_chain_stops_the_rest(tmp_path, how):
+    def body():
+        return chain_of(12, path=str(tmp_path / "marker"), fail_at=5, how=how)
+
+    state = on_processes(body)(return_state=True)
+    runs = body_last_run().task_runs
+    assert all(run.state.is_completed() for run in runs[:5])
+    assert runs[5].state.is_crashed() if how == "crash" else runs[5].state.is_failed()
+    assert [run.state.name for run in runs[6:]] == ["NotReady"] * 6
+    assert runs[6].state.message == "Upstream task run 'link-5' did not reach a 'COMPLETED' state."
+    assert state.is_failed() and state.message == "1/1 states failed."  # the returned future counts

@@ -90,3 +90,25 @@ def test_requeue_and_cancel_pending():
     assert sorted(s.cancel_pending()) == [2]
     s.finish(1, True)
     assert s.idle
+
+
+def test_sole_follower_claim_and_unclaim_for_fused_chains():
+    s = Scheduler()
+    s.add(1)
+    s.add(2, [(1, True)])
+    s.add(3, [(2, True)])
+    s.add(4)
+    s.add(5, [(4, True)])
+    s.add(6, [(4, True)])  # 4 has two dependents: not a chain link
+    s.add(7, [(1, False)])  # an allow_failure edge from 7... makes 1 have two dependents too
+    assert s.sole_follower(1) is None and s.sole_follower(4) is None
+    assert s.sole_follower(2) == 3
+    assert sorted(s.pop_ready(10)) == [1, 4]
+    s.claim(3)
+    assert 3 in s.state.running and 3 not in s.state.remaining
+    s.unclaim(3)
+    assert s.state.remaining[3] == 1
+    s.finish(1, True)
+    s.pop_ready(10)
+    s.finish(2, True)
+    assert s.pop_ready(10) == [3]

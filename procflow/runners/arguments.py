@@ -17,32 +17,43 @@ import cloudpickle
 from ..annotations import allow_failure, quote
 from ..futures import TaskFuture
 from ..pickling import dumps_plain
+from ..worker import batch_value
 
 _LEAVES = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 
-def pickle_arguments(args: tuple, kwargs: dict, has_futures: bool) -> bytes:
-    """`(args, kwargs)` pickled for a worker; futures become result references."""
+def pickle_arguments(args: tuple, kwargs: dict, has_futures: bool, in_batch: frozenset[int] = frozenset()) -> bytes:
+    """`(args, kwargs)` pickled for a worker; futures become result references.
+
+    `in_batch`: runs fused ahead in the same message, not finished yet; the worker hands
+    their stored results over itself (`worker.batch_value`).
+    """
     if not has_futures:
         return dumps_plain((args, kwargs))
-    swapped = _swap_top_level(args, kwargs)
+    swapped = _swap_top_level(args, kwargs, in_batch)
     if swapped is not None:
         return dumps_plain(swapped)
     out = io.BytesIO()
-    ArgumentPickler(out).dump((args, kwargs))
+    ArgumentPickler(out, in_batch).dump((args, kwargs))
     return out.getvalue()
+
+
+def _reference(future: TaskFuture, in_batch: frozenset[int]) -> tuple:
+    run_id = future.task_run.id
+    return (batch_value, (run_id,)) if run_id in in_batch else future.reduce_for_worker()
 
 
 class ArgumentPickler(cloudpickle.Pickler):
     """cloudpickle, with futures (bare or in `allow_failure`) pickled as their results."""
 
-    def __init__(self, file: io.BytesIO) -> None:
+    def __init__(self, file: io.BytesIO, in_batch: frozenset[int]) -> None:
         super().__init__(file, protocol=5)
+        self.in_batch = in_batch
 
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
         if kind is TaskFuture:
-            return obj.reduce_for_worker()
+            return _reference(obj, self.in_batch)
         if kind is allow_failure or kind is quote:
             return (_identity, (obj.value,))
         return super().reducer_override(obj)
@@ -60,7 +71,7 @@ class _Reduced:
         return self.reduction
 
 
-def _swap_top_level(args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+def _swap_top_level(args: tuple, kwargs: dict, in_batch: frozenset[int]) -> tuple[tuple, dict] | None:
     """Futures given directly as arguments replaced by references; None when one sits deeper."""
 
     def swap(value: Any) -> Any:
@@ -68,7 +79,7 @@ def _swap_top_level(args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         if kind in _LEAVES:
             return value
         if kind is TaskFuture:
-            return _Reduced(value.reduce_for_worker())
+            return _Reduced(_reference(value, in_batch))
         if kind is allow_failure or kind is quote:
             inner = value.value
             if type(inner) is TaskFuture and kind is allow_failure:

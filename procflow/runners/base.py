@@ -26,12 +26,14 @@ class Call:
     needs_substitution: bool  # futures or annotations inside the arguments
     timeout: float | None
     log_prints: bool
+    after: int = 0  # fused behind this run of the same batch (runners with `fuses`)
 
 
 class Runner(Protocol):
     name: str
     depth_first: bool  # False: ready runs go in submission order
     interrupt_grace: float  # seconds between a run's deadline and `interrupt()`
+    fuses: bool  # runs a dependent right behind its upstream in one message (see Call.after)
 
     def start(self, sink: Sink) -> None: ...
 

@@ -67,6 +67,7 @@ class DaskTaskRunner:
     name = "dask"
     depth_first = True
     interrupt_grace = 0.0
+    fuses = False
 
     def __init__(self, address: str | None = None, cluster_kwargs: dict | None = None,
                  client_kwargs: dict | None = None) -> None:

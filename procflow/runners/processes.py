@@ -89,6 +89,7 @@ class ProcessPoolTaskRunner:
     name = "process"
     depth_first = True
     interrupt_grace = 1.0
+    fuses = True
     MESSAGES_PER_WORKER = 2
     MAX_BATCH = 512
     TARGET_BATCH_SECONDS = 0.005
@@ -171,23 +172,37 @@ class ProcessPoolTaskRunner:
     def submit(self, calls: list[Call]) -> None:
         with self._lock:
             free = max(1, self.max_workers * self.MESSAGES_PER_WORKER - len(self._batches))
-        timed = [call for call in calls if call.timeout is not None]
-        untimed = [call for call in calls if call.timeout is None]
-        size = -(-len(untimed) // free) if untimed else 1
-        groups = [untimed[i:i + size] for i in range(0, len(untimed), size)] + [[call] for call in timed]
-        for group in groups:
+        chains: list[list[Call]] = []  # a run and the runs fused behind it travel together
+        for call in calls:
+            if call.after and chains:
+                chains[-1].append(call)
+            else:
+                chains.append([call])
+        timed = [chain for chain in chains if chain[0].timeout is not None]
+        untimed = [chain for chain in chains if chain[0].timeout is None]
+        size = -(-sum(map(len, untimed)) // free) if untimed else 1
+        groups: list[list[Call]] = []
+        for chain in untimed:
+            if groups and len(groups[-1]) + len(chain) <= size:
+                groups[-1].extend(chain)
+            else:
+                groups.append(list(chain))
+        for group in groups + timed:
             self._send(group)
 
     def _send(self, group: list[Call]) -> None:
         items, arguments, failures = [], [], []
+        ahead: set[int] = set()  # runs earlier in this message
         for call in group:
             try:
-                arguments.append(self._pickle_arguments(call))
+                arguments.append(self._pickle_arguments(call, frozenset(ahead) if call.after else frozenset()))
                 key = self._function_key(call)
             except Exception as error:  # noqa: BLE001 - that run fails, the others go
                 failures.append(Outcome(call.run_id, Status.FAILED, error=error))
                 continue
-            items.append(WorkItem(call.run_id, call.run_name, call.task_name, key, call.timeout, call.log_prints))
+            ahead.add(call.run_id)
+            items.append(WorkItem(call.run_id, call.run_name, call.task_name, key, call.timeout, call.log_prints,
+                                  call.after))
         if failures:
             self._sink(failures)
         if not items:
@@ -207,9 +222,9 @@ class ProcessPoolTaskRunner:
             self._batches[batch_id] = (batch.items, lent, self._executor)
         future.add_done_callback(functools.partial(self._on_done, batch_id))
 
-    def _pickle_arguments(self, call: Call) -> bytes:
+    def _pickle_arguments(self, call: Call, in_batch: frozenset[int]) -> bytes:
         try:
-            return pickle_arguments(call.args, call.kwargs, call.needs_substitution)
+            return pickle_arguments(call.args, call.kwargs, call.needs_substitution, in_batch)
         except Exception as error:
             where = find_unpicklable(call.args, "args") if _fails(call.args) else find_unpicklable(call.kwargs, "kwargs")
             raise TypeError(f"task run {call.run_name!r}: an argument cannot be pickled for a worker "

@@ -36,6 +36,7 @@ class ThreadPoolTaskRunner:
     name = "thread"
     depth_first = True
     interrupt_grace = 0.0
+    fuses = False
 
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
