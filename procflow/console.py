@@ -126,8 +126,6 @@ class ConsoleObserver(Observer):
                     counts = ", ".join(f"{name} {count}" for name, count in group.states.most_common())
                     FLOW_LOGGER.info(f"Flow run '{group.flow_run_name}' - All {group.total} task runs of "
                                      f"map '{group.task_name}' finished: {counts}")
-        if self._view is not None:
-            self._view.refresh()
 
     def flow_finished(self, flow_run: FlowRun) -> None:
         if flow_run.parent is None and self._view is not None:
@@ -157,9 +155,6 @@ class _LiveView:
             table.add_row(name, f"{done[name]} / {total}")
         table.caption = f"workers busy: {running} · shared memory in use: {shm_used_bytes(os.getpid()) / 2**20:.1f} MiB"
         return table
-
-    def refresh(self) -> None:
-        pass  # rich refreshes on its own thread, reading the records
 
     def stop(self) -> None:
         self._live.stop()

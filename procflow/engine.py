@@ -404,7 +404,7 @@ class Engine:
             for level, text in lines.pop(run.id, ()):
                 TASK_LOGGER.log(level, f"Task run '{run.name}' - {text}")
             self.observer.runs_finished([run])
-        for run, records in logs:  # runs going round again (retries): their lines still count
+        for run, _ in logs:  # runs going round again (retries): their lines still count
             for level, text in lines.pop(run.id, ()):
                 TASK_LOGGER.log(level, f"Task run '{run.name}' - {text}")
 

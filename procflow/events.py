@@ -1,4 +1,4 @@
-"""What observers (the console, tests, tools) hear about runs. No cost without observers."""
+"""What an observer of runs (the console) hears; the engine never imports the console."""
 
 from __future__ import annotations
 
@@ -22,26 +22,3 @@ class Observer:
 
     def flow_finished(self, flow_run: FlowRun) -> None:
         pass
-
-
-class Observers(Observer):
-    """Fan-out to the registered observers."""
-
-    def __init__(self, members: list[Observer] | None = None) -> None:
-        self.members = list(members or [])
-
-    def flow_started(self, flow_run: FlowRun) -> None:
-        for member in self.members:
-            member.flow_started(flow_run)
-
-    def runs_created(self, flow_run: FlowRun, runs: list[TaskRun], mapped: bool) -> None:
-        for member in self.members:
-            member.runs_created(flow_run, runs, mapped)
-
-    def runs_finished(self, runs: list[TaskRun]) -> None:
-        for member in self.members:
-            member.runs_finished(runs)
-
-    def flow_finished(self, flow_run: FlowRun) -> None:
-        for member in self.members:
-            member.flow_finished(flow_run)

@@ -107,7 +107,7 @@ class Flow(Generic[P, R]):
         _close(context)
         if return_state:
             return state
-        return state.result() if state.is_completed() else _raise_for(state, context.tracker.flow_run)
+        return state.result()  # a failed flow raises the exception of its first failed run
 
     def _run_attempts(self, context: FlowContext, args: tuple, kwargs: dict) -> tuple[State, Any]:
         for attempt in range(self.retries + 1):
@@ -237,11 +237,6 @@ def _states_to_values(value: Any) -> Any:
         return items if isinstance(value, list) else type(value)(items) if not hasattr(value, "_fields") \
             else type(value)(*items)
     return value
-
-
-def _raise_for(state: State, flow_run: FlowRun) -> Any:
-    error = state.result(raise_on_failure=False)
-    raise error
 
 
 def _close(context: FlowContext) -> None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Generic, NamedTuple, TypeVar
 
+from .pickling import identity
 from .records import TaskRun
 from .shm import ResultRef, load_value
 from .states import State, is_terminal
@@ -77,14 +78,10 @@ class TaskFuture(Generic[R]):
         if state.is_completed() and isinstance(data, ResultRef) and not data.loaded:
             return (load_value, (data.data, data.segment, data.spans))
         value = state.result(raise_on_failure=False)  # an allow_failure upstream passes its exception
-        return (_identity, (value,))
+        return (identity, (value,))
 
     def __repr__(self) -> str:
         return f"TaskFuture({self.task_run.name!r}, state={self.task_run.state!r})"
-
-
-def _identity(value: Any) -> Any:
-    return value
 
 
 PrefectFuture = TaskFuture

@@ -270,10 +270,6 @@ class SegmentPool:
         with self._lock:
             return any(segment.name == name for shelf in self._free.values() for segment in shelf)
 
-    @property
-    def pooled_bytes(self) -> int:
-        return self._bytes
-
     def clear(self) -> None:
         with self._lock:
             segments = [segment for shelf in self._free.values() for segment in shelf]

@@ -10,7 +10,6 @@ parent can charge a crash of this process to exactly that run.
 
 from __future__ import annotations
 
-import logging
 import mmap
 import os
 import pickle
@@ -199,8 +198,6 @@ def _disarm_deadline() -> None:
     signal.setitimer(signal.ITIMER_REAL, 0)
     _deadline_armed = False
 
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def start_worker(parent_pid: int, initializer: Callable[..., Any] | None, initargs: tuple) -> None:

@@ -8,8 +8,19 @@ from dataclasses import dataclass
 
 import pytest
 
-from procflow import (FutureList, StateType, UpstreamTaskError, allow_failure, as_completed, flow, get_run_logger,
-                      quote, task, unmapped, wait)
+from procflow import (
+    FutureList,
+    StateType,
+    UpstreamTaskError,
+    allow_failure,
+    as_completed,
+    flow,
+    get_run_logger,
+    quote,
+    task,
+    unmapped,
+    wait,
+)
 from procflow.states import MappingLengthMismatch, MappingMissingIterable
 
 

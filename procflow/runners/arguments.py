@@ -16,7 +16,7 @@ import cloudpickle
 
 from ..annotations import allow_failure, quote
 from ..futures import TaskFuture
-from ..pickling import dumps_plain
+from ..pickling import dumps_plain, identity
 from ..worker import batch_value
 
 _LEAVES = frozenset({int, float, str, bytes, bool, type(None), complex})
@@ -55,7 +55,7 @@ class ArgumentPickler(cloudpickle.Pickler):
         if kind is TaskFuture:
             return _reference(obj, self.in_batch)
         if kind is allow_failure or kind is quote:
-            return (_identity, (obj.value,))
+            return (identity, (obj.value,))
         return super().reducer_override(obj)
 
 
@@ -92,7 +92,3 @@ def _swap_top_level(args: tuple, kwargs: dict, in_batch: frozenset[int]) -> tupl
         return tuple(swap(value) for value in args), {key: swap(value) for key, value in kwargs.items()}
     except LookupError:
         return None
-
-
-def _identity(value: Any) -> Any:
-    return value

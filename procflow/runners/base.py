@@ -51,6 +51,4 @@ class Runner(Protocol):
     def release(self, result: LazyResult) -> None:
         """Nobody needs this result any more (free its storage)."""
 
-    def busy_workers(self) -> int: ...
-
     def shutdown(self) -> None: ...

@@ -178,9 +178,6 @@ class DaskTaskRunner:
         if isinstance(result, DaskResult):
             result.future.release()
 
-    def busy_workers(self) -> int:
-        return len(self._running)
-
     def shutdown(self) -> None:
         if self._client is not None:
             self._client.unsubscribe_topic(self._topic)

@@ -312,9 +312,6 @@ class ProcessPoolTaskRunner:
         else:
             SEGMENT_POOL.give_back(result.segment)
 
-    def busy_workers(self) -> int:
-        return sum(1 for run_id, _ in self._boards.read().values() if run_id)
-
     def _restart_pool(self) -> None:
         """`max_tasks_per_worker`: new workers for all (loky cannot retire just one)."""
         assert self._executor is not None

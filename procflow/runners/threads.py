@@ -101,9 +101,6 @@ class ThreadPoolTaskRunner:
     def release(self, result: LazyResult) -> None:
         pass
 
-    def busy_workers(self) -> int:
-        return len(self._threads)
-
     def shutdown(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
