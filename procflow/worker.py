@@ -202,6 +202,9 @@ def _disarm_deadline() -> None:
 
 def start_worker(parent_pid: int, initializer: Callable[..., Any] | None, initargs: tuple) -> None:
     """Worker initializer: exit when the parent dies, then run the user's initializer."""
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides (it cancels
+    # and stops the workers), so a worker must not end its run as a failure on its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True, name="procflow-parent-watch").start()
     if initializer is not None:
         initializer(*initargs)

@@ -407,3 +407,22 @@ def test_a_failed_link_in_the_middle_of_a_chain_stops_the_rest(tmp_path, how):
     assert [run.state.name for run in runs[6:]] == ["NotReady"] * 6
     assert runs[6].state.message == "Upstream task run 'link-5' did not reach a 'COMPLETED' state."
     assert state.is_failed() and state.message == "1/1 states failed."  # the returned future counts
+
+
+def test_ctrl_c_on_the_whole_process_group_cancels_and_exits_130(tmp_path):
+    """A terminal's Ctrl-C reaches the workers too; the parent still cancels and exits 130."""
+    script = tmp_path / "long_flow.py"
+    script.write_text(SCRIPT)
+    started = tmp_path / "started"
+    started.mkdir()
+    parent = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(script), "--workers", "2", "--",
+                               "--started-dir", str(started)], stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(os.listdir(started)) < 2:
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.05)
+    os.killpg(parent.pid, signal.SIGINT)
+    assert parent.wait(timeout=15) == 130
+    stderr = parent.stderr.read()
+    assert "Interrupted:" in stderr, stderr

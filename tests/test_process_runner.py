@@ -105,3 +105,18 @@ def test_functions_and_classes_of_a_script_run_by_path_travel_by_value(tmp_path)
     as_main = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert as_main.returncode == 0, as_main.stderr
     assert as_main.stdout.strip() == "Point(x=6, y=7)"
+
+
+@task
+def sigint_disposition():
+    import signal
+
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_workers_ignore_sigint_so_the_parent_decides_on_ctrl_c():
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def body():
+        return sigint_disposition.submit()
+
+    assert body() is True
