@@ -210,6 +210,32 @@ def startup() -> dict[str, float]:
     return {"import": import_s, "first flow (pool start included)": flow_s}
 
 
+def prefect_per_task(peers: Peers, n: int) -> dict[str, float] | None:
+    """Prefect 3's process runner on a small fan-out, per task, beside procflow's (when installed).
+
+    Prefect costs ~100 ms a task here, so its row is a 50-task fan-out, not 2 000.
+    """
+    try:
+        from prefect import flow as prefect_flow
+        from prefect import task as prefect_task
+        from prefect.task_runners import ProcessPoolTaskRunner as PrefectProcessPool
+    except ImportError:
+        return None
+    noop = prefect_task(w.noop)
+
+    @prefect_flow(task_runner=PrefectProcessPool(max_workers=WORKERS))
+    def prefect_fanout(count: int) -> int:
+        return sum(f.result() for f in [noop.submit(i) for i in range(count)])
+
+    procflow_fanout = flow_call(w.fanout_flow, peers.procflow_runner, n)
+    prefect_fanout(n)  # warm up
+    procflow_fanout()
+    prefect_s = median_of(lambda: prefect_fanout(n), 3)
+    procflow_s = median_of(procflow_fanout, 3)
+    return {"prefect ms per task": prefect_s / n * 1000, "procflow ms per task": procflow_s / n * 1000,
+            "procflow / prefect": procflow_s / prefect_s}
+
+
 def many_runs_memory(peers: Peers, n: int) -> dict[str, float]:
     process = psutil.Process()
     small = flow_call(w.map_flow, peers.procflow_runner, 2_000)
@@ -288,6 +314,10 @@ def main() -> int:
         extra = {}
         if not only or "startup" in only:
             extra["start-up"] = startup()
+        if not only or "prefect" in only:
+            compared = prefect_per_task(peers, 50)
+            if compared is not None:
+                extra["Prefect 3, 50-task fan-out"] = compared
         if not only or "100k" in only:
             extra["100 000-task map"] = many_runs_memory(peers, 20_000 if options.quick else 100_000)
         for name, values in extra.items():
