@@ -56,9 +56,16 @@ def configure_logging() -> None:
             handler.setFormatter(logging.Formatter("%(message)s"))
         else:
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter(PLAIN_FORMAT, datefmt="%H:%M:%S"))
+            handler.setFormatter(OneLineFormatter(PLAIN_FORMAT, datefmt="%H:%M:%S"))
         root.addHandler(handler)
         root.propagate = False
+
+
+class OneLineFormatter(logging.Formatter):
+    """One record, one line, whatever it holds: newlines (tracebacks too) become `\\n`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\r", "\\r").replace("\n", "\\n")
 
 
 _console: Console | None = None

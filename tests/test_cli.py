@@ -147,3 +147,31 @@ def test_terminal_shows_live_progress_and_end_table(scripts):
     assert "Slowest runs" in text and "Completed" in text, "the end table"
     assert "finished / total" in text and "workers busy" in text, "the live view was drawn"
     assert " / 20" in text
+
+
+def test_plain_output_keeps_every_record_on_one_line_whatever_its_length(tmp_path):
+    (tmp_path / "chatty.py").write_text(textwrap.dedent("""
+        from procflow import flow, get_run_logger, task
+
+        @task
+        def talk():
+            logger = get_run_logger()
+            logger.info("x" * 5000 + "END")
+            logger.info("first line\\nsecond line")
+            try:
+                raise KeyError("inside")
+            except KeyError:
+                logger.exception("caught")
+
+        @flow
+        def chatty():
+            talk.submit()
+    """))
+    done = procflow("run", str(tmp_path / "chatty.py"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert all(line[:2].isdigit() for line in lines), "every line is a record of its own"
+    assert any(line.endswith("x" * 5000 + "END") for line in lines)
+    assert any(line.endswith("first line\\nsecond line") for line in lines)
+    caught = [line for line in lines if "caught" in line]
+    assert len(caught) == 1 and "KeyError: 'inside'" in caught[0]
