@@ -6,7 +6,10 @@
     engine thread: scheduler.add / finish, retries and timeouts (a timer heap: the
                    queue wait's timeout is the next deadline), states published to
                    futures under one condition, observers told, then ready runs are
-                   popped as far as the runner has room and submitted.
+                   popped as far as the runner has room and submitted; with room to
+                   spare, a chain link rides behind its upstream in the same message
+                   (linear fusion, `_fused_behind`) and comes back `DEFERRED` when that
+                   upstream did not complete in band (`_put_back`).
 
 Only this thread touches the scheduler. Nothing here parks a thread per waiting run.
 Large results: a run's shared-memory result is released when its future is garbage
