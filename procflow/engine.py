@@ -215,6 +215,8 @@ class Engine:
             self._put_back(entry)
             return
         run = entry.run
+        if entry.after:  # fused: it became ready when the run before it in the message ended
+            run.ready_time = self._records[entry.after].end_time or run.ready_time
         run.start_time, run.end_time = outcome.start or None, outcome.end or None
         run.worker, run.transfer_seconds = outcome.worker, outcome.transfer
         if outcome.logs:

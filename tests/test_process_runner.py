@@ -120,3 +120,27 @@ def test_workers_ignore_sigint_so_the_parent_decides_on_ctrl_c():
         return sigint_disposition.submit()
 
     assert body() is True
+
+
+@task
+def step(x):
+    import time
+
+    time.sleep(0.05)
+    return x + 1
+
+
+def test_fused_chain_links_wait_for_their_upstream_not_in_a_queue():
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def chain():
+        value = step.submit(0)
+        for _ in range(5):
+            value = step.submit(value)
+        return value
+
+    assert chain() == 6
+    runs = chain.last_run.task_runs
+    for before, after in zip(runs, runs[1:]):
+        assert after.start_time >= before.end_time
+        assert after.timings["waiting"] >= 0.04, "waiting for the upstream counts as waiting"
+        assert after.timings["queued"] < 0.04, "not as queued"
