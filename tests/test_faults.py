@@ -258,13 +258,15 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def start_long_flow(tmp_path):
+def start_long_flow(tmp_path, new_session=False):
+    """`procflow run` of a flow whose runs hold shared memory and sleep; returns once both workers run."""
     script = tmp_path / "long_flow.py"
     script.write_text(SCRIPT)
     started = tmp_path / "started"
     started.mkdir()
     parent = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(script), "--workers", "2", "--",
-                               "--started-dir", str(started)], stderr=subprocess.PIPE, text=True)
+                               "--started-dir", str(started)], stderr=subprocess.PIPE, text=True,
+                              start_new_session=new_session)
     deadline = time.monotonic() + 60
     while len(os.listdir(started)) < 2:  # both workers are inside a task
         assert time.monotonic() < deadline and parent.poll() is None
@@ -411,17 +413,7 @@ def test_a_failed_link_in_the_middle_of_a_chain_stops_the_rest(tmp_path, how):
 
 def test_ctrl_c_on_the_whole_process_group_cancels_and_exits_130(tmp_path):
     """A terminal's Ctrl-C reaches the workers too; the parent still cancels and exits 130."""
-    script = tmp_path / "long_flow.py"
-    script.write_text(SCRIPT)
-    started = tmp_path / "started"
-    started.mkdir()
-    parent = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(script), "--workers", "2", "--",
-                               "--started-dir", str(started)], stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
-    deadline = time.monotonic() + 60
-    while len(os.listdir(started)) < 2:
-        assert time.monotonic() < deadline and parent.poll() is None
-        time.sleep(0.05)
+    parent, _ = start_long_flow(tmp_path, new_session=True)  # its own process group, as a terminal's job
     os.killpg(parent.pid, signal.SIGINT)
     assert parent.wait(timeout=15) == 130
     stderr = parent.stderr.read()
