@@ -418,3 +418,34 @@ def test_ctrl_c_on_the_whole_process_group_cancels_and_exits_130(tmp_path):
     assert parent.wait(timeout=15) == 130
     stderr = parent.stderr.read()
     assert "Interrupted:" in stderr, stderr
+
+
+def test_a_crash_is_charged_once_when_two_flows_share_the_pool():
+    """Flow runs in two threads share the process pool; a crash in one leaves the other whole."""
+    import threading
+
+    @task
+    def crash_now():
+        os._exit(4)
+
+    results = {}
+
+    def run(name, body):
+        results[name] = on_processes(body)(return_state=True)
+
+    def crashing():
+        steady.map(range(6))
+        crash_now.submit()
+
+    def calm():
+        return steady.map(range(20))
+
+    threads = [threading.Thread(target=run, args=("crashing", crashing)),
+               threading.Thread(target=run, args=("calm", calm))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    assert not any(thread.is_alive() for thread in threads), "a flow hung"
+    assert results["calm"].is_completed() and results["calm"].result() == list(range(20))
+    assert results["crashing"].is_failed() and results["crashing"].message == "1/7 states failed."

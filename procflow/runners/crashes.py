@@ -16,6 +16,7 @@ import signal
 import struct
 import tempfile
 import threading
+import weakref
 from typing import Any
 
 import psutil
@@ -112,6 +113,11 @@ class WorkerWatch:
         self._stop.set()
 
 
+# broken pool -> run id -> (pid, exit code, last rss); shared, like the pool, by concurrent flow runs
+_VICTIMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_VICTIMS_LOCK = threading.Lock()
+
+
 class CrashLedger:
     """Outcomes for the runs of a batch whose pool broke.
 
@@ -126,7 +132,6 @@ class CrashLedger:
         self.boards = boards
         self.watch = watch
         self.timed_out: set[int] = set()  # runs whose worker the runner killed
-        self._victims: dict[int, dict[int, tuple]] = {}  # pool -> run id -> (pid, exit code, rss)
 
     def outcomes(self, items: tuple[WorkItem, ...], error: BaseException, pool: Any) -> list[Outcome]:
         if isinstance(error, ShutdownExecutorError):
@@ -149,18 +154,22 @@ class CrashLedger:
         return outcomes
 
     def _victims_of(self, pool: Any) -> dict[int, tuple]:
-        key = id(pool)
-        if key not in self._victims:
-            processes = dict(getattr(pool, "_processes", None) or {})  # loky's pid -> process
-            boards = self.boards.read()
-            victims = {}
-            for pid, process in processes.items():
-                run_id = boards.get(pid, (0, 0.0))[0]
-                if run_id and not alive(pid):
-                    victims[run_id] = (pid, process.exitcode, self.watch.last_rss.get(pid))
-                self.boards.forget(pid)
-            self._victims[key] = victims
-        return self._victims[key]
+        """Worked out once per broken pool, for every flow run using it (the pool is shared)."""
+        with _VICTIMS_LOCK:
+            if pool not in _VICTIMS:
+                _VICTIMS[pool] = self._look_at(pool)
+            return _VICTIMS[pool]
+
+    def _look_at(self, pool: Any) -> dict[int, tuple]:
+        processes = dict(getattr(pool, "_processes", None) or {})  # loky's pid -> process
+        boards = self.boards.read()
+        victims = {}
+        for pid, process in processes.items():
+            run_id = boards.get(pid, (0, 0.0))[0]
+            if run_id and not alive(pid):
+                victims[run_id] = (pid, process.exitcode, self.watch.last_rss.get(pid))
+            self.boards.forget(pid)
+        return victims
 
 
 def describe_crash(run_name: str, pid: int, exitcode: int | None, last_rss: int | None) -> str:
