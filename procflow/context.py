@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .console import default_observer
-from .engine import Engine, Entry, Tracker
+from .engine import Engine
+from .entries import Entry, Tracker
 from .events import Observer
 from .futures import TaskFuture
 from .records import EdgeKind, FlowRun, TaskRun

@@ -8,7 +8,7 @@
                    futures under one condition, observers told, then ready runs are
                    popped as far as the runner has room and submitted; with room to
                    spare, a chain link rides behind its upstream in the same message
-                   (linear fusion, `_fused_behind`) and comes back `DEFERRED` when that
+                   (linear fusion, `dispatch.py`) and comes back `DEFERRED` when that
                    upstream did not complete in band (`_put_back`).
 
 Only this thread touches the scheduler. Nothing here parks a thread per waiting run.
@@ -24,19 +24,18 @@ import logging
 import queue
 import threading
 import time
-import types
-import weakref
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
+from .dispatch import Dispatcher
+from .entries import Entry, Tracker
 from .events import Observer
-from .futures import TaskFuture, Waiter
+from .futures import Waiter
 from .lifetimes import HeldResults
 from .messages import Outcome, Status
+from .publish import Publisher
 from .records import FlowRun, TaskRun
-from .resolve import substitute
-from .runlog import FLOW_LOGGER, TASK_LOGGER
-from .runners.base import Call, Runner
+from .runlog import TASK_LOGGER
+from .runners.base import Runner
 from .scheduler import Scheduler
 from .states import (
     Cancelled,
@@ -47,45 +46,14 @@ from .states import (
     LazyResult,
     NotReady,
     Pending,
-    Running,
     State,
     is_terminal,
 )
 from .timers import Timers
 
-RUNNING = Running()
-MAX_CRASHES = 3
-MAX_FUSED = 64  # followers sent behind one run in a message  # a run that crashes its worker this many times in a row is not retried
+MAX_CRASHES = 3  # a run that crashes its worker this many times in a row is not retried
 # Run ids are unique in the process: a future of an earlier flow run may be an argument.
 _RUN_IDS = itertools.count(1)
-
-
-@dataclass(slots=True, eq=False)
-class Tracker:
-    """The engine's bookkeeping for one flow run."""
-
-    flow_run: FlowRun
-    log_prints: bool
-    results: HeldResults
-    unfinished: int = 0
-    cache: dict[str, State] = field(default_factory=dict)
-
-
-@dataclass(slots=True, eq=False)
-class Entry:
-    """A run the engine still has to finish: what to call, and what it waits for."""
-
-    run: TaskRun
-    task: Any  # tasks.Task (imported above us)
-    args: tuple
-    kwargs: dict
-    upstream: list[tuple[TaskFuture, bool]]  # (future, its failure is allowed)
-    needs_substitution: bool
-    tracker: Tracker
-    future: weakref.ref | None = None
-    crashes: int = 0
-    cache_key: str | None = None
-    after: int = 0  # dispatched fused behind this run, which had not finished then
 
 
 class Engine:
@@ -99,9 +67,8 @@ class Engine:
         self._records: dict[int, TaskRun] = {}
         self._timers = Timers()
         self._external: set[int] = set()
-        self._changes: list[tuple[TaskRun, State]] = []
-        self._finished: list[tuple[TaskRun, Tracker]] = []
-        self._logs: list[tuple[TaskRun, tuple[tuple[int, str], ...]]] = []  # prints, told at publish
+        self._out = Publisher(self.waiter, observer)
+        self._dispatcher = Dispatcher(self.scheduler, self._entries, runner, self._timers, self._finish)
         self._thread = threading.Thread(target=self._loop, name="procflow-engine", daemon=True)
 
     # -- called from user threads ---------------------------------------------------
@@ -160,15 +127,15 @@ class Engine:
             try:
                 for event in batch:
                     if event[0] == "stop":
-                        self._publish()
+                        self._out.publish()
                         return
                     self._handle(event)
                 self._fire_timers()
-                self._publish()  # downstream arguments read their upstreams' published states
-                self._dispatch()
+                self._out.publish()  # downstream arguments read their upstreams' published states
+                self._dispatcher.dispatch()
             except Exception:  # noqa: BLE001 - never let the engine die silently
                 logging.getLogger("procflow.engine").exception("procflow engine error")
-            self._publish()
+            self._out.publish()
 
     def _handle(self, event: tuple) -> None:
         kind = event[0]
@@ -220,7 +187,7 @@ class Engine:
         run.start_time, run.end_time = outcome.start or None, outcome.end or None
         run.worker, run.transfer_seconds = outcome.worker, outcome.transfer
         if outcome.logs:
-            self._logs.append((run, outcome.logs))
+            self._out.printed(run, outcome.logs)
         status = outcome.status
         if status is Status.COMPLETED:
             self._complete(entry, outcome.value)
@@ -256,7 +223,7 @@ class Engine:
         delay = task.retry_delay(run.attempts)
         TASK_LOGGER.info(f"Task run '{run.name}' - Received non-final state 'AwaitingRetry' when proposing "
                          f"final state 'Failed' and will attempt to run again... ({reason})")
-        self._changes.append((run, Pending(f"Retry {run.attempts} of {task.retries} in {delay} s", "AwaitingRetry")))
+        self._out.change(run, Pending(f"Retry {run.attempts} of {task.retries} in {delay} s", "AwaitingRetry"))
         self.scheduler.state.running.discard(run.id)
         self._timers.push(time.time() + delay, "retry", run.id, run.attempts)
         return True
@@ -264,8 +231,7 @@ class Engine:
     def _finish(self, entry: Entry, state: State, ok: bool) -> None:
         run = entry.run
         del self._entries[run.id]
-        self._changes.append((run, state))
-        self._finished.append((run, entry.tracker))
+        self._out.finish(run, state, entry.tracker)
         for run_id, blocked_by in self.scheduler.finish(run.id, ok):
             self._block(run_id, blocked_by)
 
@@ -274,11 +240,9 @@ class Engine:
         if entry is None:
             return
         upstream = self._records[upstream_id]
-        pending = [state for run, state in self._changes if run is upstream]
-        upstream_state = pending[-1] if pending else upstream.state
+        upstream_state = self._out.newest_state(upstream)
         error = upstream_state.data if isinstance(upstream_state.data, BaseException) else None
-        self._changes.append((entry.run, NotReady(upstream.name, error)))
-        self._finished.append((entry.run, entry.tracker))
+        self._out.finish(entry.run, NotReady(upstream.name, error), entry.tracker)
 
     def _put_back(self, entry: Entry) -> None:
         """A run that did not run: ready again, or waiting on (or blocked by) its fused upstream."""
@@ -298,8 +262,8 @@ class Engine:
         for run_id in self.scheduler.cancel_pending():
             entry = self._entries.pop(run_id, None)
             if entry is not None:
-                self._changes.append((entry.run, Cancelled("The flow run was interrupted before this run started.")))
-                self._finished.append((entry.run, entry.tracker))
+                self._out.finish(entry.run, Cancelled("The flow run was interrupted before this run started."),
+                                 entry.tracker)
         self._timers.clear()
         self.runner.cancel_running()
 
@@ -317,129 +281,3 @@ class Engine:
                     self._timers.push(now + again, "deadline", timer.run_id, timer.attempt)
 
     # -- dispatch -------------------------------------------------------------------
-
-    def _dispatch(self) -> None:
-        scheduler, runner = self.scheduler, self.runner
-        while scheduler.ready_count:
-            room = runner.capacity()
-            if room <= 0:
-                return
-            calls = []
-            now = time.time()
-            popped = scheduler.pop_ready(room)
-            fuse = runner.fuses and not scheduler.ready_count  # spare capacity: follow chains
-            for run_id in popped:
-                entry = self._entries[run_id]
-                try:
-                    call = self._prepare(entry, now)
-                except Exception as error:  # noqa: BLE001 - fail this run, never lose it (a hang)
-                    self._finish(entry, Failed(error, message=f"procflow could not dispatch this run: "
-                                                              f"{type(error).__name__}: {error}"), False)
-                    continue
-                if call is not None:
-                    calls.append(call)
-                    if fuse and call.timeout is None:
-                        calls.extend(self._fused_behind(run_id, now))
-            if calls:
-                try:
-                    runner.submit(calls)
-                except Exception as error:  # noqa: BLE001 - the pool is gone (interpreter exit): never lose runs
-                    message = f"procflow could not submit this run: {type(error).__name__}: {error}"
-                    for call in calls:
-                        self._finish(self._entries[call.run_id], Crashed(message), False)
-
-    def _fused_behind(self, run_id: int, now: float) -> list[Call]:
-        """The chain of runs that wait on `run_id` alone, to run right behind it in one message.
-
-        Like Dask's linear fusion: a chain link costs no round trip through the parent. The
-        worker runs a follower only when the run before it completed with a small result.
-        """
-        followers: list[Call] = []
-        current = run_id
-        while len(followers) < MAX_FUSED:
-            follower = self.scheduler.sole_follower(current)
-            entry = self._entries.get(follower) if follower is not None else None
-            if entry is None or not _fusable(entry):
-                break
-            self.scheduler.claim(entry.run.id)
-            entry.after = current
-            call = self._prepare(entry, now)
-            assert call is not None  # fusable runs have no cache key
-            call.after = current
-            followers.append(call)
-            current = entry.run.id
-        return followers
-
-    def _prepare(self, entry: Entry, now: float) -> Call | None:
-        run, task = entry.run, entry.task
-        if run.ready_time is None:
-            ends = [future.task_run.end_time or 0.0 for future, _ in entry.upstream]
-            run.ready_time = max([run.created_time, *ends]) if ends else run.created_time
-        if task.cache_key_fn is not None and self._cached(entry):
-            return None
-        run.attempts += 1
-        run.state = RUNNING  # not terminal: nobody waits for it, so no lock and no wake-up
-        timeout = task.timeout_seconds
-        if timeout is not None:
-            self._timers.push(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)
-        log_prints = task.log_prints if task.log_prints is not None else entry.tracker.log_prints
-        return Call(run.id, run.name, task.name, task.fn, entry.args, entry.kwargs,
-                    entry.needs_substitution, timeout, log_prints)
-
-    def _cached(self, entry: Entry) -> bool:
-        """`cache_key_fn`: reuse the result of an earlier completed run with the same key."""
-        task, run = entry.task, entry.run
-        parameters = task.parameters_of(substitute(entry.args), substitute(entry.kwargs))
-        context = types.SimpleNamespace(task=task, task_run=run, parameters=parameters,
-                                        flow_run=entry.tracker.flow_run)
-        entry.cache_key = task.cache_key_fn(context, parameters)
-        hit = entry.tracker.cache.get(entry.cache_key) if entry.cache_key is not None else None
-        if hit is None:
-            return False
-        run.start_time = run.end_time = time.time()
-        self._finish(entry, Completed(hit.data, name="Cached", message="Cached result reused."), True)
-        return True
-
-    def _tell(self, finished: list[tuple[TaskRun, Tracker]], logs: list) -> None:
-        """Each run's printed lines, then its end, in the order runs finished (fused runs too)."""
-        lines: dict[int, list] = {}
-        for run, records in logs:
-            lines.setdefault(run.id, []).extend(records)
-        for run, _ in finished:
-            for level, text in lines.pop(run.id, ()):
-                TASK_LOGGER.log(level, f"Task run '{run.name}' - {text}")
-            self.observer.runs_finished([run])
-        for run, _ in logs:  # runs going round again (retries): their lines still count
-            for level, text in lines.pop(run.id, ()):
-                TASK_LOGGER.log(level, f"Task run '{run.name}' - {text}")
-
-    def _publish(self) -> None:
-        """Make this round's state changes visible to futures at once, then tell observers."""
-        changes, finished, logs = self._changes, self._finished, self._logs
-        if not changes:
-            return
-        self._changes, self._finished, self._logs = [], [], []
-        waiter = self.waiter
-        due: list[tuple[Callable[[TaskFuture], None], TaskFuture]] = []
-        with waiter.condition:
-            for run, state in changes:
-                run.state = state
-                if waiter.callbacks and is_terminal(state):
-                    due.extend(waiter.callbacks.pop(run.id, ()))
-            for _, tracker in finished:
-                tracker.unfinished -= 1
-            if finished:
-                waiter.condition.notify_all()
-        self._tell(finished, logs)
-        for fn, future in due:
-            try:
-                fn(future)
-            except Exception:  # noqa: BLE001 - a user's callback must not stop the engine
-                FLOW_LOGGER.exception("error in a future's done callback")
-
-
-def _fusable(entry: Entry) -> bool:
-    """No deadline to keep, no cache to consult, no upstream whose failure it must receive."""
-    task = entry.task
-    return task.timeout_seconds is None and task.cache_key_fn is None and not any(
-        allowed for _, allowed in entry.upstream)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Generic, Iterable, Iterator, ParamSpec, TypeVa
 
 from .annotations import unmapped
 from .context import FlowContext, context_or_detached, current_flow
-from .engine import Entry
+from .entries import Entry
 from .futures import FutureList, TaskFuture
 from .records import EdgeKind
 from .resolve import Found, collect, substitute

@@ -1,0 +1,126 @@
+"""Ready runs become calls for the runner: deadlines armed, caches consulted, chains fused.
+
+The engine's thread calls `Dispatcher.dispatch()` after each round of events. A ready
+run becomes a `Call` (its function, its arguments with futures still inside, its
+timeout); with room to spare in the runner, the run's chain of sole followers rides
+behind it in the same message (linear fusion, as Dask does), and comes back
+`DEFERRED` when the run before it did not complete with a small result.
+"""
+
+from __future__ import annotations
+
+import time
+import types
+from typing import Callable
+
+from .entries import Entry
+from .resolve import substitute
+from .runners.base import Call, Runner
+from .scheduler import Scheduler
+from .states import Completed, Crashed, Failed, Running, State
+from .timers import Timers
+
+RUNNING = Running()
+MAX_FUSED = 64  # followers sent behind one run in a message
+
+
+class Dispatcher:
+    def __init__(self, scheduler: Scheduler, entries: dict[int, Entry], runner: Runner, timers: Timers,
+                 finish: Callable[[Entry, State, bool], None]) -> None:
+        self.scheduler = scheduler
+        self.entries = entries
+        self.runner = runner
+        self.timers = timers
+        self.finish = finish  # the engine's: end a run that will not be submitted
+
+    def dispatch(self) -> None:
+        """Pop ready runs as far as the runner has room, and submit them as calls."""
+        scheduler, runner = self.scheduler, self.runner
+        while scheduler.ready_count:
+            room = runner.capacity()
+            if room <= 0:
+                return
+            calls = []
+            now = time.time()
+            popped = scheduler.pop_ready(room)
+            fuse = runner.fuses and not scheduler.ready_count  # spare capacity: follow chains
+            for run_id in popped:
+                entry = self.entries[run_id]
+                try:
+                    call = self._prepare(entry, now)
+                except Exception as error:  # noqa: BLE001 - fail this run, never lose it (a hang)
+                    self.finish(entry, Failed(error, message=f"procflow could not dispatch this run: "
+                                                              f"{type(error).__name__}: {error}"), False)
+                    continue
+                if call is not None:
+                    calls.append(call)
+                    if fuse and call.timeout is None:
+                        calls.extend(self._fused_behind(run_id, now))
+            if calls:
+                try:
+                    runner.submit(calls)
+                except Exception as error:  # noqa: BLE001 - the pool is gone (interpreter exit): never lose runs
+                    message = f"procflow could not submit this run: {type(error).__name__}: {error}"
+                    for call in calls:
+                        self.finish(self.entries[call.run_id], Crashed(message), False)
+
+    def _fused_behind(self, run_id: int, now: float) -> list[Call]:
+        """The chain of runs that wait on `run_id` alone, to run right behind it in one message.
+
+        Like Dask's linear fusion: a chain link costs no round trip through the parent. The
+        worker runs a follower only when the run before it completed with a small result.
+        """
+        followers: list[Call] = []
+        current = run_id
+        while len(followers) < MAX_FUSED:
+            follower = self.scheduler.sole_follower(current)
+            entry = self.entries.get(follower) if follower is not None else None
+            if entry is None or not _fusable(entry):
+                break
+            self.scheduler.claim(entry.run.id)
+            entry.after = current
+            call = self._prepare(entry, now)
+            assert call is not None  # fusable runs have no cache key
+            call.after = current
+            followers.append(call)
+            current = entry.run.id
+        return followers
+
+    def _prepare(self, entry: Entry, now: float) -> Call | None:
+        run, task = entry.run, entry.task
+        if run.ready_time is None:
+            ends = [future.task_run.end_time or 0.0 for future, _ in entry.upstream]
+            run.ready_time = max([run.created_time, *ends]) if ends else run.created_time
+        if task.cache_key_fn is not None and self._cached(entry):
+            return None
+        run.attempts += 1
+        run.state = RUNNING  # not terminal: nobody waits for it, so no lock and no wake-up
+        timeout = task.timeout_seconds
+        if timeout is not None:
+            self.timers.push(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)
+        log_prints = task.log_prints if task.log_prints is not None else entry.tracker.log_prints
+        return Call(run.id, run.name, task.name, task.fn, entry.args, entry.kwargs,
+                    entry.needs_substitution, timeout, log_prints)
+
+    def _cached(self, entry: Entry) -> bool:
+        """`cache_key_fn`: reuse the result of an earlier completed run with the same key."""
+        task, run = entry.task, entry.run
+        parameters = task.parameters_of(substitute(entry.args), substitute(entry.kwargs))
+        context = types.SimpleNamespace(task=task, task_run=run, parameters=parameters,
+                                        flow_run=entry.tracker.flow_run)
+        entry.cache_key = task.cache_key_fn(context, parameters)
+        hit = entry.tracker.cache.get(entry.cache_key) if entry.cache_key is not None else None
+        if hit is None:
+            return False
+        run.start_time = run.end_time = time.time()
+        self.finish(entry, Completed(hit.data, name="Cached", message="Cached result reused."), True)
+        return True
+
+
+
+
+def _fusable(entry: Entry) -> bool:
+    """No deadline to keep, no cache to consult, no upstream whose failure it must receive."""
+    task = entry.task
+    return task.timeout_seconds is None and task.cache_key_fn is None and not any(
+        allowed for _, allowed in entry.upstream)

@@ -1,0 +1,40 @@
+"""What the engine keeps per flow run (`Tracker`) and per run still to finish (`Entry`)."""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from .futures import TaskFuture
+from .lifetimes import HeldResults
+from .records import FlowRun, TaskRun
+from .states import State
+
+
+@dataclass(slots=True, eq=False)
+class Tracker:
+    """The engine's bookkeeping for one flow run."""
+
+    flow_run: FlowRun
+    log_prints: bool
+    results: HeldResults
+    unfinished: int = 0
+    cache: dict[str, State] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """A run the engine still has to finish: what to call, and what it waits for."""
+
+    run: TaskRun
+    task: Any  # tasks.Task (imported above us)
+    args: tuple
+    kwargs: dict
+    upstream: list[tuple[TaskFuture, bool]]  # (future, its failure is allowed)
+    needs_substitution: bool
+    tracker: Tracker
+    future: weakref.ref | None = None
+    crashes: int = 0
+    cache_key: str | None = None
+    after: int = 0  # dispatched fused behind this run, which had not finished then
