@@ -6,11 +6,10 @@
     loky thread --> _on_done(): decode errors, give unused segments back, or charge
                     a crash to the one run that was in the dead worker -> sink
 
-Batches: tiny runs travel several to a message (sized so one message holds about
-`TARGET_BATCH_SECONDS` of work), slow or unknown runs one per message, and at most
-`MESSAGES_PER_WORKER` messages per worker are in flight, so the engine's depth-first
-order still decides what runs next. Functions are pickled once per runner and loaded
-once per worker.
+Batches (`batching.py`): tiny runs travel several to a message, slow or unknown runs one
+per message, and at most `MESSAGES_PER_WORKER` messages per worker are in flight, so
+the engine's depth-first order still decides what runs next. Functions are pickled once
+per process and loaded once per worker.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from ..states import LazyResult, RemoteError, RemoteTraceback
 from ..worker import run_batch, start_worker
 from .arguments import pickle_arguments
 from .base import Call, Sink
+from .batching import batch_size, group_calls
 from .crashes import CrashLedger, WorkerBoards, WorkerWatch, alive, sweep_dead_boards
 
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -91,8 +91,6 @@ class ProcessPoolTaskRunner:
     interrupt_grace = 1.0
     fuses = True
     MESSAGES_PER_WORKER = 2
-    MAX_BATCH = 512
-    TARGET_BATCH_SECONDS = 0.005
     IDLE_WORKER_SECONDS = 300
 
     def __init__(self, max_workers: int | None = None, shm_threshold_bytes: int = 1 << 20,
@@ -162,32 +160,12 @@ class ProcessPoolTaskRunner:
             if not idle:
                 return 0
             self._restart_pool()
-        return max(0, free) * self._batch_size()
-
-    def _batch_size(self) -> int:
-        if self._seconds_per_run is None:
-            return 1
-        return max(1, min(self.MAX_BATCH, int(self.TARGET_BATCH_SECONDS / max(self._seconds_per_run, 1e-7))))
+        return max(0, free) * batch_size(self._seconds_per_run)
 
     def submit(self, calls: list[Call]) -> None:
         with self._lock:
-            free = max(1, self.max_workers * self.MESSAGES_PER_WORKER - len(self._batches))
-        chains: list[list[Call]] = []  # a run and the runs fused behind it travel together
-        for call in calls:
-            if call.after and chains:
-                chains[-1].append(call)
-            else:
-                chains.append([call])
-        timed = [chain for chain in chains if chain[0].timeout is not None]
-        untimed = [chain for chain in chains if chain[0].timeout is None]
-        size = -(-sum(map(len, untimed)) // free) if untimed else 1
-        groups: list[list[Call]] = []
-        for chain in untimed:
-            if groups and len(groups[-1]) + len(chain) <= size:
-                groups[-1].extend(chain)
-            else:
-                groups.append(list(chain))
-        for group in groups + timed:
+            free = self.max_workers * self.MESSAGES_PER_WORKER - len(self._batches)
+        for group in group_calls(calls, free):
             self._send(group)
 
     def _send(self, group: list[Call]) -> None:

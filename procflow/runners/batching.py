@@ -1,0 +1,42 @@
+"""How many runs go to a worker in one message, and which ones together.
+
+Tiny runs travel several to a message, sized so one message holds about
+`TARGET_BATCH_SECONDS` of work (learned from the runs so far); slow or not yet
+measured runs go one to a message, so two workers share work evenly. A run and the
+runs fused behind it stay in one message; a run with a timeout goes alone (its
+deadline is its own).
+"""
+
+from __future__ import annotations
+
+from .base import Call
+
+MAX_BATCH = 512
+TARGET_BATCH_SECONDS = 0.005
+
+
+def batch_size(seconds_per_run: float | None) -> int:
+    """Runs per message for runs that take `seconds_per_run` (None: not measured yet)."""
+    if seconds_per_run is None:
+        return 1
+    return max(1, min(MAX_BATCH, int(TARGET_BATCH_SECONDS / max(seconds_per_run, 1e-7))))
+
+
+def group_calls(calls: list[Call], messages: int) -> list[list[Call]]:
+    """`calls` in at most about `messages` groups, fused chains kept whole, timed runs alone."""
+    chains: list[list[Call]] = []
+    for call in calls:
+        if call.after and chains:
+            chains[-1].append(call)
+        else:
+            chains.append([call])
+    timed = [chain for chain in chains if chain[0].timeout is not None]
+    untimed = [chain for chain in chains if chain[0].timeout is None]
+    size = -(-sum(map(len, untimed)) // max(1, messages)) if untimed else 1
+    groups: list[list[Call]] = []
+    for chain in untimed:
+        if groups and len(groups[-1]) + len(chain) <= size:
+            groups[-1].extend(chain)
+        else:
+            groups.append(list(chain))
+    return groups + timed
