@@ -88,9 +88,6 @@ class Dispatcher:
 
     def _prepare(self, entry: Entry, now: float) -> Call | None:
         run, task = entry.run, entry.task
-        if run.ready_time is None:
-            ends = [future.task_run.end_time or 0.0 for future, _ in entry.upstream]
-            run.ready_time = max([run.created_time, *ends]) if ends else run.created_time
         if task.cache_key_fn is not None and self._cached(entry):
             return None
         run.attempts += 1
@@ -115,8 +112,6 @@ class Dispatcher:
         run.start_time = run.end_time = time.time()
         self.finish(entry, Completed(hit.data, name="Cached", message="Cached result reused."), True)
         return True
-
-
 
 
 def _fusable(entry: Entry) -> bool:

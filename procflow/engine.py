@@ -66,7 +66,6 @@ class Engine:
         self._entries: dict[int, Entry] = {}
         self._records: dict[int, TaskRun] = {}
         self._timers = Timers()
-        self._external: set[int] = set()
         self._out = Publisher(self.waiter, observer)
         self._dispatcher = Dispatcher(self.scheduler, self._entries, runner, self._timers, self._finish)
         self._thread = threading.Thread(target=self._loop, name="procflow-engine", daemon=True)
@@ -158,18 +157,14 @@ class Engine:
         pairs = []
         for future, allowed in entry.upstream:
             upstream = future.task_run
-            if upstream.id in self._records or upstream.id in self._external:
-                pairs.append((upstream.id, not allowed))
-            elif not is_terminal(upstream.state):  # a future of another engine, still running
-                self._external.add(upstream.id)
+            if upstream.id not in self._records:  # a future of another flow run: known from now on
                 self._records[upstream.id] = upstream
-                future.add_done_callback(
-                    lambda f: self._events.put(("external", f.task_run.id, f.state.is_completed())))
-                pairs.append((upstream.id, not allowed))
-            elif not allowed and not upstream.state.is_completed():
-                self._records[upstream.id] = upstream
-                self._block(run.id, upstream.id)
-                return
+                if is_terminal(upstream.state):
+                    self.scheduler.add_finished(upstream.id, upstream.state.is_completed())
+                else:
+                    future.add_done_callback(
+                        lambda f: self._events.put(("external", f.task_run.id, f.state.is_completed())))
+            pairs.append((upstream.id, not allowed))
         for run_id, blocked_by in self.scheduler.add(run.id, pairs):
             self._block(run_id, blocked_by)
 
@@ -182,8 +177,8 @@ class Engine:
             self._put_back(entry)
             return
         run = entry.run
-        if entry.after:  # fused: it became ready when the run before it in the message ended
-            run.ready_time = self._records[entry.after].end_time or run.ready_time
+        if run.ready_time is None:  # when its last upstream ended (fused runs too; first attempt)
+            run.ready_time = max([run.created_time, *(f.task_run.end_time or 0.0 for f, _ in entry.upstream)])
         run.start_time, run.end_time = outcome.start or None, outcome.end or None
         run.worker, run.transfer_seconds = outcome.worker, outcome.transfer
         if outcome.logs:
@@ -224,7 +219,7 @@ class Engine:
         TASK_LOGGER.info(f"Task run '{run.name}' - Received non-final state 'AwaitingRetry' when proposing "
                          f"final state 'Failed' and will attempt to run again... ({reason})")
         self._out.change(run, Pending(f"Retry {run.attempts} of {task.retries} in {delay} s", "AwaitingRetry"))
-        self.scheduler.state.running.discard(run.id)
+        self.scheduler.set_aside(run.id)
         self._timers.push(time.time() + delay, "retry", run.id, run.attempts)
         return True
 
@@ -248,7 +243,7 @@ class Engine:
         """A run that did not run: ready again, or waiting on (or blocked by) its fused upstream."""
         run_id, after = entry.run.id, entry.after
         entry.after = 0
-        upstream_ok = self.scheduler.state.completed.get(after) if after else True
+        upstream_ok = self.scheduler.outcome(after) if after else True
         if upstream_ok is None:  # the upstream runs again (a retry, or it was lost too)
             self.scheduler.unclaim(run_id)
         elif upstream_ok:
@@ -275,7 +270,7 @@ class Engine:
                 continue  # finished, or a later attempt runs
             if timer.kind == "retry":
                 self._put_back(entry)  # a fused run may have lost its upstream's result with the batch
-            elif timer.kind == "deadline" and timer.run_id in self.scheduler.state.running:
+            elif timer.kind == "deadline" and self.scheduler.is_running(timer.run_id):
                 again = self.runner.interrupt(timer.run_id, entry.task.timeout_seconds)
                 if again is not None:
                     self._timers.push(now + again, "deadline", timer.run_id, timer.attempt)

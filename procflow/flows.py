@@ -23,11 +23,9 @@ import threading
 import time
 from typing import Any, Callable, Generic, Iterator, ParamSpec, TypeVar, overload
 
-from .annotations import allow_failure, quote
 from .context import FlowContext, current_flow, open_context
-from .futures import TaskFuture
 from .records import FlowRun, TaskRun
-from .resolve import substitute
+from .resolve import Found, collect, substitute
 from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
@@ -193,50 +191,17 @@ def final_state(value: Any, error: BaseException | None, runs: list[TaskRun]) ->
 
 def _returned_states(value: Any) -> list[State] | None:
     """States of the futures and states in a return value; None when there are none."""
-    found: list[State] = []
-
-    def visit(item: Any) -> None:
-        if isinstance(item, TaskFuture):
-            found.append(item.state)
-        elif isinstance(item, State):
-            found.append(item)
-        elif isinstance(item, (allow_failure, quote)):
-            visit(item.value)
-        elif isinstance(item, dict):
-            for key, inner in item.items():
-                visit(key)
-                visit(inner)
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            for inner in item:
-                visit(inner)
-
-    visit(value)
-    return found or None
+    futures: Found = []
+    collect(value, futures)
+    states = [future.state for future, _ in futures]
+    substitute(value, lambda state, _: states.append(state), target=State)
+    return states or None
 
 
 def _resolve_return(value: Any) -> Any:
     """Futures and states in the return value become their results (failures: the exception)."""
-    if isinstance(value, State):
-        return value.result(raise_on_failure=False)
-    if isinstance(value, TaskFuture):
-        return value.state.result(raise_on_failure=False)
-    if isinstance(value, (list, tuple, set, frozenset, dict)):
-        return substitute(_states_to_values(value))
-    return value
-
-
-def _states_to_values(value: Any) -> Any:
-    if isinstance(value, State):
-        return value.result(raise_on_failure=False)
-    if isinstance(value, TaskFuture) and not value.state.is_completed():
-        return value.state.result(raise_on_failure=False)
-    if isinstance(value, dict):
-        return {_states_to_values(k): _states_to_values(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = [_states_to_values(item) for item in value]
-        return items if isinstance(value, list) else type(value)(items) if not hasattr(value, "_fields") \
-            else type(value)(*items)
-    return value
+    value = substitute(value, lambda state, _: state.result(raise_on_failure=False), target=State)
+    return substitute(value, lambda future, _: future.state.result(raise_on_failure=False))
 
 
 def _close(context: FlowContext) -> None:

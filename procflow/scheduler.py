@@ -9,7 +9,9 @@ tests drive it with plain integers. A run moves waiting -> ready -> running -> f
                           reaching 0 makes it ready; a failed upstream that the edge does
                           not allow (no `allow_failure`) blocks the dependent instead,
                           and that block spreads to the dependent's own dependents
-    requeue(run)          running -> ready again (a retry, or a run lost with its worker)
+    requeue(run)          running -> ready again (a run lost with its worker, a retry's time)
+    set_aside(run)        running -> neither, until its retry delay has passed
+    add_finished(run, ok) a run finished elsewhere (a future of another flow run)
     sole_follower(run)    `run`'s only dependent, waiting on `run` alone (a chain link):
                           `claim` sends it along in the same message (fusion)
     unclaim(run)          a claimed run that did not run goes back to waiting
@@ -86,6 +88,21 @@ class Scheduler:
         state.running.discard(run)
         state.completed[run] = ok
         return self._release(run, ok)
+
+    def set_aside(self, run: int) -> None:
+        """A failed run waits out its retry delay: no longer running, not ready yet."""
+        self.state.running.discard(run)
+
+    def add_finished(self, run: int, ok: bool) -> None:
+        """A run that finished outside this scheduler, so that runs can depend on it."""
+        self.state.completed[run] = ok
+
+    def outcome(self, run: int) -> bool | None:
+        """True completed, False did not, None not finished."""
+        return self.state.completed.get(run)
+
+    def is_running(self, run: int) -> bool:
+        return run in self.state.running
 
     def requeue(self, run: int) -> None:
         """A running run goes back to the front of the ready queue."""

@@ -144,7 +144,13 @@ class SegmentWriter:
                 return False  # out of band
             return True
 
-        data = dumps_out_of_band(value, threshold, keep)
+        try:  # C pickle first: arrays still go out of band; only large bytes objects need the override
+            data = pickle.dumps(value, protocol=5, buffer_callback=keep)
+        except (pickle.PicklingError, AttributeError, TypeError):
+            data = b""
+        if not data or len(data) >= threshold:
+            buffers.clear()
+            data = dumps_out_of_band(value, threshold, keep)
         if not buffers:
             return ResultRef(data)
         raws = [buffer.raw() for buffer in buffers]

@@ -18,6 +18,7 @@ import gc
 import inspect
 import io
 import threading
+import time
 from typing import Any, Callable, Generic, Iterable, Iterator, ParamSpec, TypeVar, overload
 
 from .annotations import unmapped
@@ -230,7 +231,7 @@ class Task(Generic[P, R]):
                 return Completed(value)
             if run.attempts > self.retries:
                 return Failed(error, name="TimedOut" if isinstance(error, RunTimedOut) else "Failed")
-            threading.Event().wait(self.retry_delay(run.attempts))
+            time.sleep(self.retry_delay(run.attempts))
 
 
 @contextlib.contextmanager

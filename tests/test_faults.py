@@ -449,3 +449,17 @@ def test_a_crash_is_charged_once_when_two_flows_share_the_pool():
     assert not any(thread.is_alive() for thread in threads), "a flow hung"
     assert results["calm"].is_completed() and results["calm"].result() == list(range(20))
     assert results["crashing"].is_failed() and results["crashing"].message == "1/7 states failed."
+
+
+def test_the_unpicklable_part_is_named_even_beside_futures_and_its_chain_is_not_ready():
+    def body():
+        upstream = take.submit(1)
+        bad = take.submit(upstream, {"conn": Unpicklable()})
+        return take.submit(bad)  # fused behind `bad`: it never runs, and says why
+
+    on_processes(body)(return_state=True)
+    _, bad, follower = body_last_run().task_runs
+    message = str(bad.state.result(raise_on_failure=False))
+    assert "args[1]['conn']" in message and "_thread.lock" in message, message
+    assert follower.state.name == "NotReady"
+    assert follower.state.message == f"Upstream task run '{bad.name}' did not reach a 'COMPLETED' state."

@@ -99,3 +99,28 @@ def test_flow_retries_rerun_the_whole_flow(tmp_path):
 
     assert flaky() == 8
     assert marker.read_text() == "xx"
+
+
+@task
+def fails():
+    raise ValueError("earlier flow run")
+
+
+def test_a_failed_future_of_an_earlier_flow_run_blocks_its_dependents_transitively():
+    kept = []
+
+    @flow(task_runner=ThreadPoolTaskRunner)
+    def earlier():
+        kept.append(fails.submit())
+
+    @flow(task_runner=ThreadPoolTaskRunner)
+    def later():
+        child = double.submit(kept[0])
+        return double.submit(child)
+
+    earlier(return_state=True)
+    state = later(return_state=True)
+    runs = later.last_run.task_runs
+    assert [run.state.name for run in runs] == ["NotReady", "NotReady"]
+    assert runs[1].state.message == "Upstream task run 'double-0' did not reach a 'COMPLETED' state."
+    assert state.is_failed()

@@ -172,6 +172,9 @@ class ProcessPoolTaskRunner:
         items, arguments, failures = [], [], []
         ahead: set[int] = set()  # runs earlier in this message
         for call in group:
+            if call.after and call.after not in ahead:  # the run it was fused behind failed to go
+                failures.append(Outcome(call.run_id, Status.DEFERRED))
+                continue
             try:
                 arguments.append(self._pickle_arguments(call, frozenset(ahead) if call.after else frozenset()))
                 key = self._function_key(call)
@@ -204,7 +207,13 @@ class ProcessPoolTaskRunner:
         try:
             return pickle_arguments(call.args, call.kwargs, call.needs_substitution, in_batch)
         except Exception as error:
-            where = find_unpicklable(call.args, "args") if _fails(call.args) else find_unpicklable(call.kwargs, "kwargs")
+            # Look for the culprit the way the runner pickles, so futures are not blamed.
+            def dumps(value: Any) -> bytes:
+                return pickle_arguments((value,), {}, True, in_batch)
+
+            where = find_unpicklable(call.args, "args", dumps)
+            if where.endswith("pickles fine"):
+                where = find_unpicklable(call.kwargs, "kwargs", dumps)
             raise TypeError(f"task run {call.run_name!r}: an argument cannot be pickled for a worker "
                             f"process: {where}. Use ThreadPoolTaskRunner for unpicklable "
                             f"arguments") from error
@@ -318,14 +327,6 @@ def _decode_error(blob: Any, traceback_text: str) -> BaseException:
     if traceback_text and error.__cause__ is None:
         error.__cause__ = RemoteTraceback(traceback_text)
     return error
-
-
-def _fails(value: Any) -> bool:
-    try:
-        cloudpickle.dumps(value)
-    except Exception:  # noqa: BLE001
-        return True
-    return False
 
 
 def _cleanup_at_exit() -> None:
