@@ -35,7 +35,7 @@ _configured = False
 _configure_lock = threading.Lock()
 
 
-def is_terminal() -> bool:
+def stderr_is_terminal() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
 
@@ -50,7 +50,7 @@ def configure_logging() -> None:
         root.setLevel(os.environ.get("PROCFLOW_LOGGING_LEVEL", "INFO").upper())
         if root.handlers:
             return
-        if is_terminal():
+        if stderr_is_terminal():
             handler: logging.Handler = RichHandler(console=_rich_console(), show_path=False, markup=False,
                                                    log_time_format="%H:%M:%S")
             handler.setFormatter(logging.Formatter("%(message)s"))
@@ -194,4 +194,4 @@ def end_table(flow_run: FlowRun) -> Group:
 
 def default_observer() -> Observer:
     configure_logging()
-    return ConsoleObserver(live=is_terminal())
+    return ConsoleObserver(live=stderr_is_terminal())

@@ -146,11 +146,11 @@ def _run_item(batch: Batch, item: WorkItem, arguments: bytes, lent: list) -> Out
 def _failure(item: WorkItem, error: BaseException, start: float, pid: int, logs: list,
              status: Status = Status.FAILED, end: float | None = None, transfer: float = 0.0) -> Outcome:
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return Outcome(item.run_id, status, None, _portable_error(error, text), text, start,
+    return Outcome(item.run_id, status, None, portable_error(error, text), text, start,
                    end if end is not None else time.time(), pid, tuple(logs), transfer)
 
 
-def _portable_error(error: BaseException, text: str) -> bytes:
+def portable_error(error: BaseException, text: str) -> bytes:
     """The exception pickled, or a RemoteError keeping its type, message and traceback."""
     try:
         blob = cloudpickle.dumps(error)

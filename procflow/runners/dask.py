@@ -28,14 +28,13 @@ import traceback
 import uuid
 from typing import Any, NamedTuple
 
-import cloudpickle
 from distributed import Client, LocalCluster, get_worker
 
 from ..futures import TaskFuture
 from ..messages import Outcome, Status
 from ..resolve import substitute
-from ..states import LazyResult, RemoteError
-from ..worker import RunTimedOut, execute
+from ..states import LazyResult
+from ..worker import RunTimedOut, execute, portable_error
 from .base import Call, Sink
 from .threads import interrupt_thread
 
@@ -211,19 +210,10 @@ def run_on_dask(fn: Any, topic: str, run_id: int, run_name: str, log_prints: boo
     finally:
         if timer is not None:
             timer.cancel()
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__)) if error else ""
     worker = get_worker()
     worker.log_event(topic, {
         "run_id": run_id, "status": status.value, "start": start, "end": end, "worker": worker.address,
-        "logs": logs, "error": _portable(error) if error is not None else None,
-        "error_text": "".join(traceback.format_exception(type(error), error, error.__traceback__)) if error else "",
+        "logs": logs, "error": portable_error(error, text) if error is not None else None, "error_text": text,
     })
     return value if status is Status.COMPLETED else None
-
-
-def _portable(error: BaseException) -> bytes:
-    try:
-        blob = cloudpickle.dumps(error)
-        pickle.loads(blob)
-        return blob
-    except Exception:  # noqa: BLE001
-        return cloudpickle.dumps(RemoteError(type(error).__qualname__, str(error)))
