@@ -172,10 +172,27 @@ def big_array_steady(peers: Peers, megabytes: int, rounds: int = 5) -> dict[str,
             for _ in range(rounds):
                 array = executor.submit(w.make_array, n).result()
                 sum(f.result() for f in [executor.submit(w.array_sum, array) for _ in range(2)])
+                del array
         return go
 
-    return {"procflow": flow_call(w.big_array_rounds_flow, peers.procflow_runner, n, rounds),
-            BASELINE: on_executor(peers.loky)}
+    def floor():
+        for _ in range(rounds):
+            array = w.make_array(n)
+            w.array_sum(array) + w.array_sum(array)
+            del array
+
+    def dask_distributed():
+        client = peers.dask_client
+        for _ in range(rounds):
+            array = client.submit(w.make_array, n, pure=False)
+            sum(client.gather([client.submit(w.array_sum, array, pure=False) for _ in range(2)]))
+            del array
+
+    engines = {"procflow": flow_call(w.big_array_rounds_flow, peers.procflow_runner, n, rounds),
+               BASELINE: on_executor(peers.loky), "floor (one process)": floor}
+    if peers.dask_client is not None:
+        engines["dask distributed"] = dask_distributed
+    return engines
 
 
 def flow_call(flow_fn, runner, *args):

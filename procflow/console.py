@@ -26,7 +26,7 @@ from .events import Observer
 from .graph import GROUP_ABOVE
 from .records import FlowRun, TaskRun
 from .runlog import FLOW_LOGGER, TASK_LOGGER
-from .shm import shm_used_bytes
+from .shm_pool import shm_used_bytes
 
 MAP_LINES_ABOVE = GROUP_ABOVE
 PLAIN_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(message)s"

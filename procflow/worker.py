@@ -25,7 +25,7 @@ import cloudpickle
 from .messages import Batch, Outcome, Status, WorkItem
 from .pickling import find_unpicklable
 from .runlog import Emit, RunLogger, capture_prints, current_logger
-from .shm import ResultRef, SegmentWriter, load_value
+from .shm import ResultRef, SegmentWriter, WarmMappings, keep_mappings_warm, load_value
 from .states import RemoteError
 
 # -- any runner ----------------------------------------------------------------------
@@ -205,15 +205,24 @@ def start_worker(parent_pid: int, initializer: Callable[..., Any] | None, initar
     # Ctrl-C in a terminal reaches the whole process group: the parent decides (it cancels
     # and stops the workers), so a worker must not end its run as a failure on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True, name="procflow-parent-watch").start()
+    mappings = keep_mappings_warm()
+    threading.Thread(target=_housekeeping, args=(parent_pid, mappings), daemon=True,
+                     name="procflow-housekeeping").start()
     if initializer is not None:
         initializer(*initargs)
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    # A parent killed with SIGKILL cannot stop its workers; they notice within a second.
-    # (PR_SET_PDEATHSIG would fire when the *thread* that spawned us exits, too early.)
+def _housekeeping(parent_pid: int, mappings: WarmMappings | None) -> None:
+    """Twice a second: exit if the parent died; unmap segments the parent unlinked.
+
+    A parent killed with SIGKILL cannot stop its workers, so they notice by themselves
+    (PR_SET_PDEATHSIG would fire when the *thread* that spawned us exits, too early). The
+    memory of an unlinked segment is freed only with its last mapping, so an idle worker
+    must not keep one.
+    """
     while True:
         time.sleep(0.5)
         if os.getppid() != parent_pid:
             os._exit(0)
+        if mappings is not None and len(mappings):
+            mappings.sweep()

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from procflow.shm import owned_segments
+from procflow.shm_pool import owned_segments
 from procflow.task_runners import ProcessPoolTaskRunner, SequentialTaskRunner, ThreadPoolTaskRunner
 
 RUNNERS = {

@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from procflow import flow, task
-from procflow.shm import PREFIX, SHM_DIR, owned_segments
+from procflow.shm import PREFIX, SHM_DIR
+from procflow.shm_pool import owned_segments
 from procflow.states import RemoteError
 from procflow.task_runners import ProcessPoolTaskRunner
 

@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from procflow import flow, task, wait
-from procflow.shm import PREFIX, SHM_DIR, ResultRef, owned_segments
+from procflow.shm import PREFIX, SHM_DIR, ResultRef, Segment, SharedResultGone, WarmMappings, shm_free_bytes, unlink
+from procflow.shm_pool import owned_segments
 from procflow.task_runners import ProcessPoolTaskRunner
 
 MiB = 1 << 20
@@ -200,3 +201,91 @@ def test_no_resource_tracker_warnings_in_a_fresh_interpreter(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str([float(1 << 20)] * 4)
     assert "resource_tracker" not in done.stderr and "leaked" not in done.stderr
+
+
+def test_reused_segments_carry_each_rounds_own_values():
+    """A pooled segment comes back, written through a worker's warm mapping: no stale data."""
+    @task
+    def make_full(value):
+        return np.full(2 * MiB, value, dtype=np.float64)
+
+    @task
+    def consume(array):
+        return float(array[0]), float(array.sum()), os.getpid()
+
+    @process_flow
+    def body():
+        seen, names = [], []
+        for value in range(8):
+            array = make_full.submit(value)
+            readings = [consume.submit(array) for _ in range(2)]
+            seen.append([r.result() for r in readings])
+            names.append(array.state.data.segment.name)
+            del array, readings  # the segment goes back to the pool for the next round
+        return seen, names
+
+    seen, names = body()
+    for value, readings in enumerate(seen):
+        assert [(first, total) for first, total, _ in readings] == [(value, value * 2.0 * MiB)] * 2
+    assert len(set(names)) < len(names), f"segments were not reused: {names}"
+
+
+def test_workers_let_go_of_segments_the_parent_unlinked():
+    """A worker's cached mapping must not keep a freed segment's memory in /dev/shm."""
+    size = 64 * MiB
+
+    @process_flow
+    def body():
+        array = make_array.submit(size // 8)
+        return [inspect_array.submit(array) for _ in range(2)]
+
+    body()  # start the workers
+    baseline = shm_free_bytes()
+    assert [r["sum"] for r in body()] == [float(np.arange(size // 8).sum())] * 2
+    deadline = time.monotonic() + 10
+    while shm_free_bytes() < baseline - 16 * MiB and time.monotonic() < deadline:
+        time.sleep(0.05)
+    held = baseline - shm_free_bytes()
+    assert held < 16 * MiB, f"{held / MiB:.0f} MiB of /dev/shm still held after the flow run ended"
+
+
+def _segment(tag: str, payload: bytes) -> Segment:
+    name = f"{PREFIX}{os.getpid()}-t-{tag}"
+    with open(os.path.join(SHM_DIR, name), "wb") as file:
+        file.write(payload)
+    return Segment(name, len(payload))
+
+
+def test_warm_mappings_follow_the_file_behind_a_name():
+    mappings = WarmMappings()
+    segment = _segment("a", b"1" * MiB)
+    try:
+        view = mappings.view(segment)
+        assert view.readonly and bytes(view[:3]) == b"111" and len(mappings) == 1
+        with open(os.path.join(SHM_DIR, segment.name), "r+b") as file:
+            file.write(b"22")  # rewritten in place (a reused segment): the mapping sees it
+        assert bytes(mappings.view(segment)[:3]) == b"221" and len(mappings) == 1
+        unlink(segment.name)
+        _segment("a", b"3" * MiB)  # same name, another file: mapped anew
+        assert bytes(mappings.view(segment)[:3]) == b"333" and len(mappings) == 1
+        unlink(segment.name)
+        mappings.sweep()
+        assert len(mappings) == 0
+        with pytest.raises(SharedResultGone, match="already released"):
+            mappings.view(segment)
+    finally:
+        unlink(segment.name)
+
+
+def test_warm_mappings_write_only_into_pages_that_exist():
+    """Writing through a mapping into unallocated tmpfs pages would be SIGBUS on a full /dev/shm."""
+    mappings = WarmMappings()
+    segment = _segment("b", b"x" * MiB)
+    try:
+        assert mappings.writable(segment, MiB) is None, "not mapped by this process yet"
+        mappings.view(segment)
+        assert mappings.writable(segment, MiB) is not None
+        os.truncate(os.path.join(SHM_DIR, segment.name), 4 * MiB)  # the tail is a hole
+        assert mappings.writable(segment, 2 * MiB) is None
+    finally:
+        unlink(segment.name)

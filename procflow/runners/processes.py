@@ -34,7 +34,8 @@ from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 from ..messages import Batch, Outcome, Status, WorkItem
 from ..pickling import find_unpicklable
 from ..runlog import FLOW_LOGGER
-from ..shm import ResultRef, SegmentPool, owned_segments, sweep_dead_owners, unlink
+from ..shm import ResultRef, unlink
+from ..shm_pool import SegmentPool, owned_segments, sweep_dead_owners
 from ..states import LazyResult, RemoteError, RemoteTraceback
 from ..worker import run_batch, start_worker
 from .arguments import pickle_arguments
