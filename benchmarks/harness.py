@@ -47,6 +47,7 @@ class Peers:
         self.stdlib = ProcessPoolExecutor(max_workers=WORKERS)
         self.dask_client = None
         self.procflow_runner = ProcessPoolTaskRunner(max_workers=WORKERS)
+        self.procflow_keeping_runner = ProcessPoolTaskRunner(max_workers=WORKERS, keep_segments_between_runs=True)
         self.dask_runner = None
         try:
             from distributed import Client, LocalCluster
@@ -66,6 +67,7 @@ class Peers:
 
     def close(self) -> None:
         self.stdlib.shutdown()
+        ProcessPoolTaskRunner.release_segments()
         if self.dask_client is not None:
             self.dask_client.close()
             self.cluster.close()
@@ -136,8 +138,9 @@ def chain(peers: Peers, n: int) -> dict[str, Callable[[], object]]:
     return engines
 
 
-def big_array(peers: Peers, megabytes: int) -> dict[str, Callable[[], object]]:
+def big_array(peers: Peers, megabytes: int, keep_segments: bool = False) -> dict[str, Callable[[], object]]:
     n = megabytes * 2**20 // 8
+    runner = peers.procflow_keeping_runner if keep_segments else peers.procflow_runner
 
     def floor():
         array = w.make_array(n)
@@ -154,13 +157,18 @@ def big_array(peers: Peers, megabytes: int) -> dict[str, Callable[[], object]]:
         array = client.submit(w.make_array, n, pure=False)
         return sum(client.gather([client.submit(w.array_sum, array, pure=False) for _ in range(2)]))
 
-    engines = {"procflow": flow_call(w.big_array_flow, peers.procflow_runner, n), BASELINE: on_executor(peers.loky),
+    engines = {"procflow": flow_call(w.big_array_flow, runner, n), BASELINE: on_executor(peers.loky),
                "floor (one process)": floor}
     if peers.dask_client is not None:
         engines["dask distributed"] = dask_distributed
-    if peers.dask_runner is not None:
+    if peers.dask_runner is not None and not keep_segments:
         engines["procflow on dask"] = flow_call(w.big_array_flow, peers.dask_runner, n)
     return engines
+
+
+def big_array_kept(peers: Peers, megabytes: int) -> dict[str, Callable[[], object]]:
+    """The same flow called again and again, on a runner that keeps freed segments."""
+    return big_array(peers, megabytes, keep_segments=True)
 
 
 def big_array_steady(peers: Peers, megabytes: int, rounds: int = 5) -> dict[str, Callable[[], object]]:
@@ -309,6 +317,7 @@ def main() -> int:
         "chain 200": (chain, 200, 1.0),
         "256 MB to two consumers": (big_array, 64 if options.quick else 256, 0.05),
         "256 MB x5 in one flow": (big_array_steady, 64 if options.quick else 256, None),
+        "256 MB, segments kept across runs": (big_array_kept, 64 if options.quick else 256, None),
     }
     only = {name.strip() for name in options.only.split(",") if name.strip()}
     console = Console()

@@ -289,3 +289,57 @@ def test_warm_mappings_write_only_into_pages_that_exist():
         assert mappings.writable(segment, 2 * MiB) is None
     finally:
         unlink(segment.name)
+
+
+def test_a_runner_can_keep_freed_segments_for_the_next_flow_run():
+    keeping = ProcessPoolTaskRunner(max_workers=2, keep_segments_between_runs=True)
+
+    @flow(task_runner=keeping)
+    def body(value):
+        array = make_full_array.submit(value)
+        total = consume_sum.submit(array)
+        total.wait()
+        return total.result(), array.state.data.segment.name  # the array's future is dropped here
+
+    try:
+        first_total, first_name = body(1)
+        kept = owned_segments(os.getpid())
+        assert kept == [first_name], "the freed segment stays, for the next flow run"
+        second_total, second_name = body(2)
+        assert (first_total, second_total) == (1.0 * MiB, 2.0 * MiB)
+        assert second_name == first_name, "the next flow run wrote into the kept segment"
+    finally:
+        ProcessPoolTaskRunner.release_segments()
+    assert not owned_segments(os.getpid())
+
+
+def test_kept_segments_go_when_the_process_exits(tmp_path):
+    script = tmp_path / "kept.py"
+    script.write_text(
+        "import os, numpy as np\n"
+        "from procflow import flow, task\n"
+        "from procflow.shm_pool import owned_segments\n"
+        "from procflow.task_runners import ProcessPoolTaskRunner\n"
+        "@task\n"
+        "def make():\n    return np.ones(1 << 20)\n"
+        "@task\n"
+        "def use(a):\n    return float(a.sum())\n"
+        "@flow(task_runner=ProcessPoolTaskRunner(max_workers=2, keep_segments_between_runs=True))\n"
+        "def main():\n    return use.submit(make.submit())\n"
+        "if __name__ == '__main__':\n    print(main(), os.getpid(), len(owned_segments(os.getpid())))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    total, pid, kept = done.stdout.split()
+    assert float(total) == float(1 << 20) and int(kept) == 1
+    assert not owned_segments(int(pid)), "kept segments are unlinked at exit"
+
+
+@task
+def make_full_array(value):
+    return np.full(MiB, value, dtype=np.float64)
+
+
+@task
+def consume_sum(array):
+    return float(array.sum())

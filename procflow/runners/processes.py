@@ -52,6 +52,8 @@ SEGMENT_POOL = SegmentPool()
 _swept = False
 # function -> the key of its pickle in the runner's directory, written once per process
 _FUNCTION_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# function key -> the segment size of its last large result: lend one that size next time
+_RESULT_SIZES: dict[str, int] = {}
 
 
 _pool: tuple[tuple, ProcessPoolExecutor] | None = None
@@ -85,7 +87,14 @@ def default_workers() -> int:
 
 
 class ProcessPoolTaskRunner:
-    """Runs tasks in a reusable pool of worker processes (the default runner)."""
+    """Runs tasks in a reusable pool of worker processes (the default runner).
+
+    `keep_segments_between_runs=True` keeps the bounded pool of freed shared-memory
+    segments when a flow run ends, for the next flow run in this process: a flow called
+    again and again with large results then writes them at memory speed instead of into
+    fresh pages. Kept segments hold no values; they are unlinked at exit, by
+    `release_segments()`, or when a flow run on a runner that does not keep them ends.
+    """
 
     name = "process"
     depth_first = True
@@ -96,13 +105,15 @@ class ProcessPoolTaskRunner:
 
     def __init__(self, max_workers: int | None = None, shm_threshold_bytes: int = 1 << 20,
                  max_tasks_per_worker: int | None = None, worker_env: dict[str, str] | None = None,
-                 initializer: Callable[..., Any] | None = None, initargs: tuple = ()) -> None:
+                 initializer: Callable[..., Any] | None = None, initargs: tuple = (),
+                 keep_segments_between_runs: bool = False) -> None:
         self.max_workers = max_workers or default_workers()
         self.shm_threshold_bytes = shm_threshold_bytes
         self.max_tasks_per_worker = max_tasks_per_worker
         self.worker_env = worker_env
         self.initializer = initializer
         self.initargs = initargs
+        self.keep_segments_between_runs = keep_segments_between_runs
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
 
@@ -121,7 +132,6 @@ class ProcessPoolTaskRunner:
         self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple, Any]] = {}
         self._batch_ids = itertools.count()
         self._seconds_per_run: float | None = None
-        self._result_sizes: dict[str, int] = {}
         self._known_segments: set[str] = set()
         self._runs_per_worker: dict[int, int] = {}
         self._recycle = False
@@ -148,8 +158,14 @@ class ProcessPoolTaskRunner:
         if self._executor is None:
             return
         self._watch.stop()
-        SEGMENT_POOL.clear()
+        if not self.keep_segments_between_runs:
+            SEGMENT_POOL.clear()
         self._sweep_orphans()
+
+    @staticmethod
+    def release_segments() -> None:
+        """Unlink the freed segments kept for reuse (`keep_segments_between_runs`)."""
+        SEGMENT_POOL.clear()
 
     # -- dispatch -----------------------------------------------------------------
 
@@ -189,8 +205,8 @@ class ProcessPoolTaskRunner:
             self._sink(failures)
         if not items:
             return
-        lent = tuple(filter(None, (SEGMENT_POOL.lend(self._result_sizes[item.fn_key])
-                                   for item in items if item.fn_key in self._result_sizes)))
+        lent = tuple(filter(None, (SEGMENT_POOL.lend(_RESULT_SIZES[item.fn_key])
+                                   for item in items if item.fn_key in _RESULT_SIZES)))
         batch = Batch(self._owner, self._boards.dir, self.shm_threshold_bytes, tuple(items), tuple(arguments), lent)
         batch_id = next(self._batch_ids)
         message = pickle.dumps(batch, protocol=5)
@@ -259,7 +275,7 @@ class ProcessPoolTaskRunner:
         ref = outcome.value
         if isinstance(ref, ResultRef) and ref.segment is not None:
             self._known_segments.add(ref.segment.name)
-            self._result_sizes[item.fn_key] = ref.segment.size  # lend one this size next time
+            _RESULT_SIZES[item.fn_key] = ref.segment.size
         if isinstance(ref, ResultRef) and ref.fell_back and not self._fallback_warned:
             self._fallback_warned = True
             FLOW_LOGGER.warning(
