@@ -31,6 +31,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workloads as w  # noqa: E402  (the task functions, importable by every worker)
+from ray_peer import start_ray  # noqa: E402
 
 from procflow import flow  # noqa: E402
 from procflow.task_runners import ProcessPoolTaskRunner  # noqa: E402
@@ -64,10 +65,13 @@ class Peers:
                 self.dask_runner = DaskTaskRunner(address=self.cluster.scheduler_address)
         except ImportError:
             pass
+        self.ray = start_ray(WORKERS)
 
     def close(self) -> None:
         self.stdlib.shutdown()
         ProcessPoolTaskRunner.release_segments()
+        if self.ray is not None:
+            self.ray.close()
         if self.dask_client is not None:
             self.dask_client.close()
             self.cluster.close()
@@ -100,6 +104,8 @@ def fanout(peers: Peers, n: int) -> dict[str, Callable[[], object]]:
         engines["dask distributed"] = dask_distributed
     if peers.dask_runner is not None:
         engines["procflow on dask"] = flow_call(w.fanout_flow, peers.dask_runner, n)
+    if peers.ray is not None:
+        engines["ray"] = peers.ray.fanout(n)
     return engines
 
 
@@ -110,7 +116,10 @@ def mapped(peers: Peers, n: int) -> dict[str, Callable[[], object]]:
     engines = {"procflow": flow_call(w.map_flow, peers.procflow_runner, n), BASELINE: on_executor(peers.loky),
                "concurrent.futures": on_executor(peers.stdlib)}
     if peers.dask_client is not None:
-        engines["dask distributed"] = lambda: peers.dask_client.gather(peers.dask_client.map(w.noop, range(n), pure=False))
+        client = peers.dask_client
+        engines["dask distributed"] = lambda: client.gather(client.map(w.noop, range(n), pure=False))
+    if peers.ray is not None:
+        engines["ray"] = peers.ray.mapped(n)
     return engines
 
 
@@ -135,6 +144,8 @@ def chain(peers: Peers, n: int) -> dict[str, Callable[[], object]]:
         engines["dask distributed"] = dask_distributed
     if peers.dask_runner is not None:
         engines["procflow on dask"] = flow_call(w.chain_flow, peers.dask_runner, n)
+    if peers.ray is not None:
+        engines["ray"] = peers.ray.chain(n)
     return engines
 
 
@@ -163,6 +174,8 @@ def big_array(peers: Peers, megabytes: int, keep_segments: bool = False) -> dict
         engines["dask distributed"] = dask_distributed
     if peers.dask_runner is not None and not keep_segments:
         engines["procflow on dask"] = flow_call(w.big_array_flow, peers.dask_runner, n)
+    if peers.ray is not None:
+        engines["ray"] = peers.ray.big_array(n)
     return engines
 
 
@@ -200,6 +213,8 @@ def big_array_steady(peers: Peers, megabytes: int, rounds: int = 5) -> dict[str,
                BASELINE: on_executor(peers.loky), "floor (one process)": floor}
     if peers.dask_client is not None:
         engines["dask distributed"] = dask_distributed
+    if peers.ray is not None:
+        engines["ray"] = peers.ray.big_array(n, rounds)
     return engines
 
 
@@ -357,7 +372,8 @@ def main() -> int:
     for row in rows:
         target = row["target"]
         mark = "" if target is None else (f"≤ {target} ✓" if row["ratio_to_loky"] <= target else f"≤ {target} ✗")
-        table.add_row(row["workload"], row["engine"], f"{row['median_s'] * 1000:.1f} ms", f"{row['ratio_to_loky']:.3f}", mark)
+        table.add_row(row["workload"], row["engine"], f"{row['median_s'] * 1000:.1f} ms",
+                      f"{row['ratio_to_loky']:.3f}", mark)
     console.print(table)
     for name, values in extra.items():
         console.print(f"[bold]{name}[/]: " + ", ".join(f"{k} = {v:.3f}" for k, v in values.items()))

@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="procflow", description="Run Prefect-style flows on local worker processes.")
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run a flow from a script",
-                                     description="Run a flow from a script; flow parameters go after -- as --name value.")
+                                     description="Run a flow from a script; flow parameters go after -- "
+                                                 "as --name value.")
     run_parser.add_argument("target", metavar="SCRIPT.py[:FLOW]")
     run_parser.add_argument("--runner", choices=("process", "thread", "sequential", "dask"), default="process")
     run_parser.add_argument("--workers", type=int, default=None, help="worker processes or threads")

@@ -192,14 +192,14 @@ def _write(segment: Segment, raws: list[memoryview], spans: list[tuple[int, int]
     end = spans[-1][0] + spans[-1][1]
     mapping = _warm.writable(segment, end) if _warm is not None else None
     if mapping is not None:  # a lent segment this worker maps: memory speed, no page faults
-        for raw, (offset, nbytes) in zip(raws, spans):
+        for raw, (offset, nbytes) in zip(raws, spans, strict=True):
             mapping[offset:offset + nbytes] = raw.cast("B")
         return True
     fd = _posixshmem.shm_open("/" + segment.name, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         if os.fstat(fd).st_size != segment.size:
             os.ftruncate(fd, segment.size)
-        for raw, (offset, nbytes) in zip(raws, spans):
+        for raw, (offset, nbytes) in zip(raws, spans, strict=True):
             view, written = raw.cast("B"), 0
             while written < nbytes:
                 written += os.pwrite(fd, view[written:], offset + written)
@@ -313,10 +313,10 @@ class WarmMappings:
         return len(self._entries)
 
     def _evict(self) -> None:
-        total = sum(mapping.size() for _, mapping in self._entries.values())
+        total = sum(len(mapping) for _, mapping in self._entries.values())
         while self._entries and (len(self._entries) > self.max_entries or total > self.max_bytes):
             _, (_, mapping) = self._entries.popitem(last=False)
-            total -= mapping.size()
+            total -= len(mapping)
 
 
 _warm: WarmMappings | None = None

@@ -119,7 +119,8 @@ class Task(Generic[P, R]):
         iterables, statics = self._split_mapped(arguments)
         waits = _wait_futures(wait_for)
         group = next(context.map_groups)
-        keyword_only = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in self._signature.parameters.values())
+        parameters = self._signature.parameters.values()
+        keyword_only = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in parameters)
         count = len(next(iter(iterables.values())))
         entries = []
         with _collector_paused():  # 100 000 children: full collections would rescan them all, repeatedly
@@ -142,7 +143,8 @@ class Task(Generic[P, R]):
         iterables: dict[str, list] = {}
         statics: dict[str, Any] = {}
         for name, value in arguments.items():
-            if self._signature.parameters[name].kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
+            kind = self._signature.parameters[name].kind
+            if kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
                 statics[name] = value
             elif isinstance(value, unmapped):
                 statics[name] = value.value

@@ -84,7 +84,7 @@ def _run_batch(batch: Batch) -> list[Outcome]:
     lent = list(batch.lent)
     outcomes = []
     try:
-        for item, arguments in zip(batch.items, batch.arguments):
+        for item, arguments in zip(batch.items, batch.arguments, strict=True):
             if item.after:  # fused: only behind a run of this batch that completed, in band
                 before = _batch_results.get(item.after)
                 if before is None or before.segment is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from dataclasses import dataclass
@@ -135,7 +136,7 @@ def test_map_wait_for_goes_to_every_child_and_items_only_to_their_own(runner):
     item_ids = [r.id for r in runs[1:4]]
     children = runs[4:]
     assert mapped == [1, 2, 3]
-    for child, item_id in zip(children, item_ids):
+    for child, item_id in zip(children, item_ids, strict=True):
         assert sorted(child.upstream) == sorted([(item_id, "data"), (gate_id, "wait_for")])
         assert child.start_time >= gate[2] - 1e-3  # the gate's own end time, written by the task
 
@@ -148,7 +149,7 @@ def test_wait_for_orders_runs_without_data(runner):
         return [first, second, third]
 
     results = run_flow(runner, body)
-    for before, after in zip(results, results[1:]):
+    for before, after in itertools.pairwise(results):
         assert after[1] >= before[2] - 1e-3, f"{after[0]} started before {before[0]} ended"
 
 

@@ -133,7 +133,8 @@ def test_bad_arguments_results_and_exceptions_fail_only_their_run():
     message = str(bad_result.result(raise_on_failure=False))
     assert "give_unpicklable-0" in message and "result['conn']" in message
     remote = odd.result(raise_on_failure=False)
-    assert isinstance(remote, RemoteError) and remote.type_name == "OddError" and "raise OddError" in remote.traceback_text
+    assert isinstance(remote, RemoteError) and remote.type_name == "OddError"
+    assert "raise OddError" in remote.traceback_text
     assert fine.result() == "took"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -140,7 +141,7 @@ def test_fused_chain_links_wait_for_their_upstream_not_in_a_queue():
 
     assert chain() == 6
     runs = chain.last_run.task_runs
-    for before, after in zip(runs, runs[1:]):
+    for before, after in itertools.pairwise(runs):
         assert after.start_time >= before.end_time
         assert after.timings["waiting"] >= 0.04, "waiting for the upstream counts as waiting"
         assert after.timings["queued"] < 0.04, "not as queued"

@@ -59,7 +59,8 @@ def test_arrays_bytes_and_nested_structures_round_trip_exactly():
 
     c, f, raw, nested, passed_on = body()
     assert np.array_equal(c, np.arange(1 << 20, dtype="float64"))
-    assert f.flags.f_contiguous and np.array_equal(f, np.asfortranarray(np.arange(1 << 20, dtype="int16").reshape(-1, 4)))
+    fortran = np.asfortranarray(np.arange(1 << 20, dtype="int16").reshape(-1, 4))
+    assert f.flags.f_contiguous and np.array_equal(f, fortran)
     assert raw == bytes(range(256)) * (8 * 1024)
     for value in (nested, passed_on):
         assert np.array_equal(value["a"], np.ones(300_000))

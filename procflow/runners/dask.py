@@ -100,7 +100,7 @@ class DaskTaskRunner:
         for call in calls:
             upstream: list[Any] = []  # Dask futures, resolved by Dask on the worker (a flat list)
             if call.needs_substitution:
-                def slot(future: TaskFuture, allowed: bool) -> Any:
+                def slot(future: TaskFuture, allowed: bool, upstream: list[Any] = upstream) -> Any:
                     upstream.append(self._upstream(future, allowed))
                     return _Slot(len(upstream) - 1)
                 args, kwargs = substitute(call.args, slot), substitute(call.kwargs, slot)

@@ -255,7 +255,8 @@ class ProcessPoolTaskRunner:
             items, lent, executor = self._batches.pop(batch_id)
         error = future.exception()
         if error is None:
-            outcomes = [self._received(outcome, item) for outcome, item in zip(pickle.loads(future.result()), items)]
+            received = pickle.loads(future.result())
+            outcomes = [self._received(outcome, item) for outcome, item in zip(received, items, strict=True)]
         else:
             outcomes = self._crashes.outcomes(items, error, executor)
         used = {o.value.segment.name for o in outcomes if isinstance(o.value, ResultRef) and o.value.segment}
