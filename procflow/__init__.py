@@ -13,6 +13,7 @@ from .states import (
                      Failed,
                      MappingLengthMismatch,
                      MappingMissingIterable,
+                     MissingContextError,
                      Pending,
                      State,
                      StateType,
@@ -26,5 +27,5 @@ __all__ = [
     "flow", "task", "Flow", "Task", "unmapped", "allow_failure", "quote", "wait", "as_completed",
     "get_run_logger", "TaskFuture", "PrefectFuture", "FutureList", "PrefectFutureList", "State", "StateType",
     "Completed", "Failed", "Crashed", "Cancelled", "Pending", "FlowRun", "TaskRun", "UpstreamTaskError",
-    "MappingLengthMismatch", "MappingMissingIterable", "task_runners", "states", "last_flow_run",
+    "MappingLengthMismatch", "MappingMissingIterable", "MissingContextError", "task_runners", "states", "last_flow_run",
 ]

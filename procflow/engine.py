@@ -200,8 +200,11 @@ class Engine:
                 error = TimeoutError(f"Task run '{run.name}' exceeded timeout_seconds={entry.task.timeout_seconds}"
                                      + ("; its worker did not stop and was replaced" if run.worker is None else ""))
             if not self._retry(entry, f"{type(error).__name__}: {error}"):
-                name = "TimedOut" if status is Status.TIMED_OUT else "Failed"
-                self._finish(entry, Failed(error, name=name), False)
+                if status is Status.TIMED_OUT:  # Prefect's message
+                    message = f"Task run exceeded timeout of {entry.task.timeout_seconds} second(s)"
+                    self._finish(entry, Failed(error, message=message, name="TimedOut"), False)
+                else:
+                    self._finish(entry, Failed(error), False)
 
     def _complete(self, entry: Entry, value: Any) -> None:
         state = Completed(value)

@@ -51,7 +51,8 @@ class Flow(Generic[P, R]):
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {type(fn).__name__}")
         self.fn = fn
-        self.name: str = name or str(getattr(fn, "__name__", "flow"))
+        # Prefect's default: the function's name with dashes (`my_flow` is flow 'my-flow')
+        self.name: str = name or str(getattr(fn, "__name__", "flow")).replace("_", "-")
         self.task_runner = task_runner
         self.log_prints = log_prints
         self.flow_run_name = flow_run_name

@@ -15,6 +15,8 @@ import sys
 import threading
 from typing import Callable
 
+from .states import MissingContextError
+
 FLOW_LOGGER = logging.getLogger("procflow.flow_runs")
 TASK_LOGGER = logging.getLogger("procflow.task_runs")
 
@@ -60,9 +62,9 @@ def get_run_logger() -> RunLogger:
     """A logger bound to the current task or flow run."""
     logger = current_logger.get()
     if logger is None:
-        raise RuntimeError(
-            "get_run_logger() was called outside of a flow or task run: there is no run to name "
-            "in the records; call it inside a @flow or @task function"
+        raise MissingContextError(
+            "There is no active flow or task run context: get_run_logger() names the run it "
+            "logs for; call it inside a @flow or @task function"
         )
     return logger
 

@@ -28,6 +28,10 @@ class UpstreamTaskError(Exception):
     """The result of a run that never ran because an upstream did not complete."""
 
 
+class MissingContextError(RuntimeError):
+    """Called outside a flow or task run something that needs one (Prefect's name)."""
+
+
 class MappingLengthMismatch(ValueError):
     """`.map()` got iterables of different lengths."""
 

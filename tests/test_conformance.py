@@ -11,6 +11,7 @@ import pytest
 
 from procflow import (
     FutureList,
+    MissingContextError,
     StateType,
     UpstreamTaskError,
     allow_failure,
@@ -344,6 +345,25 @@ def test_result_raise_on_failure_false_returns_the_exception(runner):
 
     error = run_flow(runner, body)
     assert isinstance(error, ValueError)
+
+
+def test_run_logger_outside_a_run_is_a_missing_context_error():
+    with pytest.raises(MissingContextError, match="no active flow or task run"):
+        get_run_logger()
+    assert issubclass(MissingContextError, RuntimeError)
+
+
+def test_default_names_follow_prefect():
+    def my_pipeline():
+        return None
+
+    @task
+    def load_rows():
+        return 1
+
+    assert flow(my_pipeline).name == "my-pipeline", "a flow's default name has dashes"
+    assert flow(name="keep_me")(my_pipeline).name == "keep_me"
+    assert load_rows.name == "load_rows", "a task keeps its function's name"
 
 
 def test_log_prints_and_run_logger_reach_the_parent(runner, log_lines):

@@ -192,6 +192,7 @@ def test_timeouts_fail_the_run_with_timeout_error_and_replace_a_stuck_worker(slo
     elapsed = time.monotonic() - started
     timed_out = body_last_run().task_runs[0]
     assert timed_out.state.name == "TimedOut" and timed_out.state.is_failed()
+    assert timed_out.state.message == "Task run exceeded timeout of 0.5 second(s)"  # Prefect's words
     with pytest.raises(TimeoutError, match="timeout_seconds=0.5"):
         timed_out.state.result()
     assert all(run.state.is_completed() for run in body_last_run().task_runs[1:])
