@@ -187,19 +187,9 @@ def test_returned_values_stay_valid_after_the_flow_frees_its_segments():
 
 def test_no_resource_tracker_warnings_in_a_fresh_interpreter(tmp_path):
     script = tmp_path / "flow.py"
-    script.write_text(
-        "import numpy as np\n"
-        "from procflow import flow, task, wait\n"
-        "@task\n"
-        "def make():\n    return np.ones(1 << 20)\n"
-        "@task\n"
-        "def use(a):\n    return float(a.sum())\n"
-        "@flow\n"
-        "def main():\n    a = make.submit()\n    return [use.submit(a) for _ in range(4)]\n"
-        "if __name__ == '__main__':\n    print(main())\n"
-    )
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    done = run_script(script, "@flow\n"
+                              "def main():\n    a = make.submit()\n    return [use.submit(a) for _ in range(4)]\n"
+                              "if __name__ == '__main__':\n    print(main())\n")
     assert done.stdout.strip() == str([float(1 << 20)] * 4)
     assert "resource_tracker" not in done.stderr and "leaked" not in done.stderr
 
@@ -316,21 +306,13 @@ def test_a_runner_can_keep_freed_segments_for_the_next_flow_run():
 
 def test_kept_segments_go_when_the_process_exits(tmp_path):
     script = tmp_path / "kept.py"
-    script.write_text(
-        "import os, numpy as np\n"
-        "from procflow import flow, task\n"
-        "from procflow.shm_pool import owned_segments\n"
-        "from procflow.task_runners import ProcessPoolTaskRunner\n"
-        "@task\n"
-        "def make():\n    return np.ones(1 << 20)\n"
-        "@task\n"
-        "def use(a):\n    return float(a.sum())\n"
-        "@flow(task_runner=ProcessPoolTaskRunner(max_workers=2, keep_segments_between_runs=True))\n"
-        "def main():\n    return use.submit(make.submit())\n"
-        "if __name__ == '__main__':\n    print(main(), os.getpid(), len(owned_segments(os.getpid())))\n"
-    )
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    done = run_script(script, "from procflow.shm_pool import owned_segments\n"
+                              "from procflow.task_runners import ProcessPoolTaskRunner\n"
+                              "keeping = ProcessPoolTaskRunner(max_workers=2, keep_segments_between_runs=True)\n"
+                              "@flow(task_runner=keeping)\n"
+                              "def main():\n    return use.submit(make.submit())\n"
+                              "if __name__ == '__main__':\n"
+                              "    print(main(), os.getpid(), len(owned_segments(os.getpid())))\n")
     total, pid, kept = done.stdout.split()
     assert float(total) == float(1 << 20) and int(kept) == 1
     assert not owned_segments(int(pid)), "kept segments are unlinked at exit"
@@ -344,3 +326,18 @@ def make_full_array(value):
 @task
 def consume_sum(array):
     return float(array.sum())
+
+
+def run_script(script, flow_code: str) -> subprocess.CompletedProcess:
+    """Run a script in a fresh interpreter: two array tasks (`make`, `use`), then `flow_code`."""
+    script.write_text(
+        "import os\n"
+        "import numpy as np\n"
+        "from procflow import flow, task\n"
+        "@task\n"
+        "def make():\n    return np.ones(1 << 20)\n"
+        "@task\n"
+        "def use(a):\n    return float(a.sum())\n" + flow_code)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
