@@ -31,6 +31,7 @@ from collections import OrderedDict
 from typing import Any, Callable, NamedTuple
 
 import cloudpickle
+import psutil
 
 from .states import LazyResult
 
@@ -347,11 +348,11 @@ def unlink(name: str) -> None:
 
 
 def shm_free_bytes() -> int:
+    """Room left in /dev/shm, as psutil sees it (statvfs; a container's --shm-size)."""
     try:
-        stats = os.statvfs(SHM_DIR)
-    except FileNotFoundError:  # pragma: no cover
+        return psutil.disk_usage(SHM_DIR).free
+    except FileNotFoundError:  # pragma: no cover - no /dev/shm (macOS)
         return 1 << 62
-    return stats.f_bavail * stats.f_frsize
 
 
 def size_class(nbytes: int) -> int:

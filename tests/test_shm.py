@@ -175,6 +175,32 @@ def test_no_room_in_dev_shm_falls_back_to_the_pipe_with_one_warning(log_lines):
     assert len(warnings) == 1 and "make_array-" in warnings[0]
 
 
+def pretend_dev_shm_is_full():
+    """A worker initializer: psutil reports /dev/shm full, as in a container with a tiny --shm-size."""
+    real = psutil.disk_usage
+
+    def disk_usage(path):
+        usage = real(path)
+        return usage._replace(free=0) if str(path).startswith(SHM_DIR) else usage
+
+    psutil.disk_usage = disk_usage
+
+
+def test_a_full_dev_shm_as_psutil_sees_it_sends_results_through_the_pipe(log_lines):
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2, initializer=pretend_dev_shm_is_full))
+    def body():
+        array = make_array.submit(2 * MiB)
+        seen = inspect_array.submit(array)
+        seen.wait()
+        return array, seen, array.state.data
+
+    array, seen, stored = body()
+    assert np.array_equal(array, np.arange(2 * MiB, dtype="float64"))
+    assert seen["sum"] == float(np.arange(2 * MiB).sum())
+    assert stored.segment is None and stored.fell_back
+    assert sum("/dev/shm has no room" in line for line in log_lines) == 1
+
+
 def test_returned_values_stay_valid_after_the_flow_frees_its_segments():
     @process_flow
     def body():
