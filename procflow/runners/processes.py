@@ -34,26 +34,23 @@ from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 from ..messages import Batch, Outcome, Status, WorkItem
 from ..pickling import find_unpicklable
 from ..runlog import FLOW_LOGGER
-from ..shm import ResultRef, unlink
-from ..shm_pool import SegmentPool, owned_segments, sweep_dead_owners
+from ..shm import ResultRef
+from ..shm_pool import sweep_dead_owners
 from ..states import LazyResult, RemoteError, RemoteTraceback
 from ..worker import run_batch, start_worker
 from .arguments import pickle_arguments
 from .base import Call, Sink
 from .batching import batch_size, group_calls
-from .crashes import CrashLedger, WorkerBoards, WorkerWatch, alive, sweep_dead_boards
+from .crashes import CrashLedger, WorkerBoards, WorkerWatch, sweep_dead_boards
+from .segments import SEGMENT_POOL, SegmentLedger
 
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
-# The reusable pool's companions, for the life of this process: freed segments to
-# reuse, and the once-per-process sweep of what dead parents left behind.
-SEGMENT_POOL = SegmentPool()
+# For the life of this process: the once-per-process sweep of what dead parents left
+# behind, and each function's key to its pickle in the runner's directory.
 _swept = False
-# function -> the key of its pickle in the runner's directory, written once per process
 _FUNCTION_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# function key -> the segment size of its last large result: lend one that size next time
-_RESULT_SIZES: dict[str, int] = {}
 
 
 _pool: tuple[tuple, ProcessPoolExecutor] | None = None
@@ -132,7 +129,7 @@ class ProcessPoolTaskRunner:
         self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple, Any]] = {}
         self._batch_ids = itertools.count()
         self._seconds_per_run: float | None = None
-        self._known_segments: set[str] = set()
+        self._segments = SegmentLedger(self._owner, self.keep_segments_between_runs)
         self._runs_per_worker: dict[int, int] = {}
         self._recycle = False
         self._crashes = CrashLedger(self._boards, self._watch)
@@ -158,9 +155,7 @@ class ProcessPoolTaskRunner:
         if self._executor is None:
             return
         self._watch.stop()
-        if not self.keep_segments_between_runs:
-            SEGMENT_POOL.clear()
-        self._sweep_orphans()
+        self._segments.close()
 
     @staticmethod
     def release_segments() -> None:
@@ -205,8 +200,7 @@ class ProcessPoolTaskRunner:
             self._sink(failures)
         if not items:
             return
-        lent = tuple(filter(None, (SEGMENT_POOL.lend(_RESULT_SIZES[item.fn_key])
-                                   for item in items if item.fn_key in _RESULT_SIZES)))
+        lent = self._segments.lend(items)
         batch = Batch(self._owner, self._boards.dir, self.shm_threshold_bytes, tuple(items), tuple(arguments), lent)
         batch_id = next(self._batch_ids)
         message = pickle.dumps(batch, protocol=5)
@@ -259,10 +253,7 @@ class ProcessPoolTaskRunner:
             outcomes = [self._received(outcome, item) for outcome, item in zip(received, items, strict=True)]
         else:
             outcomes = self._crashes.outcomes(items, error, executor)
-        used = {o.value.segment.name for o in outcomes if isinstance(o.value, ResultRef) and o.value.segment}
-        for segment in lent:
-            if segment.name not in used:
-                SEGMENT_POOL.give_back(segment)
+        self._segments.return_unused(lent, outcomes)
         self._sink(outcomes)
 
     def _received(self, outcome: Outcome, item: WorkItem) -> Outcome:
@@ -274,9 +265,7 @@ class ProcessPoolTaskRunner:
         self._seconds_per_run = elapsed if self._seconds_per_run is None \
             else 0.8 * self._seconds_per_run + 0.2 * elapsed
         ref = outcome.value
-        if isinstance(ref, ResultRef) and ref.segment is not None:
-            self._known_segments.add(ref.segment.name)
-            _RESULT_SIZES[item.fn_key] = ref.segment.size
+        self._segments.received(ref, item.fn_key)
         if isinstance(ref, ResultRef) and ref.fell_back and not self._fallback_warned:
             self._fallback_warned = True
             FLOW_LOGGER.warning(
@@ -309,13 +298,7 @@ class ProcessPoolTaskRunner:
             self._executor.shutdown(wait=False, kill_workers=True)
 
     def release(self, result: LazyResult) -> None:
-        if not isinstance(result, ResultRef) or result.segment is None:
-            return
-        self._known_segments.discard(result.segment.name)
-        if result.loaded:  # the parent maps it: a reused segment would change the user's value
-            unlink(result.segment.name)
-        else:
-            SEGMENT_POOL.give_back(result.segment)
+        self._segments.release(result)
 
     def _restart_pool(self) -> None:
         """`max_tasks_per_worker`: new workers for all (loky cannot retire just one)."""
@@ -324,13 +307,6 @@ class ProcessPoolTaskRunner:
         self._runs_per_worker.clear()
         self._recycle = False
         self._executor = self._get_executor(fresh=True)
-
-    def _sweep_orphans(self) -> None:
-        """Segments written by workers that died before reporting them."""
-        for name in owned_segments(self._owner):
-            worker = name.split("-")[2]
-            if name not in self._known_segments and not SEGMENT_POOL.holds(name) and not alive(int(worker, 36)):
-                unlink(name)
 
 
 def _decode_error(blob: Any, traceback_text: str) -> BaseException:
