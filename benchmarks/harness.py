@@ -375,6 +375,8 @@ def main() -> int:
         table.add_row(row["workload"], row["engine"], f"{row['median_s'] * 1000:.1f} ms",
                       f"{row['ratio_to_loky']:.3f}", mark)
     console.print(table)
+    for line in large_result_checks(rows):
+        console.print(line, soft_wrap=True)
     for name, values in extra.items():
         console.print(f"[bold]{name}[/]: " + ", ".join(f"{k} = {v:.3f}" for k, v in values.items()))
     if options.json:
@@ -382,6 +384,24 @@ def main() -> int:
             for row in rows:
                 out.write(json.dumps(row) + "\n")
     return 0
+
+
+def large_result_checks(rows: list[dict]) -> list[str]:
+    """Issue 3's other two targets, where a workload has them: within 2× the floor, faster than Dask."""
+    by_workload: dict[str, dict[str, float]] = {}
+    for row in rows:
+        by_workload.setdefault(row["workload"], {})[row["engine"]] = row["median_s"]
+    lines = []
+    for workload, medians in by_workload.items():
+        floor, dask = medians.get("floor (one process)"), medians.get("dask distributed")
+        if floor is None or "procflow" not in medians:
+            continue
+        ours = medians["procflow"]
+        line = f"{workload}: procflow ÷ floor = {ours / floor:.2f} ({'✓' if ours <= 2 * floor else '✗'} ≤ 2)"
+        if dask is not None:
+            line += f", procflow ÷ dask distributed = {ours / dask:.2f} ({'✓' if ours < dask else '✗'} < 1)"
+        lines.append(line)
+    return lines
 
 
 if __name__ == "__main__":
