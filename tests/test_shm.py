@@ -70,15 +70,16 @@ def test_arrays_bytes_and_nested_structures_round_trip_exactly():
         assert isinstance(value["buffer"], bytearray) and value["buffer"] == bytearray(b"y" * (3 * MiB))
 
 
-def test_large_results_travel_by_segment_and_arrive_read_only_without_copy():
-    @process_flow
-    def body():
-        array = make_array.submit(4 * MiB)
-        seen = inspect_array.submit(array)
-        seen.wait()
-        return array, seen, array.state.data
+def produce_and_inspect(size):
+    """A flow body: an array, a consumer's view of it, and how the array's result is stored."""
+    array = make_array.submit(size)
+    seen = inspect_array.submit(array)
+    seen.wait()
+    return array, seen, array.state.data
 
-    array, seen, stored = body()
+
+def test_large_results_travel_by_segment_and_arrive_read_only_without_copy():
+    array, seen, stored = process_flow(produce_and_inspect)(4 * MiB)
     assert isinstance(stored, ResultRef) and stored.segment is not None
     assert stored.segment.name.startswith(f"{PREFIX}{os.getpid()}-") and len(stored.segment.name) <= 30
     assert len(stored.data) < 1024, "only a small pickle travelled through the pipe"
@@ -187,14 +188,8 @@ def pretend_dev_shm_is_full():
 
 
 def test_a_full_dev_shm_as_psutil_sees_it_sends_results_through_the_pipe(log_lines):
-    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2, initializer=pretend_dev_shm_is_full))
-    def body():
-        array = make_array.submit(2 * MiB)
-        seen = inspect_array.submit(array)
-        seen.wait()
-        return array, seen, array.state.data
-
-    array, seen, stored = body()
+    full = ProcessPoolTaskRunner(max_workers=2, initializer=pretend_dev_shm_is_full)
+    array, seen, stored = flow(task_runner=full)(produce_and_inspect)(2 * MiB)
     assert np.array_equal(array, np.arange(2 * MiB, dtype="float64"))
     assert seen["sum"] == float(np.arange(2 * MiB).sum())
     assert stored.segment is None and stored.fell_back
