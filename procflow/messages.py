@@ -40,7 +40,8 @@ class Batch(NamedTuple):
     threshold: int
     items: tuple[WorkItem, ...]
     arguments: tuple[bytes, ...]  # one pickled (args, kwargs) per item
-    lent: tuple[Segment, ...] = ()
+    lent: tuple[Segment, ...] = ()  # pooled segments to write results into
+    expected: tuple[int, ...] = ()  # sizes of large results expected, with nothing to lend
 
 
 class Outcome(NamedTuple):

@@ -28,7 +28,7 @@ import os
 import pickle
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import cloudpickle
 import psutil
@@ -168,19 +168,54 @@ class SegmentWriter:
             return ResultRef(dumps_out_of_band(value, threshold, None), fell_back=True)
         return ResultRef(data, segment, tuple(spans))
 
+    def prepare(self, sizes: Iterable[int]) -> list[Segment]:
+        """New segments for the large results a batch is expected to make (the parent saw
+        these functions make them before), their pages allocated by a thread while the
+        tasks compute: allocating fresh tmpfs pages is most of the cost of filling a new
+        segment (~60 of ~95 ms for 256 MB here)."""
+        prepared = []
+        for size in sizes:
+            segment = self._new_segment(size)
+            if segment is None:
+                continue
+            try:
+                fd = _posixshmem.shm_open("/" + segment.name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+            except OSError:
+                continue
+            os.ftruncate(fd, segment.size)
+            threading.Thread(target=_allocate_pages, args=(fd, segment.size), daemon=True,
+                             name="procflow-prepare-segment").start()
+            prepared.append(segment)
+        return prepared
+
     def _choose(self, nbytes: int, lent: list[Segment]) -> Segment | None:
         fitting = [segment for segment in lent if nbytes <= segment.size <= 2 * nbytes + (1 << 20)]
         if fitting:
             segment = min(fitting, key=lambda s: s.size)
             lent.remove(segment)
             return segment
-        size = size_class(nbytes)
-        if _warm is not None:
-            _warm.sweep()  # unlinked segments this worker still maps take room in /dev/shm
+        return self._new_segment(size_class(nbytes))
+
+    def _new_segment(self, size: int) -> Segment | None:
+        """A name for a new segment of `size` bytes, or None when /dev/shm lacks the room."""
         if shm_free_bytes() - size < self.reserve:
-            return None
+            if _warm is None or not len(_warm):
+                return None
+            _warm.sweep()  # unlinked segments this worker still maps hold room until let go
+            if shm_free_bytes() - size < self.reserve:
+                return None
         name = f"{PREFIX}{self.owner_pid}-{self._worker}-{_base36(next(self._counter))}"
         return Segment(name, size)
+
+
+def _allocate_pages(fd: int, size: int) -> None:
+    """Allocate a new segment's pages (a writer waits on the file's lock until done)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError:
+        pass  # no room after all: the write meets ENOSPC and the result takes the pipe
+    finally:
+        os.close(fd)
 
 
 def _write(segment: Segment, raws: list[memoryview], spans: list[tuple[int, int]]) -> bool:

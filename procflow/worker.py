@@ -25,7 +25,7 @@ import cloudpickle
 from .messages import Batch, Outcome, Status, WorkItem
 from .pickling import find_unpicklable
 from .runlog import Emit, RunLogger, capture_prints, current_logger
-from .shm import ResultRef, SegmentWriter, WarmMappings, keep_mappings_warm, load_value
+from .shm import ResultRef, SegmentWriter, WarmMappings, keep_mappings_warm, load_value, unlink
 from .states import RemoteError
 
 # -- any runner ----------------------------------------------------------------------
@@ -81,7 +81,8 @@ def _run_batch(batch: Batch) -> list[Outcome]:
     if _writer is None or _writer.owner_pid != batch.owner_pid:
         _writer = SegmentWriter(batch.owner_pid)
     board = _scoreboard(batch.board_dir)
-    lent = list(batch.lent)
+    prepared = _writer.prepare(batch.expected)
+    lent = list(batch.lent) + prepared
     outcomes = []
     try:
         for item, arguments in zip(batch.items, batch.arguments, strict=True):
@@ -98,6 +99,9 @@ def _run_batch(batch: Batch) -> list[Outcome]:
     finally:
         _batch_results.clear()
         struct.pack_into(BOARD_FORMAT, board, 0, 0, 0.0)
+        for segment in prepared:
+            if segment in lent:  # not written into: only this worker knows its name
+                unlink(segment.name)
     return outcomes
 
 

@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from procflow import flow, task, wait
-from procflow.shm import PREFIX, SHM_DIR, ResultRef, Segment, SharedResultGone, WarmMappings, shm_free_bytes, unlink
+from procflow.shm import (PREFIX, SHM_DIR, ResultRef, Segment, SegmentWriter, SharedResultGone, WarmMappings,
+                          shm_free_bytes, unlink)
 from procflow.shm_pool import owned_segments
 from procflow.task_runners import ProcessPoolTaskRunner
 
@@ -362,3 +363,40 @@ def run_script(script, flow_code: str) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done
+
+
+def test_a_segment_prepared_for_an_expected_result_is_written_into():
+    """The worker allocates a new segment's pages while the task computes, then writes into it."""
+    writer = SegmentWriter(os.getpid())
+    [prepared] = writer.prepare([8 * MiB])
+    try:
+        for thread in threading.enumerate():
+            if thread.name == "procflow-prepare-segment":
+                thread.join()
+        stat = os.stat(os.path.join(SHM_DIR, prepared.name))
+        assert stat.st_size == prepared.size and stat.st_blocks * 512 >= 8 * MiB, "pages allocated"
+        lent = [prepared]
+        ref = writer.store(np.arange(MiB, dtype=np.float64), MiB, lent)
+        assert ref.segment == prepared and not lent
+        assert np.array_equal(ref.load(), np.arange(MiB, dtype=np.float64))
+    finally:
+        unlink(prepared.name)
+
+
+@task
+def big_or_small(big):
+    if big == "fail":
+        raise ValueError("no array this time")
+    return np.ones(2 * MiB) if big else 1
+
+
+def test_segments_prepared_for_results_that_never_come_are_unlinked():
+    """Once a task has made a large result, its next runs get segments prepared in advance."""
+    @process_flow
+    def body(kind):
+        return big_or_small.submit(kind).result(raise_on_failure=False)
+
+    assert float(body(True).sum()) == 2.0 * MiB  # the runner learns the size
+    assert body(False) == 1
+    assert isinstance(body("fail"), ValueError)
+    assert not owned_segments(os.getpid()), "the unused prepared segments were unlinked"

@@ -200,8 +200,9 @@ class ProcessPoolTaskRunner:
             self._sink(failures)
         if not items:
             return
-        lent = self._segments.lend(items)
-        batch = Batch(self._owner, self._boards.dir, self.shm_threshold_bytes, tuple(items), tuple(arguments), lent)
+        lent, expected = self._segments.lend(items)
+        batch = Batch(self._owner, self._boards.dir, self.shm_threshold_bytes, tuple(items), tuple(arguments), lent,
+                      expected)
         batch_id = next(self._batch_ids)
         message = pickle.dumps(batch, protocol=5)
         assert self._executor is not None, "runner used before start()"

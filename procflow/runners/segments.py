@@ -28,10 +28,22 @@ class SegmentLedger:
         self._keep_between_runs = keep_between_runs
         self._known: set[str] = set()
 
-    def lend(self, items: Iterable[WorkItem]) -> tuple[Segment, ...]:
-        """Pooled segments for a batch's runs whose function made a large result before."""
-        sizes = (_RESULT_SIZES.get(item.fn_key) for item in items)
-        return tuple(filter(None, (SEGMENT_POOL.lend(size) for size in sizes if size)))
+    def lend(self, items: Iterable[WorkItem]) -> tuple[tuple[Segment, ...], tuple[int, ...]]:
+        """For a batch's runs whose function made a large result before: pooled segments,
+        and the sizes the pool has none of (the worker prepares fresh ones meanwhile).
+
+        Fused followers get none: one behind a run whose result went to shared memory is
+        handed back unrun, so a fused chain would otherwise hold a segment per link.
+        """
+        lent, expected = [], []
+        sizes = (_RESULT_SIZES.get(item.fn_key) for item in items if not item.after)
+        for size in filter(None, sizes):
+            segment = SEGMENT_POOL.lend(size)
+            if segment is not None:
+                lent.append(segment)
+            else:
+                expected.append(size)
+        return tuple(lent), tuple(expected)
 
     def received(self, result: Any, fn_key: str) -> None:
         if isinstance(result, ResultRef) and result.segment is not None:
