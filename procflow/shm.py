@@ -182,7 +182,12 @@ class SegmentWriter:
                 fd = _posixshmem.shm_open("/" + segment.name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
             except OSError:
                 continue
-            os.ftruncate(fd, segment.size)
+            try:
+                os.ftruncate(fd, segment.size)
+            except OSError:
+                os.close(fd)
+                unlink(segment.name)
+                continue
             threading.Thread(target=_allocate_pages, args=(fd, segment.size), daemon=True,
                              name="procflow-prepare-segment").start()
             prepared.append(segment)
