@@ -466,3 +466,23 @@ def test_the_unpicklable_part_is_named_even_beside_futures_and_its_chain_is_not_
     assert "args[1]['conn']" in message and "_thread.lock" in message, message
     assert follower.state.name == "NotReady"
     assert follower.state.message == f"Upstream task run '{bad.name}' did not reach a 'COMPLETED' state."
+
+
+@task
+def big_unless_dying(die):
+    if die:
+        os._exit(3)
+    return np.ones(1 << 21)
+
+
+def test_a_worker_dying_with_a_prepared_segment_leaves_nothing_in_dev_shm():
+    """After one large result, the next run's worker prepares a segment, then dies before using it."""
+    def body(die):
+        return big_unless_dying.submit(die).result(raise_on_failure=False)
+
+    run = on_processes(body)
+    assert float(run(False).sum()) == float(1 << 21)
+    crashed = run(True)
+    assert "exited with code 3" in str(crashed)
+    assert not owned_segments(os.getpid()), "the dead worker's prepared segment was swept"
+    assert float(run(False).sum()) == float(1 << 21)
