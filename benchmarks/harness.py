@@ -22,7 +22,7 @@ import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import psutil
 from loky import get_reusable_executor
@@ -100,13 +100,7 @@ def fanout(peers: Peers, n: int) -> dict[str, Callable[[], object]]:
 
     engines = {"procflow": flow_call(w.fanout_flow, peers.procflow_runner, n), BASELINE: on_executor(peers.loky),
                "concurrent.futures": on_executor(peers.stdlib), "dask processes": dask_processes}
-    if peers.dask_client is not None:
-        engines["dask distributed"] = dask_distributed
-    if peers.dask_runner is not None:
-        engines["procflow on dask"] = flow_call(w.fanout_flow, peers.dask_runner, n)
-    if peers.ray is not None:
-        engines["ray"] = peers.ray.fanout(n)
-    return engines
+    return with_installed_peers(peers, engines, dask_distributed, (w.fanout_flow, n), lambda ray: ray.fanout(n))
 
 
 def mapped(peers: Peers, n: int) -> dict[str, Callable[[], object]]:
@@ -115,12 +109,10 @@ def mapped(peers: Peers, n: int) -> dict[str, Callable[[], object]]:
 
     engines = {"procflow": flow_call(w.map_flow, peers.procflow_runner, n), BASELINE: on_executor(peers.loky),
                "concurrent.futures": on_executor(peers.stdlib)}
-    if peers.dask_client is not None:
-        client = peers.dask_client
-        engines["dask distributed"] = lambda: client.gather(client.map(w.noop, range(n), pure=False))
-    if peers.ray is not None:
-        engines["ray"] = peers.ray.mapped(n)
-    return engines
+    def dask_distributed():
+        return peers.dask_client.gather(peers.dask_client.map(w.noop, range(n), pure=False))
+
+    return with_installed_peers(peers, engines, dask_distributed, None, lambda ray: ray.mapped(n))
 
 
 def chain(peers: Peers, n: int) -> dict[str, Callable[[], object]]:
@@ -140,13 +132,7 @@ def chain(peers: Peers, n: int) -> dict[str, Callable[[], object]]:
 
     engines = {"procflow": flow_call(w.chain_flow, peers.procflow_runner, n), BASELINE: on_executor(peers.loky),
                "concurrent.futures": on_executor(peers.stdlib)}
-    if peers.dask_client is not None:
-        engines["dask distributed"] = dask_distributed
-    if peers.dask_runner is not None:
-        engines["procflow on dask"] = flow_call(w.chain_flow, peers.dask_runner, n)
-    if peers.ray is not None:
-        engines["ray"] = peers.ray.chain(n)
-    return engines
+    return with_installed_peers(peers, engines, dask_distributed, (w.chain_flow, n), lambda ray: ray.chain(n))
 
 
 def big_array(peers: Peers, megabytes: int, keep_segments: bool = False) -> dict[str, Callable[[], object]]:
@@ -170,13 +156,8 @@ def big_array(peers: Peers, megabytes: int, keep_segments: bool = False) -> dict
 
     engines = {"procflow": flow_call(w.big_array_flow, runner, n), BASELINE: on_executor(peers.loky),
                "floor (one process)": floor}
-    if peers.dask_client is not None:
-        engines["dask distributed"] = dask_distributed
-    if peers.dask_runner is not None and not keep_segments:
-        engines["procflow on dask"] = flow_call(w.big_array_flow, peers.dask_runner, n)
-    if peers.ray is not None:
-        engines["ray"] = peers.ray.big_array(n)
-    return engines
+    on_dask = None if keep_segments else (w.big_array_flow, n)
+    return with_installed_peers(peers, engines, dask_distributed, on_dask, lambda ray: ray.big_array(n))
 
 
 def big_array_kept(peers: Peers, megabytes: int) -> dict[str, Callable[[], object]]:
@@ -211,10 +192,20 @@ def big_array_steady(peers: Peers, megabytes: int, rounds: int = 5) -> dict[str,
 
     engines = {"procflow": flow_call(w.big_array_rounds_flow, peers.procflow_runner, n, rounds),
                BASELINE: on_executor(peers.loky), "floor (one process)": floor}
+    return with_installed_peers(peers, engines, dask_distributed, None, lambda ray: ray.big_array(n, rounds))
+
+
+def with_installed_peers(peers: Peers, engines: dict[str, Callable[[], object]],
+                         dask_distributed: Callable[[], object], on_dask: tuple | None,
+                         ray: Callable[[Any], Callable[[], object]]) -> dict[str, Callable[[], object]]:
+    """Add the peers that are installed: Dask used directly, the flow on procflow's Dask
+    runner (`on_dask`: the flow function and its arguments), Ray."""
     if peers.dask_client is not None:
         engines["dask distributed"] = dask_distributed
+    if peers.dask_runner is not None and on_dask is not None:
+        engines["procflow on dask"] = flow_call(on_dask[0], peers.dask_runner, *on_dask[1:])
     if peers.ray is not None:
-        engines["ray"] = peers.ray.big_array(n, rounds)
+        engines["ray"] = ray(peers.ray)
     return engines
 
 
