@@ -35,6 +35,8 @@ class SegmentLedger:
         Fused followers get none: one behind a run whose result went to shared memory is
         handed back unrun, so a fused chain would otherwise hold a segment per link.
         """
+        if not _RESULT_SIZES:  # no task has made a large result yet: the common case
+            return (), ()
         lent, expected = [], []
         sizes = (_RESULT_SIZES.get(item.fn_key) for item in items if not item.after)
         for size in filter(None, sizes):
