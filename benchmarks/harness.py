@@ -317,13 +317,14 @@ def main() -> int:
     os.environ.setdefault("PROCFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("distributed").setLevel(logging.ERROR)
     repeats = 3 if options.quick else 7
+    megabytes = 64 if options.quick else 256
     workloads = {
         "fan-out/in 2000": (fanout, 2_000, 0.5),
         ".map() 2000": (mapped, 2_000, 0.35),
         "chain 200": (chain, 200, 1.0),
-        "256 MB to two consumers": (big_array, 64 if options.quick else 256, 0.05),
-        "256 MB x5 in one flow": (big_array_steady, 64 if options.quick else 256, None),
-        "256 MB, segments kept across runs": (big_array_kept, 64 if options.quick else 256, None),
+        f"{megabytes} MB to two consumers": (big_array, megabytes, 0.05),
+        f"{megabytes} MB x5 in one flow": (big_array_steady, megabytes, None),
+        f"{megabytes} MB, segments kept across runs": (big_array_kept, megabytes, None),
     }
     only = {name.strip() for name in options.only.split(",") if name.strip()}
     console = Console()
