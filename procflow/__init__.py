@@ -6,19 +6,8 @@ from .flows import Flow, flow, last_flow_run
 from .futures import FutureList, PrefectFuture, PrefectFutureList, TaskFuture, as_completed, wait
 from .records import FlowRun, TaskRun
 from .runlog import get_run_logger
-from .states import (
-                     Cancelled,
-                     Completed,
-                     Crashed,
-                     Failed,
-                     MappingLengthMismatch,
-                     MappingMissingIterable,
-                     MissingContextError,
-                     Pending,
-                     State,
-                     StateType,
-                     UpstreamTaskError,
-)
+from .states import (Cancelled, Completed, Crashed, Failed, MappingLengthMismatch, MappingMissingIterable,
+                     MissingContextError, Pending, State, StateType, UpstreamTaskError)
 from .tasks import Task, task
 
 __version__ = "0.1.0"

@@ -37,18 +37,7 @@ from .records import FlowRun, TaskRun
 from .runlog import TASK_LOGGER
 from .runners.base import Runner
 from .scheduler import Scheduler
-from .states import (
-    Cancelled,
-    Completed,
-    Crashed,
-    CrashedRun,
-    Failed,
-    LazyResult,
-    NotReady,
-    Pending,
-    State,
-    is_terminal,
-)
+from .states import Cancelled, Completed, Crashed, CrashedRun, Failed, LazyResult, NotReady, Pending, State, is_terminal
 from .timers import Timers
 
 MAX_CRASHES = 3  # a run that crashes its worker this many times in a row is not retried

@@ -83,7 +83,7 @@ def _swap_top_level(args: tuple, kwargs: dict, in_batch: frozenset[int]) -> tupl
         if kind is allow_failure or kind is quote:
             inner = value.value
             if type(inner) is TaskFuture and kind is allow_failure:
-                return _Reduced(inner.reduce_for_worker())
+                return _Reduced(_reference(inner, in_batch))
             if type(inner) in _LEAVES:
                 return inner
         raise LookupError  # a container or other object: futures may sit deeper
