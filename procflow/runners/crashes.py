@@ -103,11 +103,17 @@ class WorkerWatch:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.INTERVAL):
-            for pid in list(self.boards.read()):
+            try:
+                pids = list(self.boards.read())
+            except OSError:  # the directory goes at interpreter exit
+                return
+            for pid in pids:
                 try:
-                    self.last_rss[pid] = psutil.Process(pid).memory_info().rss
+                    rss = psutil.Process(pid).memory_info().rss
                 except psutil.Error:
-                    pass
+                    continue
+                if rss:  # a dying worker (a zombie) reads 0: keep what it had when alive
+                    self.last_rss[pid] = rss
 
     def stop(self) -> None:
         self._stop.set()
