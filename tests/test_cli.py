@@ -74,7 +74,7 @@ def test_run_completes_with_parameters_and_writes_graph_timeline_stats(scripts):
     assert stats["tasks"][0]["task"] == "double" and stats["tasks"][0]["count"] == 12
     done = procflow("run", str(out / "good.py"), "--stats", str(out / "s.csv"), "--graph", str(out / "g.mmd"))
     assert done.returncode == 0
-    rows = list(csv.DictReader(open(out / "s.csv")))
+    rows = list(csv.DictReader((out / "s.csv").read_text().splitlines()))
     assert rows[0]["task"] == "double" and rows[0]["count"] == "3"
     assert (out / "g.mmd").read_text().startswith("flowchart LR")
 

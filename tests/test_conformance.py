@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 import pytest
@@ -241,7 +242,7 @@ def test_retries_rerun_failed_attempts(runner, tmp_path):
     def flaky(path):
         with open(path, "a") as f:
             f.write("x")
-        if len(open(path).read()) < 3:
+        if len(Path(path).read_text()) < 3:
             raise RuntimeError("not yet")
         return "ok"
 

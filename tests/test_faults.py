@@ -287,7 +287,7 @@ def test_interrupt_cancels_pending_stops_workers_and_frees_memory(tmp_path, sign
     parent.send_signal(signum)
     code = parent.wait(timeout=15)
     elapsed = time.monotonic() - interrupted
-    stderr = parent.stderr.read()
+    stderr = parent.communicate()[1]
     assert code == 130, stderr
     assert elapsed < 5, f"took {elapsed:.1f} s to stop"
     assert "Interrupted:" in stderr and "task runs did not finish" in stderr
@@ -302,7 +302,7 @@ def test_parent_killed_workers_exit_and_next_start_sweeps_its_segments(tmp_path)
     parent, workers = start_long_flow(tmp_path)
     assert owned_segments(parent.pid), "the flow holds a shared-memory result"
     parent.kill()
-    parent.wait()
+    parent.communicate()
     deadline = time.monotonic() + 10
     while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers):
         assert time.monotonic() < deadline, "workers outlived their parent"
@@ -419,7 +419,7 @@ def test_ctrl_c_on_the_whole_process_group_cancels_and_exits_130(tmp_path):
     parent, _ = start_long_flow(tmp_path, new_session=True)  # its own process group, as a terminal's job
     os.killpg(parent.pid, signal.SIGINT)
     assert parent.wait(timeout=15) == 130
-    stderr = parent.stderr.read()
+    stderr = parent.communicate()[1]
     assert "Interrupted:" in stderr, stderr
 
 

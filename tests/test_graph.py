@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_graph_has_one_arrow_per_dependency_with_kinds_and_state_colours():
 def test_svg_through_graphviz(tmp_path):
     shaped(return_state=True)
     out = shaped.last_run.graph.to_svg(str(tmp_path / "graph.svg"))
-    text = open(out).read()
+    text = Path(out).read_text()
     assert text.lstrip().startswith("<?xml") and "<svg" in text and ("sink-0" in text or "sink&#45;0" in text)
 
 
@@ -79,7 +80,7 @@ def test_svg_without_graphviz_names_the_package(monkeypatch, tmp_path):
 def test_timeline_page_draws_one_bar_per_run_in_headless_chromium(tmp_path):
     shaped(return_state=True)
     page = shaped.last_run.timeline_html(str(tmp_path / "timeline.html"))
-    html = open(page).read()
+    html = Path(page).read_text()
     assert "http://" not in html and "https://" not in html, "self-contained: no network"
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     assert browser, "chromium is installed by .ci/run"
