@@ -215,6 +215,30 @@ def test_worker_memory_is_reported_when_it_is_killed(tmp_path):
     assert 250 <= rss <= 1000
 
 
+def test_a_dead_workers_last_rss_is_not_overwritten_by_its_zombie():
+    """Between a kill and the reaping, the dead worker reads 0 RSS; the sample it had stays."""
+    from procflow.runners.crashes import WorkerWatch
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    class OneBoard:
+        def read(self):
+            return {zombie.pid: (1, 0.0)}
+
+    watch = WorkerWatch(OneBoard())
+    watch.last_rss[zombie.pid] = 300 * MiB
+    try:
+        time.sleep(3 * WorkerWatch.INTERVAL)  # it samples the zombie several times
+        assert watch.last_rss[zombie.pid] == 300 * MiB
+    finally:
+        watch.stop()
+        zombie.wait()
+
+
 def test_max_tasks_per_worker_recycles_workers_and_results_stay_readable():
     @task
     def produce():
