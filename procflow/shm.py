@@ -290,6 +290,9 @@ def _released(name: str) -> SharedResultGone:
         ".result()) while the flow runs")
 
 
+WARM_BYTES = 2 << 30  # at most this much of segments stays mapped in a worker
+
+
 class WarmMappings:
     """Worker side: segments stay mapped between runs, so a reused one costs no page faults.
 
@@ -300,7 +303,7 @@ class WarmMappings:
     by `sweep()`), so a worker keeps freed memory only until the next sweep.
     """
 
-    def __init__(self, max_entries: int = 8, max_bytes: int = 2 << 30) -> None:
+    def __init__(self, max_entries: int = 8, max_bytes: int = WARM_BYTES) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, tuple[int, mmap.mmap]] = OrderedDict()

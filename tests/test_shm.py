@@ -262,6 +262,28 @@ def test_workers_let_go_of_segments_the_parent_unlinked():
     assert held < 16 * MiB, f"{held / MiB:.0f} MiB of /dev/shm still held after the flow run ended"
 
 
+def test_segments_a_worker_keeps_mapped_do_not_get_it_recycled_as_a_leak():
+    """loky restarts a worker whose RSS grew 300 MB past its first task's, taking it for a
+    leak; mapped segments count in RSS, so 400 MB of them must not trip it."""
+
+    @task
+    def pid_after(seconds, *_):
+        time.sleep(seconds)
+        return os.getpid()
+
+    # a pool of its own (other settings), so that loky measures its reference size here
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1, worker_env={"PROCFLOW_TEST_POOL": "leak-check"}))
+    def body():
+        first = pid_after.submit(0)
+        arrays = [make_array.submit(200 * MiB // 8, wait_for=[first]) for _ in range(2)]
+        sums = [inspect_array.submit(array) for array in arrays]  # the worker maps both: 400 MB
+        later = pid_after.submit(1.2, sums)  # loky checks memory at most once a second, after a task
+        return [first, later] + [pid_after.submit(0, later) for _ in range(2)]  # two: not fused behind it
+
+    pids = body()
+    assert len(set(pids)) == 1, f"the worker was replaced: {pids}"
+
+
 def _segment(tag: str, payload: bytes) -> Segment:
     name = f"{PREFIX}{os.getpid()}-t-{tag}"
     with open(os.path.join(SHM_DIR, name), "wb") as file:

@@ -34,7 +34,7 @@ from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 from ..messages import Batch, Outcome, Status, WorkItem
 from ..pickling import find_unpicklable
 from ..runlog import FLOW_LOGGER
-from ..shm import ResultRef
+from ..shm import WARM_BYTES, ResultRef
 from ..shm_pool import sweep_dead_owners
 from ..states import LazyResult, RemoteError, RemoteTraceback
 from ..worker import run_batch, start_worker
@@ -46,6 +46,11 @@ from .segments import SEGMENT_POOL, SegmentLedger
 
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+# loky replaces a worker whose RSS grew 300 MB past its size after its first call, taking
+# that for a leak. The segments a worker keeps mapped count in its RSS: allow for them too.
+LOKY_LEAK_VAR = "LOKY_MAX_MEMORY_LEAK_SIZE"
+LOKY_LEAK_BYTES = 300 * 10**6 + WARM_BYTES
 
 # For the life of this process: the once-per-process sweep of what dead parents left
 # behind, and each function's key to its pickle in the runner's directory.
@@ -138,6 +143,8 @@ class ProcessPoolTaskRunner:
 
     def _get_executor(self, fresh: bool = False):
         env = self._thread_limits()
+        if LOKY_LEAK_VAR not in os.environ:  # the user's own setting reaches the workers as it is
+            env[LOKY_LEAK_VAR] = str(LOKY_LEAK_BYTES)
         env.update(self.worker_env or {})
         return shared_pool(self.max_workers, env, self.initializer, self.initargs, self.IDLE_WORKER_SECONDS, fresh)
 
