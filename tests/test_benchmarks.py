@@ -31,3 +31,19 @@ def test_large_result_checks_compare_procflow_with_the_floor_and_dask():
         "big: procflow ÷ floor = 3.00 (✗ ≤ 2), procflow ÷ dask distributed = 2.50 (✗ < 1)",
         "kept: procflow ÷ floor = 1.40 (✓ ≤ 2)",
     ]
+
+
+def test_engines_report_their_median_and_the_floor_its_best_time(monkeypatch):
+    harness = load_harness()
+    durations = iter([3, 5, 1, 1, 2, 9])  # repeat by repeat: the engine, then the floor
+    clock = []
+
+    def perf_counter():
+        if not clock:  # a start: the matching end is one duration later
+            clock.append(next(durations))
+            return 0.0
+        return float(clock.pop())
+
+    monkeypatch.setattr(harness.time, "perf_counter", perf_counter)
+    engines = {"procflow": lambda: None, harness.FLOOR: lambda: None}
+    assert harness.interleaved_medians(engines, repeats=3) == {"procflow": 2.0, harness.FLOOR: 1.0}
