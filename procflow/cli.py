@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--stats", default=None, metavar="OUT.(json|csv)")
     bench_parser = commands.add_parser("bench", help="run the benchmarks in benchmarks/")
     bench_parser.add_argument("--quick", action="store_true", help="smaller workloads, fewer repeats")
+    bench_parser.add_argument("--only", default="", metavar="NAMES",
+                              help="comma-separated parts of workload names (e.g. chain,fan-out)")
     return parser
 
 
@@ -182,6 +184,8 @@ def write_outputs(flow_run: FlowRun, options: argparse.Namespace) -> None:
 def bench(options: argparse.Namespace) -> int:
     harness = find_benchmarks()
     command = [sys.executable, str(harness)] + (["--quick"] if options.quick else [])
+    if options.only:
+        command += ["--only", options.only]
     return subprocess.call(command)
 
 

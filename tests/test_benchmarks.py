@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,3 +49,18 @@ def test_engines_report_their_median_and_the_floor_its_best_time(monkeypatch):
     monkeypatch.setattr(harness.time, "perf_counter", perf_counter)
     engines = {"procflow": lambda: None, harness.FLOOR: lambda: None}
     assert harness.interleaved_medians(engines, repeats=3) == {"procflow": 2.0, harness.FLOOR: 1.0}
+
+
+def test_procflow_bench_runs_a_workload_on_procflow_and_its_peers_and_reports_ratios():
+    done = subprocess.run([sys.executable, "-m", "procflow", "bench", "--quick", "--only", "chain"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {row["engine"]: row for row in map(json.loads, (line for line in done.stdout.splitlines()
+                                                            if line.startswith("{")))}
+    assert {"procflow", "raw loky", "concurrent.futures"} <= rows.keys()
+    assert {row["workload"] for row in rows.values()} == {"chain 200"}
+    loky = rows["raw loky"]["median_s"]
+    for row in rows.values():
+        assert row["median_s"] > 0 and abs(row["ratio_to_loky"] - row["median_s"] / loky) < 1e-9
+    assert rows["procflow"]["target"] == 1.0
+    assert "procflow benchmarks" in done.stdout and "× raw loky" in done.stdout
