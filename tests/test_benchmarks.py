@@ -22,12 +22,12 @@ def load_harness():
 def test_large_result_checks_compare_procflow_with_the_floor_and_dask():
     harness = load_harness()
     rows = [
-        {"workload": "big", "engine": "procflow", "median_s": 0.15},
-        {"workload": "big", "engine": "floor (one process)", "median_s": 0.05},
-        {"workload": "big", "engine": "dask distributed", "median_s": 0.06},
-        {"workload": "kept", "engine": "procflow", "median_s": 0.07},
-        {"workload": "kept", "engine": "floor (one process)", "median_s": 0.05},
-        {"workload": "fan-out", "engine": "procflow", "median_s": 0.07},  # no floor: no line
+        {"workload": "big", "engine": "procflow", "seconds": 0.15},
+        {"workload": "big", "engine": "floor (one process)", "seconds": 0.05},
+        {"workload": "big", "engine": "dask distributed", "seconds": 0.06},
+        {"workload": "kept", "engine": "procflow", "seconds": 0.07},
+        {"workload": "kept", "engine": "floor (one process)", "seconds": 0.05},
+        {"workload": "fan-out", "engine": "procflow", "seconds": 0.07},  # no floor: no line
     ]
     assert harness.large_result_checks(rows) == [
         "big: procflow ÷ floor = 3.00 (✗ ≤ 2), procflow ÷ dask distributed = 2.50 (✗ < 1)",
@@ -48,7 +48,7 @@ def test_engines_report_their_median_and_the_floor_its_best_time(monkeypatch):
 
     monkeypatch.setattr(harness.time, "perf_counter", perf_counter)
     engines = {"procflow": lambda: None, harness.FLOOR: lambda: None}
-    assert harness.interleaved_medians(engines, repeats=3) == {"procflow": 2.0, harness.FLOOR: 1.0}
+    assert harness.interleaved_times(engines, repeats=3) == {"procflow": 2.0, harness.FLOOR: 1.0}
 
 
 def test_procflow_bench_runs_a_workload_on_procflow_and_its_peers_and_reports_ratios():
@@ -59,8 +59,8 @@ def test_procflow_bench_runs_a_workload_on_procflow_and_its_peers_and_reports_ra
                                                             if line.startswith("{")))}
     assert {"procflow", "raw loky", "concurrent.futures"} <= rows.keys()
     assert {row["workload"] for row in rows.values()} == {"chain 200"}
-    loky = rows["raw loky"]["median_s"]
+    loky = rows["raw loky"]["seconds"]
     for row in rows.values():
-        assert row["median_s"] > 0 and abs(row["ratio_to_loky"] - row["median_s"] / loky) < 1e-9
+        assert row["seconds"] > 0 and abs(row["ratio_to_loky"] - row["seconds"] / loky) < 1e-9
     assert rows["procflow"]["target"] == 1.0
     assert "procflow benchmarks" in done.stdout and "× raw loky" in done.stdout
