@@ -298,7 +298,8 @@ def median_of(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def interleaved_times(engines: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def interleaved_times(engines: dict[str, Callable[[], object]], repeats: int,
+                      clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Each repeat runs every engine once, so drift and background load hit all alike.
 
     The floor is the exception: its best time, not its median. It runs in this process right
@@ -309,9 +310,9 @@ def interleaved_times(engines: dict[str, Callable[[], object]], repeats: int) ->
     for _ in range(repeats):
         for engine, run in engines.items():
             gc.collect()
-            start = time.perf_counter()
+            start = clock()
             run()
-            samples[engine].append(time.perf_counter() - start)
+            samples[engine].append(clock() - start)
     return {engine: (min if engine == FLOOR else statistics.median)(times) for engine, times in samples.items()}
 
 

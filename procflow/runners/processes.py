@@ -142,15 +142,17 @@ class ProcessPoolTaskRunner:
         self._executor = self._get_executor()
 
     def _get_executor(self, fresh: bool = False):
-        env = self._thread_limits()
+        return shared_pool(self.max_workers, self._worker_env(), self.initializer, self.initargs,
+                           self.IDLE_WORKER_SECONDS, fresh)
+
+    def _worker_env(self) -> dict[str, str]:
+        """BLAS thread limits and loky's leak allowance, then whatever `worker_env` says."""
+        threads = str(max(1, (os.cpu_count() or 1) // self.max_workers))
+        env = {name: threads for name in THREAD_LIMIT_VARS}
         if LOKY_LEAK_VAR not in os.environ:  # the user's own setting reaches the workers as it is
             env[LOKY_LEAK_VAR] = str(LOKY_LEAK_BYTES)
         env.update(self.worker_env or {})
-        return shared_pool(self.max_workers, env, self.initializer, self.initargs, self.IDLE_WORKER_SECONDS, fresh)
-
-    def _thread_limits(self) -> dict[str, str]:
-        threads = str(max(1, (os.cpu_count() or 1) // self.max_workers))
-        return {name: threads for name in THREAD_LIMIT_VARS}
+        return env
 
     def warm_up(self) -> None:
         """Start the workers now (the pool otherwise starts them on its first job)."""
