@@ -13,6 +13,7 @@ import csv
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,7 @@ def run(options: argparse.Namespace, flow_args: list[str]) -> int:
     try:
         state = chosen.with_options(task_runner=runner)(return_state=True, **parameters)
     except KeyboardInterrupt:
+        _ignore_interrupts_while_exiting()
         return 130
     except TypeError as error:
         raise UsageError(str(error)) from None
@@ -90,6 +92,14 @@ def run(options: argparse.Namespace, flow_args: list[str]) -> int:
         return 0
     print(f"procflow: flow run {flow_run.name!r} ended {state!r}", file=sys.stderr)
     return 1
+
+
+def _ignore_interrupts_while_exiting() -> None:
+    """The flow run has cancelled its runs, stopped its workers and freed its memory; only
+    the interpreter's exit is left, and it takes milliseconds. A second Ctrl-C landing in
+    it would kill the process by SIGINT instead of letting it exit with 130."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def load_flow(target: str) -> Flow:

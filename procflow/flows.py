@@ -144,16 +144,16 @@ class Flow(Generic[P, R]):
 
     def _cancelled(self, context: FlowContext) -> None:
         """Ctrl-C: cancel what is pending, stop what runs, free memory, say what did not finish."""
-        _exit_on_second_interrupt()
-        context.engine.cancel(context.tracker)
-        flow_run = context.flow_run
-        unfinished = [run for run in flow_run.task_runs if not run.state.is_final() or run.state.is_cancelled()]
-        flow_run.state = Cancelled(f"Flow run was interrupted; {len(unfinished)} task run(s) did not finish.")
-        flow_run.end_time = time.time()
-        FLOW_LOGGER.error(f"Flow run '{flow_run.name}' - Interrupted: {len(unfinished)} of "
-                          f"{len(flow_run.task_runs)} task runs did not finish; workers stopped")
-        context.observer.flow_finished(flow_run)
-        _close(context)
+        with _second_interrupt_exits_at_once():
+            context.engine.cancel(context.tracker)
+            flow_run = context.flow_run
+            unfinished = [run for run in flow_run.task_runs if not run.state.is_final() or run.state.is_cancelled()]
+            flow_run.state = Cancelled(f"Flow run was interrupted; {len(unfinished)} task run(s) did not finish.")
+            flow_run.end_time = time.time()
+            FLOW_LOGGER.error(f"Flow run '{flow_run.name}' - Interrupted: {len(unfinished)} of "
+                              f"{len(flow_run.task_runs)} task runs did not finish; workers stopped")
+            context.observer.flow_finished(flow_run)
+            _close(context)
 
     def _make_runner(self) -> Runner:
         runner = self.task_runner
@@ -255,13 +255,29 @@ def _interrupts_become_keyboard_interrupt(outermost: bool) -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _exit_on_second_interrupt() -> None:
-    if threading.current_thread() is threading.main_thread():
-        def exit_now(signum: int, frame: Any) -> None:
-            os._exit(130)
+@contextlib.contextmanager
+def _second_interrupt_exits_at_once() -> Iterator[None]:
+    """While a Ctrl-C is being handled, another one (or SIGTERM) ends the process with 130.
 
-        signal.signal(signal.SIGINT, exit_now)
-        signal.signal(signal.SIGTERM, exit_now)
+    The previous handlers come back afterwards: in a session that goes on (IPython,
+    Jupyter), a later Ctrl-C interrupts again instead of killing the interpreter.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, _exit_now)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:  # None: installed outside Python, cannot be restored
+                signal.signal(signum, handler)
+
+
+def _exit_now(signum: int, frame: Any) -> None:
+    os._exit(130)
 
 
 def last_flow_run() -> FlowRun | None:

@@ -447,6 +447,67 @@ def test_ctrl_c_on_the_whole_process_group_cancels_and_exits_130(tmp_path):
     assert "Interrupted:" in stderr, stderr
 
 
+def test_ctrl_c_pressed_again_and_again_ends_the_run_with_130(tmp_path):
+    """Further Ctrl-Cs land during the cancellation, during the exit and after it."""
+    from procflow.shm_pool import sweep_dead_owners
+
+    parent, workers = start_long_flow(tmp_path)
+    interrupted = time.monotonic()
+    while parent.poll() is None and time.monotonic() - interrupted < 10:
+        parent.send_signal(signal.SIGINT)
+        time.sleep(0.005)
+    code = parent.wait(timeout=15)
+    elapsed = time.monotonic() - interrupted
+    stderr = parent.communicate()[1]
+    assert code == 130, stderr
+    assert elapsed < 5, f"took {elapsed:.1f} s to stop"
+    deadline = time.monotonic() + 10
+    while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived their parent"
+        time.sleep(0.1)
+    sweep_dead_owners()  # what the next start does, had the second Ctrl-C ended it before it freed them
+
+
+def test_after_an_interrupted_flow_ctrl_c_interrupts_again_instead_of_killing_the_session(tmp_path):
+    """A session that goes on after Ctrl-C (IPython, Jupyter) gets its own handlers back."""
+    started = tmp_path / "started"
+    script = tmp_path / "session.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, threading, time
+        from procflow import flow, task
+
+        @task
+        def nap():
+            open({str(started)!r}, "w").close()
+            time.sleep(60)
+
+        @flow
+        def napping():
+            nap.submit()
+
+        def interrupt_once_started():
+            while not os.path.exists({str(started)!r}):
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt_once_started, daemon=True).start()
+        try:
+            napping()
+        except KeyboardInterrupt:
+            print("flow interrupted")
+        print("handlers back:", signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+              signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(30)
+        except KeyboardInterrupt:
+            print("interrupted again")
+    """))
+    session = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert session.returncode == 0, session.stderr
+    assert session.stdout.split("\n")[:3] == ["flow interrupted", "handlers back: True True", "interrupted again"]
+
+
 def test_a_crash_is_charged_once_when_two_flows_share_the_pool():
     """Flow runs in two threads share the process pool; a crash in one leaves the other whole."""
     import threading
