@@ -71,6 +71,50 @@ def test_arrays_bytes_and_nested_structures_round_trip_exactly():
         assert isinstance(value["buffer"], bytearray) and value["buffer"] == bytearray(b"y" * (3 * MiB))
 
 
+@task
+def make_frame(rows):
+    import pandas as pd
+    import pyarrow as pa
+
+    columns = {"x": np.arange(rows, dtype="float64"), "group": np.arange(rows) % 3}
+    return {"frame": pd.DataFrame(columns), "table": pa.table(columns)}
+
+
+@task
+def use_frame(tables):
+    """A consumer's pandas and Arrow work on the frames, and what it may not do to them."""
+    frame, table = tables["frame"], tables["table"]
+    try:
+        frame["x"].to_numpy()[0] = -1.0
+        write = "allowed"
+    except ValueError as error:
+        write = str(error)
+    return {"group sums": frame.groupby("group")["x"].sum().to_dict(), "new column": float(frame.assign(
+        y=frame["x"] * 2)["y"].sum()), "arrow sum": table.column("x").to_numpy().sum(), "write": write}
+
+
+def test_pandas_frames_and_arrow_tables_travel_by_segment_and_stay_usable():
+    import pandas as pd  # the test extra installs pandas and pyarrow
+
+    rows = 400_000  # 3.2 MB per column: each column is a buffer above the threshold
+
+    def body():
+        tables = make_frame.submit(rows)
+        used = use_frame.submit(tables)
+        used.wait()
+        return tables, used, tables.state.data
+
+    tables, used, stored = process_flow(body)()
+    assert isinstance(stored, ResultRef) and stored.segment is not None and len(stored.data) < 16 * 1024
+    expected = make_frame.fn(rows)
+    pd.testing.assert_frame_equal(tables["frame"], expected["frame"])
+    assert tables["table"].equals(expected["table"])
+    x = np.arange(rows, dtype="float64")
+    assert used["group sums"] == {g: float(x[np.arange(rows) % 3 == g].sum()) for g in range(3)}
+    assert used["new column"] == float((x * 2).sum()) and used["arrow sum"] == x.sum()
+    assert "read-only" in used["write"]
+
+
 def produce_and_inspect(size):
     """A flow body: an array, a consumer's view of it, and how the array's result is stored."""
     array = make_array.submit(size)
