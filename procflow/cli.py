@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="procflow", description="Run Prefect-style flows on local worker processes.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                                                  "as --name value.")
     run_parser.add_argument("target", metavar="SCRIPT.py[:FLOW]")
     run_parser.add_argument("--runner", choices=("process", "thread", "sequential", "dask"), default="process")
-    run_parser.add_argument("--workers", type=int, default=None, help="worker processes or threads")
+    run_parser.add_argument("--workers", type=_at_least_one, default=None, help="worker processes or threads")
     run_parser.add_argument("--address", default=None, help="Dask scheduler address, tcp://HOST:PORT")
     run_parser.add_argument("--graph", default=None, metavar="OUT.(dot|mmd|json|svg)")
     run_parser.add_argument("--timeline", default=None, metavar="OUT.html")

@@ -98,6 +98,7 @@ def test_failed_flow_exits_1(scripts):
     (["run", "two.py"], "defines several flows (alpha, beta): name one"),
     (["run", "two.py:gamma"], "has no flow named 'gamma'"),
     (["run", "good.py", "--stats", "s.txt"], "must end in .json or .csv"),
+    (["run", "good.py", "--workers", "0"], "--workers: must be a whole number of at least 1, got '0'"),
     (["run", "good.py", "--", "--nope", "1"], "unexpected keyword argument 'nope'"),
     (["fly"], "invalid choice"),
 ])

@@ -8,9 +8,12 @@ import subprocess
 import sys
 import textwrap
 
+import psutil
+import pytest
+
 from procflow import flow, task
 from procflow.runners.processes import default_workers
-from procflow.task_runners import ProcessPoolTaskRunner
+from procflow.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 
 @task
@@ -74,6 +77,18 @@ def test_tiny_runs_travel_in_batches_but_keep_their_own_records():
 def test_default_workers_follow_physical_cores_and_the_environment(monkeypatch):
     monkeypatch.setenv("PROCFLOW_MAX_WORKERS", "3")
     assert default_workers() == 3 and ProcessPoolTaskRunner().max_workers == 3
+    monkeypatch.setenv("PROCFLOW_MAX_WORKERS", "three")
+    with pytest.raises(ValueError, match="PROCFLOW_MAX_WORKERS must be a whole number, got 'three'"):
+        ProcessPoolTaskRunner()
+    monkeypatch.delenv("PROCFLOW_MAX_WORKERS")
+    assert ProcessPoolTaskRunner().max_workers == (psutil.cpu_count(logical=False) or os.cpu_count())
+
+
+@pytest.mark.parametrize("runner", [ProcessPoolTaskRunner, ThreadPoolTaskRunner])
+@pytest.mark.parametrize("workers", [0, -2, 1.5])
+def test_a_worker_count_below_one_or_not_whole_is_refused(runner, workers):
+    with pytest.raises(ValueError, match=f"max_workers must be a whole number of at least 1, got {workers}"):
+        runner(max_workers=workers)
 
 
 def test_functions_and_classes_of_a_script_run_by_path_travel_by_value(tmp_path):

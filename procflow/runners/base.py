@@ -15,6 +15,15 @@ from ..states import LazyResult
 Sink = Callable[[list[Outcome]], None]
 
 
+def worker_count(requested: int | None, default: int) -> int:
+    """`max_workers` as given (at least 1), or the runner's default when None."""
+    if requested is None:
+        return default
+    if not isinstance(requested, int) or requested < 1:
+        raise ValueError(f"max_workers must be a whole number of at least 1, got {requested!r}")
+    return requested
+
+
 @dataclass(slots=True)
 class Call:
     run_id: int

@@ -39,7 +39,7 @@ from ..shm_pool import sweep_dead_owners
 from ..states import LazyResult, RemoteError, RemoteTraceback
 from ..worker import run_batch, start_worker
 from .arguments import pickle_arguments
-from .base import Call, Sink
+from .base import Call, Sink, worker_count
 from .batching import batch_size, group_calls
 from .crashes import CrashLedger, WorkerBoards, WorkerWatch, sweep_dead_boards
 from .segments import SEGMENT_POOL, SegmentLedger
@@ -84,6 +84,8 @@ def default_workers() -> int:
     """`PROCFLOW_MAX_WORKERS`, else the number of physical cores."""
     override = os.environ.get("PROCFLOW_MAX_WORKERS")
     if override:
+        if not override.strip().isdigit():
+            raise ValueError(f"PROCFLOW_MAX_WORKERS must be a whole number, got {override!r}")
         return max(1, int(override))
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
@@ -109,7 +111,7 @@ class ProcessPoolTaskRunner:
                  max_tasks_per_worker: int | None = None, worker_env: dict[str, str] | None = None,
                  initializer: Callable[..., Any] | None = None, initargs: tuple = (),
                  keep_segments_between_runs: bool = False) -> None:
-        self.max_workers = max_workers or default_workers()
+        self.max_workers = worker_count(max_workers, default_workers())
         self.shm_threshold_bytes = shm_threshold_bytes
         self.max_tasks_per_worker = max_tasks_per_worker
         self.worker_env = worker_env

@@ -17,7 +17,7 @@ from ..resolve import substitute
 from ..runlog import task_emitter
 from ..states import LazyResult
 from ..worker import RunTimedOut, execute
-from .base import Call, Sink
+from .base import Call, Sink, worker_count
 
 
 def _nowhere(outcomes: list[Outcome]) -> None:
@@ -39,7 +39,7 @@ class ThreadPoolTaskRunner:
     fuses = False
 
     def __init__(self, max_workers: int | None = None) -> None:
-        self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self.max_workers = worker_count(max_workers, min(32, (os.cpu_count() or 1) + 4))
         self._pool: ThreadPoolExecutor | None = None
         self._sink: Sink = _nowhere
         self._threads: dict[int, int] = {}  # run id -> thread id, while it runs
