@@ -2,9 +2,10 @@
 
 The engine collects what happened while it handled a batch of events (new states,
 runs that finished, lines the runs printed) and publishes it in one go: one lock
-round on the flow run's condition, then each finished run's printed lines and its end
-told to the observer in the order the runs finished, then future callbacks, outside
-the lock.
+round on the flow run's condition sets the states and wakes the futures; then each
+finished run's printed lines and its end are told to the observer in the order the
+runs finished; then a second round counts the runs down for their flow runs, so a
+flow run's end is logged after its runs'; then future callbacks, outside the lock.
 """
 
 from __future__ import annotations
@@ -57,11 +58,14 @@ class Publisher:
                 run.state = state
                 if waiter.callbacks and is_terminal(state):
                     due.extend(waiter.callbacks.pop(run.id, ()))
-            for _, tracker in finished:
-                tracker.unfinished -= 1
             if finished:
-                waiter.condition.notify_all()
+                waiter.condition.notify_all()  # futures of these runs are done
         self._tell(finished, lines)
+        if finished:  # only now may a flow run end: its "Finished" line comes after its runs' lines
+            with waiter.condition:
+                for _, tracker in finished:
+                    tracker.unfinished -= 1
+                waiter.condition.notify_all()
         for fn, future in due:
             try:
                 fn(future)

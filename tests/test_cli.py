@@ -79,6 +79,39 @@ def test_run_completes_with_parameters_and_writes_graph_timeline_stats(scripts):
     assert (out / "g.mmd").read_text().startswith("flowchart LR")
 
 
+def test_a_flow_runs_finished_line_comes_after_every_line_of_its_task_runs(tmp_path):
+    """Task runs end in the engine's thread and the flow in the user's: the log keeps their order."""
+    script = tmp_path / "mapped.py"
+    script.write_text(textwrap.dedent("""
+        from procflow import flow, task
+
+        @task
+        def maybe(x):
+            if x == 7:
+                raise ValueError("seven")
+            return x
+
+        @flow
+        def mapped():
+            return maybe.map(range(15))
+
+        for _ in range(6):
+            mapped(return_state=True)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
+    lines = done.stderr.splitlines()
+    ends = [i for i, line in enumerate(lines) if "Finished in state Failed('1/15 states failed.')" in line]
+    assert len(ends) == 6, done.stderr
+    start = 0
+    for end in ends:
+        flow_run = lines[end].split("'")[1]
+        summary = f"Flow run '{flow_run}' - All 15 task runs of map 'maybe' finished"
+        own = [line for line in lines[start:end] if summary in line or "'maybe-7' - Finished" in line]
+        assert len(own) == 2, "\n".join(lines[start:end + 1])
+        assert not any(flow_run in line for line in lines[end + 1:]), "a line of the flow run came after its end"
+        start = end + 1
+
+
 @pytest.mark.parametrize("runner", ["thread", "sequential"])
 def test_run_on_other_runners(scripts, runner):
     done = procflow("run", f"{scripts / 'good.py'}:pipeline", "--runner", runner, "--workers", "2")
