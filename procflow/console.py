@@ -3,9 +3,9 @@
 An observer of the engine (which never imports this). Records go through `logging`
 (`procflow.flow_runs`, `procflow.task_runs`) to stderr: plain one-line records when
 stderr is not a terminal (never wrapped, so logs grep), rich on a terminal.
-`PROCFLOW_LOGGING_LEVEL` sets the level. A `.map()` of more than `MAP_LINES_ABOVE`
-children gets one Created/Submitted line and one summary line; failures always get
-their own line.
+`PROCFLOW_LOGGING_LEVEL` sets the level (else a level the user set on the logger stays).
+A `.map()` of more than `MAP_LINES_ABOVE` children gets one Created/Submitted line and
+one summary line; failures always get their own line.
 """
 
 from __future__ import annotations
@@ -47,7 +47,11 @@ def configure_logging() -> None:
             return
         _configured = True
         root = logging.getLogger("procflow")
-        root.setLevel(os.environ.get("PROCFLOW_LOGGING_LEVEL", "INFO").upper())
+        level = os.environ.get("PROCFLOW_LOGGING_LEVEL")
+        if level:
+            root.setLevel(level.upper())
+        elif root.level == logging.NOTSET:  # a level the user set stays
+            root.setLevel(logging.INFO)
         if root.handlers:
             return
         if stderr_is_terminal():

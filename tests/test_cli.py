@@ -112,6 +112,39 @@ def test_a_flow_runs_finished_line_comes_after_every_line_of_its_task_runs(tmp_p
         start = end + 1
 
 
+@pytest.mark.parametrize("setting, shown", [
+    ({}, {"INFO", "ERROR"}),
+    ({"PROCFLOW_LOGGING_LEVEL": "warning"}, {"ERROR"}),
+    ({"USER_LEVEL": "ERROR"}, {"ERROR"}),  # the script sets the procflow logger's level itself
+    ({"USER_LEVEL": "ERROR", "PROCFLOW_LOGGING_LEVEL": "INFO"}, {"INFO", "ERROR"}),
+])
+def test_the_logging_level_comes_from_the_environment_or_the_users_own_setting(tmp_path, setting, shown):
+    script = tmp_path / "levels.py"
+    script.write_text(textwrap.dedent("""
+        import logging, os
+        from procflow import flow, task
+
+        if os.environ.get("USER_LEVEL"):
+            logging.getLogger("procflow").setLevel(os.environ["USER_LEVEL"])
+
+        @task
+        def boom():
+            raise ValueError("kaput")
+
+        @flow
+        def failing():
+            boom.submit()
+
+        failing(return_state=True)
+    """))
+    env = {name: value for name, value in os.environ.items() if name != "PROCFLOW_LOGGING_LEVEL"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180,
+                          env={**env, **setting})
+    levels = {line.split(" | ")[1].strip() for line in done.stderr.splitlines() if " | " in line}
+    assert levels == shown, done.stderr
+    assert "Task run 'boom-0' - Finished in state Failed" in done.stderr
+
+
 @pytest.mark.parametrize("runner", ["thread", "sequential"])
 def test_run_on_other_runners(scripts, runner):
     done = procflow("run", f"{scripts / 'good.py'}:pipeline", "--runner", runner, "--workers", "2")
