@@ -21,10 +21,12 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import psutil
 from loky import get_reusable_executor
 from rich.console import Console
@@ -197,6 +199,26 @@ def big_array_steady(peers: Peers, megabytes: int, rounds: int = 5) -> dict[str,
     return with_installed_peers(peers, engines, dask_distributed, None, lambda ray: ray.big_array(n, rounds))
 
 
+def flow_array_to_map(peers: Peers, megabytes: int, children: int = 8) -> dict[str, Callable[[], object]]:
+    """An array the flow holds, passed whole to every child of a map (`unmapped`)."""
+    array = np.ones(megabytes * 2**20 // 8)
+
+    def on_executor(executor):
+        def go():
+            return [f.result() for f in [executor.submit(w.array_sum_plus, array, i) for i in range(children)]]
+        return go
+
+    def dask_distributed():
+        client = peers.dask_client
+        shared = client.scatter(array)  # what Dask's docs advise for a large local value
+        return client.gather(client.map(w.array_sum_plus, [shared] * children, range(children), pure=False))
+
+    engines = {"procflow": flow_call(w.flow_array_map_flow, peers.procflow_runner, array, children),
+               BASELINE: on_executor(peers.loky), "concurrent.futures": on_executor(peers.stdlib)}
+    return with_installed_peers(peers, engines, dask_distributed, (w.flow_array_map_flow, array, children),
+                                lambda ray: ray.flow_array_map(array, children))
+
+
 def with_installed_peers(peers: Peers, engines: dict[str, Callable[[], object]],
                          dask_distributed: Callable[[], object], on_dask: tuple | None,
                          ray: Callable[[Any], Callable[[], object]]) -> dict[str, Callable[[], object]]:
@@ -324,6 +346,7 @@ def main() -> int:
     options = parser.parse_args()
     os.environ.setdefault("PROCFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("distributed").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Sending large graph")  # procflow on dask: the flow's array
     repeats = 3 if options.quick else 7
     megabytes = 64 if options.quick else 256
     workloads = {
@@ -333,6 +356,7 @@ def main() -> int:
         f"{megabytes} MB to two consumers": (big_array, megabytes, 0.05),
         f"{megabytes} MB x5 in one flow": (big_array_steady, megabytes, None),
         f"{megabytes} MB, segments kept across runs": (big_array_kept, megabytes, None),
+        f"{megabytes} MB from the flow to a map of 8": (flow_array_to_map, megabytes, None),
     }
     only = {name.strip() for name in options.only.split(",") if name.strip()}
     console = Console()

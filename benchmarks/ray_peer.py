@@ -20,8 +20,8 @@ class RayPeer:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": path}})
         self.ray = ray
-        self.noop, self.inc, self.total, self.make_array, self.array_sum = (
-            ray.remote(fn) for fn in (w.noop, w.inc, w.total, w.make_array, w.array_sum))
+        self.noop, self.inc, self.total, self.make_array, self.array_sum, self.array_sum_plus = (
+            ray.remote(fn) for fn in (w.noop, w.inc, w.total, w.make_array, w.array_sum, w.array_sum_plus))
 
     def fanout(self, n: int) -> Callable[[], Any]:
         get = self.ray.get
@@ -45,6 +45,12 @@ class RayPeer:
                 total = sum(self.ray.get([self.array_sum.remote(array) for _ in range(2)]))
                 del array
             return total
+        return go
+
+    def flow_array_map(self, array: Any, children: int) -> Callable[[], Any]:
+        def go():
+            shared = self.ray.put(array)  # once in Ray's object store, as a Ray user would
+            return self.ray.get([self.array_sum_plus.remote(shared, i) for i in range(children)])
         return go
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from procflow import task
+from procflow import task, unmapped
 
 
 def noop(x):
@@ -27,8 +27,13 @@ def array_sum(array):
     return float(array.sum())
 
 
+def array_sum_plus(array, i):
+    return float(array.sum()) + i
+
+
 noop_task, inc_task, total_task = task(noop, name="noop"), task(inc, name="inc"), task(total, name="total")
 make_array_task, array_sum_task = task(make_array, name="make_array"), task(array_sum, name="array_sum")
+array_sum_plus_task = task(array_sum_plus, name="array_sum_plus")
 
 
 def fanout_flow(n):
@@ -50,6 +55,11 @@ def chain_flow(n):
 def big_array_flow(n):
     array = make_array_task.submit(n)
     return [array_sum_task.submit(array) for _ in range(2)]
+
+
+def flow_array_map_flow(array, n):
+    """The flow's own array to every child of a map: `unmapped`."""
+    return array_sum_plus_task.map(unmapped(array), range(n))
 
 
 def big_array_rounds_flow(n, rounds):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from typing import Any, NamedTuple
 
-from .shm import Segment
+from .shm import Segment, SharedArguments
 
 
 class Status(str, enum.Enum):
@@ -39,7 +39,7 @@ class Batch(NamedTuple):
     board_dir: str
     threshold: int
     items: tuple[WorkItem, ...]
-    arguments: tuple[bytes, ...]  # one pickled (args, kwargs) per item
+    arguments: tuple[bytes | SharedArguments, ...]  # one pickled (args, kwargs) per item
     lent: tuple[Segment, ...] = ()  # pooled segments to write results into
     expected: tuple[int, ...] = ()  # sizes of large results expected, with nothing to lend
 

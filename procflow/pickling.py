@@ -14,7 +14,7 @@ def identity(value: Any) -> Any:
     return value
 
 
-def dumps_plain(value: Any) -> bytes:
+def dumps_plain(value: Any, out_of_band: OutOfBand | None = None) -> bytes:
     """C pickle, or cloudpickle when the value needs it.
 
     C pickle refers to classes and functions by module name; a worker cannot import
@@ -22,12 +22,33 @@ def dumps_plain(value: Any) -> bytes:
     is redone with cloudpickle, which sends them by value.
     """
     try:
-        data = pickle.dumps(value, protocol=5)
+        data = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
     except (pickle.PicklingError, AttributeError, TypeError):
-        return cloudpickle.dumps(value, protocol=5)
+        return _cloudpickled(value, out_of_band)
     if b"__main__" in data or any(name.encode() in data for name in cloudpickle.list_registry_pickle_by_value()):
-        return cloudpickle.dumps(value, protocol=5)
+        return _cloudpickled(value, out_of_band)
     return data
+
+
+def _cloudpickled(value: Any, out_of_band: OutOfBand | None) -> bytes:
+    if out_of_band is not None:
+        out_of_band.buffers.clear()  # what the first try took out is in this pickle again
+    return cloudpickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+
+
+class OutOfBand:
+    """A pickle 5 `buffer_callback`: buffers of at least `threshold` bytes are taken out of
+    the pickle into `buffers`, to travel another way (shared memory)."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.buffers: list[pickle.PickleBuffer] = []
+
+    def __call__(self, buffer: pickle.PickleBuffer) -> bool:
+        if buffer.raw().nbytes >= self.threshold:
+            self.buffers.append(buffer)
+            return False  # out of band
+        return True
 
 
 def find_unpicklable(value: Any, path: str, dumps: Callable[[Any], bytes] = cloudpickle.dumps) -> str:

@@ -157,16 +157,23 @@ class SegmentWriter:
             data = dumps_out_of_band(value, threshold, keep)
         if not buffers:
             return ResultRef(data)
-        raws = [buffer.raw() for buffer in buffers]
+        written = self.write_buffers([buffer.raw() for buffer in buffers], lent)
+        if written is None:  # no room in /dev/shm: the pipe carries the buffers in band
+            return ResultRef(dumps_out_of_band(value, threshold, None), fell_back=True)
+        return ResultRef(data, *written)
+
+    def write_buffers(self, raws: list[memoryview],
+                      lent: list[Segment]) -> tuple[Segment, tuple[tuple[int, int], ...]] | None:
+        """The buffers one after another in one segment (a lent one when it fits): the
+        segment and each buffer's (offset, size); None when /dev/shm lacks the room."""
         spans, offset = [], 0
         for raw in raws:
             spans.append((offset, raw.nbytes))
             offset += _aligned(raw.nbytes)
         segment = self._choose(offset, lent)
         if segment is None or not _write(segment, raws, spans):
-            # no room in /dev/shm: the pipe carries the buffers in band
-            return ResultRef(dumps_out_of_band(value, threshold, None), fell_back=True)
-        return ResultRef(data, segment, tuple(spans))
+            return None
+        return segment, tuple(spans)
 
     def prepare(self, sizes: Iterable[int]) -> list[Segment]:
         """New segments for the large results a batch is expected to make (the parent saw
@@ -261,6 +268,29 @@ def load_value(data: bytes, segment: Segment | None, spans: tuple[tuple[int, int
         return pickle.loads(data)
     view = _warm.view(segment) if _warm is not None else memoryview(attach(segment))
     return pickle.loads(data, buffers=[view[offset:offset + nbytes] for offset, nbytes in spans])
+
+
+class SharedArguments(NamedTuple):
+    """A run's pickled arguments whose large buffers the parent put in shared memory."""
+
+    data: bytes
+    buffers: tuple[tuple[Segment, int], ...]  # (segment, size) per out-of-band buffer, in order
+
+
+def load_arguments(arguments: bytes | SharedArguments) -> Any:
+    """A run's `(args, kwargs)` in a worker. Buffers from the parent are mapped copy-on-write:
+    the task gets writable arrays, as through the pipe, and what it writes stays its own."""
+    if not isinstance(arguments, SharedArguments):
+        return pickle.loads(arguments)
+    return pickle.loads(arguments.data, buffers=[_private_view(segment)[:size] for segment, size in arguments.buffers])
+
+
+def _private_view(segment: Segment) -> memoryview:
+    fd = _open(segment, os.O_RDONLY)
+    try:
+        return memoryview(mmap.mmap(fd, segment.size, access=mmap.ACCESS_COPY))
+    finally:
+        os.close(fd)
 
 
 def attach(segment: Segment) -> mmap.mmap:

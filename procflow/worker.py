@@ -25,7 +25,8 @@ import cloudpickle
 from .messages import Batch, Outcome, Status, WorkItem
 from .pickling import find_unpicklable
 from .runlog import Emit, RunLogger, capture_prints, current_logger
-from .shm import ResultRef, SegmentWriter, WarmMappings, keep_mappings_warm, load_value, unlink
+from .shm import (ResultRef, SegmentWriter, SharedArguments, WarmMappings, keep_mappings_warm, load_arguments,
+                  load_value, unlink)
 from .states import RemoteError
 
 # -- any runner ----------------------------------------------------------------------
@@ -111,14 +112,14 @@ def batch_value(run_id: int) -> Any:
     return load_value(ref.data, ref.segment, ref.spans)
 
 
-def _run_item(batch: Batch, item: WorkItem, arguments: bytes, lent: list) -> Outcome:
+def _run_item(batch: Batch, item: WorkItem, arguments: bytes | SharedArguments, lent: list) -> Outcome:
     pid = os.getpid()
     logs: list[tuple[int, str]] = []
     emit = lambda level, text: logs.append((level, text))  # noqa: E731
     loaded = time.time()
     try:
         fn = _function(item.fn_key, batch.board_dir)
-        args, kwargs = pickle.loads(arguments)
+        args, kwargs = load_arguments(arguments)
     except BaseException as error:  # noqa: BLE001
         return _failure(item, RuntimeError(
             f"could not load the arguments of task run {item.run_name!r} in worker {pid}: "

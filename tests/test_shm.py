@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -12,7 +13,9 @@ import numpy as np
 import psutil
 import pytest
 
-from procflow import flow, task, wait
+from procflow import flow, task, unmapped, wait
+from procflow.pickling import OutOfBand
+from procflow.runners.segments import ArgumentSegments
 from procflow.shm import (PREFIX, SHM_DIR, ResultRef, Segment, SegmentWriter, SharedResultGone, WarmMappings,
                           shm_free_bytes, unlink)
 from procflow.shm_pool import owned_segments
@@ -203,6 +206,77 @@ def test_a_long_chain_keeps_only_a_few_arrays_in_dev_shm(tmp_path):
     assert array[0] == 39 and array[1] == 1.0
     live = [int(line) for line in counts.read_text().split()]
     assert len(live) == 40 and max(live) <= 5, f"segments alive along the chain: {live}"
+
+
+@task
+def scribble(array, mark):
+    """A task that writes into the array it was given, and says what it saw first."""
+    parent_written = [name for name in os.listdir(SHM_DIR) if name.startswith(f"{PREFIX}{os.getppid()}-")
+                      and name.split("-")[2] == np.base_repr(os.getppid(), 36).lower()]
+    first, writeable = float(array[0]), array.flags.writeable
+    array[0] = mark  # a private copy: neither the flow nor the other tasks see it
+    return {"first": first, "writeable": writeable, "mine": float(array[0]), "rest": float(array[1:].sum()),
+            "parent segments": parent_written}
+
+
+def test_arrays_the_flow_passes_go_by_segment_and_each_task_gets_its_own_writable_copy():
+    original = np.arange(MiB, dtype="float64")  # 8 MB
+    rest = float(original[1:].sum())
+
+    def body(array):
+        mapped = scribble.map(unmapped(array), range(1, 7))
+        first = scribble.submit(array, 100)
+        first.wait()
+        array[0] = 42.0  # changed after that run: the next run sees the change
+        second = scribble.submit(array, 200)
+        return mapped, first, second
+
+    mapped, first, second = process_flow(body)(original.copy())
+    for seen, mark in zip(mapped + [first, second], list(range(1, 7)) + [100, 200], strict=True):
+        assert seen["writeable"] and seen["mine"] == mark and seen["rest"] == rest
+        assert seen["parent segments"], "the array came through a segment the parent wrote, not the pipe"
+    assert [seen["first"] for seen in mapped + [first]] == [0.0] * 7
+    assert second["first"] == 42.0
+
+
+def test_a_maps_shared_argument_is_written_once_and_unlinked_after_its_runs():
+    writer = SegmentWriter(os.getpid())
+    shared_arguments = ArgumentSegments(writer)
+    array, other = np.ones(MiB), np.zeros(MiB)
+
+    def buffers(value):
+        out_of_band = OutOfBand(MiB)
+        pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+        return out_of_band.buffers
+
+    first_child = shared_arguments.share(1, 7, buffers(array))
+    second_child = shared_arguments.share(2, 7, buffers(array))
+    plain_run = shared_arguments.share(3, None, buffers(array))
+    both = shared_arguments.share(4, None, buffers((array, other)))
+    assert first_child == second_child and first_child[0][1] == array.nbytes
+    assert plain_run != first_child and len(both) == 2
+    names = {segment.name for shared in (first_child, plain_run, both) for segment, _ in shared}
+    assert set(owned_segments(os.getpid())) == names
+    shared_arguments.finished([3, 4])
+    assert set(owned_segments(os.getpid())) == {first_child[0][0].name}
+    shared_arguments.finished([1, 2])  # kept for the map's next children
+    assert shared_arguments.share(5, 7, buffers(array)) == first_child
+    shared_arguments.close()
+    assert not owned_segments(os.getpid())
+
+
+def test_no_room_for_an_argument_sends_it_through_the_pipe_with_one_warning(monkeypatch, log_lines):
+    real = psutil.disk_usage
+    monkeypatch.setattr(psutil, "disk_usage",
+                        lambda path: real(path)._replace(free=0) if str(path).startswith(SHM_DIR) else real(path))
+
+    def body(array):
+        return scribble.map(unmapped(array), range(3))
+
+    seen = process_flow(body)(np.arange(MiB, dtype="float64"))
+    assert [s["mine"] for s in seen] == [0.0, 1.0, 2.0] and not any(s["parent segments"] for s in seen)
+    warnings = [line for line in log_lines if "/dev/shm has no room" in line]
+    assert len(warnings) == 1 and "the arguments of task run 'scribble-" in warnings[0]
 
 
 def test_no_room_in_dev_shm_falls_back_to_the_pipe_with_one_warning(log_lines):

@@ -16,25 +16,27 @@ import cloudpickle
 
 from ..annotations import allow_failure, quote
 from ..futures import TaskFuture
-from ..pickling import dumps_plain, identity
+from ..pickling import OutOfBand, dumps_plain, identity
 from ..worker import batch_value
 
 _LEAVES = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 
-def pickle_arguments(args: tuple, kwargs: dict, has_futures: bool, in_batch: frozenset[int] = frozenset()) -> bytes:
+def pickle_arguments(args: tuple, kwargs: dict, has_futures: bool, in_batch: frozenset[int] = frozenset(),
+                     out_of_band: OutOfBand | None = None) -> bytes:
     """`(args, kwargs)` pickled for a worker; futures become result references.
 
     `in_batch`: runs fused ahead in the same message, not finished yet; the worker hands
-    their stored results over itself (`worker.batch_value`).
+    their stored results over itself (`worker.batch_value`). `out_of_band` takes large
+    buffers (arrays the flow passes) out of the pickle.
     """
     if not has_futures:
-        return dumps_plain((args, kwargs))
+        return dumps_plain((args, kwargs), out_of_band)
     swapped = _swap_top_level(args, kwargs, in_batch)
     if swapped is not None:
-        return dumps_plain(swapped)
+        return dumps_plain(swapped, out_of_band)
     out = io.BytesIO()
-    ArgumentPickler(out, in_batch).dump((args, kwargs))
+    ArgumentPickler(out, in_batch, out_of_band).dump((args, kwargs))
     return out.getvalue()
 
 
@@ -46,8 +48,8 @@ def _reference(future: TaskFuture, in_batch: frozenset[int]) -> tuple:
 class ArgumentPickler(cloudpickle.Pickler):
     """cloudpickle, with futures (bare or in `allow_failure`) pickled as their results."""
 
-    def __init__(self, file: io.BytesIO, in_batch: frozenset[int]) -> None:
-        super().__init__(file, protocol=5)
+    def __init__(self, file: io.BytesIO, in_batch: frozenset[int], out_of_band: OutOfBand | None = None) -> None:
+        super().__init__(file, protocol=5, buffer_callback=out_of_band)
         self.in_batch = in_batch
 
     def reducer_override(self, obj: Any) -> Any:

@@ -32,9 +32,9 @@ from loky import ProcessPoolExecutor
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
 from ..messages import Batch, Outcome, Status, WorkItem
-from ..pickling import find_unpicklable
+from ..pickling import OutOfBand, find_unpicklable
 from ..runlog import FLOW_LOGGER
-from ..shm import WARM_BYTES, ResultRef
+from ..shm import WARM_BYTES, ResultRef, SegmentWriter, SharedArguments
 from ..shm_pool import sweep_dead_owners
 from ..states import LazyResult, RemoteError, RemoteTraceback
 from ..worker import run_batch, start_worker
@@ -42,7 +42,7 @@ from .arguments import pickle_arguments
 from .base import Call, Sink, worker_count
 from .batching import batch_size, group_calls
 from .crashes import CrashLedger, WorkerBoards, WorkerWatch, sweep_dead_boards
-from .segments import SEGMENT_POOL, SegmentLedger
+from .segments import SEGMENT_POOL, ArgumentSegments, SegmentLedger
 
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -137,6 +137,7 @@ class ProcessPoolTaskRunner:
         self._batch_ids = itertools.count()
         self._seconds_per_run: float | None = None
         self._segments = SegmentLedger(self._owner, self.keep_segments_between_runs)
+        self._arguments = ArgumentSegments(SegmentWriter(self._owner))
         self._runs_per_worker: dict[int, int] = {}
         self._recycle = False
         self._crashes = CrashLedger(self._boards, self._watch)
@@ -166,6 +167,7 @@ class ProcessPoolTaskRunner:
         if self._executor is None:
             return
         self._watch.stop()
+        self._arguments.close()
         self._segments.close()
 
     @staticmethod
@@ -208,6 +210,7 @@ class ProcessPoolTaskRunner:
             items.append(WorkItem(call.run_id, call.run_name, call.task_name, key, call.timeout, call.log_prints,
                                   call.after))
         if failures:
+            self._arguments.finished(outcome.run_id for outcome in failures)
             self._sink(failures)
         if not items:
             return
@@ -226,9 +229,21 @@ class ProcessPoolTaskRunner:
             self._batches[batch_id] = (batch.items, lent, self._executor)
         future.add_done_callback(functools.partial(self._on_done, batch_id))
 
-    def _pickle_arguments(self, call: Call, in_batch: frozenset[int]) -> bytes:
+    def _pickle_arguments(self, call: Call, in_batch: frozenset[int]) -> bytes | SharedArguments:
+        """The run's arguments for a worker; large buffers the flow passes go to shared memory."""
+        out_of_band = OutOfBand(self.shm_threshold_bytes)
+        data = self._pickled(call, in_batch, out_of_band)
+        if not out_of_band.buffers:
+            return data
+        shared = self._arguments.share(call.run_id, call.map_group, out_of_band.buffers)
+        if shared is not None:
+            return SharedArguments(data, shared)
+        self._warn_no_room(f"the arguments of task run '{call.run_name}'")
+        return self._pickled(call, in_batch, None)
+
+    def _pickled(self, call: Call, in_batch: frozenset[int], out_of_band: OutOfBand | None) -> bytes:
         try:
-            return pickle_arguments(call.args, call.kwargs, call.needs_substitution, in_batch)
+            return pickle_arguments(call.args, call.kwargs, call.needs_substitution, in_batch, out_of_band)
         except Exception as error:
             # Look for the culprit the way the runner pickles, so futures are not blamed.
             def dumps(value: Any) -> bytes:
@@ -265,6 +280,7 @@ class ProcessPoolTaskRunner:
             outcomes = [self._received(outcome, item) for outcome, item in zip(received, items, strict=True)]
         else:
             outcomes = self._crashes.outcomes(items, error, executor)
+        self._arguments.finished(item.run_id for item in items)
         self._segments.return_unused(lent, outcomes)
         self._sink(outcomes)
 
@@ -278,15 +294,19 @@ class ProcessPoolTaskRunner:
             else 0.8 * self._seconds_per_run + 0.2 * elapsed
         ref = outcome.value
         self._segments.received(ref, item.fn_key)
-        if isinstance(ref, ResultRef) and ref.fell_back and not self._fallback_warned:
-            self._fallback_warned = True
-            FLOW_LOGGER.warning(
-                f"/dev/shm has no room for the result of task run '{item.run_name}': large results go through "
-                "the pipe instead, slower. Free /dev/shm or give the container more (--shm-size).")
+        if isinstance(ref, ResultRef) and ref.fell_back:
+            self._warn_no_room(f"the result of task run '{item.run_name}'")
         if outcome.error is None:
             return outcome
         return Outcome(outcome.run_id, outcome.status, None, _decode_error(outcome.error, outcome.error_text),
                        outcome.error_text, outcome.start, outcome.end, worker, outcome.logs, outcome.transfer)
+
+    def _warn_no_room(self, what: str) -> None:
+        if not self._fallback_warned:
+            self._fallback_warned = True
+            FLOW_LOGGER.warning(
+                f"/dev/shm has no room for {what}: large results and arguments go through the pipe "
+                "instead, slower. Free /dev/shm or give the container more (--shm-size).")
 
     # -- interrupts, cancellation, results -------------------------------------------
 

@@ -3,15 +3,19 @@
 Process-wide: the pool of freed segments, and per task function the size of its last
 large result, so that its next run is lent a segment that size. Per flow run: the
 segments of the results received, so that the end of the run can tell them from orphans
-a dead worker wrote and never reported.
+a dead worker wrote and never reported; and the segments the parent wrote for large
+arguments of the runs in flight (`ArgumentSegments`).
 """
 
 from __future__ import annotations
 
+import pickle
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..messages import Outcome, WorkItem
-from ..shm import ResultRef, Segment, unlink
+from ..shm import ResultRef, Segment, SegmentWriter, unlink
 from ..shm_pool import SegmentPool, owned_segments
 from ..states import LazyResult
 from .crashes import alive
@@ -77,3 +81,102 @@ class SegmentLedger:
             worker = name.split("-")[2]
             if name not in self._known and not SEGMENT_POOL.holds(name) and not alive(int(worker, 36)):
                 unlink(name)
+
+
+@dataclass(slots=True)
+class _Written:
+    segment: Segment
+    exporter: Any  # the array (or other buffer owner) written: held so its id stays its own
+    users: set[int] = field(default_factory=set)  # runs in flight that read it
+
+
+class ArgumentSegments:
+    """Large buffers of the arguments the flow passes (arrays), written by the parent.
+
+    Through the pipe, each run would get its own pickled copy: ~1 s per 256 MB here.
+    Instead a buffer is written to a segment once per run, or once per `.map()` for an
+    object its children share (`unmapped(array)`); the workers map it copy-on-write.
+    A segment is unlinked when the last run reading it has returned, and never pooled:
+    a copy-on-write mapping still reads the pages its task has not written.
+    """
+
+    IDLE_MAPPED = 4  # a map's shared buffers kept between waves of its children
+
+    def __init__(self, writer: SegmentWriter) -> None:
+        self._writer = writer
+        self._written: dict[tuple[tuple[str, int], int], _Written] = {}
+        self._reads: dict[int, list[tuple[tuple[str, int], int]]] = {}  # run -> keys of what it reads
+        self._idle: list[tuple[tuple[str, int], int]] = []  # a map's buffers no run reads right now
+        self._lock = threading.Lock()
+
+    def share(self, run_id: int, map_group: int | None,
+              buffers: list[pickle.PickleBuffer]) -> tuple[tuple[Segment, int], ...] | None:
+        """Segments holding `buffers` for the run, as (segment, size); None when /dev/shm lacks room.
+
+        Called by the engine's thread only; `finished` comes from loky's, hence the lock.
+        """
+        scope = ("map", map_group) if map_group is not None else ("run", run_id)
+        shared = []
+        for buffer in buffers:
+            raw = buffer.raw()
+            key = (scope, id(raw.obj))
+            with self._lock:
+                written = self._written.get(key)
+                if written is not None:
+                    self._read_by(run_id, key, written)
+            if written is None:
+                written = self._write(raw)  # the copy, outside the lock
+                if written is None:
+                    self.finished([run_id])
+                    return None
+                with self._lock:
+                    self._written[key] = written
+                    self._read_by(run_id, key, written)
+            shared.append((written.segment, raw.nbytes))
+        return tuple(shared)
+
+    def _read_by(self, run_id: int, key: tuple[tuple[str, int], int], written: _Written) -> None:
+        if not written.users and key in self._idle:
+            self._idle.remove(key)
+        written.users.add(run_id)
+        self._reads.setdefault(run_id, []).append(key)
+
+    def _write(self, raw: memoryview) -> _Written | None:
+        pooled = SEGMENT_POOL.lend(raw.nbytes)
+        lent = [pooled] if pooled is not None else []
+        written = self._writer.write_buffers([raw], lent)
+        if lent:  # not taken: back to the pool
+            SEGMENT_POOL.give_back(lent[0])
+        return None if written is None else _Written(written[0], raw.obj)
+
+    def finished(self, run_ids: Iterable[int]) -> None:
+        """These runs returned (or never went): what no run reads any more is unlinked; a
+        map's few most recent buffers wait for its next children."""
+        gone = []
+        with self._lock:
+            for run_id in run_ids:
+                for key in self._reads.pop(run_id, ()):
+                    written = self._written.get(key)
+                    if written is None:
+                        continue
+                    written.users.discard(run_id)
+                    if written.users:
+                        continue
+                    if key[0][0] == "map":
+                        self._idle.append(key)
+                    else:
+                        gone.append(self._written.pop(key))
+            while len(self._idle) > self.IDLE_MAPPED:
+                gone.append(self._written.pop(self._idle.pop(0)))
+        for written in gone:
+            unlink(written.segment.name)
+
+    def close(self) -> None:
+        """End of the flow run: unlink them all (a task still running keeps its mapping)."""
+        with self._lock:
+            gone = list(self._written.values())
+            self._written.clear()
+            self._reads.clear()
+            self._idle.clear()
+        for written in gone:
+            unlink(written.segment.name)
