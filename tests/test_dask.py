@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 
-from procflow import flow, task
+from procflow import flow, task, unmapped
 from procflow.dask import DaskResult, DaskTaskRunner
 
 
@@ -42,6 +42,27 @@ def test_own_local_cluster_per_flow_run_results_stay_on_workers(log_lines):
     assert runs["make-0"].worker.startswith("tcp://127.0.0.1:")
     assert {address for address, _ in seen} <= {run.worker for run in runs.values()}
     assert "Task run 'make-0' - making 1000000 on the cluster" in log_lines
+
+
+@task
+def address_and_sum(array, i):
+    """Where the array's data lives in this worker, and a sum that uses it."""
+    return array.__array_interface__["data"][0], float(array.sum()) + i
+
+
+def test_an_array_the_flow_passes_to_a_map_is_scattered_once():
+    """One worker thread runs every child: with one scattered copy, they all see the same
+    memory; embedded in each task, each child would unpickle its own."""
+    data = np.arange(1 << 18, dtype=np.float64)  # 2 MB
+
+    @flow(task_runner=DaskTaskRunner(cluster_kwargs={"n_workers": 1, "threads_per_worker": 1}))
+    def body(array):
+        return address_and_sum.map(unmapped(array), range(4)), address_and_sum.submit(array, 10)
+
+    mapped, alone = body(data)
+    assert [total for _, total in mapped] == [float(data.sum()) + i for i in range(4)]
+    assert len({address for address, _ in mapped}) == 1
+    assert alone[1] == float(data.sum()) + 10
 
 
 def test_a_dead_dask_worker_crashes_only_its_run_and_retries_apply(tmp_path):
@@ -77,7 +98,7 @@ def test_a_dead_dask_worker_crashes_only_its_run_and_retries_apply(tmp_path):
 def test_cli_runs_a_flow_on_an_existing_cluster_by_address(dask_cluster, tmp_path):
     script = tmp_path / "on_cluster.py"
     script.write_text(textwrap.dedent("""
-        from procflow import flow, task
+        from procflow import flow, task, unmapped
 
         @task
         def square(x):

@@ -16,7 +16,8 @@ queued on that worker, so Dask's own policy stays in force: it reschedules them 
 gives up on a task after `distributed.scheduler.allowed-failures` deaths (3 by
 default) with `KilledWorker`, which procflow reports as `Crashed` and retries. Timeouts raise `TimeoutError` in
 the task's thread on the worker (a loop inside C code cannot be interrupted there).
-Workers need procflow installed (`pip install 'procflow[dask]'`).
+Arrays the flow passes are scattered to the cluster, once per `.map()` when its children
+share one. Workers need procflow installed (`pip install 'procflow[dask]'`).
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class DaskTaskRunner:
         else:
             self._client = Client(self.address, **self.client_kwargs)
         self._topic = f"procflow-{uuid.uuid4().hex[:12]}"
+        self._scattered: dict[tuple[int, int], tuple[Any, Any]] = {}  # (map, id) -> (value, Dask future)
         self._client.subscribe_topic(self._topic, self._on_event)
 
     def capacity(self) -> int:
@@ -106,6 +108,7 @@ class DaskTaskRunner:
                 args, kwargs = substitute(call.args, slot), substitute(call.kwargs, slot)
             else:
                 args, kwargs = call.args, call.kwargs
+            args, kwargs = self._scatter_large(call, args, kwargs, upstream)
             with self._lock:
                 self._reported.discard(call.run_id)  # a retry: this attempt reports anew
             future = self._client.submit(
@@ -117,6 +120,27 @@ class DaskTaskRunner:
             if early is not None:  # the run finished before we recorded its future
                 self._on_event((None, early))
             future.add_done_callback(lambda f, run_id=call.run_id: self._on_done(run_id, f))
+
+    def _scatter_large(self, call: Call, args: tuple, kwargs: dict, upstream: list[Any]) -> tuple[tuple, dict]:
+        """Arrays the flow passes go to the cluster with `scatter`, as Dask's docs advise, not
+        inside each task's graph: once per run, or once per `.map()` for a value its
+        children share (`unmapped(array)`). Those of a map stay until the flow run ends."""
+        client = self._client
+        assert client is not None
+        group = call.map_group
+
+        def place(value: Any) -> Any:
+            if not _is_large(value):
+                return value
+            kept = self._scattered.get((group, id(value))) if group is not None else None
+            if kept is None:
+                kept = (value, client.scatter(value, hash=False))
+                if group is not None:
+                    self._scattered[(group, id(value))] = kept  # the value is held too: its id stays its own
+            upstream.append(kept[1])
+            return _Slot(len(upstream) - 1)
+
+        return tuple(place(value) for value in args), {name: place(value) for name, value in kwargs.items()}
 
     @staticmethod
     def _upstream(future: TaskFuture, allowed: bool) -> Any:
@@ -178,6 +202,7 @@ class DaskTaskRunner:
             result.future.release()
 
     def shutdown(self) -> None:
+        self._scattered.clear()
         if self._client is not None:
             self._client.unsubscribe_topic(self._topic)
             self._client.close()
@@ -185,6 +210,19 @@ class DaskTaskRunner:
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+
+SCATTER_ABOVE_BYTES = 1 << 20
+
+
+def _is_large(value: Any) -> bool:
+    """An array (anything with `nbytes`: numpy, Arrow, ...) of at least SCATTER_ABOVE_BYTES."""
+    if type(value) in (int, float, str, bool, type(None), _Slot):
+        return False
+    try:
+        return int(getattr(value, "nbytes", 0)) >= SCATTER_ABOVE_BYTES
+    except Exception:  # noqa: BLE001 - an object whose `nbytes` is not a byte count
+        return False
 
 
 class _Slot(NamedTuple):
