@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ from .graph import GROUP_ABOVE
 from .records import FlowRun, TaskRun
 from .runlog import FLOW_LOGGER, TASK_LOGGER
 from .shm_pool import shm_used_bytes
+from .states import RemoteError, RemoteTraceback
 
 MAP_LINES_ABOVE = GROUP_ABOVE
 PLAIN_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(message)s"
@@ -129,6 +131,8 @@ class ConsoleObserver(Observer):
             if group is None or not ok:
                 level = logging.INFO if ok else logging.ERROR
                 if TASK_LOGGER.isEnabledFor(level):
+                    if run.state.is_failed():
+                        _log_failure(run)
                     TASK_LOGGER.log(level, f"Task run '{run.name}' - Finished in state {run.state!r}")
             if group is not None:
                 group.states[run.state.name] += 1
@@ -143,6 +147,27 @@ class ConsoleObserver(Observer):
             self._view.stop()
             self._view = None
             _rich_console().print(end_table(flow_run))
+
+
+def _log_failure(run: TaskRun) -> None:
+    """Prefect's line for a run that failed with an exception: the exception and where it
+    was raised, in the task's own process."""
+    error = run.state.data
+    if not isinstance(error, BaseException):
+        return
+    TASK_LOGGER.error(f"Task run '{run.name}' - Task run failed with exception: {error!r} - Retries are exhausted"
+                      f"\n{traceback_text(error)}".rstrip())
+
+
+def traceback_text(error: BaseException) -> str:
+    """The traceback of the worker (or thread) the error was raised in."""
+    if isinstance(error, RemoteError) and error.traceback_text:
+        return error.traceback_text
+    if isinstance(error.__cause__, RemoteTraceback):
+        return error.__cause__.text
+    if error.__traceback__ is not None:
+        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return ""
 
 
 class _LiveView:

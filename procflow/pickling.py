@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import types
 from dataclasses import fields, is_dataclass
 from typing import Any, Callable
 
@@ -49,6 +50,39 @@ class OutOfBand:
             self.buffers.append(buffer)
             return False  # out of band
         return True
+
+
+DYNAMIC_CODE = "<dynamic-code>"  # the file name cloudpickle >= 3.1.3 gives code it sends by value
+
+
+def dumps_function(fn: Callable[..., Any]) -> bytes:
+    """cloudpickle, with the file the function comes from.
+
+    cloudpickle >= 3.1.3 names the file of code sent by value `<dynamic-code>`, so a
+    task from a script run by path would fail with a traceback that has no source lines.
+    """
+    code = getattr(fn, "__code__", None)
+    return cloudpickle.dumps((fn, code.co_filename if code is not None else None), protocol=5)
+
+
+def loads_function(blob: bytes) -> Callable[..., Any]:
+    """The function, and the script's other functions it calls, named after their file again."""
+    fn, filename = pickle.loads(blob)
+    if filename is None or filename == DYNAMIC_CODE:
+        return fn
+    module = getattr(fn, "__module__", None)
+    helpers = [value for value in getattr(fn, "__globals__", {}).values()
+               if isinstance(value, types.FunctionType) and value.__module__ == module]
+    for function in [fn, *helpers]:
+        if function.__code__.co_filename == DYNAMIC_CODE:
+            function.__code__ = _named(function.__code__, filename)
+    return fn
+
+
+def _named(code: types.CodeType, filename: str) -> types.CodeType:
+    consts = tuple(_named(const, filename) if isinstance(const, types.CodeType) else const
+                   for const in code.co_consts)  # nested functions and comprehensions
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 def find_unpicklable(value: Any, path: str, dumps: Callable[[Any], bytes] = cloudpickle.dumps) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import cloudpickle
 
 from .messages import Batch, Outcome, Status, WorkItem
-from .pickling import find_unpicklable
+from .pickling import find_unpicklable, loads_function
 from .runlog import Emit, RunLogger, capture_prints, current_logger
 from .shm import (ResultRef, SegmentWriter, SharedArguments, WarmMappings, keep_mappings_warm, load_arguments,
                   load_value, unlink)
@@ -170,7 +170,7 @@ def _function(key: str, directory: str) -> Callable[..., Any]:
     fn = _functions.get(key)
     if fn is None:
         with open(os.path.join(directory, f"fn-{key}"), "rb") as file:
-            fn = _functions[key] = pickle.load(file)
+            fn = _functions[key] = loads_function(file.read())
     return fn
 
 

@@ -156,6 +156,10 @@ def test_failed_flow_exits_1(scripts):
     assert done.returncode == 1
     assert "Task run 'boom-0' - Finished in state Failed('Task run encountered an exception ValueError: kaput')" \
         in done.stderr
+    failure = next(line for line in done.stderr.splitlines() if "Task run failed with exception" in line)
+    assert "| ERROR   | Task run 'boom-0' - Task run failed with exception: ValueError('kaput') - Retries are " \
+           "exhausted\\nTraceback (most recent call last):" in failure, "Prefect's line, the traceback on it"
+    assert failure.endswith("raise ValueError(\"kaput\")\\nValueError: kaput")
 
 
 @pytest.mark.parametrize("args, message", [

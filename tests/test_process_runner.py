@@ -123,6 +123,31 @@ def test_functions_and_classes_of_a_script_run_by_path_travel_by_value(tmp_path)
     assert as_main.stdout.strip() == "Point(x=6, y=7)"
 
 
+@pytest.mark.parametrize("runner", ["process", "dask"])
+def test_a_task_from_a_script_fails_with_its_source_lines_in_the_traceback(tmp_path, runner):
+    """Functions of a script travel by value; the traceback still names the script's lines."""
+    script = tmp_path / "failing_script.py"
+    script.write_text(textwrap.dedent("""
+        from procflow import flow, task
+
+        def check(x):
+            raise ValueError(f"x is {x}")  # the line the traceback shows
+
+        @task
+        def validate(x):
+            return check(x)
+
+        @flow
+        def validating():
+            return validate.submit(3)
+    """))
+    done = subprocess.run([sys.executable, "-m", "procflow", "run", str(script), "--runner", runner],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 1, done.stderr
+    assert f'File "{script}", line 5, in check' in done.stderr.replace("\\n", "\n"), done.stderr
+    assert 'raise ValueError(f"x is {x}")  # the line the traceback shows' in done.stderr.replace("\\n", "\n")
+
+
 @task
 def sigint_disposition():
     import signal

@@ -33,6 +33,7 @@ from distributed import Client, LocalCluster, get_worker
 
 from ..futures import TaskFuture
 from ..messages import Outcome, Status
+from ..pickling import dumps_function, loads_function
 from ..resolve import substitute
 from ..states import LazyResult
 from ..worker import RunTimedOut, execute, portable_error
@@ -92,6 +93,7 @@ class DaskTaskRunner:
             self._client = Client(self.address, **self.client_kwargs)
         self._topic = f"procflow-{uuid.uuid4().hex[:12]}"
         self._scattered: dict[tuple[int, int], tuple[Any, Any]] = {}  # (map, id) -> (value, Dask future)
+        self._functions: dict[Any, bytes] = {}  # task function -> its pickle (`dumps_function`)
         self._client.subscribe_topic(self._topic, self._on_event)
 
     def capacity(self) -> int:
@@ -111,8 +113,11 @@ class DaskTaskRunner:
             args, kwargs = self._scatter_large(call, args, kwargs, upstream)
             with self._lock:
                 self._reported.discard(call.run_id)  # a retry: this attempt reports anew
+            function = self._functions.get(call.fn)
+            if function is None:
+                function = self._functions[call.fn] = dumps_function(call.fn)
             future = self._client.submit(
-                run_on_dask, call.fn, self._topic, call.run_id, call.run_name, call.log_prints, call.timeout,
+                run_on_dask, function, self._topic, call.run_id, call.run_name, call.log_prints, call.timeout,
                 args, kwargs, upstream, key=f"{call.run_name}-{uuid.uuid4().hex[:8]}", pure=False)
             with self._lock:
                 self._running[call.run_id] = future
@@ -231,9 +236,10 @@ class _Slot(NamedTuple):
     position: int
 
 
-def run_on_dask(fn: Any, topic: str, run_id: int, run_name: str, log_prints: bool, timeout: float | None,
-                args: tuple, kwargs: dict, upstream: list) -> Any:
+def run_on_dask(function: bytes, topic: str, run_id: int, run_name: str, log_prints: bool,
+                timeout: float | None, args: tuple, kwargs: dict, upstream: list) -> Any:
     """On a Dask worker: run, report the outcome as an event, keep the value here."""
+    fn = loads_function(function)
     if upstream:
         fill = lambda slot, allowed: upstream[slot.position]  # noqa: E731
         args, kwargs = substitute(args, fill, _Slot), substitute(kwargs, fill, _Slot)

@@ -26,13 +26,12 @@ import uuid
 import weakref
 from typing import Any, Callable
 
-import cloudpickle
 import psutil
 from loky import ProcessPoolExecutor
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
 from ..messages import Batch, Outcome, Status, WorkItem
-from ..pickling import OutOfBand, find_unpicklable
+from ..pickling import OutOfBand, dumps_function, find_unpicklable
 from ..runlog import FLOW_LOGGER
 from ..shm import WARM_BYTES, ResultRef, SegmentWriter, SharedArguments
 from ..shm_pool import sweep_dead_owners
@@ -261,7 +260,7 @@ class ProcessPoolTaskRunner:
         key = _FUNCTION_KEYS.get(fn)
         if key is None:
             try:
-                blob = cloudpickle.dumps(fn, protocol=5)
+                blob = dumps_function(fn)
             except Exception as error:
                 raise TypeError(f"task {call.task_name!r}: its function cannot be pickled: {error}") from error
             key = uuid.uuid4().hex
