@@ -14,6 +14,10 @@ Data flow of one large result (process runner):
 Workers keep the segments they touched mapped (`WarmMappings`): a pooled segment that
 comes back is read and written at memory speed instead of page fault by page fault.
 
+The other way, arrays the flow passes to tasks: the parent writes their buffers to
+segments (`runners/segments.ArgumentSegments`), a run's message carries `SharedArguments`,
+and the worker maps them copy-on-write (`load_arguments`).
+
 Segment names are `procflow-<owner pid>-<worker pid, base 36>-<n, base 36>`, at most 30
 characters (macOS's limit). The owner is the parent, whose side (the pool, the sweep of
 dead owners) is in `shm_pool.py`.
