@@ -12,10 +12,12 @@ import argparse
 import csv
 import importlib.util
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,8 @@ import cloudpickle
 
 from .flows import Flow, last_flow_run
 from .records import FlowRun
-from .runners.processes import ProcessPoolTaskRunner
-from .runners.threads import SequentialTaskRunner, ThreadPoolTaskRunner
+from .runners.processes import ProcessPoolTaskRunner, cleanup_at_exit
+from .runners.threads import TASK_THREAD_PREFIX, SequentialTaskRunner, ThreadPoolTaskRunner
 
 
 class UsageError(Exception):
@@ -87,7 +89,7 @@ def run(options: argparse.Namespace, flow_args: list[str]) -> int:
     try:
         state = chosen.with_options(task_runner=runner)(return_state=True, **parameters)
     except KeyboardInterrupt:
-        _ignore_interrupts_while_exiting()
+        _end_after_interrupt()
         return 130
     except TypeError as error:
         raise UsageError(str(error)) from None
@@ -100,10 +102,23 @@ def run(options: argparse.Namespace, flow_args: list[str]) -> int:
     return 1
 
 
-def _ignore_interrupts_while_exiting() -> None:
-    """The flow run has cancelled its runs, stopped its workers and freed its memory; only
-    the interpreter's exit is left, and it takes milliseconds. A second Ctrl-C landing in
-    it would kill the process by SIGINT instead of letting it exit with 130."""
+def _end_after_interrupt() -> None:
+    """The flow run has cancelled its runs, stopped its workers and freed its memory.
+
+    A task thread blocked in C code (a thread runner cannot interrupt it) would hold the
+    interpreter's exit until its call returns: then exit now, after procflow's and
+    logging's cleanup. Otherwise only the interpreter's exit is left, and it takes
+    milliseconds; further Ctrl-Cs are ignored, or one landing in it would kill the
+    process by SIGINT instead of letting it exit with 130.
+    """
+    if any(thread.name.startswith(TASK_THREAD_PREFIX) for thread in threading.enumerate()):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda signum, frame: os._exit(130))  # another Ctrl-C: at once
+        cleanup_at_exit()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 

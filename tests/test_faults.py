@@ -468,6 +468,40 @@ def test_ctrl_c_pressed_again_and_again_ends_the_run_with_130(tmp_path):
     sweep_dead_owners()  # what the next start does, had the second Ctrl-C ended it before it freed them
 
 
+def test_ctrl_c_ends_a_thread_runner_flow_whose_tasks_are_blocked_in_c_code(tmp_path):
+    """Threads cannot be interrupted inside `time.sleep`; the run still ends within 5 s."""
+    started = tmp_path / "started"
+    started.mkdir()
+    script = tmp_path / "sleepers.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, threading, time
+        from procflow import flow, task
+
+        @task
+        def sleeper(i):
+            open(os.path.join({str(started)!r}, str(i)), "w").close()
+            time.sleep(120)
+
+        @flow
+        def sleepers():
+            return sleeper.map(range(3))
+    """))
+    parent = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(script), "--runner", "thread"],
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(os.listdir(started)) < 3:
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.05)
+    interrupted = time.monotonic()
+    parent.send_signal(signal.SIGINT)
+    code = parent.wait(timeout=60)
+    elapsed = time.monotonic() - interrupted
+    stderr = parent.communicate()[1]
+    assert code == 130, stderr
+    assert elapsed < 5, f"took {elapsed:.1f} s to stop"
+    assert "Interrupted: 3 of 3 task runs did not finish" in stderr
+
+
 def test_after_an_interrupted_flow_ctrl_c_interrupts_again_instead_of_killing_the_session(tmp_path):
     """A session that goes on after Ctrl-C (IPython, Jupyter) gets its own handlers back."""
     started = tmp_path / "started"

@@ -354,7 +354,8 @@ def _decode_error(blob: Any, traceback_text: str) -> BaseException:
     return error
 
 
-def _cleanup_at_exit() -> None:
+def cleanup_at_exit() -> None:
+    """The pool's workers and the segments kept for reuse, at the process's exit."""
     try:
         if _pool is not None:
             _pool[1].shutdown(wait=True)
@@ -363,4 +364,4 @@ def _cleanup_at_exit() -> None:
         WorkerBoards(os.getpid()).remove()
 
 
-atexit.register(_cleanup_at_exit)
+atexit.register(cleanup_at_exit)

@@ -20,6 +20,9 @@ from ..worker import RunTimedOut, execute
 from .base import Call, Sink, worker_count
 
 
+TASK_THREAD_PREFIX = "procflow-task"
+
+
 def _nowhere(outcomes: list[Outcome]) -> None:
     raise RuntimeError("runner used before start()")
 
@@ -48,7 +51,8 @@ class ThreadPoolTaskRunner:
 
     def start(self, sink: Sink) -> None:
         self._sink = sink
-        self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="procflow-task")
+        self._abandon = False
+        self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix=TASK_THREAD_PREFIX)
 
     def capacity(self) -> int:
         return self.max_workers - self._in_flight
@@ -93,8 +97,11 @@ class ThreadPoolTaskRunner:
         return None
 
     def cancel_running(self) -> None:
+        """Ctrl-C: interrupt each running task at its next bytecode; one blocked in C code
+        cannot be, so the flow run stops waiting for them (`shutdown`)."""
         with self._lock:
             running = list(self._threads.values())
+            self._abandon = True
         for thread_id in running:
             interrupt_thread(thread_id, KeyboardInterrupt)
 
@@ -103,7 +110,7 @@ class ThreadPoolTaskRunner:
 
     def shutdown(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=not self._abandon, cancel_futures=True)
             self._pool = None
 
 
