@@ -261,6 +261,10 @@ def test_a_maps_shared_argument_is_written_once_and_unlinked_after_its_runs():
     assert set(owned_segments(os.getpid())) == {first_child[0][0].name}
     shared_arguments.finished([1, 2])  # kept for the map's next children
     assert shared_arguments.share(5, 7, buffers(array)) == first_child
+    shared_arguments.IDLE_BYTES = array.nbytes + (1 << 20)  # room for one idle buffer only
+    other_map = shared_arguments.share(6, 8, buffers(other))
+    shared_arguments.finished([5, 6])  # map 7's buffer went idle first: it goes
+    assert set(owned_segments(os.getpid())) == {other_map[0][0].name}
     shared_arguments.close()
     assert not owned_segments(os.getpid())
 

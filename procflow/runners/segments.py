@@ -96,11 +96,12 @@ class ArgumentSegments:
     Through the pipe, each run would get its own pickled copy: ~1 s per 256 MB here.
     Instead a buffer is written to a segment once per run, or once per `.map()` for an
     object its children share (`unmapped(array)`); the workers map it copy-on-write.
-    A segment is unlinked when the last run reading it has returned, and never pooled:
-    a copy-on-write mapping still reads the pages its task has not written.
+    A segment is unlinked when the last run reading it has returned (a map keeps its few
+    most recent, up to 1 GiB, for its next children), and never pooled: a copy-on-write
+    mapping still reads the pages its task has not written.
     """
 
-    IDLE_MAPPED = 4  # a map's shared buffers kept between waves of its children
+    IDLE_MAPPED, IDLE_BYTES = 4, 1 << 30  # a map's shared buffers kept between waves of its children
 
     def __init__(self, writer: SegmentWriter) -> None:
         self._writer = writer
@@ -166,10 +167,13 @@ class ArgumentSegments:
                         self._idle.append(key)
                     else:
                         gone.append(self._written.pop(key))
-            while len(self._idle) > self.IDLE_MAPPED:
+            while len(self._idle) > self.IDLE_MAPPED or (self._idle and self._idle_bytes() > self.IDLE_BYTES):
                 gone.append(self._written.pop(self._idle.pop(0)))
         for written in gone:
             unlink(written.segment.name)
+
+    def _idle_bytes(self) -> int:
+        return sum(self._written[key].segment.size for key in self._idle)
 
     def close(self) -> None:
         """End of the flow run: unlink them all (a task still running keeps its mapping)."""
