@@ -2,8 +2,8 @@
 
 Exit codes: 0 the flow completed, 1 it failed, 130 interrupted (Ctrl-C, SIGTERM),
 2 a bad command line (missing script, no flow in it, several flows and none named).
-Flow parameters come after `--` as `--name value`; values are read as JSON when they
-parse (numbers, lists, true/false), else as strings.
+Flow parameters come after `--` as `--name value`, converted as the flow's annotations
+say (`typed_parameters`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def run(options: argparse.Namespace, flow_args: list[str]) -> int:
         raise UsageError("--address goes with --runner dask")
     chosen = load_flow(options.target)
     runner = make_runner(options.runner, options.workers, options.address)
-    parameters = parse_flow_args(flow_args)
+    parameters = typed_parameters(chosen.fn, parse_flow_args(flow_args))
     try:
         state = chosen.with_options(task_runner=runner)(return_state=True, **parameters)
     except KeyboardInterrupt:
@@ -169,8 +170,9 @@ def make_runner(kind: str, workers: int | None, address: str | None) -> Any:
     return DaskTaskRunner(address=address, cluster_kwargs=cluster_kwargs)
 
 
-def parse_flow_args(words: list[str]) -> dict[str, Any]:
-    parameters: dict[str, Any] = {}
+def parse_flow_args(words: list[str]) -> dict[str, str]:
+    """`--name value`, `--name=value`, or a bare `--flag` (true), as text."""
+    parameters: dict[str, str] = {}
     index = 0
     while index < len(words):
         word = words[index]
@@ -185,8 +187,35 @@ def parse_flow_args(words: list[str]) -> dict[str, Any]:
             index += 2
         else:
             value, index = "true", index + 1
-        parameters[key] = _parse_value(value)
+        parameters[key] = value
     return parameters
+
+
+_BOOLEANS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
+def typed_parameters(fn: Any, texts: dict[str, str]) -> dict[str, Any]:
+    """Each value as the flow's annotation asks (str, int, float, bool); unannotated or
+    other types: JSON when it parses (numbers, lists, objects), else the text."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve: guess from the text
+        hints = {}
+    values: dict[str, Any] = {}
+    for name, text in texts.items():
+        kind = hints.get(name)
+        try:
+            if kind is str:
+                values[name] = text
+            elif kind is bool:
+                values[name] = _BOOLEANS[text.lower()]
+            elif kind is int or kind is float:
+                values[name] = kind(text)
+            else:
+                values[name] = _parse_value(text)
+        except (KeyError, ValueError):
+            raise UsageError(f"--{name}: expected {getattr(kind, '__name__', kind)}, got {text!r}") from None
+    return values
 
 
 def _parse_value(text: str) -> Any:

@@ -178,6 +178,26 @@ def test_bad_command_lines_exit_2_with_a_clear_message(scripts, args, message):
     assert message in done.stderr
 
 
+def test_flow_parameters_follow_the_flows_annotations(tmp_path):
+    (tmp_path / "typed.py").write_text(textwrap.dedent("""
+        from procflow import flow
+
+        @flow
+        def typed(n: int = 1, rate: float = 0.5, label: str = "x", flag: bool = False, extra=None):
+            print(repr((n, rate, label, flag, extra)))
+    """))
+    done = procflow("run", "typed.py", "--", "--n=5", "--rate", "2", "--label", "123", "--flag", "--extra", "[1, 2]",
+                    cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(5, 2.0, '123', True, [1, 2])"
+    done = procflow("run", "typed.py", "--", "--flag", "no", "--extra", "plain words", cwd=tmp_path)
+    assert done.stdout.strip() == "(1, 0.5, 'x', False, 'plain words')"
+    for args, message in ((["--n", "five"], "--n: expected int, got 'five'"),
+                          (["--flag", "maybe"], "--flag: expected bool, got 'maybe'")):
+        done = procflow("run", "typed.py", "--", *args, cwd=tmp_path)
+        assert done.returncode == 2 and message in done.stderr
+
+
 def test_named_flow_among_several(scripts):
     done = procflow("run", "two.py:beta", cwd=scripts)
     assert done.returncode == 0 and "Created flow run" in done.stderr and "for flow 'beta'" in done.stderr
