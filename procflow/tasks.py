@@ -15,11 +15,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import hashlib
 import inspect
 import io
 import threading
 import time
 from typing import Any, Callable, Generic, Iterable, Iterator, ParamSpec, TypeVar, overload
+
+import cloudpickle
 
 from .annotations import unmapped
 from .context import FlowContext, context_or_detached, current_flow
@@ -288,6 +291,18 @@ def _is_iterable(value: Any) -> bool:
     except TypeError:
         return False
     return True
+
+
+def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:
+    """A `cache_key_fn`, as Prefect's: the task's function and its arguments, hashed, so a
+    run with the same inputs reuses a completed one. None (no caching) when an argument
+    cannot be pickled."""
+    fn = context.task.fn
+    try:
+        blob = cloudpickle.dumps((fn.__module__, fn.__qualname__, fn.__code__.co_code, arguments), protocol=5)
+    except Exception:  # noqa: BLE001 - unhashable inputs: the run just is not cached
+        return None
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
 @overload

@@ -319,6 +319,27 @@ def test_cache_key_fn_reuses_completed_result(runner, tmp_path):
     assert calls.read_text() == "x"
 
 
+def test_task_input_hash_caches_runs_with_the_same_inputs(runner, tmp_path):
+    from procflow.tasks import task_input_hash
+
+    calls = tmp_path / "calls"
+
+    @task(cache_key_fn=task_input_hash)
+    def expensive(x, path):
+        with open(path, "a") as f:
+            f.write(str(x))
+        return x * 10
+
+    def body():
+        first = expensive.submit(3, str(calls))
+        again = expensive.submit(3, str(calls), wait_for=[first])
+        other = expensive.submit(4, str(calls), wait_for=[again])
+        return [f.result() for f in (first, again, other)], [f.state.name for f in (first, again, other)]
+
+    assert run_flow(runner, body) == ([30, 30, 40], ["Completed", "Cached", "Completed"])
+    assert calls.read_text() == "34"
+
+
 def test_wait_and_as_completed(runner):
     def body():
         futures = [stamp.submit(i) for i in range(4)]
