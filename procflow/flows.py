@@ -81,6 +81,10 @@ class Flow(Generic[P, R]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         global _last_flow_run
         return_state = kwargs.pop("return_state", False)
+        if inspect.iscoroutinefunction(self.fn):
+            raise TypeError(f"flow {self.name!r} is an `async def`: procflow runs flows as plain functions. "
+                            "Make the flow a `def` (its tasks may stay `async def`: each runs in its own "
+                            "event loop) and call it without `await`.")
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as error:

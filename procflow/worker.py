@@ -10,6 +10,8 @@ parent can charge a crash of this process to exactly that run.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import mmap
 import os
 import pickle
@@ -44,9 +46,9 @@ def execute(fn: Callable[..., Any], args: tuple, kwargs: dict, run_name: str, lo
     try:
         if log_prints:
             with capture_prints(emit):
-                value = fn(*args, **kwargs)
+                value = _call(fn, args, kwargs)
         else:
-            value = fn(*args, **kwargs)
+            value = _call(fn, args, kwargs)
         return Status.COMPLETED, value, None, start, time.time()
     except RunTimedOut as error:
         return Status.TIMED_OUT, None, error, start, time.time()
@@ -54,6 +56,13 @@ def execute(fn: Callable[..., Any], args: tuple, kwargs: dict, run_name: str, lo
         return Status.FAILED, None, error, start, time.time()
     finally:
         current_logger.reset(token)
+
+
+def _call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    value = fn(*args, **kwargs)
+    if inspect.iscoroutine(value):  # an `async def` task: run in its own event loop, here
+        value = asyncio.run(value)
+    return value
 
 
 # -- inside a worker process ---------------------------------------------------------

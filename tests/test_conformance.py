@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import time
@@ -338,6 +339,30 @@ def test_task_input_hash_caches_runs_with_the_same_inputs(runner, tmp_path):
 
     assert run_flow(runner, body) == ([30, 30, 40], ["Completed", "Cached", "Completed"])
     assert calls.read_text() == "34"
+
+
+@task
+async def async_double(x):
+    await asyncio.sleep(0.01)
+    return 2 * x
+
+
+def test_async_tasks_run_in_their_own_event_loop(runner):
+    def body():
+        mapped = async_double.map(range(3))
+        alone = async_double.submit(mapped[2])
+        return mapped.result(), alone.result(), async_double(5)
+
+    assert run_flow(runner, body) == ([0, 2, 4], 8, 10)
+
+
+def test_an_async_flow_is_refused_with_a_clear_error():
+    @flow
+    async def asynchronous():
+        return 1
+
+    with pytest.raises(TypeError, match="flow 'asynchronous' is an `async def`.*Make the flow a `def`"):
+        asynchronous()
 
 
 def test_wait_and_as_completed(runner):
