@@ -83,8 +83,9 @@ class Engine:
         with self.waiter.condition:
             return self.waiter.condition.wait_for(lambda: tracker.unfinished <= 0, timeout)
 
-    def cancel(self, tracker: Tracker, timeout: float = 3.0) -> None:
-        """Ctrl-C: pending runs cancelled, running ones interrupted; wait briefly."""
+    def cancel(self, tracker: Tracker, timeout: float = 2.0) -> None:
+        """Ctrl-C: pending runs cancelled, running ones interrupted; wait briefly (a task
+        thread blocked in C code never ends, and the flow must be gone within 5 s)."""
         self._events.put(("cancel", tracker))
         self.wait_for(tracker, timeout)
 
