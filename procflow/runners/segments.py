@@ -83,6 +83,9 @@ class SegmentLedger:
                 unlink(name)
 
 
+_Key = tuple[tuple[str, int], int]  # (("map", its group) or ("run", its id), id of the buffer's owner)
+
+
 @dataclass(slots=True)
 class _Written:
     segment: Segment
@@ -105,9 +108,9 @@ class ArgumentSegments:
 
     def __init__(self, writer: SegmentWriter) -> None:
         self._writer = writer
-        self._written: dict[tuple[tuple[str, int], int], _Written] = {}
-        self._reads: dict[int, list[tuple[tuple[str, int], int]]] = {}  # run -> keys of what it reads
-        self._idle: list[tuple[tuple[str, int], int]] = []  # a map's buffers no run reads right now
+        self._written: dict[_Key, _Written] = {}
+        self._reads: dict[int, list[_Key]] = {}  # run -> keys of what it reads
+        self._idle: list[_Key] = []  # a map's buffers no run reads right now
         self._lock = threading.Lock()
 
     def share(self, run_id: int, map_group: int | None,
@@ -136,7 +139,9 @@ class ArgumentSegments:
             shared.append((written.segment, raw.nbytes))
         return tuple(shared)
 
-    def _read_by(self, run_id: int, key: tuple[tuple[str, int], int], written: _Written) -> None:
+    def _read_by(self, run_id: int, key: _Key, written: _Written) -> None:
+        if run_id in written.users:  # one owner exporting two buffers to the same run
+            return
         if not written.users and key in self._idle:
             self._idle.remove(key)
         written.users.add(run_id)
