@@ -95,8 +95,8 @@ def test_a_flow_runs_finished_line_comes_after_every_line_of_its_task_runs(tmp_p
         def mapped():
             return maybe.map(range(15))
 
-        for _ in range(6):
-            mapped(return_state=True)
+        for round in range(6):  # names of their own: two random names may be the same
+            mapped.with_options(flow_run_name=f"round-{round}")(return_state=True)
     """))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
     lines = done.stderr.splitlines()
