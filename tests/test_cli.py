@@ -16,9 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def procflow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def procflow(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "procflow", *args], capture_output=True, text=True, timeout=180,
-                          cwd=cwd)
+                          cwd=cwd, env=env)
 
 
 @pytest.fixture
@@ -36,7 +36,11 @@ def scripts(tmp_path):
             return double.map(range(n))
     """))
     (tmp_path / "bad.py").write_text(textwrap.dedent("""
+        import logging, os
         from procflow import flow, task
+
+        if os.environ.get("USER_LEVEL"):  # a level the script sets itself
+            logging.getLogger("procflow").setLevel(os.environ["USER_LEVEL"])
 
         @task
         def boom():
@@ -118,28 +122,9 @@ def test_a_flow_runs_finished_line_comes_after_every_line_of_its_task_runs(tmp_p
     ({"USER_LEVEL": "ERROR"}, {"ERROR"}),  # the script sets the procflow logger's level itself
     ({"USER_LEVEL": "ERROR", "PROCFLOW_LOGGING_LEVEL": "INFO"}, {"INFO", "ERROR"}),
 ])
-def test_the_logging_level_comes_from_the_environment_or_the_users_own_setting(tmp_path, setting, shown):
-    script = tmp_path / "levels.py"
-    script.write_text(textwrap.dedent("""
-        import logging, os
-        from procflow import flow, task
-
-        if os.environ.get("USER_LEVEL"):
-            logging.getLogger("procflow").setLevel(os.environ["USER_LEVEL"])
-
-        @task
-        def boom():
-            raise ValueError("kaput")
-
-        @flow
-        def failing():
-            boom.submit()
-
-        failing(return_state=True)
-    """))
+def test_the_logging_level_comes_from_the_environment_or_the_users_own_setting(scripts, setting, shown):
     env = {name: value for name, value in os.environ.items() if name != "PROCFLOW_LOGGING_LEVEL"}
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180,
-                          env={**env, **setting})
+    done = procflow("run", "bad.py", cwd=scripts, env={**env, **setting})
     levels = {line.split(" | ")[1].strip() for line in done.stderr.splitlines() if " | " in line}
     assert levels == shown, done.stderr
     assert "Task run 'boom-0' - Finished in state Failed" in done.stderr
