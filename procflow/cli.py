@@ -24,7 +24,7 @@ from typing import Any
 
 import cloudpickle
 
-from .flows import Flow, last_flow_run
+from .flows import Flow, last_flow_run, second_interrupt_exits_at_once
 from .records import FlowRun
 from .runners.processes import ProcessPoolTaskRunner, cleanup_at_exit
 from .runners.threads import TASK_THREAD_PREFIX, SequentialTaskRunner, ThreadPoolTaskRunner
@@ -113,12 +113,11 @@ def _end_after_interrupt() -> None:
     process by SIGINT instead of letting it exit with 130.
     """
     if any(thread.name.startswith(TASK_THREAD_PREFIX) for thread in threading.enumerate()):
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda signum, frame: os._exit(130))  # another Ctrl-C: at once
-        cleanup_at_exit()
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        with second_interrupt_exits_at_once():
+            cleanup_at_exit()
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
         os._exit(130)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -148,7 +148,7 @@ class Flow(Generic[P, R]):
 
     def _cancelled(self, context: FlowContext) -> None:
         """Ctrl-C: cancel what is pending, stop what runs, free memory, say what did not finish."""
-        with _second_interrupt_exits_at_once():
+        with second_interrupt_exits_at_once():
             context.engine.cancel(context.tracker)
             flow_run = context.flow_run
             unfinished = [run for run in flow_run.task_runs if not run.state.is_final() or run.state.is_cancelled()]
@@ -260,7 +260,7 @@ def _interrupts_become_keyboard_interrupt(outermost: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _second_interrupt_exits_at_once() -> Iterator[None]:
+def second_interrupt_exits_at_once() -> Iterator[None]:
     """While a Ctrl-C is being handled, another one (or SIGTERM) ends the process with 130.
 
     The previous handlers come back afterwards: in a session that goes on (IPython,
