@@ -28,7 +28,7 @@ from .graph import GROUP_ABOVE
 from .records import FlowRun, TaskRun
 from .runlog import FLOW_LOGGER, TASK_LOGGER
 from .shm_pool import shm_used_bytes
-from .states import RemoteError, RemoteTraceback
+from .states import RemoteTraceback
 
 MAP_LINES_ABOVE = GROUP_ABOVE
 PLAIN_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(message)s"
@@ -160,9 +160,7 @@ def _log_failure(run: TaskRun) -> None:
 
 
 def traceback_text(error: BaseException) -> str:
-    """The traceback of the worker (or thread) the error was raised in."""
-    if isinstance(error, RemoteError) and error.traceback_text:
-        return error.traceback_text
+    """The traceback of the worker (`decode_error` attached it) or thread the error was raised in."""
     if isinstance(error.__cause__, RemoteTraceback):
         return error.__cause__.text
     if error.__traceback__ is not None:

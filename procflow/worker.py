@@ -29,7 +29,7 @@ from .pickling import find_unpicklable, loads_function
 from .runlog import Emit, RunLogger, capture_prints, current_logger
 from .shm import (ResultRef, SegmentWriter, SharedArguments, WarmMappings, keep_mappings_warm, load_arguments,
                   load_value, unlink)
-from .states import RemoteError
+from .states import RemoteError, RemoteTraceback
 
 # -- any runner ----------------------------------------------------------------------
 
@@ -172,6 +172,22 @@ def portable_error(error: BaseException, text: str) -> bytes:
         return blob
     except Exception:  # noqa: BLE001
         return cloudpickle.dumps(RemoteError(type(error).__qualname__, str(error), text))
+
+
+def decode_error(blob: Any, traceback_text: str) -> BaseException:
+    """The parent's side of `portable_error`: the exception, with the worker's traceback text
+    as its `__cause__` (a `RemoteTraceback`), which is what logs and users see of it."""
+    if isinstance(blob, BaseException):
+        return blob
+    try:
+        error = pickle.loads(blob)
+    except Exception:  # noqa: BLE001
+        first = traceback_text.strip().splitlines()[-1] if traceback_text.strip() else "Exception: unknown"
+        type_name, _, message = first.partition(": ")
+        error = RemoteError(type_name, message, traceback_text)
+    if traceback_text and error.__cause__ is None:
+        error.__cause__ = RemoteTraceback(traceback_text)
+    return error
 
 
 def _function(key: str, directory: str) -> Callable[..., Any]:

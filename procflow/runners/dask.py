@@ -22,7 +22,6 @@ share one. Workers need procflow installed (`pip install 'procflow[dask]'`).
 
 from __future__ import annotations
 
-import pickle
 import threading
 import time
 import traceback
@@ -36,7 +35,7 @@ from ..messages import Outcome, Status
 from ..pickling import dumps_function, loads_function
 from ..resolve import substitute
 from ..states import LazyResult
-from ..worker import RunTimedOut, execute, portable_error
+from ..worker import RunTimedOut, decode_error, execute, portable_error
 from .base import Call, Sink
 from .threads import interrupt_thread
 
@@ -167,7 +166,7 @@ class DaskTaskRunner:
                 return
             self._reported.add(run_id)
         status = Status(message["status"])
-        error = pickle.loads(message["error"]) if message["error"] else None
+        error = decode_error(message["error"], message["error_text"]) if message["error"] else None
         value = DaskResult(future) if status is Status.COMPLETED else None
         self._sink([Outcome(run_id, status, value, error, message["error_text"], message["start"], message["end"],
                             message["worker"], tuple(tuple(line) for line in message["logs"]))])

@@ -35,8 +35,8 @@ from ..pickling import OutOfBand, dumps_function, find_unpicklable
 from ..runlog import FLOW_LOGGER
 from ..shm import WARM_BYTES, ResultRef, SegmentWriter, SharedArguments
 from ..shm_pool import sweep_dead_owners
-from ..states import LazyResult, RemoteError, RemoteTraceback
-from ..worker import run_batch, start_worker
+from ..states import LazyResult
+from ..worker import decode_error, run_batch, start_worker
 from .arguments import pickle_arguments
 from .base import Call, Sink, worker_count
 from .batching import batch_size, group_calls
@@ -297,7 +297,7 @@ class ProcessPoolTaskRunner:
             self._warn_no_room(f"the result of task run '{item.run_name}'")
         if outcome.error is None:
             return outcome
-        return Outcome(outcome.run_id, outcome.status, None, _decode_error(outcome.error, outcome.error_text),
+        return Outcome(outcome.run_id, outcome.status, None, decode_error(outcome.error, outcome.error_text),
                        outcome.error_text, outcome.start, outcome.end, worker, outcome.logs, outcome.transfer)
 
     def _warn_no_room(self, what: str) -> None:
@@ -338,20 +338,6 @@ class ProcessPoolTaskRunner:
         self._runs_per_worker.clear()
         self._recycle = False
         self._executor = self._get_executor(fresh=True)
-
-
-def _decode_error(blob: Any, traceback_text: str) -> BaseException:
-    if isinstance(blob, BaseException):
-        return blob
-    try:
-        error = pickle.loads(blob)
-    except Exception:  # noqa: BLE001
-        first = traceback_text.strip().splitlines()[-1] if traceback_text.strip() else "Exception: unknown"
-        type_name, _, message = first.partition(": ")
-        error = RemoteError(type_name, message, traceback_text)
-    if traceback_text and error.__cause__ is None:
-        error.__cause__ = RemoteTraceback(traceback_text)
-    return error
 
 
 def cleanup_at_exit() -> None:
