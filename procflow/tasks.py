@@ -139,17 +139,16 @@ class Task(Generic[P, R]):
             child[name] = items[index]
         if keyword_only:
             return self._entry(context, (), child, waits, group)
-        bound = inspect.BoundArguments(self._signature, child)
+        bound = inspect.BoundArguments(self._signature, _gather_variadic(self._signature, child))
         return self._entry(context, bound.args, bound.kwargs, waits, group)
 
-    def _split_mapped(self, arguments: dict[str, Any]) -> tuple[dict[str, list], dict[str, Any]]:
-        iterables: dict[str, list] = {}
-        statics: dict[str, Any] = {}
-        for name, value in arguments.items():
-            kind = self._signature.parameters[name].kind
-            if kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
-                statics[name] = value
-            elif isinstance(value, unmapped):
+    def _split_mapped(self, arguments: dict[str, Any]) -> tuple[dict[Slot, list], dict[Slot, Any]]:
+        """The zipped iterables and the values passed whole, per parameter; each item of
+        `*args` and each value of `**kwargs` counts as a parameter of its own."""
+        iterables: dict[Slot, list] = {}
+        statics: dict[Slot, Any] = {}
+        for name, value in _spread_variadic(self._signature, arguments):
+            if isinstance(value, unmapped):
                 statics[name] = value.value
             elif isinstance(value, TaskFuture):
                 result = value.result()  # its items are the children's: wait for it now
@@ -166,7 +165,7 @@ class Task(Generic[P, R]):
                 f"task {self.name!r}: .map() received no iterable parameters. Parameters for map must "
                 f"include at least one iterable; wrap values to pass whole in unmapped(). "
                 f"Parameters: {sorted(arguments)}")
-        lengths = {name: len(items) for name, items in iterables.items()}
+        lengths = {_slot_label(name): len(items) for name, items in iterables.items()}
         if len(set(lengths.values())) > 1:
             raise MappingLengthMismatch(
                 f"task {self.name!r}: received iterable parameters with different lengths. Parameters for "
@@ -248,6 +247,42 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+Slot = str | tuple[str, Any]  # a parameter's name; (name, index or key) inside *args / **kwargs
+
+
+def _spread_variadic(signature: inspect.Signature, arguments: dict[str, Any]) -> Iterator[tuple[Slot, Any]]:
+    for name, value in arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            yield from (((name, index), item) for index, item in enumerate(value))
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            yield from (((name, key), item) for key, item in value.items())
+        else:
+            yield name, value
+
+
+def _gather_variadic(signature: inspect.Signature, child: dict[Slot, Any]) -> dict[str, Any]:
+    """A child's arguments by parameter name again: its `*args` a tuple, its `**kwargs` a dict."""
+    gathered: dict[str, Any] = {}
+    for name, parameter in signature.parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            items = sorted(((slot[1], value) for slot, value in child.items() if isinstance(slot, tuple) and slot[0] == name),
+                           key=lambda pair: pair[0])
+            gathered[name] = tuple(value for _, value in items)
+        elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            gathered[name] = {slot[1]: value for slot, value in child.items() if isinstance(slot, tuple) and slot[0] == name}
+        elif name in child:
+            gathered[name] = child[name]
+    return gathered
+
+
+def _slot_label(slot: Slot) -> str:
+    if isinstance(slot, str):
+        return slot
+    name, key = slot
+    return f"{name}[{key}]" if isinstance(key, int) else key
 
 
 def _positional_range(signature: inspect.Signature) -> tuple[int, int]:

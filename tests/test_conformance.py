@@ -112,6 +112,24 @@ def test_map_zips_iterables_and_passes_scalars_and_unmapped_whole(runner):
     assert run_flow(runner, body2) == ([11, 12, 13], [5, 6, 7], [101, 102])
 
 
+@task
+def spread(first, *rest, scale=1, **options):
+    return first, rest, scale, options
+
+
+def test_map_counts_each_star_argument_and_each_extra_keyword_as_a_parameter(runner):
+    def body():
+        return spread.map([1, 2], [3, 4], "whole", scale=unmapped([9]), tag=["a", "b"]).result()
+
+    assert run_flow(runner, body) == [(1, (3, "whole"), [9], {"tag": "a"}), (2, (4, "whole"), [9], {"tag": "b"})]
+
+    def mismatched():
+        return spread.map([1, 2], [3, 4, 5])
+
+    with pytest.raises(MappingLengthMismatch, match=r"'rest\[0\]': 3"):
+        run_flow(runner, mismatched)
+
+
 def test_map_over_futures_and_future_lists(runner):
     def body():
         numbers = identity.submit([1, 2, 3])
