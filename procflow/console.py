@@ -14,7 +14,6 @@ import logging
 import os
 import sys
 import threading
-import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -29,6 +28,7 @@ from .records import FlowRun, TaskRun
 from .runlog import FLOW_LOGGER, TASK_LOGGER
 from .shm_pool import shm_used_bytes
 from .states import RemoteTraceback
+from .worker import task_traceback
 
 MAP_LINES_ABOVE = GROUP_ABOVE
 PLAIN_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(message)s"
@@ -164,7 +164,7 @@ def traceback_text(error: BaseException) -> str:
     if isinstance(error.__cause__, RemoteTraceback):
         return error.__cause__.text
     if error.__traceback__ is not None:
-        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        return task_traceback(error)
     return ""
 
 

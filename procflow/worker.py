@@ -58,6 +58,18 @@ def execute(fn: Callable[..., Any], args: tuple, kwargs: dict, run_name: str, lo
         current_logger.reset(token)
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def task_traceback(error: BaseException) -> str:
+    """The error's traceback from the task's own code down: procflow's frames above it
+    (`execute`, `_call`, a runner's loop) say nothing to the user and are left out."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb or error.__traceback__))
+
+
 def _call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
     value = fn(*args, **kwargs)
     if inspect.iscoroutine(value):  # an `async def` task: run in its own event loop, here
@@ -159,7 +171,7 @@ def _run_item(batch: Batch, item: WorkItem, arguments: bytes | SharedArguments, 
 
 def _failure(item: WorkItem, error: BaseException, start: float, pid: int, logs: list,
              status: Status = Status.FAILED, end: float | None = None, transfer: float = 0.0) -> Outcome:
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    text = task_traceback(error)
     return Outcome(item.run_id, status, None, portable_error(error, text), text, start,
                    end if end is not None else time.time(), pid, tuple(logs), transfer)
 

@@ -146,6 +146,9 @@ def test_a_task_from_a_script_fails_with_its_source_lines_in_the_traceback(tmp_p
     assert done.returncode == 1, done.stderr
     assert f'File "{script}", line 5, in check' in done.stderr.replace("\\n", "\n"), done.stderr
     assert 'raise ValueError(f"x is {x}")  # the line the traceback shows' in done.stderr.replace("\\n", "\n")
+    traceback = done.stderr.split("Traceback (most recent call last):", 1)[1].replace("\\n", "\n")
+    first_frame = traceback.strip().splitlines()[0]
+    assert first_frame.startswith(f'File "{script}", line 9, in validate'), traceback  # procflow's own frames left out
 
 
 @task

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
 import uuid
 from typing import Any, NamedTuple
 
@@ -35,7 +34,7 @@ from ..messages import Outcome, Status
 from ..pickling import dumps_function, loads_function
 from ..resolve import substitute
 from ..states import LazyResult
-from ..worker import RunTimedOut, decode_error, execute, portable_error
+from ..worker import RunTimedOut, decode_error, execute, portable_error, task_traceback
 from .base import Call, Sink
 from .threads import interrupt_thread
 
@@ -253,7 +252,7 @@ def run_on_dask(function: bytes, topic: str, run_id: int, run_name: str, log_pri
     finally:
         if timer is not None:
             timer.cancel()
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__)) if error else ""
+    text = task_traceback(error) if error else ""
     worker = get_worker()
     worker.log_event(topic, {
         "run_id": run_id, "status": status.value, "start": start, "end": end, "worker": worker.address,
