@@ -139,6 +139,8 @@ class Flow(Generic[P, R]):
                 return self.fn(*args, **kwargs), None
         except FlowTimedOut as error:
             context.engine.cancel(context.tracker)
+            if not error.args:  # raised into a non-main thread, as a bare class
+                error = FlowTimedOut(_timeout_message(self.timeout_seconds))
             return None, error
         except Exception as error:  # noqa: BLE001 - the flow's failure is its state
             return None, error
@@ -178,7 +180,7 @@ def final_state(value: Any, error: BaseException | None, runs: list[TaskRun]) ->
     """Prefect 2's rule for a flow run's final state (see the module docstring)."""
     if error is not None:
         if isinstance(error, FlowTimedOut):
-            return Failed(error, message=f"Flow run exceeded its timeout: {error}", name="TimedOut")
+            return Failed(error, message=str(error), name="TimedOut")  # Prefect's message
         return Failed(error, message=f"Flow run encountered an exception: {describe_error(error)}")
     states = [run.state for run in runs] if value is None else _returned_states(value)
     if states is None:
@@ -215,11 +217,15 @@ def _close(context: FlowContext) -> None:
         context.engine.stop()
 
 
+def _timeout_message(seconds: float | None) -> str:
+    return f"Flow run exceeded timeout of {seconds} second(s)"
+
+
 @contextlib.contextmanager
 def _deadline(seconds: float) -> Iterator[None]:
     """Raise FlowTimedOut in this thread after `seconds`: by SIGALRM in the main thread (it
     interrupts a blocking call such as sleep), else at the thread's next bytecode."""
-    message = f"Flow run exceeded timeout of {seconds} second(s)"
+    message = _timeout_message(seconds)
     if threading.current_thread() is threading.main_thread() and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
         def on_alarm(signum: int, frame: Any) -> None:
             raise FlowTimedOut(message)

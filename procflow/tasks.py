@@ -233,8 +233,13 @@ class Task(Generic[P, R]):
             run.worker = "flow"
             if error is None:
                 return Completed(value)
+            if isinstance(error, RunTimedOut):  # the same error and message as a submitted run's
+                error = TimeoutError(f"Task run '{run.name}' exceeded timeout_seconds={self.timeout_seconds}")
+                if run.attempts > self.retries:
+                    return Failed(error, message=f"Task run exceeded timeout of {self.timeout_seconds} second(s)",
+                                  name="TimedOut")
             if run.attempts > self.retries:
-                return Failed(error, name="TimedOut" if isinstance(error, RunTimedOut) else "Failed")
+                return Failed(error)
             time.sleep(self.retry_delay(run.attempts))
 
 

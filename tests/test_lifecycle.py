@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -81,9 +82,40 @@ def test_flow_timeout_fails_the_flow_and_cancels_what_is_pending():
     state = too_long(return_state=True)
     assert time.monotonic() - started < 4
     assert state.is_failed() and state.name == "TimedOut"
+    assert state.message == "Flow run exceeded timeout of 0.5 second(s)"  # Prefect's words
     assert any(run.state.is_cancelled() for run in too_long.last_run.task_runs)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(TimeoutError, match="exceeded timeout of 0.5 second"):
         too_long()
+
+
+def test_a_flow_run_from_another_thread_times_out_with_the_same_message():
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=1), timeout_seconds=0.3)
+    def too_long():
+        for _ in range(200):
+            time.sleep(0.02)  # a non-main thread's deadline lands between bytecodes
+
+    states = []
+    thread = threading.Thread(target=lambda: states.append(too_long(return_state=True)))
+    thread.start()
+    thread.join(timeout=30)
+    assert states and states[0].name == "TimedOut"
+    assert states[0].message == "Flow run exceeded timeout of 0.3 second(s)"
+
+
+def test_a_task_called_directly_times_out_like_a_submitted_one():
+    @task(timeout_seconds=0.3)
+    def sleepy():
+        time.sleep(5)
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    def calls_it():
+        return sleepy(return_state=True)
+
+    calls_it(return_state=True)
+    state = calls_it.last_run.task_runs[0].state
+    assert state.name == "TimedOut" and state.message == "Task run exceeded timeout of 0.3 second(s)"
+    with pytest.raises(TimeoutError, match=r"Task run 'sleepy-0' exceeded timeout_seconds=0.3"):
+        state.result()
 
 
 def test_flow_retries_rerun_the_whole_flow(tmp_path):
