@@ -481,3 +481,18 @@ def test_same_results_and_upstream_records_on_every_runner(runner):
 
 def body_runs_index(run_id):
     return [r.id for r in body_runs()].index(run_id)
+
+
+def test_prefects_other_import_paths_work_with_the_package_name_swapped():
+    """A script whose `prefect` was replaced by `procflow` everywhere, not only on its first line."""
+    import procflow
+    from procflow.exceptions import MappingLengthMismatch as Mismatch, UpstreamTaskError as Upstream
+    from procflow.futures import as_completed as completed, wait as waiting
+    from procflow.logging import get_run_logger as logger
+    from procflow.tasks import task_input_hash
+    from procflow.utilities.annotations import allow_failure as allowed, quote as quoted, unmapped as whole
+
+    assert (logger, whole, allowed, quoted, waiting, completed) == (
+        procflow.get_run_logger, unmapped, allow_failure, quote, wait, as_completed)
+    assert (Mismatch, Upstream) == (MappingLengthMismatch, UpstreamTaskError)
+    assert callable(task_input_hash)
