@@ -272,12 +272,11 @@ def _gather_variadic(signature: inspect.Signature, child: dict[Slot, Any]) -> di
     """A child's arguments by parameter name again: its `*args` a tuple, its `**kwargs` a dict."""
     gathered: dict[str, Any] = {}
     for name, parameter in signature.parameters.items():
+        spread = [(slot[1], value) for slot, value in child.items() if isinstance(slot, tuple) and slot[0] == name]
         if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-            items = sorted(((slot[1], value) for slot, value in child.items() if isinstance(slot, tuple) and slot[0] == name),
-                           key=lambda pair: pair[0])
-            gathered[name] = tuple(value for _, value in items)
+            gathered[name] = tuple(value for _, value in sorted(spread, key=lambda pair: pair[0]))
         elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            gathered[name] = {slot[1]: value for slot, value in child.items() if isinstance(slot, tuple) and slot[0] == name}
+            gathered[name] = dict(spread)
         elif name in child:
             gathered[name] = child[name]
     return gathered
