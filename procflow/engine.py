@@ -37,7 +37,8 @@ from .records import FlowRun, TaskRun
 from .runlog import TASK_LOGGER
 from .runners.base import Runner
 from .scheduler import Scheduler
-from .states import Cancelled, Completed, Crashed, CrashedRun, Failed, LazyResult, NotReady, Pending, State, is_terminal
+from .states import (Cancelled, Completed, Crashed, CrashedRun, Failed, LazyResult, NotReady, Pending, State, TimedOut,
+                     is_terminal, run_timeout_error)
 from .timers import Timers
 
 MAX_CRASHES = 3  # a run that crashes its worker this many times in a row is not retried
@@ -187,12 +188,10 @@ class Engine:
             entry.crashes = 0
             error = outcome.error if isinstance(outcome.error, BaseException) else RuntimeError(outcome.error_text)
             if status is Status.TIMED_OUT:
-                error = TimeoutError(f"Task run '{run.name}' exceeded timeout_seconds={entry.task.timeout_seconds}"
-                                     + ("; its worker did not stop and was replaced" if run.worker is None else ""))
+                error = run_timeout_error(run.name, entry.task.timeout_seconds, worker_replaced=run.worker is None)
             if not self._retry(entry, f"{type(error).__name__}: {error}"):
-                if status is Status.TIMED_OUT:  # Prefect's message
-                    message = f"Task run exceeded timeout of {entry.task.timeout_seconds} second(s)"
-                    self._finish(entry, Failed(error, message=message, name="TimedOut"), False)
+                if status is Status.TIMED_OUT:
+                    self._finish(entry, TimedOut(error, entry.task.timeout_seconds), False)
                 else:
                     self._finish(entry, Failed(error), False)
 

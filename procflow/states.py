@@ -179,6 +179,17 @@ def NotReady(upstream_name: str, cause: BaseException | None) -> State:
     return State(StateType.PENDING, "NotReady", message, error)
 
 
+def run_timeout_error(run_name: str, seconds: float | None, worker_replaced: bool = False) -> TimeoutError:
+    """What a run that went past `timeout_seconds` raises, on every runner and in a direct call."""
+    return TimeoutError(f"Task run '{run_name}' exceeded timeout_seconds={seconds}"
+                        + ("; its worker did not stop and was replaced" if worker_replaced else ""))
+
+
+def TimedOut(error: BaseException, seconds: float | None) -> State:  # noqa: N802 - a state, like Failed
+    """Failed, named and worded as Prefect's timed-out run."""
+    return Failed(error, message=f"Task run exceeded timeout of {seconds} second(s)", name="TimedOut")
+
+
 def describe_error(error: BaseException) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

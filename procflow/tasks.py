@@ -32,7 +32,8 @@ from .records import EdgeKind
 from .resolve import Found, collect, substitute
 from .runlog import task_emitter
 from .runners.threads import interrupt_thread
-from .states import Completed, Failed, MappingLengthMismatch, MappingMissingIterable, NotReady, State
+from .states import (Completed, Failed, MappingLengthMismatch, MappingMissingIterable, NotReady, State, TimedOut,
+                     run_timeout_error)
 from .worker import RunTimedOut, execute
 
 P = ParamSpec("P")
@@ -233,12 +234,9 @@ class Task(Generic[P, R]):
             run.worker = "flow"
             if error is None:
                 return Completed(value)
-            if isinstance(error, RunTimedOut):  # the same error and message as a submitted run's
-                error = TimeoutError(f"Task run '{run.name}' exceeded timeout_seconds={self.timeout_seconds}")
-                if run.attempts > self.retries:
-                    return Failed(error, message=f"Task run exceeded timeout of {self.timeout_seconds} second(s)",
-                                  name="TimedOut")
             if run.attempts > self.retries:
+                if isinstance(error, RunTimedOut):  # the same error and state as a submitted run's
+                    return TimedOut(run_timeout_error(run.name, self.timeout_seconds), self.timeout_seconds)
                 return Failed(error)
             time.sleep(self.retry_delay(run.attempts))
 
