@@ -163,7 +163,7 @@ class Engine:
         entry = self._entries.get(outcome.run_id)
         if entry is None:  # cancelled meanwhile
             return
-        if outcome.status is Status.LOST or outcome.status is Status.DEFERRED:
+        if outcome.status in (Status.LOST, Status.DEFERRED, Status.SPENT):
             entry.run.attempts -= 1  # it did not run: no attempt, no retry spent
             self._put_back(entry)
             return

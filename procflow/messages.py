@@ -21,6 +21,7 @@ class Status(str, enum.Enum):
     CRASHED = "crashed"
     LOST = "lost"  # in flight when another run crashed the pool: run it again, no retry spent
     DEFERRED = "deferred"  # fused behind a run that did not complete or went to shared memory: not run
+    SPENT = "spent"  # its worker had run max_tasks_per_worker runs: not run, and the pool is due for renewal
     CANCELLED = "cancelled"
 
 
@@ -42,6 +43,7 @@ class Batch(NamedTuple):
     arguments: tuple[bytes | SharedArguments, ...]  # one pickled (args, kwargs) per item
     lent: tuple[Segment, ...] = ()  # pooled segments to write results into
     expected: tuple[int, ...] = ()  # sizes of large results expected, with nothing to lend
+    max_runs: int = 0  # max_tasks_per_worker: a worker runs at most this many runs in its life (0: no limit)
 
 
 class Outcome(NamedTuple):

@@ -85,6 +85,7 @@ BOARD_SIZE = struct.calcsize(BOARD_FORMAT)
 _functions: dict[str, Callable[..., Any]] = {}
 _batch_results: dict[int, ResultRef] = {}  # completed runs of the batch being run
 _writer: SegmentWriter | None = None
+_runs_done = 0  # in this worker process's life, for max_tasks_per_worker
 _board: mmap.mmap | None = None
 _deadline_armed = False
 
@@ -99,7 +100,7 @@ def run_batch(message: bytes) -> bytes:
 
 
 def _run_batch(batch: Batch) -> list[Outcome]:
-    global _writer
+    global _writer, _runs_done
     if _writer is None or _writer.owner_pid != batch.owner_pid:
         _writer = SegmentWriter(batch.owner_pid)
     board = _scoreboard(batch.board_dir)
@@ -108,6 +109,9 @@ def _run_batch(batch: Batch) -> list[Outcome]:
     outcomes = []
     try:
         for item, arguments in zip(batch.items, batch.arguments, strict=True):
+            if batch.max_runs and _runs_done >= batch.max_runs:  # the parent renews the pool, runs it elsewhere
+                outcomes.append(Outcome(item.run_id, Status.SPENT))
+                continue
             if item.after:  # fused: only behind a run of this batch that completed, in band
                 before = _batch_results.get(item.after)
                 if before is None or before.segment is not None:
@@ -115,6 +119,7 @@ def _run_batch(batch: Batch) -> list[Outcome]:
                     continue
             struct.pack_into(BOARD_FORMAT, board, 0, item.run_id, time.time())
             outcome = _run_item(batch, item, arguments, lent)
+            _runs_done += 1
             if outcome.status is Status.COMPLETED:
                 _batch_results[item.run_id] = outcome.value
             outcomes.append(outcome)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import os
 import signal
@@ -256,6 +257,7 @@ def test_max_tasks_per_worker_recycles_workers_and_results_stay_readable():
     (total, _), pids = on_processes(body, max_tasks_per_worker=2)()
     assert total == 3.0 * MiB
     assert len(set(pids)) > 2, f"workers were recycled: {sorted(set(pids))}"
+    assert max(collections.Counter(pids).values()) <= 2, "no worker runs more than max_tasks_per_worker runs"
 
 
 SCRIPT = textwrap.dedent("""

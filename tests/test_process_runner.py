@@ -91,6 +91,13 @@ def test_a_worker_count_below_one_or_not_whole_is_refused(runner, workers):
         runner(max_workers=workers)
 
 
+@pytest.mark.parametrize("count", [0, -1, 2.5])
+def test_a_max_tasks_per_worker_below_one_or_not_whole_is_refused(count):
+    """A worker that may run no task would hand every run back, forever."""
+    with pytest.raises(ValueError, match=f"max_tasks_per_worker must be a whole number of at least 1, got {count}"):
+        ProcessPoolTaskRunner(max_tasks_per_worker=count)
+
+
 def test_functions_and_classes_of_a_script_run_by_path_travel_by_value(tmp_path):
     script = tmp_path / "local_things.py"
     script.write_text(textwrap.dedent("""

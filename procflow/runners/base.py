@@ -15,12 +15,12 @@ from ..states import LazyResult
 Sink = Callable[[list[Outcome]], None]
 
 
-def worker_count(requested: int | None, default: int) -> int:
-    """`max_workers` as given (at least 1), or the runner's default when None."""
+def worker_count(requested: int | None, default: int, name: str = "max_workers") -> int:
+    """`max_workers` (or another count called `name`) as given, at least 1; `default` when None."""
     if requested is None:
         return default
-    if not isinstance(requested, int) or requested < 1:
-        raise ValueError(f"max_workers must be a whole number of at least 1, got {requested!r}")
+    if not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {requested!r}")
     return requested
 
 

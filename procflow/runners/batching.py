@@ -15,11 +15,13 @@ MAX_BATCH = 512
 TARGET_BATCH_SECONDS = 0.005
 
 
-def batch_size(seconds_per_run: float | None) -> int:
-    """Runs per message for runs that take `seconds_per_run` (None: not measured yet)."""
+def batch_size(seconds_per_run: float | None, max_tasks_per_worker: int | None = None) -> int:
+    """Runs per message for runs that take `seconds_per_run` (None: not measured yet), never
+    more than a worker may run in its life."""
     if seconds_per_run is None:
         return 1
-    return max(1, min(MAX_BATCH, int(TARGET_BATCH_SECONDS / max(seconds_per_run, 1e-7))))
+    return max(1, min(MAX_BATCH, max_tasks_per_worker or MAX_BATCH,
+                      int(TARGET_BATCH_SECONDS / max(seconds_per_run, 1e-7))))
 
 
 def group_calls(calls: list[Call], messages: int) -> list[list[Call]]:

@@ -112,7 +112,7 @@ class ProcessPoolTaskRunner:
                  keep_segments_between_runs: bool = False) -> None:
         self.max_workers = worker_count(max_workers, default_workers())
         self.shm_threshold_bytes = shm_threshold_bytes
-        self.max_tasks_per_worker = max_tasks_per_worker
+        self.max_tasks_per_worker = worker_count(max_tasks_per_worker, 0, "max_tasks_per_worker") or None
         self.worker_env = worker_env
         self.initializer = initializer
         self.initargs = initargs
@@ -184,7 +184,7 @@ class ProcessPoolTaskRunner:
             if not idle:
                 return 0
             self._restart_pool()
-        return max(0, free) * batch_size(self._seconds_per_run)
+        return max(0, free) * batch_size(self._seconds_per_run, self.max_tasks_per_worker)
 
     def submit(self, calls: list[Call]) -> None:
         with self._lock:
@@ -215,7 +215,7 @@ class ProcessPoolTaskRunner:
             return
         lent, expected = self._segments.lend(items)
         batch = Batch(self._owner, self._boards.dir, self.shm_threshold_bytes, tuple(items), tuple(arguments), lent,
-                      expected)
+                      expected, self.max_tasks_per_worker or 0)
         batch_id = next(self._batch_ids)
         message = pickle.dumps(batch, protocol=5)
         assert self._executor is not None, "runner used before start()"
@@ -284,6 +284,9 @@ class ProcessPoolTaskRunner:
         self._sink(outcomes)
 
     def _received(self, outcome: Outcome, item: WorkItem) -> Outcome:
+        if outcome.status is Status.SPENT or outcome.status is Status.DEFERRED:
+            self._recycle |= outcome.status is Status.SPENT
+            return outcome
         worker = int(outcome.worker or 0)
         count = self._runs_per_worker[worker] = self._runs_per_worker.get(worker, 0) + 1
         if self.max_tasks_per_worker and count >= self.max_tasks_per_worker:
