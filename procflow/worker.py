@@ -86,6 +86,7 @@ _functions: dict[str, Callable[..., Any]] = {}
 _batch_results: dict[int, ResultRef] = {}  # completed runs of the batch being run
 _writer: SegmentWriter | None = None
 _runs_done = 0  # in this worker process's life, for max_tasks_per_worker
+_initializer_failure: BaseException | None = None  # every run here fails with it
 _board: mmap.mmap | None = None
 _deadline_armed = False
 
@@ -143,6 +144,8 @@ def _run_item(batch: Batch, item: WorkItem, arguments: bytes | SharedArguments, 
     logs: list[tuple[int, str]] = []
     emit = lambda level, text: logs.append((level, text))  # noqa: E731
     loaded = time.time()
+    if _initializer_failure is not None:
+        return _failure(item, _initializer_failure, loaded, pid, logs)
     try:
         fn = _function(item.fn_key, batch.board_dir)
         args, kwargs = load_arguments(arguments)
@@ -246,17 +249,26 @@ def _disarm_deadline() -> None:
     _deadline_armed = False
 
 
-
-def start_worker(parent_pid: int, initializer: Callable[..., Any] | None, initargs: tuple) -> None:
-    """Worker initializer: exit when the parent dies, then run the user's initializer."""
+def start_worker(parent_pid: int, pickled_initializer: bytes | None, initargs: tuple) -> None:
+    """Worker initializer: exit when the parent dies, then run the user's initializer
+    (pickled by `dumps_function`, so its traceback keeps its file's lines)."""
     # Ctrl-C in a terminal reaches the whole process group: the parent decides (it cancels
     # and stops the workers), so a worker must not end its run as a failure on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     mappings = keep_mappings_warm()
     threading.Thread(target=_housekeeping, args=(parent_pid, mappings), daemon=True,
                      name="procflow-housekeeping").start()
-    if initializer is not None:
-        initializer(*initargs)
+    if pickled_initializer is not None:
+        global _initializer_failure
+        name = "initializer"
+        try:
+            initializer = loads_function(pickled_initializer)
+            name = getattr(initializer, "__qualname__", name)
+            initializer(*initargs)
+        except BaseException as error:  # noqa: BLE001 - a worker that died here, loky would start again, forever
+            _initializer_failure = RuntimeError(
+                f"the worker initializer {name!r} failed in worker {os.getpid()}: {type(error).__name__}: {error}")
+            _initializer_failure.__cause__ = error
 
 
 def _housekeeping(parent_pid: int, mappings: WarmMappings | None) -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import psutil
 import pytest
@@ -58,6 +59,27 @@ def test_initializer_runs_once_in_each_worker(tmp_path):
     pids = {pid for _, pid in body()}
     initialized = marks.read_text().split()
     assert set(map(int, initialized)) >= pids and len(initialized) == len(set(initialized))
+
+
+def refuse_to_start(reason):
+    raise RuntimeError(reason)
+
+
+def test_a_failing_initializer_fails_the_runs_with_its_error_instead_of_hanging():
+    """loky would start a worker whose initializer raised again and again, and the flow wait forever."""
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2, initializer=refuse_to_start, initargs=("no licence",)))
+    def body():
+        return [env_of.submit("HOME") for _ in range(3)]
+
+    started = time.monotonic()
+    state = body(return_state=True)
+    assert time.monotonic() - started < 30
+    assert state.is_failed()
+    for run in body.last_run.task_runs:
+        assert run.state.is_failed()
+        with pytest.raises(RuntimeError, match="the worker initializer 'refuse_to_start' failed in worker "
+                                               r"\d+: RuntimeError: no licence"):
+            run.state.result()
 
 
 def test_tiny_runs_travel_in_batches_but_keep_their_own_records():

@@ -74,7 +74,8 @@ def shared_pool(max_workers: int, env: dict[str, str], initializer: Callable[...
         if _pool is not None:
             _pool[1].shutdown(wait=False, kill_workers=bool(_pool[1]._flags.broken))
         executor = ProcessPoolExecutor(max_workers=max_workers, timeout=idle_timeout, env=env,
-                                       initializer=start_worker, initargs=(os.getpid(), initializer, initargs))
+                                       initializer=start_worker,
+                                       initargs=(os.getpid(), initializer and dumps_function(initializer), initargs))
         _pool = (key, executor)
         return executor
 
