@@ -131,7 +131,10 @@ class Engine:
         kind = event[0]
         if kind == "outcomes":
             for outcome in event[1]:
-                self._on_outcome(outcome)
+                try:
+                    self._on_outcome(outcome)
+                except Exception as error:  # noqa: BLE001 - a run left unfinished would leave its flow waiting
+                    self._fail_unhandled(outcome.run_id, error)
         elif kind == "add":
             for entry in event[1]:
                 self._on_add(entry)
@@ -140,6 +143,16 @@ class Engine:
                 self._block(run_id, blocked_by)
         elif kind == "cancel":
             self._cancel(event[1])
+
+    def _fail_unhandled(self, run_id: int, error: Exception) -> None:
+        """procflow's own bug met a run's outcome: the run fails with it, its flow goes on."""
+        logging.getLogger("procflow.engine").exception("procflow engine error")
+        entry = self._entries.get(run_id)
+        if entry is not None:
+            failure = RuntimeError(f"procflow could not record the outcome of task run '{entry.run.name}': "
+                                   f"{type(error).__name__}: {error}")
+            failure.__cause__ = error
+            self._finish(entry, Failed(failure), False)
 
     def _on_add(self, entry: Entry) -> None:
         run = entry.run

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Generic, Iterator, ParamSpec, TypeVar, overload
 
+from . import options
 from .context import FlowContext, current_flow, open_context
 from .records import FlowRun, TaskRun
 from .resolve import Found, collect, substitute
@@ -53,12 +54,13 @@ class Flow(Generic[P, R]):
         self.fn = fn
         # Prefect's default: the function's name with dashes (`my_flow` is flow 'my-flow')
         self.name: str = name or str(getattr(fn, "__name__", "flow")).replace("_", "-")
-        self.task_runner = task_runner
-        self.log_prints = log_prints
-        self.flow_run_name = flow_run_name
-        self.timeout_seconds = timeout_seconds
-        self.retries = retries
-        self.retry_delay_seconds = retry_delay_seconds
+        owner = f"flow {self.name!r}"
+        self.task_runner = options.task_runner(owner, task_runner)
+        self.log_prints = options.flag(owner, "log_prints", log_prints)
+        self.flow_run_name = options.text_or_callable(owner, "flow_run_name", flow_run_name)
+        self.timeout_seconds = options.seconds(owner, "timeout_seconds", timeout_seconds, positive=True)
+        self.retries = options.whole(owner, "retries", retries)
+        self.retry_delay_seconds = options.seconds(owner, "retry_delay_seconds", retry_delay_seconds)
         self.last_run: FlowRun | None = None
         self._signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
@@ -173,7 +175,7 @@ class Flow(Generic[P, R]):
             return f"{random.choice(_ADJECTIVES)}-{random.choice(_ANIMALS)}"
         if callable(template):
             return str(template())
-        return template.format(**parameters)
+        return options.render_name(f"flow {self.name!r}", "flow_run_name", template, parameters)
 
 
 def final_state(value: Any, error: BaseException | None, runs: list[TaskRun]) -> State:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Generic, Iterable, Iterator, ParamSpec, TypeVa
 
 import cloudpickle
 
+from . import options
 from .annotations import unmapped
 from .context import FlowContext, context_or_detached, current_flow
 from .entries import Entry
@@ -51,13 +52,14 @@ class Task(Generic[P, R]):
             raise TypeError(f"@task needs a function, got {type(fn).__name__}")
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", "task"))
-        self.retries = retries
-        self.retry_delay_seconds = retry_delay_seconds
-        self.timeout_seconds = timeout_seconds
-        self.task_run_name = task_run_name
-        self.log_prints = log_prints
-        self.tags = set(tags or ())
-        self.cache_key_fn = cache_key_fn
+        owner = f"task {self.name!r}"
+        self.retries = options.whole(owner, "retries", retries)
+        self.retry_delay_seconds = options.delays(owner, "retry_delay_seconds", retry_delay_seconds)
+        self.timeout_seconds = options.seconds(owner, "timeout_seconds", timeout_seconds, positive=True)
+        self.task_run_name = options.text_or_callable(owner, "task_run_name", task_run_name)
+        self.log_prints = options.flag(owner, "log_prints", log_prints)
+        self.tags = options.tags(owner, tags)
+        self.cache_key_fn = options.function(owner, "cache_key_fn", cache_key_fn)
         self._signature = inspect.signature(fn)
         self._positional_range = _positional_range(self._signature)
         functools.update_wrapper(self, fn)
@@ -104,7 +106,7 @@ class Task(Generic[P, R]):
             return context.next_run_name(self.name)
         if callable(template):
             return str(template())
-        return template.format(**self.parameters_of(args, kwargs))
+        return options.render_name(f"task {self.name!r}", "task_run_name", template, self.parameters_of(args, kwargs))
 
     # -- submit / map ---------------------------------------------------------------------
 

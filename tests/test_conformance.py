@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import time
 from pathlib import Path
 from dataclasses import dataclass
@@ -496,3 +497,43 @@ def test_prefects_other_import_paths_work_with_the_package_name_swapped():
         procflow.get_run_logger, unmapped, allow_failure, quote, wait, as_completed)
     assert (Mismatch, Upstream) == (MappingLengthMismatch, UpstreamTaskError)
     assert callable(task_input_hash)
+
+
+def shout(x):
+    return x
+
+
+@pytest.mark.parametrize("option, value, error, words", [
+    ("retries", "2", ValueError, "retries must be a whole number of at least 0, got '2'"),
+    ("retries", -1, ValueError, "retries must be a whole number of at least 0, got -1"),
+    ("retry_delay_seconds", [1, "a"], ValueError, "retry_delay_seconds must be a number of seconds of at least 0"),
+    ("timeout_seconds", 0, ValueError, "timeout_seconds must be a number of seconds above 0, got 0"),
+    ("task_run_name", 5, TypeError, "task_run_name must be a string or a function, got int"),
+    ("cache_key_fn", "key", TypeError, "cache_key_fn must be a function, got str"),
+    ("tags", "fast", TypeError, "tags must be a collection of strings, got 'fast'"),
+    ("log_prints", "yes", TypeError, "log_prints must be True or False, got 'yes'"),
+])
+def test_a_bad_task_option_is_refused_when_decorating_naming_the_task(option, value, error, words):
+    """`retries="2"` once surfaced only when a run failed, deep in the engine, and hung the flow."""
+    with pytest.raises(error, match=re.escape(f"task 'shout': {words}")):
+        task(**{option: value})(shout)
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("retries", 1.5, "retries must be a whole number of at least 0, got 1.5"),
+    ("timeout_seconds", -3, "timeout_seconds must be a number of seconds above 0, got -3"),
+    ("task_runner", "process", "task_runner must be a task runner from procflow.task_runners or procflow.dask"),
+])
+def test_a_bad_flow_option_is_refused_when_decorating_naming_the_flow(option, value, words):
+    with pytest.raises((TypeError, ValueError), match=re.escape(f"flow 'shout': {words}")):
+        flow(**{option: value})(shout)
+
+
+def test_a_run_name_template_naming_no_parameter_is_a_clear_error(runner):
+    named = task(task_run_name="shout-{nope}")(shout)
+
+    with pytest.raises(ValueError, match=re.escape("task 'shout': task_run_name 'shout-{nope}' refers to 'nope', "
+                                                   "which is not one of its parameters ['x']")):
+        run_flow(runner, lambda: named.submit(1))
+    with pytest.raises(ValueError, match=re.escape("flow 'shout': flow_run_name 'run-{y}' refers to 'y'")):
+        flow(task_runner=runner, flow_run_name="run-{y}")(shout)(1)

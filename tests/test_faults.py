@@ -607,3 +607,29 @@ def test_a_worker_dying_with_a_prepared_segment_leaves_nothing_in_dev_shm():
     assert "exited with code 3" in str(crashed)
     assert not owned_segments(os.getpid()), "the dead worker's prepared segment was swept"
     assert float(run(False).sum()) == float(1 << 21)
+
+
+def test_an_error_in_recording_an_outcome_fails_that_run_and_the_flow_goes_on(monkeypatch):
+    """A bug in procflow's own bookkeeping must not leave a run unfinished and its flow waiting."""
+    from procflow.engine import Engine
+
+    recorded = Engine._on_outcome
+    broken_once = []
+
+    def fails_for_the_first_outcome(self, outcome):
+        if not broken_once:
+            broken_once.append(outcome.run_id)
+            raise KeyError("bookkeeping")
+        return recorded(self, outcome)
+
+    monkeypatch.setattr(Engine, "_on_outcome", fails_for_the_first_outcome)
+    started = time.monotonic()
+    state = on_processes(lambda: [which_pid.submit() for _ in range(4)])(return_state=True)
+    assert time.monotonic() - started < 30
+    runs = body_last_run().task_runs
+    failed = [run for run in runs if run.state.is_failed()]
+    assert len(failed) == 1 and all(run.state.is_completed() for run in runs if run not in failed)
+    with pytest.raises(RuntimeError, match=r"procflow could not record the outcome of task run 'which_pid-\d': "
+                                           r"KeyError: 'bookkeeping'"):
+        failed[0].state.result()
+    assert state.is_failed()
