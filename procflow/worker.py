@@ -39,8 +39,9 @@ class RunTimedOut(TimeoutError):
 
 
 def execute(fn: Callable[..., Any], args: tuple, kwargs: dict, run_name: str, log_prints: bool,
-            emit: Emit) -> tuple[Status, Any, BaseException | None, float, float]:
-    """Run one call; returns (status, value, error, start, end)."""
+            emit: Emit, own_interrupts: bool = False) -> tuple[Status, Any, BaseException | None, float, float]:
+    """Run one call; returns (status, value, error, start, end). `own_interrupts`: where Ctrl-C
+    cannot reach (a worker process, a Dask worker), a KeyboardInterrupt is the task's own failure."""
     token = current_logger.set(RunLogger(emit, run_name))
     start = time.time()
     try:
@@ -52,7 +53,11 @@ def execute(fn: Callable[..., Any], args: tuple, kwargs: dict, run_name: str, lo
         return Status.COMPLETED, value, None, start, time.time()
     except RunTimedOut as error:
         return Status.TIMED_OUT, None, error, start, time.time()
-    except (Exception, SystemExit) as error:  # a task's failure is data; Ctrl-C is not
+    except KeyboardInterrupt as raised:
+        if not own_interrupts:  # Ctrl-C in the flow's thread, or a thread runner's cancel: not the task's failure
+            raise
+        return Status.FAILED, None, raised, start, time.time()
+    except BaseException as error:  # noqa: BLE001 - also SystemExit, asyncio.CancelledError, a library's own
         return Status.FAILED, None, error, start, time.time()
     finally:
         current_logger.reset(token)
@@ -157,7 +162,8 @@ def _run_item(batch: Batch, item: WorkItem, arguments: bytes | SharedArguments, 
     if item.timeout is not None:
         _arm_deadline(item.timeout)
     try:
-        status, value, failure, start, end = execute(fn, args, kwargs, item.run_name, item.log_prints, emit)
+        status, value, failure, start, end = execute(fn, args, kwargs, item.run_name, item.log_prints, emit,
+                                                     own_interrupts=True)
     finally:
         if item.timeout is not None:
             _disarm_deadline()

@@ -537,3 +537,34 @@ def test_a_run_name_template_naming_no_parameter_is_a_clear_error(runner):
         run_flow(runner, lambda: named.submit(1))
     with pytest.raises(ValueError, match=re.escape("flow 'shout': flow_run_name 'run-{y}' refers to 'y'")):
         flow(task_runner=runner, flow_run_name="run-{y}")(shout)(1)
+
+
+class LibraryAbort(BaseException):
+    """A library's own BaseException (as trio's or gevent's), not an Exception."""
+
+
+@task
+def interrupted_at(i):
+    if i == 40:
+        raise KeyboardInterrupt("raised by the task itself")
+    if i == 41:
+        raise asyncio.CancelledError("an awaited call was cancelled")
+    if i == 42:
+        raise LibraryAbort("aborted")
+    return i
+
+
+def test_a_task_raising_a_base_exception_fails_alone(runner):
+    """Once, on the process runner, the runs sharing its message failed with it; on the thread
+    runners its thread died and the flow waited forever."""
+    def body():
+        runs = interrupted_at.map(range(60))
+        runs.wait()
+        return [(run.state.is_completed(), run.result(raise_on_failure=False)) for run in runs]
+
+    outcomes = run_flow(runner, body)
+    assert [i for i, (completed, _) in enumerate(outcomes) if not completed] == [40, 41, 42]
+    assert all(value == i for i, (completed, value) in enumerate(outcomes) if completed)
+    assert isinstance(outcomes[40][1], KeyboardInterrupt) and "raised by the task itself" in str(outcomes[40][1])
+    assert isinstance(outcomes[41][1], asyncio.CancelledError)
+    assert type(outcomes[42][1]).__name__ == "LibraryAbort"

@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from procflow import flow, task, unmapped
 from procflow.dask import DaskResult, DaskTaskRunner
@@ -113,3 +114,19 @@ def test_cli_runs_a_flow_on_an_existing_cluster_by_address(dask_cluster, tmp_pat
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Finished in state Completed('All states completed.')" in done.stderr
+
+
+def test_a_result_read_after_its_flow_run_let_the_cluster_go_says_so(dask_cluster):
+    """A held future keeps its value; a run nobody held is gone with the flow run's client."""
+    kept = {}
+
+    @flow(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
+    def body():
+        kept["future"] = make.submit(10)
+        make.submit(20).wait()  # its future is dropped
+
+    body()
+    assert kept["future"].result().tolist() == list(np.arange(10.0))
+    dropped = body.last_run.task_runs[1].state
+    with pytest.raises(RuntimeError, match="was released when its flow run ended, as no future held it"):
+        dropped.result()

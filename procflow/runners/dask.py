@@ -39,6 +39,10 @@ from .base import Call, Sink
 from .threads import interrupt_thread
 
 
+class ResultReleased(RuntimeError):
+    """A run's result was read after its flow run let go of the Dask cluster holding it."""
+
+
 class DaskResult(LazyResult):
     """A result kept on a Dask worker; `.load()` fetches it to the parent."""
 
@@ -51,6 +55,10 @@ class DaskResult(LazyResult):
 
     def load(self) -> Any:
         if not self._loaded:
+            if getattr(self.future.client, "status", "running") in ("closing", "closed"):
+                raise ResultReleased(
+                    f"the result of {self.future.key!r} stayed on the Dask cluster and was released when its flow "
+                    "run ended, as no future held it; keep the future (or call .result()) while the flow runs")
             self._value = self.future.result()
             self._loaded = True
         return self._value
@@ -248,7 +256,7 @@ def run_on_dask(function: bytes, topic: str, run_id: int, run_name: str, log_pri
         timer.start()
     try:
         status, value, error, start, end = execute(fn, args, kwargs, run_name, log_prints,
-                                                   lambda level, text: logs.append((level, text)))
+                                                   lambda level, text: logs.append((level, text)), own_interrupts=True)
     finally:
         if timer is not None:
             timer.cancel()

@@ -27,6 +27,11 @@ def _nowhere(outcomes: list[Outcome]) -> None:
     raise RuntimeError("runner used before start()")
 
 
+class RunCancelled(KeyboardInterrupt):
+    """Raised in a task's thread by `cancel_running()` (Ctrl-C): a KeyboardInterrupt the task
+    raises itself is its own failure instead."""
+
+
 def interrupt_thread(thread_id: int, error: type[BaseException]) -> bool:
     """Raise `error` in another thread at its next bytecode; False if it is gone."""
     done = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(error))
@@ -71,8 +76,10 @@ class ThreadPoolTaskRunner:
             outcome = self._execute(call)
         except RunTimedOut as late:  # raised between the call and our bookkeeping
             outcome = Outcome(call.run_id, Status.TIMED_OUT, error=late, worker=threading.current_thread().name)
-        except KeyboardInterrupt:  # cancel_running()
+        except RunCancelled:  # cancel_running()
             outcome = Outcome(call.run_id, Status.CANCELLED, worker=threading.current_thread().name)
+        except KeyboardInterrupt as raised:  # the task's own: its failure, as on the process runner
+            outcome = Outcome(call.run_id, Status.FAILED, error=raised, worker=threading.current_thread().name)
         with self._lock:
             self._threads.pop(call.run_id, None)
             self._in_flight -= 1
@@ -103,7 +110,7 @@ class ThreadPoolTaskRunner:
             running = list(self._threads.values())
             self._abandon = True
         for thread_id in running:
-            interrupt_thread(thread_id, KeyboardInterrupt)
+            interrupt_thread(thread_id, RunCancelled)
 
     def release(self, result: LazyResult) -> None:
         pass
