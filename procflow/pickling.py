@@ -68,12 +68,12 @@ def dumps_function(fn: Callable[..., Any]) -> bytes:
 def loads_function(blob: bytes) -> Callable[..., Any]:
     """The function, and the script's other functions it calls, named after their file again."""
     fn, filename = pickle.loads(blob)
-    if filename is None or filename == DYNAMIC_CODE:
+    plain = getattr(fn, "__func__", fn)  # a bound method's function
+    if filename is None or filename == DYNAMIC_CODE or not isinstance(plain, types.FunctionType):
         return fn
-    module = getattr(fn, "__module__", None)
-    helpers = [value for value in getattr(fn, "__globals__", {}).values()
-               if isinstance(value, types.FunctionType) and value.__module__ == module]
-    for function in [fn, *helpers]:
+    helpers = [value for value in plain.__globals__.values()
+               if isinstance(value, types.FunctionType) and value.__module__ == plain.__module__]
+    for function in [plain, *helpers]:
         if function.__code__.co_filename == DYNAMIC_CODE:
             function.__code__ = _named(function.__code__, filename)
     return fn

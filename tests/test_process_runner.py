@@ -152,6 +152,30 @@ def test_functions_and_classes_of_a_script_run_by_path_travel_by_value(tmp_path)
     assert as_main.stdout.strip() == "Point(x=6, y=7)"
 
 
+def test_a_bound_method_of_a_scripts_class_runs_as_a_task(tmp_path):
+    script = tmp_path / "methods.py"
+    script.write_text(textwrap.dedent("""
+        from procflow import flow, task
+
+        class Scaler:
+            def __init__(self, k):
+                self.k = k
+
+            def scale(self, x):
+                return x * self.k
+
+        @flow
+        def scaled():
+            return task(Scaler(4).scale).submit(2).result()
+
+        if __name__ == "__main__":
+            print(scaled())
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "8"
+
+
 @pytest.mark.parametrize("runner", ["process", "dask"])
 def test_a_task_from_a_script_fails_with_its_source_lines_in_the_traceback(tmp_path, runner):
     """Functions of a script travel by value; the traceback still names the script's lines."""
