@@ -48,7 +48,8 @@ class Flow(Generic[P, R]):
 
     def __init__(self, fn: Callable[P, R], name: str | None = None, task_runner: Runner | type | None = None,
                  log_prints: bool = False, flow_run_name: str | Callable[[], str] | None = None,
-                 timeout_seconds: float | None = None, retries: int = 0, retry_delay_seconds: float = 0) -> None:
+                 timeout_seconds: float | None = None, retries: int = 0, retry_delay_seconds: float = 0,
+                 **prefect_options: Any) -> None:
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {type(fn).__name__}")
         self.fn = fn
@@ -60,14 +61,18 @@ class Flow(Generic[P, R]):
         self.flow_run_name = options.text_or_callable(owner, "flow_run_name", flow_run_name)
         self.timeout_seconds = options.seconds(owner, "timeout_seconds", timeout_seconds, positive=True)
         self.retries = options.whole(owner, "retries", retries)
-        self.retry_delay_seconds = options.seconds(owner, "retry_delay_seconds", retry_delay_seconds)
+        self.retry_delay_seconds = options.seconds(owner, "retry_delay_seconds", retry_delay_seconds) or 0
+        kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
+        self.description: str | None = kept["description"] or getattr(fn, "__doc__", None)
+        self.version: str | None = kept["version"]
         self.last_run: FlowRun | None = None
         self._signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
 
     def with_options(self, **options: Any) -> Flow[P, R]:
         current = {name: getattr(self, name) for name in (
-            "name", "task_runner", "log_prints", "flow_run_name", "timeout_seconds", "retries", "retry_delay_seconds")}
+            "name", "task_runner", "log_prints", "flow_run_name", "timeout_seconds", "retries", "retry_delay_seconds",
+            "description", "version")}
         current.update(options)
         return Flow(self.fn, **current)
 
@@ -304,7 +309,8 @@ def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
 @overload
 def flow(*, name: str | None = None, task_runner: Runner | type | None = None, log_prints: bool = False,
          flow_run_name: str | Callable[[], str] | None = None, timeout_seconds: float | None = None,
-         retries: int = 0, retry_delay_seconds: float = 0) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+         retries: int = 0, retry_delay_seconds: float = 0, description: str | None = None,
+         version: str | None = None, **prefect_options: Any) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
 def flow(__fn: Callable[P, R] | None = None, **options: Any) -> Any:

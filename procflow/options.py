@@ -8,11 +8,14 @@ names the task or flow, the option and the value, before anything runs.
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 
 def whole(owner: str, option: str, value: Any) -> int:
-    """A count of at least 0 (`retries`)."""
+    """A count of at least 0 (`retries`); None, as Prefect allows, is 0."""
+    if value is None:
+        return 0
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{owner}: {option} must be a whole number of at least 0, got {value!r}")
     return value
@@ -80,3 +83,49 @@ def task_runner(owner: str, value: Any) -> Any:
         return value
     raise TypeError(f"{owner}: task_runner must be a task runner from procflow.task_runners or procflow.dask "
                     f"(an instance or the class), got {value!r}")
+
+
+# Prefect options procflow has no use for. Kept: words about the task or flow. Without effect:
+# accepted with one warning, so Prefect code runs unchanged. Refused: ignoring them would
+# change what the code does, so the error says so instead.
+KEPT = ("description", "version")
+WITHOUT_EFFECT = {
+    "persist_result": "results live for the flow run, in memory and shared memory; nothing is written to storage",
+    "result_storage": "results are not written to storage",
+    "result_serializer": "results are pickled (protocol 5) to move between processes, never stored",
+    "result_storage_key": "results are not written to storage",
+    "cache_result_in_memory": "results are kept in memory for the flow run",
+    "cache_expiration": "the cache lives for one flow run",
+    "refresh_cache": "the cache lives for one flow run",
+    "retry_jitter_factor": "retry delays are used as given",
+    "validate_parameters": "parameters are passed as given, never coerced",
+    "viz_return_value": "the flow run graph is built from the runs themselves",
+}
+REFUSED = {
+    "cache_policy": "use cache_key_fn (procflow.tasks.task_input_hash caches by inputs)",
+    "retry_condition_fn": "every failed attempt is retried up to `retries`",
+    "on_completion": "state hooks are not supported; check the states after the run",
+    "on_failure": "state hooks are not supported; check the states after the run",
+    "on_crashed": "state hooks are not supported; check the states after the run",
+    "on_cancellation": "state hooks are not supported; check the states after the run",
+    "on_running": "state hooks are not supported; check the states after the run",
+    "on_rollback": "transactions are not supported",
+    "on_commit": "transactions are not supported",
+}
+_warned: set[str] = set()
+
+
+def prefect_extras(owner: str, extras: dict[str, Any]) -> dict[str, Any]:
+    """The options of `extras` to keep (`description`, `version`); warns once about each one
+    without effect; raises for an unknown one or one whose effect procflow lacks."""
+    for option, value in extras.items():
+        if option in REFUSED and value is not None:
+            raise TypeError(f"{owner}: procflow does not support Prefect's {option}=: {REFUSED[option]}")
+        if option in WITHOUT_EFFECT:
+            if option not in _warned and value is not None:
+                _warned.add(option)
+                warnings.warn(f"{owner}: {option}= has no effect in procflow: {WITHOUT_EFFECT[option]}",
+                              stacklevel=4)
+        elif option not in KEPT and option not in REFUSED:
+            raise TypeError(f"{owner}: unknown option {option}=")
+    return {option: extras.get(option) for option in KEPT}

@@ -47,7 +47,8 @@ class Task(Generic[P, R]):
     def __init__(self, fn: Callable[P, R], name: str | None = None, retries: int = 0,
                  retry_delay_seconds: float | list[float] = 0, timeout_seconds: float | None = None,
                  task_run_name: str | Callable[[], str] | None = None, log_prints: bool | None = None,
-                 tags: Iterable[str] | None = None, cache_key_fn: Callable[..., str | None] | None = None) -> None:
+                 tags: Iterable[str] | None = None, cache_key_fn: Callable[..., str | None] | None = None,
+                 **prefect_options: Any) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {type(fn).__name__}")
         self.fn = fn
@@ -60,6 +61,9 @@ class Task(Generic[P, R]):
         self.log_prints = options.flag(owner, "log_prints", log_prints)
         self.tags = options.tags(owner, tags)
         self.cache_key_fn = options.function(owner, "cache_key_fn", cache_key_fn)
+        kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
+        self.description: str | None = kept["description"] or getattr(fn, "__doc__", None)
+        self.version: str | None = kept["version"]
         self._signature = inspect.signature(fn)
         self._positional_range = _positional_range(self._signature)
         functools.update_wrapper(self, fn)
@@ -74,7 +78,7 @@ class Task(Generic[P, R]):
     def with_options(self, **options: Any) -> Task[P, R]:
         current = {name: getattr(self, name) for name in (
             "name", "retries", "retry_delay_seconds", "timeout_seconds", "task_run_name", "log_prints",
-            "tags", "cache_key_fn")}
+            "tags", "cache_key_fn", "description", "version")}
         current.update(options)
         return Task(self.fn, **current)
 
@@ -352,7 +356,8 @@ def task(__fn: Callable[P, R]) -> Task[P, R]: ...
 def task(*, name: str | None = None, retries: int = 0, retry_delay_seconds: float | list[float] = 0,
          timeout_seconds: float | None = None, task_run_name: str | Callable[[], str] | None = None,
          log_prints: bool | None = None, tags: Iterable[str] | None = None,
-         cache_key_fn: Callable[..., str | None] | None = None) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+         cache_key_fn: Callable[..., str | None] | None = None, description: str | None = None,
+         version: str | None = None, **prefect_options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
 def task(__fn: Callable[P, R] | None = None, **options: Any) -> Any:

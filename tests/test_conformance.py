@@ -568,3 +568,19 @@ def test_a_task_raising_a_base_exception_fails_alone(runner):
     assert isinstance(outcomes[40][1], KeyboardInterrupt) and "raised by the task itself" in str(outcomes[40][1])
     assert isinstance(outcomes[41][1], asyncio.CancelledError)
     assert type(outcomes[42][1]).__name__ == "LibraryAbort"
+
+
+def test_prefects_other_options_are_kept_accepted_with_a_warning_or_refused_clearly():
+    """Prefect code with `description=`, `persist_result=` or state hooks: what each becomes."""
+    described = task(description="loads the data", version="2")(shout)
+    assert (described.description, described.version) == ("loads the data", "2")
+    assert described.with_options(retries=1).description == "loads the data"
+    from procflow import options
+
+    options._warned.discard("persist_result")
+    with pytest.warns(UserWarning, match="task 'shout': persist_result= has no effect in procflow"):
+        task(persist_result=True)(shout)
+    with pytest.raises(TypeError, match="task 'shout': procflow does not support Prefect's on_failure=: state hooks"):
+        task(on_failure=[print])(shout)
+    with pytest.raises(TypeError, match="flow 'shout': unknown option retires="):
+        flow(retires=2)(shout)
