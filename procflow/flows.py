@@ -122,7 +122,13 @@ class Flow(Generic[P, R]):
     def _run_attempts(self, context: FlowContext, args: tuple, kwargs: dict) -> tuple[State, Any]:
         for attempt in range(self.retries + 1):
             first_run = len(context.flow_run.task_runs)
+            started = time.monotonic()
             value, error = self._call_fn(context, args, kwargs)
+            if error is None and self.timeout_seconds is not None:  # the limit covers the runs it left going too
+                left = self.timeout_seconds - (time.monotonic() - started)
+                if not context.engine.wait_for(context.tracker, max(left, 0.0)):
+                    context.engine.cancel(context.tracker)
+                    value, error = None, FlowTimedOut(_timeout_message(self.timeout_seconds))
             context.engine.wait_for(context.tracker)
             counted_runs = context.flow_run.task_runs[first_run:]
             state = final_state(value, error, counted_runs)

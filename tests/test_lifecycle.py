@@ -88,6 +88,25 @@ def test_flow_timeout_fails_the_flow_and_cancels_what_is_pending():
         too_long()
 
 
+@task
+def sleeps(seconds):
+    time.sleep(seconds)
+    return np.ones(1 << 18)  # a result for shared memory, were it to finish
+
+
+def test_a_flow_timeout_covers_the_runs_the_flow_function_left_running():
+    """The function returns at once; its runs would take 10 s more. Prefect's limit bounds both."""
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2), timeout_seconds=1)
+    def returns_at_once():
+        return sleeps.map([10] * 4)
+
+    started = time.monotonic()
+    state = returns_at_once(return_state=True)
+    assert time.monotonic() - started < 6
+    assert state.name == "TimedOut" and state.message == "Flow run exceeded timeout of 1 second(s)"
+    assert {run.state.name for run in returns_at_once.last_run.task_runs} == {"Cancelled"}
+
+
 def test_a_flow_run_from_another_thread_times_out_with_the_same_message():
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=1), timeout_seconds=0.3)
     def too_long():
