@@ -12,12 +12,13 @@ import warnings
 from typing import Any
 
 
-def whole(owner: str, option: str, value: Any) -> int:
-    """A count of at least 0 (`retries`); None, as Prefect allows, is 0."""
+def whole(owner: str, option: str, value: Any, minimum: int = 0) -> int:
+    """A count of at least `minimum` (`retries`, `max_workers`); None, as Prefect allows, is 0."""
     if value is None:
         return 0
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{owner}: {option} must be a whole number of at least 0, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        where = f"{owner}: " if owner else ""
+        raise ValueError(f"{where}{option} must be a whole number of at least {minimum}, got {value!r}")
     return value
 
 

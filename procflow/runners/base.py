@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from .. import options
 from ..messages import Outcome
 from ..states import LazyResult
 
@@ -19,9 +20,7 @@ def worker_count(requested: int | None, default: int, name: str = "max_workers")
     """`max_workers` (or another count called `name`) as given, at least 1; `default` when None."""
     if requested is None:
         return default
-    if not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
-        raise ValueError(f"{name} must be a whole number of at least 1, got {requested!r}")
-    return requested
+    return options.whole("", name, requested, minimum=1)
 
 
 @dataclass(slots=True)
