@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -200,8 +201,13 @@ def typed_parameters(fn: Any, texts: dict[str, str]) -> dict[str, Any]:
         hints = typing.get_type_hints(fn)
     except Exception:  # noqa: BLE001 - an annotation that does not resolve: guess from the text
         hints = {}
+    parameters = inspect.signature(fn).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     values: dict[str, Any] = {}
     for name, text in texts.items():
+        if name not in parameters and not takes_any:
+            raise UsageError(f"--{name}: the flow has no parameter {name!r}; its parameters: "
+                             f"{', '.join(parameters) or 'none'}")
         kind = hints.get(name)
         try:
             if kind is str:

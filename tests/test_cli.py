@@ -178,7 +178,9 @@ def test_flow_parameters_follow_the_flows_annotations(tmp_path):
     done = procflow("run", "typed.py", "--", "--flag", "no", "--extra", "plain words", cwd=tmp_path)
     assert done.stdout.strip() == "(1, 0.5, 'x', False, 'plain words')"
     for args, message in ((["--n", "five"], "--n: expected int, got 'five'"),
-                          (["--flag", "maybe"], "--flag: expected bool, got 'maybe'")):
+                          (["--flag", "maybe"], "--flag: expected bool, got 'maybe'"),
+                          (["--count", "3"], "--count: the flow has no parameter 'count'; its parameters: n, rate, "
+                                             "label, flag, extra")):
         done = procflow("run", "typed.py", "--", *args, cwd=tmp_path)
         assert done.returncode == 2 and message in done.stderr
 
