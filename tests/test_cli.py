@@ -154,7 +154,7 @@ def test_failed_flow_exits_1(scripts):
     (["run", "two.py:gamma"], "has no flow named 'gamma'"),
     (["run", "good.py", "--stats", "s.txt"], "must end in .json or .csv"),
     (["run", "good.py", "--workers", "0"], "--workers: must be a whole number of at least 1, got '0'"),
-    (["run", "good.py", "--", "--nope", "1"], "unexpected keyword argument 'nope'"),
+    (["run", "good.py", "--", "--nope", "1"], "--nope: the flow has no parameter 'nope'; its parameters: n, label"),
     (["fly"], "invalid choice"),
 ])
 def test_bad_command_lines_exit_2_with_a_clear_message(scripts, args, message):
