@@ -16,11 +16,11 @@ from ..states import LazyResult
 Sink = Callable[[list[Outcome]], None]
 
 
-def worker_count(requested: int | None, default: int, name: str = "max_workers") -> int:
-    """`max_workers` (or another count called `name`) as given, at least 1; `default` when None."""
+def worker_count(requested: int | None, default: int) -> int:
+    """`max_workers` as given (at least 1), or the runner's default when None."""
     if requested is None:
         return default
-    return options.whole("", name, requested, minimum=1)
+    return options.whole("", "max_workers", requested, minimum=1)
 
 
 @dataclass(slots=True)

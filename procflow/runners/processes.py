@@ -30,6 +30,7 @@ import psutil
 from loky import ProcessPoolExecutor
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
+from .. import options
 from ..messages import Batch, Outcome, Status, WorkItem
 from ..pickling import OutOfBand, dumps_function, find_unpicklable
 from ..runlog import FLOW_LOGGER
@@ -113,7 +114,7 @@ class ProcessPoolTaskRunner:
                  keep_segments_between_runs: bool = False) -> None:
         self.max_workers = worker_count(max_workers, default_workers())
         self.shm_threshold_bytes = shm_threshold_bytes
-        self.max_tasks_per_worker = worker_count(max_tasks_per_worker, 0, "max_tasks_per_worker") or None
+        self.max_tasks_per_worker = options.whole("", "max_tasks_per_worker", max_tasks_per_worker, minimum=1) or None
         self.worker_env = worker_env
         self.initializer = initializer
         self.initargs = initargs
@@ -138,7 +139,6 @@ class ProcessPoolTaskRunner:
         self._seconds_per_run: float | None = None
         self._segments = SegmentLedger(self._owner, self.keep_segments_between_runs)
         self._arguments = ArgumentSegments(SegmentWriter(self._owner))
-        self._runs_per_worker: dict[int, int] = {}
         self._recycle = False
         self._crashes = CrashLedger(self._boards, self._watch)
         self._fallback_warned = False
@@ -285,13 +285,9 @@ class ProcessPoolTaskRunner:
         self._sink(outcomes)
 
     def _received(self, outcome: Outcome, item: WorkItem) -> Outcome:
-        if outcome.status is Status.SPENT or outcome.status is Status.DEFERRED:
-            self._recycle |= outcome.status is Status.SPENT
+        if outcome.status is Status.SPENT or outcome.status is Status.DEFERRED:  # not run
+            self._recycle |= outcome.status is Status.SPENT  # the worker counts its runs; renew the pool
             return outcome
-        worker = int(outcome.worker or 0)
-        count = self._runs_per_worker[worker] = self._runs_per_worker.get(worker, 0) + 1
-        if self.max_tasks_per_worker and count >= self.max_tasks_per_worker:
-            self._recycle = True
         elapsed = outcome.end - outcome.start + outcome.transfer
         self._seconds_per_run = elapsed if self._seconds_per_run is None \
             else 0.8 * self._seconds_per_run + 0.2 * elapsed
@@ -301,8 +297,7 @@ class ProcessPoolTaskRunner:
             self._warn_no_room(f"the result of task run '{item.run_name}'")
         if outcome.error is None:
             return outcome
-        return Outcome(outcome.run_id, outcome.status, None, decode_error(outcome.error, outcome.error_text),
-                       outcome.error_text, outcome.start, outcome.end, worker, outcome.logs, outcome.transfer)
+        return outcome._replace(error=decode_error(outcome.error, outcome.error_text))
 
     def _warn_no_room(self, what: str) -> None:
         if not self._fallback_warned:
@@ -339,7 +334,6 @@ class ProcessPoolTaskRunner:
         """`max_tasks_per_worker`: new workers for all (loky cannot retire just one)."""
         assert self._executor is not None
         self._executor.shutdown(wait=True)
-        self._runs_per_worker.clear()
         self._recycle = False
         self._executor = self._get_executor(fresh=True)
 
