@@ -84,10 +84,14 @@ class Engine:
         with self.waiter.condition:
             return self.waiter.condition.wait_for(lambda: tracker.unfinished <= 0, timeout)
 
-    def cancel(self, tracker: Tracker, timeout: float = 2.0) -> None:
-        """Ctrl-C: pending runs cancelled, running ones interrupted; wait briefly (a task
-        thread blocked in C code never ends, and the flow must be gone within 5 s)."""
-        self._events.put(("cancel", tracker))
+    def cancel(self, tracker: Tracker, timeout: float = 2.0, only_this_flow: bool = False) -> None:
+        """Ctrl-C, or a flow's timeout: pending runs cancelled, running ones interrupted; wait
+        briefly (a task thread blocked in C code never ends, and the flow must be gone within 5 s).
+
+        `only_this_flow` (a nested flow's timeout, on its parent's engine): only that flow run's
+        pending runs; its running ones finish, as stopping them would stop the parent's too.
+        """
+        self._events.put(("cancel", tracker, only_this_flow))
         self.wait_for(tracker, timeout)
 
     def close_flow(self, tracker: Tracker) -> None:
@@ -142,7 +146,7 @@ class Engine:
             for run_id, blocked_by in self.scheduler.finish(event[1], event[2]):
                 self._block(run_id, blocked_by)
         elif kind == "cancel":
-            self._cancel(event[1])
+            self._cancel(event[1], event[2])
 
     def _fail_unhandled(self, run_id: int, error: Exception) -> None:
         """procflow's own bug met a run's outcome: the run fails with it, its flow goes on."""
@@ -258,14 +262,22 @@ class Engine:
             for blocked, by in self.scheduler.finish(run_id, False):
                 self._block(blocked, by)
 
-    def _cancel(self, tracker: Tracker) -> None:
-        for run_id in self.scheduler.cancel_pending():
+    def _cancel(self, tracker: Tracker, only_this_flow: bool) -> None:
+        if only_this_flow:
+            ours = [run_id for run_id, entry in self._entries.items() if entry.tracker is tracker]
+            cancelled, blocked = self.scheduler.cancel(ours)
+        else:
+            cancelled, blocked = self.scheduler.cancel_pending(), []
+        for run_id in cancelled:
             entry = self._entries.pop(run_id, None)
             if entry is not None:
                 self._out.finish(entry.run, Cancelled("The flow run was interrupted before this run started."),
                                  entry.tracker)
-        self._timers.clear()
-        self.runner.cancel_running()
+        for run_id, blocked_by in blocked:
+            self._block(run_id, blocked_by)
+        if not only_this_flow:
+            self._timers.clear()
+            self.runner.cancel_running()
 
     def _fire_timers(self) -> None:
         now = time.time()

@@ -123,15 +123,16 @@ class Flow(Generic[P, R]):
         for attempt in range(self.retries + 1):
             first_run = len(context.flow_run.task_runs)
             started = time.monotonic()
-            value, error = self._call_fn(context, args, kwargs)
+            value, error, timed_out = self._call_fn(context, args, kwargs)
             if error is None and self.timeout_seconds is not None:  # the limit covers the runs it left going too
                 left = self.timeout_seconds - (time.monotonic() - started)
                 if not context.engine.wait_for(context.tracker, max(left, 0.0)):
-                    context.engine.cancel(context.tracker)
-                    value, error = None, FlowTimedOut(_timeout_message(self.timeout_seconds))
+                    value, error, timed_out = None, FlowTimedOut(_timeout_message(self.timeout_seconds)), True
+            if timed_out:
+                context.engine.cancel(context.tracker, only_this_flow=not context.owns_engine)
             context.engine.wait_for(context.tracker)
             counted_runs = context.flow_run.task_runs[first_run:]
-            state = final_state(value, error, counted_runs)
+            state = final_state(value, error, counted_runs, timed_out)
             if state.is_completed() or attempt == self.retries:
                 return state, value
             FLOW_LOGGER.info(f"Flow run '{context.flow_run.name}' - Received non-final state 'AwaitingRetry' "
@@ -139,24 +140,25 @@ class Flow(Generic[P, R]):
             time.sleep(self.retry_delay_seconds)
         raise AssertionError("unreachable")
 
-    def _call_fn(self, context: FlowContext, args: tuple, kwargs: dict) -> tuple[Any, BaseException | None]:
+    def _call_fn(self, context: FlowContext, args: tuple,
+                 kwargs: dict) -> tuple[Any, BaseException | None, bool]:
+        """(value, error, whether this flow's own deadline ended it)."""
         token = current_flow.set(context)
         emit = flow_emitter(context.flow_run.name)
         logger_token = current_logger.set(RunLogger(emit, context.flow_run.name))
+        fired = threading.Event()  # stays unset without a deadline
         try:
             with contextlib.ExitStack() as stack:
                 if self.log_prints:
                     stack.enter_context(capture_prints(emit))
                 if self.timeout_seconds is not None:
-                    stack.enter_context(_deadline(self.timeout_seconds))
-                return self.fn(*args, **kwargs), None
-        except FlowTimedOut as error:
-            context.engine.cancel(context.tracker)
-            if not error.args:  # raised into a non-main thread, as a bare class
-                error = FlowTimedOut(_timeout_message(self.timeout_seconds))
-            return None, error
+                    fired = stack.enter_context(_deadline(self.timeout_seconds))
+                return self.fn(*args, **kwargs), None, False
         except Exception as error:  # noqa: BLE001 - the flow's failure is its state
-            return None, error
+            if fired.is_set():  # this flow's own deadline; a nested flow's timeout is an ordinary error here
+                own = error if error.args else FlowTimedOut(_timeout_message(self.timeout_seconds))  # bare: a thread's
+                return None, own, True
+            return None, error, False
         finally:
             current_logger.reset(logger_token)
             current_flow.reset(token)
@@ -189,10 +191,10 @@ class Flow(Generic[P, R]):
         return options.render_name(f"flow {self.name!r}", "flow_run_name", template, parameters)
 
 
-def final_state(value: Any, error: BaseException | None, runs: list[TaskRun]) -> State:
+def final_state(value: Any, error: BaseException | None, runs: list[TaskRun], timed_out: bool = False) -> State:
     """Prefect 2's rule for a flow run's final state (see the module docstring)."""
     if error is not None:
-        if isinstance(error, FlowTimedOut):
+        if timed_out:
             return Failed(error, message=str(error), name="TimedOut")  # Prefect's message
         return Failed(error, message=f"Flow run encountered an exception: {describe_error(error)}")
     states = [run.state for run in runs] if value is None else _returned_states(value)
@@ -235,27 +237,35 @@ def _timeout_message(seconds: float | None) -> str:
 
 
 @contextlib.contextmanager
-def _deadline(seconds: float) -> Iterator[None]:
+def _deadline(seconds: float) -> Iterator[threading.Event]:
     """Raise FlowTimedOut in this thread after `seconds`: by SIGALRM in the main thread (it
-    interrupts a blocking call such as sleep), else at the thread's next bytecode."""
+    interrupts a blocking call such as sleep), else at the thread's next bytecode. The event
+    it yields is set when it fires: a FlowTimedOut without it is a nested flow's, raised on."""
     message = _timeout_message(seconds)
+    fired = threading.Event()
     if threading.current_thread() is threading.main_thread() and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
         def on_alarm(signum: int, frame: Any) -> None:
+            fired.set()
             raise FlowTimedOut(message)
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, seconds)
         try:
-            yield
+            yield fired
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
         return
-    timer = threading.Timer(seconds, interrupt_thread, (threading.get_ident(), FlowTimedOut))
+
+    def on_timer(thread_id: int) -> None:
+        fired.set()
+        interrupt_thread(thread_id, FlowTimedOut)
+
+    timer = threading.Timer(seconds, on_timer, (threading.get_ident(),))
     timer.daemon = True
     timer.start()
     try:
-        yield
+        yield fired
     finally:
         timer.cancel()
 

@@ -144,6 +144,24 @@ class Scheduler:
         state.dependents.clear()
         return pending
 
+    def cancel(self, runs: Iterable[int]) -> tuple[list[int], list[Blocked]]:
+        """Those of `runs` not started yet (waiting, ready, or waiting out a retry delay) are
+        finished as not completed; returns them, and the runs their ends block."""
+        state = self.state
+        chosen = [run for run in runs if run not in state.running and run not in state.completed]
+        if not chosen:
+            return [], []
+        for run in chosen:
+            state.remaining.pop(run, None)
+            state.completed[run] = False
+        gone = set(chosen)
+        state.ready = [item for item in state.ready if item[1] not in gone]
+        heapq.heapify(state.ready)
+        blocked: list[Blocked] = []
+        for run in chosen:
+            blocked += self._release(run, False)
+        return chosen, blocked
+
     # -- queries ------------------------------------------------------------------
 
     @property

@@ -107,6 +107,38 @@ def test_a_flow_timeout_covers_the_runs_the_flow_function_left_running():
     assert {run.state.name for run in returns_at_once.last_run.task_runs} == {"Cancelled"}
 
 
+@task
+def naps(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_nested_flows_timeout_cancels_its_own_runs_and_leaves_its_parents_alone():
+    """Both run on the parent's engine; the child's limit used to cancel every run there."""
+    @flow(timeout_seconds=0.5)
+    def child():
+        naps.submit(1.5)  # running at the limit: it finishes
+        return [naps.submit(0.2) for _ in range(6)]  # still waiting for a thread at the limit: cancelled
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def parent(catch):
+        own = naps.submit(1.0)
+        try:
+            child()
+        except TimeoutError:
+            if not catch:
+                raise
+        return own
+
+    assert parent(True) == 1.0
+    child_states = [run.state.name for run in child.last_run.task_runs]
+    assert child.last_run.state.name == "TimedOut"
+    assert child_states[0] == "Completed" and "Cancelled" in child_states[1:]
+    state = parent(False, return_state=True)  # the child's error, uncaught: the parent fails, its run is kept
+    assert state.is_failed() and state.name == "Failed"
+    assert parent.last_run.task_runs[0].state.is_completed()
+
+
 def test_a_flow_run_from_another_thread_times_out_with_the_same_message():
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=1), timeout_seconds=0.3)
     def too_long():

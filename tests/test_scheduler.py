@@ -112,3 +112,20 @@ def test_sole_follower_claim_and_unclaim_for_fused_chains():
     s.pop_ready(10)
     s.finish(2, True)
     assert s.pop_ready(10) == [3]
+
+
+def test_cancel_ends_only_the_given_runs_not_started_and_blocks_their_dependents():
+    s = Scheduler()
+    s.add(1)  # another flow run's, running
+    s.add(2)  # ours, running: it finishes on its own
+    s.pop_ready(2)
+    s.add(3)  # ours, ready
+    s.add(4, [(2, True)])  # ours, waiting
+    s.add(5, [(3, True)])  # another flow's run waiting on ours
+    s.add(6)  # another flow's, ready
+    cancelled, blocked = s.cancel([2, 3, 4])
+    assert sorted(cancelled) == [3, 4] and blocked == [(5, 3)]
+    assert s.pop_ready(10) == [6]
+    s.finish(2, True)
+    assert s.pop_ready(10) == [], "4 was cancelled, it does not become ready"
+    assert s.outcome(3) is False and s.outcome(4) is False and s.outcome(1) is None
