@@ -9,6 +9,11 @@ tests drive it with plain integers. A run moves waiting -> ready -> running -> f
                           reaching 0 makes it ready; a failed upstream that the edge does
                           not allow (no `allow_failure`) blocks the dependent instead,
                           and that block spreads to the dependent's own dependents
+
+Which failed upstream blocks a run follows Prefect, which resolves a run's inputs one
+after another (arguments, then wait_for): the first, in that order, that did not
+complete, decided once every upstream before it has finished. So every runner names
+the same upstream, however the runs interleave.
     requeue(run)          running -> ready again (a run lost with its worker, a retry's time)
     set_aside(run)        running -> neither, until its retry delay has passed
     add_finished(run, ok) a run finished elsewhere (a future of another flow run)
@@ -39,6 +44,8 @@ class SchedulerState:
     ready: list[tuple[int, int]] = field(default_factory=list)  # heap of (priority, run)
     running: set[int] = field(default_factory=set)
     completed: dict[int, bool] = field(default_factory=dict)  # finished run -> did it complete
+    doomed: dict[int, int] = field(default_factory=dict)  # waiting run -> a blocking upstream that failed
+    order: dict[int, list[int]] = field(default_factory=dict)  # run -> its blocking upstreams, in order (2+)
 
 
 class Scheduler:
@@ -55,21 +62,27 @@ class Scheduler:
         upstream that already finished without completing (`run` and nothing else).
         """
         state = self.state
-        unfinished = 0
+        unfinished, failed, blocking = 0, None, []
         for upstream, blocks in upstreams:
             finished_ok = state.completed.get(upstream)
             if finished_ok is None:
                 unfinished += 1
                 state.dependents.setdefault(upstream, []).append((run, blocks))
-            elif blocks and not finished_ok:
-                if unfinished:  # already registered with some upstreams: undo by marking blocked
-                    state.remaining[run] = unfinished
-                    return self._block(run, upstream)
-                state.completed[run] = False
-                return [(run, upstream)]
+            elif blocks and not finished_ok and failed is None:
+                failed = upstream
+            if blocks:
+                blocking.append(upstream)
+        if len(blocking) > 1:
+            state.order[run] = blocking
+        if failed is not None:
+            state.remaining[run] = unfinished  # the upstreams registered with above skip it once blocked
+            state.doomed[run] = failed
+            cause = self._cause(run)
+            return [] if cause is None else self._block(run, cause)
         if unfinished:
             state.remaining[run] = unfinished
         else:
+            state.order.pop(run, None)
             heapq.heappush(state.ready, (self._priority(run, from_finish=False), run))
         return []
 
@@ -119,13 +132,14 @@ class Scheduler:
         dependents = state.dependents.get(run, ())
         if len(dependents) == 1:
             dependent, blocks = dependents[0]
-            if blocks and state.remaining.get(dependent) == 1:
+            if blocks and state.remaining.get(dependent) == 1 and dependent not in state.doomed:
                 return dependent
         return None
 
     def claim(self, run: int) -> None:
         """waiting -> running: it goes to the worker right behind its upstream."""
         del self.state.remaining[run]
+        self.state.order.pop(run, None)
         self.state.running.add(run)
 
     def unclaim(self, run: int) -> None:
@@ -142,6 +156,8 @@ class Scheduler:
         state.remaining.clear()
         state.ready.clear()
         state.dependents.clear()
+        state.doomed.clear()
+        state.order.clear()
         return pending
 
     def cancel(self, runs: Iterable[int]) -> tuple[list[int], list[Blocked]]:
@@ -153,6 +169,8 @@ class Scheduler:
             return [], []
         for run in chosen:
             state.remaining.pop(run, None)
+            state.doomed.pop(run, None)
+            state.order.pop(run, None)
             state.completed[run] = False
         gone = set(chosen)
         state.ready = [item for item in state.ready if item[1] not in gone]
@@ -190,19 +208,39 @@ class Scheduler:
             for dependent, blocks in state.dependents.pop(upstream, ()):
                 if dependent not in state.remaining:
                     continue  # blocked earlier by another upstream
-                if blocks and not upstream_ok:
-                    del state.remaining[dependent]
-                    state.completed[dependent] = False
-                    blocked.append((dependent, upstream))
-                    stack.append((dependent, False))
-                    continue
                 state.remaining[dependent] -= 1
-                if state.remaining[dependent] == 0:
+                if blocks and not upstream_ok:
+                    state.doomed.setdefault(dependent, upstream)
+                if dependent in state.doomed:
+                    cause = self._cause(dependent)
+                    if cause is not None:
+                        blocked += self._block(dependent, cause)
+                        stack.append((dependent, False))
+                elif state.remaining[dependent] == 0:
                     del state.remaining[dependent]
+                    state.order.pop(dependent, None)
                     heapq.heappush(state.ready, (self._priority(dependent, from_finish=True), dependent))
         return blocked
 
+    def _cause(self, run: int) -> int | None:
+        """A doomed run's first blocking upstream that did not complete, once every one before
+        it has finished; None while one of those still may run."""
+        state = self.state
+        order = state.order.get(run)
+        if order is None:  # one blocking upstream: it failed
+            return state.doomed[run]
+        for upstream in order:
+            finished_ok = state.completed.get(upstream)
+            if finished_ok is None:
+                return None
+            if not finished_ok:
+                return upstream
+        raise AssertionError(f"run {run} is doomed without a failed upstream")
+
     def _block(self, run: int, upstream: int) -> list[Blocked]:
-        del self.state.remaining[run]
-        self.state.completed[run] = False
+        state = self.state
+        del state.remaining[run]
+        state.doomed.pop(run, None)
+        state.order.pop(run, None)
+        state.completed[run] = False
         return [(run, upstream)]

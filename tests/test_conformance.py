@@ -208,6 +208,31 @@ def test_flow_raises_upstream_task_error_chained_to_the_cause(runner):
     assert "root cause" in str(raised.value)
 
 
+@task
+def late_boom(seconds, message):
+    time.sleep(seconds)
+    raise ValueError(message)
+
+
+def test_not_ready_names_the_first_failed_upstream_in_argument_order_whichever_fails_first(runner):
+    """As Prefect resolves a run's inputs one after another: arguments, then wait_for."""
+    def body():
+        late = late_boom.submit(0.5, "late")
+        early = boom.submit("early")
+        by_arguments = add.submit(late, early)
+        by_wait_for = add.submit(1, wait_for=[late, early])
+        after = identity.submit(allow_failure(by_arguments))
+        return by_arguments, by_wait_for, after
+
+    state = run_flow(runner, body, return_state=True)
+    by_name = {r.name: r.state for r in body_runs()}
+    for name in ("add-0", "add-1"):
+        assert by_name[name].name == "NotReady"
+        assert by_name[name].message == "Upstream task run 'late_boom-0' did not reach a 'COMPLETED' state."
+    assert by_name["identity-0"].is_completed()
+    assert state.message == "2/3 states failed."
+
+
 def test_allow_failure_runs_downstream_with_the_exception(runner):
     def body():
         bad = boom.submit("tolerated")

@@ -32,6 +32,25 @@ def test_failure_blocks_dependents_transitively_unless_allowed():
     assert s.pop_ready(10) == [4]
 
 
+def test_the_blocking_upstream_is_the_first_in_order_that_failed_once_those_before_it_finished():
+    s = Scheduler()
+    for run in (1, 2, 3):
+        s.add(run)
+    s.add(4, [(1, True), (9, False), (2, True), (3, True)])  # 9: an allow_failure edge, never the cause
+    s.add(9)
+    s.pop_ready(10)
+    assert s.finish(3, False) == [], "1 and 2 may still fail: 4 waits"
+    assert s.sole_follower(1) is None, "a doomed run is never fused behind its upstream"
+    assert s.finish(2, False) == []
+    assert s.finish(1, True) == [(4, 2)], "2 is the first in order that failed"
+    assert s.pop_ready(10) == []
+    s.add(5, [(3, True), (1, True)])
+    assert s.outcome(5) is False, "an upstream already failed first in order: blocked at once"
+    s.add(6, [(9, True), (2, True)])
+    assert s.finish(9, True) == [(6, 2)]
+    assert not s.state.order and not s.state.doomed
+
+
 def test_upstream_already_failed_blocks_at_add():
     s = Scheduler()
     s.add(1)
