@@ -63,42 +63,44 @@ def result_of(future: TaskFuture, allowed: bool) -> Any:
     return future.task_run.state.result(raise_on_failure=not allowed)
 
 
-def substitute(value: Any, replace: Callable[[Any, bool], Any] = result_of, target: type = TaskFuture) -> Any:
-    """`value` with every `target` (a future) replaced by `replace(it, allowed)`, annotations unwrapped."""
+def substitute(value: Any, replace: Callable[[Any, bool], Any] = result_of, target: type = TaskFuture,
+               allowed: bool = False) -> Any:
+    """`value` with every `target` (a future) replaced by `replace(it, allowed)`, annotations
+    unwrapped; `allowed` holds for everything inside an `allow_failure`, as in Prefect."""
     kind = type(value)
     if kind in _LEAVES:
         return value
     if kind is target:
-        return replace(value, False)
+        return replace(value, allowed)
     if kind is allow_failure:
-        inner = value.value
-        return replace(inner, True) if type(inner) is target else substitute(inner, replace, target)
+        return substitute(value.value, replace, target, True)
     if kind is quote:
         return value.value
     if kind is unmapped:
-        return substitute(value.value, replace, target)
+        return substitute(value.value, replace, target, allowed)
     if isinstance(value, dict):
         if type(value) is dict:
-            return {substitute(key, replace, target): substitute(item, replace, target) for key, item in value.items()}
-        return _rebuild_mapping(value, replace, target)
+            return {substitute(key, replace, target, allowed): substitute(item, replace, target, allowed)
+                    for key, item in value.items()}
+        return _rebuild_mapping(value, replace, target, allowed)
     if isinstance(value, list):
-        return [substitute(item, replace, target) for item in value]
+        return [substitute(item, replace, target, allowed) for item in value]
     if isinstance(value, tuple):
-        items = [substitute(item, replace, target) for item in value]
+        items = [substitute(item, replace, target, allowed) for item in value]
         return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
     if isinstance(value, (set, frozenset)):
-        return type(value)(substitute(item, replace, target) for item in value)
+        return type(value)(substitute(item, replace, target, allowed) for item in value)
     if is_dataclass(value) and not isinstance(value, type):
         clone = copy.copy(value)
         for field in fields(value):
-            object.__setattr__(clone, field.name, substitute(getattr(value, field.name), replace, target))
+            object.__setattr__(clone, field.name, substitute(getattr(value, field.name), replace, target, allowed))
         return clone
     return value
 
 
-def _rebuild_mapping(value: dict, replace: Callable[[Any, bool], Any], target: type) -> dict:
+def _rebuild_mapping(value: dict, replace: Callable[[Any, bool], Any], target: type, allowed: bool) -> dict:
     clone = copy.copy(value)
     clone.clear()
     for key, item in value.items():
-        clone[substitute(key, replace, target)] = substitute(item, replace, target)
+        clone[substitute(key, replace, target, allowed)] = substitute(item, replace, target, allowed)
     return clone
