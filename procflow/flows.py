@@ -67,6 +67,7 @@ class Flow(Generic[P, R]):
         self.version: str | None = kept["version"]
         self.last_run: FlowRun | None = None
         self._signature = inspect.signature(fn)
+        options.no_reserved_arguments(owner, self._signature)
         functools.update_wrapper(self, fn)
 
     def with_options(self, **options: Any) -> Flow[P, R]:

@@ -7,9 +7,21 @@ names the task or flow, the option and the value, before anything runs.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import warnings
 from typing import Any
+
+from .states import ReservedArgumentError
+
+RESERVED_ARGUMENTS = ("return_state", "wait_for")  # the calls' own keywords
+
+
+def no_reserved_arguments(owner: str, signature: inspect.Signature) -> None:
+    """A parameter named like a call keyword could never be passed: refuse it up front, as Prefect does."""
+    for name in RESERVED_ARGUMENTS:
+        if name in signature.parameters:
+            raise ReservedArgumentError(f"{owner}: {name!r} is a reserved argument name and cannot be used.")
 
 
 def whole(owner: str, option: str, value: Any, minimum: int = 0) -> int:

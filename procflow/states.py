@@ -32,6 +32,10 @@ class MissingContextError(RuntimeError):
     """Called outside a flow or task run something that needs one (Prefect's name)."""
 
 
+class ReservedArgumentError(TypeError):
+    """A task or flow function has a parameter named `wait_for` or `return_state` (Prefect's name)."""
+
+
 class MappingLengthMismatch(ValueError):
     """`.map()` got iterables of different lengths."""
 

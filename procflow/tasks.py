@@ -20,7 +20,7 @@ import inspect
 import io
 import threading
 import time
-from typing import Any, Callable, Generic, Iterable, Iterator, ParamSpec, TypeVar, overload
+from typing import Any, Callable, Generic, Iterable, Iterator, Literal, ParamSpec, TypeVar, overload
 
 import cloudpickle
 
@@ -65,6 +65,7 @@ class Task(Generic[P, R]):
         self.description: str | None = kept["description"] or getattr(fn, "__doc__", None)
         self.version: str | None = kept["version"]
         self._signature = inspect.signature(fn)
+        options.no_reserved_arguments(owner, self._signature)
         self._positional_range = _positional_range(self._signature)
         functools.update_wrapper(self, fn)
 
@@ -114,16 +115,44 @@ class Task(Generic[P, R]):
 
     # -- submit / map ---------------------------------------------------------------------
 
-    def submit(self, *args: Any, wait_for: Any = None, **kwargs: Any) -> TaskFuture[R]:
-        """Schedule one run; returns its future at once."""
+    @overload
+    def submit(self, *args: Any, return_state: Literal[False] = False, wait_for: Any = None,
+               **kwargs: Any) -> TaskFuture[R]: ...
+
+    @overload
+    def submit(self, *args: Any, return_state: Literal[True], wait_for: Any = None, **kwargs: Any) -> State: ...
+
+    def submit(self, *args: Any, return_state: bool = False, wait_for: Any = None,
+               **kwargs: Any) -> TaskFuture[R] | State:
+        """Schedule one run; returns its future at once (`return_state=True`: waits, returns its state)."""
         context = context_or_detached()
         self._check(args, kwargs)
         waits = _wait_futures(wait_for)
         entry = self._entry(context, args, kwargs, waits, None)
-        return context.submit([entry], mapped=False)[0]
+        future = context.submit([entry], mapped=False)[0]
+        if return_state:
+            future.wait()
+            return future.state
+        return future
 
-    def map(self, *args: Any, wait_for: Any = None, **kwargs: Any) -> FutureList:
-        """One run per item of the iterable arguments (zipped)."""
+    @overload
+    def map(self, *args: Any, return_state: Literal[False] = False, wait_for: Any = None,
+            **kwargs: Any) -> FutureList: ...
+
+    @overload
+    def map(self, *args: Any, return_state: Literal[True], wait_for: Any = None, **kwargs: Any) -> list[State]: ...
+
+    def map(self, *args: Any, return_state: bool = False, wait_for: Any = None,
+            **kwargs: Any) -> FutureList | list[State]:
+        """One run per item of the iterable arguments (zipped); `return_state=True`: waits for
+        them all, returns their states."""
+        futures = self._map(args, kwargs, wait_for)
+        if return_state:
+            futures.wait()
+            return [future.state for future in futures]
+        return futures
+
+    def _map(self, args: tuple, kwargs: dict, wait_for: Any) -> FutureList:
         context = context_or_detached()
         arguments = self._bind(args, kwargs).arguments
         iterables, statics = self._split_mapped(arguments)

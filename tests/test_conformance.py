@@ -26,6 +26,7 @@ from procflow import (
     unmapped,
     wait,
 )
+from procflow.exceptions import ReservedArgumentError
 from procflow.states import MappingLengthMismatch, MappingMissingIterable
 
 
@@ -244,6 +245,19 @@ def test_allow_failure_runs_downstream_with_the_exception(runner):
     assert isinstance(value, ValueError) and str(value) == "tolerated"
 
 
+def test_allow_failure_covers_the_futures_nested_inside_it(runner):
+    """As Prefect: `allow_failure([bad, 1])` passes the exception in the list. The thread and
+    sequential runners once failed such a run with the upstream's error."""
+    def body():
+        bad = boom.submit("nested")
+        return identity.submit(allow_failure({"items": [bad, 1]}))
+
+    value = run_flow(runner, body)
+    assert list(value) == ["items"]
+    error, one = value["items"]
+    assert isinstance(error, ValueError) and str(error) == "nested" and one == 1
+
+
 def test_quote_passes_value_without_looking_inside(runner):
     def body():
         return identity.submit(quote([1, 2, 3])).result()
@@ -427,6 +441,36 @@ def test_future_list_result_and_states(runner):
         return [f.state.is_completed() for f in mapped], mapped.result()
 
     assert run_flow(runner, body) == ([True, True], [4, 6])
+
+
+def test_submit_and_map_with_return_state_wait_and_give_states(runner):
+    """Prefect's `.submit(..., return_state=True)` and `.map(..., return_state=True)`."""
+    def body():
+        one = add.submit(1, 2, return_state=True)
+        failed = boom.submit("no", return_state=True)
+        mapped = identity.map([5, 6], return_state=True)
+        return ((one.type, one.result()), (failed.type, repr(failed.result(raise_on_failure=False))),
+                [(state.type, state.result()) for state in mapped])
+
+    one, failed, mapped = run_flow(runner, body)
+    assert one == (StateType.COMPLETED, 3)
+    assert failed == (StateType.FAILED, "ValueError('no')")
+    assert mapped == [(StateType.COMPLETED, 5), (StateType.COMPLETED, 6)]
+
+
+def test_parameters_named_like_call_keywords_are_refused_when_decorating():
+    def waits(x, wait_for):
+        return x
+
+    def states(return_state=False):
+        return return_state
+
+    with pytest.raises(ReservedArgumentError, match=re.escape(
+            "task 'waits': 'wait_for' is a reserved argument name and cannot be used.")):
+        task(waits)
+    with pytest.raises(ReservedArgumentError, match=re.escape(
+            "flow 'states': 'return_state' is a reserved argument name and cannot be used.")):
+        flow(states)
 
 
 def test_result_raise_on_failure_false_returns_the_exception(runner):
