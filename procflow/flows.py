@@ -216,8 +216,10 @@ def _returned_states(value: Any) -> list[State] | None:
     """States of the futures and states in a return value; None when there are none."""
     futures: Found = []
     collect(value, futures)
-    states = [future.state for future, _ in futures]
-    substitute(value, lambda state, _: states.append(state), target=State)
+    states = [future.state for future, _ in futures]  # with the states read from futures
+    others: list[State] = []
+    substitute(value, lambda state, _: others.append(state), target=State)
+    states += [state for state in others if state.holder is None]
     return states or None
 
 

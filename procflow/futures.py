@@ -41,7 +41,10 @@ class TaskFuture(Generic[R]):
 
     @property
     def state(self) -> State:
-        return self.task_run.state
+        state = self.task_run.state
+        if is_terminal(state):  # held by this future: see `State.holder`
+            return State(state.type, state.name, state.message, state.data, self)
+        return state
 
     @property
     def task_run_id(self) -> int:

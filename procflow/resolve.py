@@ -1,8 +1,10 @@
 """One walk over call arguments: the futures in them, at any depth, and `substitute()`.
 
 Futures may sit in lists, tuples, sets, dict keys and values, and dataclass fields;
-each one found is a "data" dependency. `quote(x)` is not looked into. Arrays, bytes
-and other leaves are never walked, so a large argument costs nothing here.
+each one found is a "data" dependency, and so is a state read from a future
+(`future.state`, `.submit(return_state=True)`), which Prefect resolves to its result
+too. `quote(x)` is not looked into. Arrays, bytes and other leaves are never walked,
+so a large argument costs nothing here.
 
 In-process runners call `substitute()` to replace futures by their results just before
 the call; the process runner never walks again: it pickles futures as result
@@ -17,6 +19,7 @@ from typing import Any, Callable
 
 from .annotations import allow_failure, quote, unmapped
 from .futures import TaskFuture
+from .states import State
 
 _LEAVES = frozenset({int, float, str, bytes, bool, type(None), complex, bytearray, range})
 _SEQUENCES = (list, tuple, set, frozenset)
@@ -33,6 +36,10 @@ def collect(value: Any, found: Found, allowed: bool = False) -> bool:
     if kind is TaskFuture:
         found.append((value, allowed))
         return True
+    if kind is State:  # a state read from a future stands for that upstream, as in Prefect
+        if value.holder is not None:
+            found.append((value.holder, allowed))
+        return value.holder is not None
     if kind is allow_failure:
         collect(value.value, found, True)
         return True
@@ -72,6 +79,8 @@ def substitute(value: Any, replace: Callable[[Any, bool], Any] = result_of, targ
         return value
     if kind is target:
         return replace(value, allowed)
+    if kind is State and target is TaskFuture and value.holder is not None:
+        return replace(value.holder, allowed)
     if kind is allow_failure:
         return substitute(value.value, replace, target, True)
     if kind is quote:

@@ -64,7 +64,7 @@ class Segment(NamedTuple):
 class ResultRef(LazyResult):
     """A pickled result whose large buffers live in one shared-memory segment (or none)."""
 
-    __slots__ = ("data", "segment", "spans", "fell_back", "_value", "_loaded", "__weakref__")
+    __slots__ = ("data", "segment", "spans", "fell_back", "released", "_value", "_loaded", "__weakref__")
 
     def __init__(self, data: bytes, segment: Segment | None = None,
                  spans: tuple[tuple[int, int], ...] = (), fell_back: bool = False) -> None:
@@ -72,11 +72,14 @@ class ResultRef(LazyResult):
         self.segment = segment
         self.spans = spans
         self.fell_back = fell_back
+        self.released = False  # its segment went back to the pool: another result may fill it
         self._loaded = False
         self._value: Any = None
 
     def load(self) -> Any:
         if not self._loaded:
+            if self.released:
+                raise _released(self.segment.name if self.segment else "?")
             self._value = load_value(self.data, self.segment, self.spans)
             self._loaded = True
         return self._value

@@ -8,7 +8,7 @@ segment, a Dask worker) is a `LazyResult` that loads on `.result()`.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -103,6 +103,12 @@ class State:
     name: str
     message: str | None = None
     data: Any = None
+    # The future this state was read from (`TaskFuture.state`): while the user holds the
+    # state, its stored result stays readable, and as an argument it is that upstream.
+    holder: Any = field(default=None, repr=False)
+
+    def __reduce__(self) -> tuple:
+        return (State, (self.type, self.name, self.message, self.data))
 
     def result(self, raise_on_failure: bool = True) -> Any:
         """The run's value; for a failed run its exception, raised or returned."""

@@ -458,6 +458,21 @@ def test_submit_and_map_with_return_state_wait_and_give_states(runner):
     assert mapped == [(StateType.COMPLETED, 5), (StateType.COMPLETED, 6)]
 
 
+def test_a_state_read_from_a_future_stands_for_that_upstream_as_an_argument(runner):
+    """Prefect resolves a `State` in a task's arguments as it does a future: to its result."""
+    def body():
+        done = add.submit(1, 2, return_state=True)
+        failed = boom.submit("gone", return_state=True)
+        blocked = identity.submit(failed, return_state=True)
+        return (identity.submit(done).result(), identity(done), total.submit([done, done]).result(),
+                blocked.name, repr(identity.submit(allow_failure(failed)).result()))
+
+    assert run_flow(runner, body) == (3, 3, 6, "NotReady", "ValueError('gone')")
+    runs = {run.name: run for run in body_runs()}
+    assert runs["identity-0"].state.message == "Upstream task run 'boom-0' did not reach a 'COMPLETED' state."
+    assert runs["identity-1"].upstream == runs["identity-2"].upstream == [(runs["add-0"].id, "data")]
+
+
 def test_parameters_named_like_call_keywords_are_refused_when_decorating():
     def waits(x, wait_for):
         return x

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import subprocess
@@ -446,6 +447,31 @@ def test_warm_mappings_write_only_into_pages_that_exist():
         assert mappings.writable(segment, 2 * MiB) is None
     finally:
         unlink(segment.name)
+
+
+def test_a_state_keeps_its_result_after_its_future_is_dropped_and_a_released_result_refuses_to_load():
+    """Both once read whatever result the recycled segment held next, silently."""
+    @process_flow
+    def body():
+        state = make_full_array.submit(1.0, return_state=True)  # the future is dropped at once
+        dropped = make_full_array.submit(3.0)
+        dropped.wait()
+        record = dropped.task_run  # a run record does not hold the result
+        del dropped
+        gc.collect()
+        later = [make_full_array.submit(value) for value in (2.0, 4.0)]
+        for future in later:
+            future.wait()
+        try:
+            record.state.result()
+            released = "read"
+        except SharedResultGone as error:
+            released = str(error)
+        return float(state.result().sum()), [future.result()[0] for future in later], released
+
+    held, later, released = body()
+    assert held == 1.0 * MiB and later == [2.0, 4.0]
+    assert "was already released" in released
 
 
 def test_a_runner_can_keep_freed_segments_for_the_next_flow_run():

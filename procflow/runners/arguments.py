@@ -17,6 +17,7 @@ import cloudpickle
 from ..annotations import allow_failure, quote
 from ..futures import TaskFuture
 from ..pickling import OutOfBand, dumps_plain, identity
+from ..states import State
 from ..worker import batch_value
 
 _LEAVES = frozenset({int, float, str, bytes, bool, type(None), complex})
@@ -56,6 +57,8 @@ class ArgumentPickler(cloudpickle.Pickler):
         kind = type(obj)
         if kind is TaskFuture:
             return _reference(obj, self.in_batch)
+        if kind is State and obj.holder is not None:
+            return _reference(obj.holder, self.in_batch)
         if kind is allow_failure or kind is quote:
             return (identity, (obj.value,))
         return super().reducer_override(obj)
@@ -80,10 +83,14 @@ def _swap_top_level(args: tuple, kwargs: dict, in_batch: frozenset[int]) -> tupl
         kind = type(value)
         if kind in _LEAVES:
             return value
+        if kind is State and value.holder is not None:
+            value, kind = value.holder, TaskFuture
         if kind is TaskFuture:
             return _Reduced(_reference(value, in_batch))
         if kind is allow_failure or kind is quote:
             inner = value.value
+            if type(inner) is State and inner.holder is not None:
+                inner = inner.holder
             if type(inner) is TaskFuture and kind is allow_failure:
                 return _Reduced(_reference(inner, in_batch))
             if type(inner) in _LEAVES:

@@ -46,19 +46,20 @@ class ResultReleased(RuntimeError):
 class DaskResult(LazyResult):
     """A result kept on a Dask worker; `.load()` fetches it to the parent."""
 
-    __slots__ = ("future", "_value", "_loaded")
+    __slots__ = ("future", "released", "_value", "_loaded")
 
     def __init__(self, future: Any) -> None:
         self.future = future
+        self.released = False
         self._loaded = False
         self._value = None
 
     def load(self) -> Any:
         if not self._loaded:
-            if getattr(self.future.client, "status", "running") in ("closing", "closed"):
+            if self.released or getattr(self.future.client, "status", "running") in ("closing", "closed"):
                 raise ResultReleased(
-                    f"the result of {self.future.key!r} stayed on the Dask cluster and was released when its flow "
-                    "run ended, as no future held it; keep the future (or call .result()) while the flow runs")
+                    f"the result of {self.future.key!r} stayed on the Dask cluster and was released: its future "
+                    "was dropped, or its flow run ended; keep the future (or call .result()) while the flow runs")
             self._value = self.future.result()
             self._loaded = True
         return self._value
@@ -210,6 +211,7 @@ class DaskTaskRunner:
 
     def release(self, result: LazyResult) -> None:
         if isinstance(result, DaskResult):
+            result.released = True
             result.future.release()
 
     def shutdown(self) -> None:

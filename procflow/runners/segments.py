@@ -71,6 +71,7 @@ class SegmentLedger:
         if result.loaded:  # the parent maps it: a reused segment would change the user's value
             unlink(result.segment.name)
         else:
+            result.released = True  # a run record still holds it: it must not read the next result
             SEGMENT_POOL.give_back(result.segment)
 
     def close(self) -> None:
