@@ -15,6 +15,7 @@ from typing import Callable
 
 from .entries import Entry
 from .resolve import substitute
+from .runlog import TASK_LOGGER
 from .runners.base import Call, Runner
 from .scheduler import Scheduler
 from .states import Completed, Crashed, Failed, Running, State
@@ -105,8 +106,16 @@ class Dispatcher:
         parameters = task.parameters_of(substitute(entry.args), substitute(entry.kwargs))
         context = types.SimpleNamespace(task=task, task_run=run, parameters=parameters,
                                         flow_run=entry.tracker.flow_run)
-        entry.cache_key = task.cache_key_fn(context, parameters)
-        hit = entry.tracker.cache.get(entry.cache_key) if entry.cache_key is not None else None
+        try:
+            key = task.cache_key_fn(context, parameters)
+            hash(key)
+        except Exception as error:  # noqa: BLE001 - as Prefect: say so, and run without the cache
+            TASK_LOGGER.error(f"Task run '{run.name}' - Error encountered when computing cache key with "
+                              f"{getattr(task.cache_key_fn, '__name__', 'cache_key_fn')}() - the run will not "
+                              f"use or fill the cache: {type(error).__name__}: {error}")
+            key = None
+        entry.cache_key = key
+        hit = entry.tracker.cache.get(key) if key is not None else None
         if hit is None:
             return False
         run.start_time = run.end_time = time.time()

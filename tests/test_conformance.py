@@ -378,6 +378,23 @@ def test_cache_key_fn_reuses_completed_result(runner, tmp_path):
     assert calls.read_text() == "x"
 
 
+def broken_key(context, parameters):
+    raise RuntimeError("key broke")
+
+
+def test_a_cache_key_fn_that_raises_is_logged_and_the_run_goes_on_uncached(runner, log_lines):
+    """As Prefect: an error computing the key is logged, and the task runs without the cache."""
+    keyed = task(cache_key_fn=broken_key)(identity.fn)
+
+    def body():
+        return keyed.submit(1).result(), keyed.submit(1).result()
+
+    assert run_flow(runner, body) == (1, 1)
+    assert [run.state.name for run in body_runs()] == ["Completed", "Completed"]
+    errors = [line for line in log_lines if "computing cache key" in line]
+    assert len(errors) == 2 and "broken_key()" in errors[0] and "RuntimeError: key broke" in errors[0]
+
+
 def test_task_input_hash_caches_runs_with_the_same_inputs(runner, tmp_path):
     from procflow.tasks import task_input_hash
 
