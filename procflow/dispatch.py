@@ -91,6 +91,9 @@ class Dispatcher:
         run, task = entry.run, entry.task
         if task.cache_key_fn is not None and self._cached(entry):
             return None
+        if entry.name_pending:  # its upstreams are in: the name template can use their results
+            run.name = task.resolved_run_name(entry.args, entry.kwargs)
+            entry.name_pending = False
         run.attempts += 1
         run.state = RUNNING  # not terminal: nobody waits for it, so no lock and no wake-up
         timeout = task.timeout_seconds
@@ -124,7 +127,8 @@ class Dispatcher:
 
 
 def _fusable(entry: Entry) -> bool:
-    """No deadline to keep, no cache to consult, no upstream whose failure it must receive."""
+    """No deadline to keep, no cache to consult, no name to render from its upstreams' results,
+    no upstream whose failure it must receive."""
     task = entry.task
-    return task.timeout_seconds is None and task.cache_key_fn is None and not any(
+    return task.timeout_seconds is None and task.cache_key_fn is None and not entry.name_pending and not any(
         allowed for _, allowed in entry.upstream)

@@ -38,3 +38,4 @@ class Entry:
     crashes: int = 0
     cache_key: str | None = None
     after: int = 0  # dispatched fused behind this run, which had not finished then
+    name_pending: bool = False  # its task_run_name names futures: rendered when dispatched

@@ -18,6 +18,7 @@ import gc
 import hashlib
 import inspect
 import io
+import string
 import threading
 import time
 from typing import Any, Callable, Generic, Iterable, Iterator, Literal, ParamSpec, TypeVar, overload
@@ -105,13 +106,28 @@ class Task(Generic[P, R]):
         bound.apply_defaults()
         return dict(bound.arguments)
 
-    def _run_name(self, context: FlowContext, args: tuple, kwargs: dict) -> str:
+    def _run_name(self, context: FlowContext, args: tuple, kwargs: dict, needs: bool) -> tuple[str, bool]:
+        """The run's name, and whether it is provisional: a template naming an argument that
+        holds futures is rendered with their results once they are in (`resolved_run_name`),
+        as Prefect does; until then the run has the default name."""
         template = self.task_run_name
         if template is None:
-            return context.next_run_name(self.name)
+            return context.next_run_name(self.name), False
         if callable(template):
-            return str(template())
-        return options.render_name(f"task {self.name!r}", "task_run_name", template, self.parameters_of(args, kwargs))
+            return str(template()), False
+        parameters = self.parameters_of(args, kwargs)
+        name = options.render_name(f"task {self.name!r}", "task_run_name", template, parameters)
+        if needs and any(collect(parameters[field], []) for field in _template_fields(template)):
+            return context.next_run_name(self.name), True
+        return name, False
+
+    def resolved_run_name(self, args: tuple, kwargs: dict) -> str:
+        """The `task_run_name` template rendered with the results of the futures it names."""
+        assert isinstance(self.task_run_name, str)
+        parameters = self.parameters_of(args, kwargs)
+        for field in _template_fields(self.task_run_name):
+            parameters[field] = substitute(parameters[field])
+        return options.render_name(f"task {self.name!r}", "task_run_name", self.task_run_name, parameters)
 
     # -- submit / map ---------------------------------------------------------------------
 
@@ -212,8 +228,9 @@ class Task(Generic[P, R]):
         found: Found = []
         needs = collect(args, found) | collect(kwargs, found)
         edges = _edges(found, waits)
-        record = context.new_record(self, self._run_name(context, args, kwargs), edges, group)
-        return Entry(record, self, args, kwargs, found + waits, needs, context.tracker)
+        name, provisional = self._run_name(context, args, kwargs, needs)
+        record = context.new_record(self, name, edges, group)
+        return Entry(record, self, args, kwargs, found + waits, needs, context.tracker, name_pending=provisional)
 
     # -- direct call ---------------------------------------------------------------------------
 
@@ -234,9 +251,10 @@ class Task(Generic[P, R]):
         found: Found = []
         needs = collect(args, found) | collect(kwargs, found)
         waits = _wait_futures(wait_for)
-        run = context.new_record(self, self._run_name(context, args, kwargs), _edges(found, waits), None)
+        name, provisional = self._run_name(context, args, kwargs, needs)
+        run = context.new_record(self, name, _edges(found, waits), None)
         context.observer.runs_created(context.flow_run, [run], False)
-        state = self._run_here(context, run, args, kwargs, found + waits, needs)
+        state = self._run_here(context, run, args, kwargs, found + waits, needs, provisional)
         run.state = state
         context.observer.runs_finished([run])
         if return_state:
@@ -244,12 +262,14 @@ class Task(Generic[P, R]):
         return state.result()
 
     def _run_here(self, context: FlowContext, run: Any, args: tuple, kwargs: dict,
-                  upstream: Found, needs: bool) -> State:
+                  upstream: Found, needs: bool, provisional_name: bool) -> State:
         for future, allowed in upstream:
             future.wait()
             if not allowed and not future.state.is_completed():
                 error = future.state.data if isinstance(future.state.data, BaseException) else None
                 return NotReady(future.task_run.name, error)
+        if provisional_name:
+            run.name = self.resolved_run_name(args, kwargs)
         if needs:
             args, kwargs = substitute(args), substitute(kwargs)
         log_prints = self.log_prints if self.log_prints is not None else context.tracker.log_prints
@@ -334,6 +354,15 @@ def _positional_range(signature: inspect.Signature) -> tuple[int, int]:
     if required_keywords:
         return (-1, -1)
     return (sum(p.default is p.empty for p in positional), len(positional))
+
+
+def _template_fields(template: str) -> set[str]:
+    """The parameters a `task_run_name` template names (`"{x.name}-{y[0]}"`: x and y)."""
+    fields = set()
+    for _, field, _, _ in string.Formatter().parse(template):
+        if field:
+            fields.add(field.split(".", 1)[0].split("[", 1)[0])
+    return fields
 
 
 def _wait_futures(wait_for: Any) -> Found:

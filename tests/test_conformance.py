@@ -360,6 +360,27 @@ def test_task_run_name_template_and_counters(runner):
     assert [r.name for r in body_runs()] == ["add-1-and-2", "add-0", "add-1"]
 
 
+@task(task_run_name="pair-{x}-and-{y}")
+def pair(x, y):
+    return x, y
+
+
+def test_a_run_name_template_shows_the_results_of_the_futures_it_names(runner):
+    """As Prefect, which names the run once its inputs are resolved: 'pair-4-and-[4, 1]'."""
+    named = pair
+
+    def body():
+        four = add.submit(2, 2)
+        named.submit(four, [four, 1])
+        named(four, 1)  # a direct call
+        named.map(add.map([1, 2], 1), 0)  # items that are futures
+        return None
+
+    run_flow(runner, body)
+    assert sorted(r.name for r in body_runs() if r.task_name == "pair") == [
+        "pair-2-and-0", "pair-3-and-0", "pair-4-and-1", "pair-4-and-[4, 1]"]
+
+
 def test_cache_key_fn_reuses_completed_result(runner, tmp_path):
     calls = tmp_path / "calls"
 
