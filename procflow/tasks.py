@@ -26,7 +26,7 @@ from typing import Any, Callable, Generic, Iterable, Iterator, Literal, ParamSpe
 import cloudpickle
 
 from . import options
-from .annotations import unmapped
+from .annotations import allow_failure, quote, unmapped
 from .context import FlowContext, context_or_detached, current_flow
 from .entries import Entry
 from .futures import FutureList, TaskFuture
@@ -200,7 +200,14 @@ class Task(Generic[P, R]):
         iterables: dict[Slot, list] = {}
         statics: dict[Slot, Any] = {}
         for name, value in _spread_variadic(self._signature, arguments):
-            if isinstance(value, unmapped):
+            annotation = type(value) if isinstance(value, (allow_failure, quote)) else None
+            if annotation is not None:  # as Prefect: map over what it wraps, each item wrapped again
+                inner = value.value
+                if isinstance(inner, unmapped) or isinstance(inner, TaskFuture) or not _is_iterable(inner):
+                    statics[name] = annotation(inner.value if isinstance(inner, unmapped) else inner)
+                else:
+                    iterables[name] = [annotation(item) for item in inner]
+            elif isinstance(value, unmapped):
                 statics[name] = value.value
             elif isinstance(value, TaskFuture):
                 result = value.result()  # its items are the children's: wait for it now

@@ -132,6 +132,26 @@ def test_map_counts_each_star_argument_and_each_extra_keyword_as_a_parameter(run
         run_flow(runner, mismatched)
 
 
+@task
+def fails_on(x, bad):
+    if x == bad:
+        raise ValueError(f"bad {x}")
+    return x
+
+
+def test_map_over_an_annotated_iterable_wraps_each_item_again(runner):
+    """Prefect's `t.map(allow_failure(futures))`: every child runs, a failed item passes its exception."""
+    def body():
+        firsts = fails_on.map([0, 1, 2], 1)
+        tolerant = identity.map(allow_failure(firsts))
+        quoted = pair.map(quote([[1], [2]]), allow_failure(unmapped(firsts[1])))
+        return [repr(value) for value in tolerant.result()], [repr(value) for value in quoted.result()]
+
+    tolerant, quoted = run_flow(runner, body, return_state=True).result()
+    assert tolerant == ["0", "ValueError('bad 1')", "2"]
+    assert quoted == ["([1], ValueError('bad 1'))", "([2], ValueError('bad 1'))"]
+
+
 def test_map_over_futures_and_future_lists(runner):
     def body():
         numbers = identity.submit([1, 2, 3])
