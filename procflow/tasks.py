@@ -203,7 +203,7 @@ class Task(Generic[P, R]):
             annotation = type(value) if isinstance(value, (allow_failure, quote)) else None
             if annotation is not None:  # as Prefect: map over what it wraps, each item wrapped again
                 inner = value.value
-                if isinstance(inner, unmapped) or isinstance(inner, TaskFuture) or not _is_iterable(inner):
+                if isinstance(inner, (unmapped, TaskFuture)) or not _is_iterable(inner):  # passed whole
                     statics[name] = annotation(inner.value if isinstance(inner, unmapped) else inner)
                 else:
                     iterables[name] = [annotation(item) for item in inner]
