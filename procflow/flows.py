@@ -24,6 +24,7 @@ import time
 from typing import Any, Callable, Generic, Iterator, ParamSpec, TypeVar, overload
 
 from . import options
+from .current import FlowRunInfo, call_naming, naming_flow_run
 from .context import FlowContext, current_flow, open_context
 from .records import FlowRun, TaskRun
 from .resolve import Found, collect, substitute
@@ -187,8 +188,8 @@ class Flow(Generic[P, R]):
         template = self.flow_run_name
         if template is None:
             return f"{random.choice(_ADJECTIVES)}-{random.choice(_ANIMALS)}"
-        if callable(template):
-            return str(template())
+        if callable(template):  # Prefect's way: it reads the run from procflow.runtime.flow_run
+            return call_naming(naming_flow_run, FlowRunInfo(None, self.name, dict(parameters)), template)
         return options.render_name(f"flow {self.name!r}", "flow_run_name", template, parameters)
 
 

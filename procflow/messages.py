@@ -33,6 +33,7 @@ class WorkItem(NamedTuple):
     timeout: float | None
     log_prints: bool
     after: int = 0  # fused: run only if this run of the same batch completed (0: no condition)
+    flow_run_name: str = ""  # for procflow.runtime.flow_run (one string object for a flow's runs: pickled once)
 
 
 class Batch(NamedTuple):

@@ -28,6 +28,7 @@ import cloudpickle
 from . import options
 from .annotations import allow_failure, quote, unmapped
 from .context import FlowContext, context_or_detached, current_flow
+from .current import TaskRunInfo, call_naming, current_task_run
 from .entries import Entry
 from .futures import FutureList, TaskFuture
 from .records import EdgeKind
@@ -113,8 +114,9 @@ class Task(Generic[P, R]):
         template = self.task_run_name
         if template is None:
             return context.next_run_name(self.name), False
-        if callable(template):
-            return str(template()), False
+        if callable(template):  # Prefect's way: it reads the run from procflow.runtime.task_run
+            naming = TaskRunInfo(None, None, self.name, context.flow_run.name, self.fn, args, kwargs)
+            return call_naming(current_task_run, naming, template), False
         parameters = self.parameters_of(args, kwargs)
         name = options.render_name(f"task {self.name!r}", "task_run_name", template, parameters)
         if needs and any(collect(parameters[field], []) for field in _template_fields(template)):
@@ -288,8 +290,8 @@ class Task(Generic[P, R]):
                 timer = threading.Timer(self.timeout_seconds, interrupt_thread, (threading.get_ident(), RunTimedOut))
                 timer.start()
             try:
-                status, value, error, run.start_time, run.end_time = execute(
-                    self.fn, args, kwargs, run.name, log_prints, emit)
+                info = TaskRunInfo(run.id, run.name, self.name, run.flow_run_name, self.fn, args, kwargs)
+                status, value, error, run.start_time, run.end_time = execute(info, log_prints, emit)
             finally:
                 if timer is not None:
                     timer.cancel()

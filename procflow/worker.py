@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import cloudpickle
 
+from .current import TaskRunInfo, current_task_run
 from .messages import Batch, Outcome, Status, WorkItem
 from .pickling import find_unpicklable, loads_function
 from .runlog import Emit, RunLogger, capture_prints, current_logger
@@ -38,18 +39,20 @@ class RunTimedOut(TimeoutError):
     """Raised inside a task whose run went past its `timeout_seconds`."""
 
 
-def execute(fn: Callable[..., Any], args: tuple, kwargs: dict, run_name: str, log_prints: bool,
-            emit: Emit, own_interrupts: bool = False) -> tuple[Status, Any, BaseException | None, float, float]:
-    """Run one call; returns (status, value, error, start, end). `own_interrupts`: where Ctrl-C
-    cannot reach (a worker process, a Dask worker), a KeyboardInterrupt is the task's own failure."""
-    token = current_logger.set(RunLogger(emit, run_name))
+def execute(run: TaskRunInfo, log_prints: bool, emit: Emit,
+            own_interrupts: bool = False) -> tuple[Status, Any, BaseException | None, float, float]:
+    """Run one call, with `run` current (`get_run_logger()`, `procflow.runtime`); returns
+    (status, value, error, start, end). `own_interrupts`: where Ctrl-C cannot reach (a worker
+    process, a Dask worker), a KeyboardInterrupt is the task's own failure."""
+    token = current_logger.set(RunLogger(emit, run.name or run.task_name))
+    run_token = current_task_run.set(run)
     start = time.time()
     try:
         if log_prints:
             with capture_prints(emit):
-                value = _call(fn, args, kwargs)
+                value = _call(run.fn, run.args, run.kwargs)
         else:
-            value = _call(fn, args, kwargs)
+            value = _call(run.fn, run.args, run.kwargs)
         return Status.COMPLETED, value, None, start, time.time()
     except RunTimedOut as error:
         return Status.TIMED_OUT, None, error, start, time.time()
@@ -60,6 +63,7 @@ def execute(fn: Callable[..., Any], args: tuple, kwargs: dict, run_name: str, lo
     except BaseException as error:  # noqa: BLE001 - also SystemExit, asyncio.CancelledError, a library's own
         return Status.FAILED, None, error, start, time.time()
     finally:
+        current_task_run.reset(run_token)
         current_logger.reset(token)
 
 
@@ -162,8 +166,9 @@ def _run_item(batch: Batch, item: WorkItem, arguments: bytes | SharedArguments, 
     if item.timeout is not None:
         _arm_deadline(item.timeout)
     try:
-        status, value, failure, start, end = execute(fn, args, kwargs, item.run_name, item.log_prints, emit,
-                                                     own_interrupts=True)
+        run = TaskRunInfo(item.run_id, item.run_name, item.task_name, item.flow_run_name, fn, args, kwargs)
+        status, value, failure, start, end = execute(run, item.log_prints, emit, own_interrupts=True)
+        del run
     finally:
         if item.timeout is not None:
             _disarm_deadline()

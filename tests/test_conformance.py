@@ -27,6 +27,7 @@ from procflow import (
     wait,
 )
 from procflow.exceptions import ReservedArgumentError
+from procflow.runtime import flow_run, task_run
 from procflow.states import MappingLengthMismatch, MappingMissingIterable
 
 
@@ -399,6 +400,33 @@ def test_a_run_name_template_shows_the_results_of_the_futures_it_names(runner):
     run_flow(runner, body)
     assert sorted(r.name for r in body_runs() if r.task_name == "pair") == [
         "pair-2-and-0", "pair-3-and-0", "pair-4-and-1", "pair-4-and-[4, 1]"]
+
+
+def name_from_runtime():
+    parameters = task_run.parameters
+    return f"{flow_run.flow_name}-{task_run.task_name}-with-{parameters['name']}-and-{parameters['limit']}"
+
+
+@task(task_run_name=name_from_runtime)
+def report_run(name, limit=3):
+    return task_run.name, task_run.task_name, task_run.parameters, flow_run.name
+
+
+def test_runtime_describes_the_run_in_progress_as_prefect_runtime_does(runner):
+    """Prefect's documented way to name runs with functions: `procflow.runtime` (was `prefect.runtime`)."""
+    def body(day):
+        submitted = report_run.submit("x")
+        called = report_run("y", limit=5)
+        return flow_run.name, flow_run.flow_name, flow_run.parameters, submitted.result(), called
+
+    named = flow(task_runner=runner, name="my-flow",
+                 flow_run_name=lambda: f"{flow_run.flow_name}-on-{flow_run.parameters['day']}")(body)
+    assert named("monday") == (
+        "my-flow-on-monday", "my-flow", {"day": "monday"},
+        ("my-flow-report_run-with-x-and-3", "report_run", {"name": "x", "limit": 3}, "my-flow-on-monday"),
+        ("my-flow-report_run-with-y-and-5", "report_run", {"name": "y", "limit": 5}, "my-flow-on-monday"))
+    assert (task_run.name, task_run.id, flow_run.name, task_run.parameters, flow_run.parameters) == (
+        None, None, None, {}, {})
 
 
 def test_cache_key_fn_reuses_completed_result(runner, tmp_path):

@@ -36,6 +36,7 @@ class Call:
     log_prints: bool
     after: int = 0  # fused behind this run of the same batch (runners with `fuses`)
     map_group: int | None = None  # children of one `.map()` share what the flow passed them
+    flow_run_name: str = ""
 
 
 class Runner(Protocol):

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from distributed import Client, LocalCluster, get_worker
 
+from ..current import TaskRunInfo
 from ..futures import TaskFuture
 from ..messages import Outcome, Status
 from ..pickling import dumps_function, loads_function
@@ -124,8 +125,9 @@ class DaskTaskRunner:
             if function is None:
                 function = self._functions[call.fn] = dumps_function(call.fn)
             future = self._client.submit(
-                run_on_dask, function, self._topic, call.run_id, call.run_name, call.log_prints, call.timeout,
-                args, kwargs, upstream, key=f"{call.run_name}-{uuid.uuid4().hex[:8]}", pure=False)
+                run_on_dask, function, self._topic, (call.run_id, call.run_name, call.task_name, call.flow_run_name),
+                call.log_prints, call.timeout, args, kwargs, upstream, key=f"{call.run_name}-{uuid.uuid4().hex[:8]}",
+                pure=False)
             with self._lock:
                 self._running[call.run_id] = future
                 early = self._early.pop(call.run_id, None)
@@ -244,10 +246,12 @@ class _Slot(NamedTuple):
     position: int
 
 
-def run_on_dask(function: bytes, topic: str, run_id: int, run_name: str, log_prints: bool,
+def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str], log_prints: bool,
                 timeout: float | None, args: tuple, kwargs: dict, upstream: list) -> Any:
-    """On a Dask worker: run, report the outcome as an event, keep the value here."""
+    """On a Dask worker: run, report the outcome as an event, keep the value here.
+    `names`: the run's id and name, its task's name, its flow run's name."""
     fn = loads_function(function)
+    run_id = names[0]
     if upstream:
         fill = lambda slot, allowed: upstream[slot.position]  # noqa: E731
         args, kwargs = substitute(args, fill, _Slot), substitute(kwargs, fill, _Slot)
@@ -257,7 +261,7 @@ def run_on_dask(function: bytes, topic: str, run_id: int, run_name: str, log_pri
         timer = threading.Timer(timeout, interrupt_thread, (threading.get_ident(), RunTimedOut))
         timer.start()
     try:
-        status, value, error, start, end = execute(fn, args, kwargs, run_name, log_prints,
+        status, value, error, start, end = execute(TaskRunInfo(*names, fn, args, kwargs), log_prints,
                                                    lambda level, text: logs.append((level, text)), own_interrupts=True)
     finally:
         if timer is not None:

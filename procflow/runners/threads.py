@@ -12,6 +12,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from ..current import TaskRunInfo
 from ..messages import Outcome, Status
 from ..resolve import substitute
 from ..runlog import task_emitter
@@ -92,7 +93,8 @@ class ThreadPoolTaskRunner:
                 else (call.args, call.kwargs)
         except Exception as unloadable:  # noqa: BLE001 - an upstream's stored result failed to load
             return Outcome(call.run_id, Status.FAILED, error=unloadable, worker=threading.current_thread().name)
-        status, value, error, start, end = execute(call.fn, args, kwargs, call.run_name, call.log_prints, emit)
+        run = TaskRunInfo(call.run_id, call.run_name, call.task_name, call.flow_run_name, call.fn, args, kwargs)
+        status, value, error, start, end = execute(run, call.log_prints, emit)
         return Outcome(call.run_id, status, value, error, start=start, end=end,
                        worker=threading.current_thread().name)
 

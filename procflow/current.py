@@ -1,0 +1,54 @@
+"""The run that code is executing in, for `procflow.runtime` (Prefect's `prefect.runtime`).
+
+Whoever executes a task run sets `current_task_run` around the call: a worker process, a
+runner thread, a Dask worker or the flow itself (a direct call). The flow run in progress
+is `context.current_flow` in the flow's process; in a worker only its name travels, with
+the task run. While a `task_run_name` or `flow_run_name` function names a run, the run
+it names is current (its parameters are known, its name and id not yet).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from typing import Any, Callable, NamedTuple
+
+
+class TaskRunInfo(NamedTuple):
+    id: int | None
+    name: str | None
+    task_name: str
+    flow_run_name: str | None
+    fn: Callable[..., Any]
+    args: tuple
+    kwargs: dict
+
+    def parameters(self) -> dict[str, Any]:
+        """The call's arguments by parameter name, defaults included (as Prefect reports them)."""
+        try:
+            bound = inspect.signature(self.fn).bind_partial(*self.args, **self.kwargs)
+        except (TypeError, ValueError):
+            return {}
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+
+class FlowRunInfo(NamedTuple):
+    name: str | None
+    flow_name: str | None
+    parameters: dict[str, Any]
+
+
+current_task_run: contextvars.ContextVar[TaskRunInfo | None] = contextvars.ContextVar(
+    "procflow_task_run", default=None)
+naming_flow_run: contextvars.ContextVar[FlowRunInfo | None] = contextvars.ContextVar(
+    "procflow_naming_flow_run", default=None)
+
+
+def call_naming(variable: contextvars.ContextVar, info: Any, name_function: Callable[[], Any]) -> str:
+    """A run-name function's result, called with the run it names current."""
+    token = variable.set(info)
+    try:
+        return str(name_function())
+    finally:
+        variable.reset(token)
