@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
+import psutil
 import pytest
 
 from procflow import flow, task, unmapped
@@ -130,3 +133,43 @@ def test_a_result_read_after_its_flow_run_let_the_cluster_go_says_so(dask_cluste
     dropped = body.last_run.task_runs[1].state
     with pytest.raises(RuntimeError, match="was released: its future was dropped, or its flow run ended"):
         dropped.result()
+
+
+def test_ctrl_c_ends_a_flow_whose_dask_tasks_are_blocked_in_c_code(tmp_path):
+    """Dask cannot cancel a task inside `time.sleep`: the workers of the runner's own cluster
+    are ended instead; closing it politely took ~4 s of the 5 s a Ctrl-C may take."""
+    started = tmp_path / "started"
+    started.mkdir()
+    script = tmp_path / "sleepers.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, time
+        from procflow import flow, task
+
+        @task
+        def sleeper(i):
+            open(os.path.join({str(started)!r}, str(i)), "w").close()
+            time.sleep(120)
+
+        @flow
+        def sleepers():
+            return sleeper.map(range(2))
+    """))
+    parent = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(script), "--runner", "dask",
+                               "--workers", "2"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(os.listdir(started)) < 2:
+        assert time.monotonic() < deadline and parent.poll() is None, parent.stderr.read() if parent.poll() else ""
+        time.sleep(0.05)
+    workers = [child.pid for child in psutil.Process(parent.pid).children(recursive=True)]
+    interrupted = time.monotonic()
+    parent.send_signal(signal.SIGINT)
+    code = parent.wait(timeout=60)
+    elapsed = time.monotonic() - interrupted
+    stderr = parent.communicate()[1]
+    assert code == 130, stderr
+    assert elapsed < 3, f"took {elapsed:.1f} s to stop"
+    assert "Interrupted: 2 of 2 task runs did not finish" in stderr
+    deadline = time.monotonic() + 10
+    while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers):
+        assert time.monotonic() < deadline, "Dask workers outlived the interrupted flow"
+        time.sleep(0.1)

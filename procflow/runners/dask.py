@@ -22,11 +22,15 @@ share one. Workers need procflow installed (`pip install 'procflow[dask]'`).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
 import uuid
 from typing import Any, NamedTuple
 
+import psutil
 from distributed import Client, LocalCluster, get_worker
 
 from ..current import TaskRunInfo
@@ -85,9 +89,11 @@ class DaskTaskRunner:
         self.client_kwargs = client_kwargs or {}
         self._client: Client | None = None
         self._cluster: LocalCluster | None = None
+        self._stuck = False  # runs were cancelled while running on our own cluster
 
     def start(self, sink: Sink) -> None:
         self._sink = sink
+        self._stuck = False
         self._running: dict[int, Any] = {}  # run id -> Dask future, until its outcome
         self._reported: set[int] = set()
         self._early: dict[int, dict] = {}  # events that came before submit() recorded the future
@@ -210,6 +216,7 @@ class DaskTaskRunner:
             futures = list(self._running.values())
         if futures and self._client is not None:
             self._client.cancel(futures)
+            self._stuck = self._cluster is not None  # a task blocked in C code ignores the cancel
 
     def release(self, result: LazyResult) -> None:
         if isinstance(result, DaskResult):
@@ -218,13 +225,26 @@ class DaskTaskRunner:
 
     def shutdown(self) -> None:
         self._scattered.clear()
+        stuck = self._own_worker_pids() if self._stuck else []
         if self._client is not None:
             self._client.unsubscribe_topic(self._topic)
             self._client.close()
             self._client = None
+        for pid in stuck:  # else closing the cluster waits ~4 s for them (Ctrl-C must end within 5 s)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+    def _own_worker_pids(self) -> list[int]:
+        """The worker processes of the cluster this runner started (our children, checked)."""
+        assert self._client is not None
+        try:
+            pids = set(self._client.run(os.getpid).values())
+        except Exception:  # noqa: BLE001 - a worker already gone: closing handles the rest
+            return []
+        return [child.pid for child in psutil.Process().children(recursive=True) if child.pid in pids]
 
 
 SCATTER_ABOVE_BYTES = 1 << 20
