@@ -173,3 +173,26 @@ def test_ctrl_c_ends_a_flow_whose_dask_tasks_are_blocked_in_c_code(tmp_path):
     while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers):
         assert time.monotonic() < deadline, "Dask workers outlived the interrupted flow"
         time.sleep(0.1)
+
+
+def test_a_script_calling_a_dask_flow_without_a_main_guard_is_told_why_the_cluster_failed(tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent("""
+        from procflow import flow, task
+        from procflow.dask import DaskTaskRunner
+
+        @task
+        def square(x):
+            return x * x
+
+        @flow(task_runner=DaskTaskRunner(cluster_kwargs={"n_workers": 1}))
+        def squares():
+            return square.map(range(3)).result()
+
+        print(squares())
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("RuntimeError: DaskTaskRunner could not start a local Dask cluster")
+    assert 'put that call under `if __name__ == "__main__":`' in last_line

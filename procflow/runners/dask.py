@@ -101,7 +101,13 @@ class DaskTaskRunner:
         if self.address is None:
             options = {"processes": True, "dashboard_address": ":0", "host": "127.0.0.1",
                        "threads_per_worker": 1, **self.cluster_kwargs}
-            self._cluster = LocalCluster(**options)
+            try:
+                self._cluster = LocalCluster(**options)
+            except Exception as error:
+                raise RuntimeError(
+                    f"DaskTaskRunner could not start a local Dask cluster ({type(error).__name__}: {str(error).rstrip('.')}). "
+                    "Its workers are new processes that import your script: when the script calls the flow "
+                    "at its top level, put that call under `if __name__ == \"__main__\":`") from error
             self._client = Client(self._cluster, **self.client_kwargs)
         else:
             self._client = Client(self.address, **self.client_kwargs)
