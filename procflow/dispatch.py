@@ -15,7 +15,8 @@ from typing import Callable
 
 from .entries import Entry
 from .resolve import substitute
-from .runlog import TASK_LOGGER
+from .hooks import HookThread, call_hooks
+from .runlog import TASK_LOGGER, task_emitter
 from .runners.base import Call, Runner
 from .scheduler import Scheduler
 from .states import Completed, Crashed, Failed, Running, State
@@ -27,8 +28,9 @@ MAX_FUSED = 64  # followers sent behind one run in a message
 
 class Dispatcher:
     def __init__(self, scheduler: Scheduler, entries: dict[int, Entry], runner: Runner, timers: Timers,
-                 finish: Callable[[Entry, State, bool], None]) -> None:
+                 finish: Callable[[Entry, State, bool], None], hook_thread: HookThread) -> None:
         self.scheduler = scheduler
+        self.hook_thread = hook_thread  # `on_running` hooks
         self.entries = entries
         self.runner = runner
         self.timers = timers
@@ -73,8 +75,8 @@ class Dispatcher:
         """
         followers: list[Call] = []
         current = run_id
-        while len(followers) < MAX_FUSED:
-            follower = self.scheduler.sole_follower(current)
+        while len(followers) < MAX_FUSED and not self.entries[current].task.state_hooks["on_completion"]:
+            follower = self.scheduler.sole_follower(current)  # (it waits for the upstream's hooks)
             entry = self.entries.get(follower) if follower is not None else None
             if entry is None or not _fusable(entry):
                 break
@@ -96,6 +98,9 @@ class Dispatcher:
             entry.name_pending = False
         run.attempts += 1
         run.state = RUNNING  # not terminal: nobody waits for it, so no lock and no wake-up
+        if task.state_hooks["on_running"]:
+            hooks, emit = task.state_hooks["on_running"], task_emitter(run.name)
+            self.hook_thread.submit(lambda: call_hooks(hooks, task, run, RUNNING, emit), lambda: None)
         timeout = task.timeout_seconds
         if timeout is not None:
             self.timers.push(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)

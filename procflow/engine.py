@@ -30,11 +30,12 @@ from .dispatch import Dispatcher
 from .entries import Entry, Tracker
 from .events import Observer
 from .futures import Waiter
+from .hooks import HookThread, call_hooks, hooks_for
 from .lifetimes import HeldResults
 from .messages import Outcome, Status
 from .publish import Publisher
 from .records import FlowRun, TaskRun
-from .runlog import TASK_LOGGER
+from .runlog import TASK_LOGGER, task_emitter
 from .runners.base import Runner
 from .scheduler import Scheduler
 from .states import (Cancelled, Completed, Crashed, CrashedRun, Failed, LazyResult, NotReady, Pending, State, TimedOut,
@@ -56,8 +57,9 @@ class Engine:
         self._entries: dict[int, Entry] = {}
         self._records: dict[int, TaskRun] = {}
         self._timers = Timers()
+        self._hooks = HookThread()
         self._out = Publisher(self.waiter, observer)
-        self._dispatcher = Dispatcher(self.scheduler, self._entries, runner, self._timers, self._finish)
+        self._dispatcher = Dispatcher(self.scheduler, self._entries, runner, self._timers, self._finish, self._hooks)
         self._thread = threading.Thread(target=self._loop, name="procflow-engine", daemon=True)
 
     # -- called from user threads ---------------------------------------------------
@@ -101,6 +103,7 @@ class Engine:
     def stop(self) -> None:
         self._events.put(("stop",))
         self._thread.join()
+        self._hooks.shutdown()
         self.runner.shutdown()
 
     # -- the engine thread --------------------------------------------------------------
@@ -147,6 +150,8 @@ class Engine:
                 self._block(run_id, blocked_by)
         elif kind == "cancel":
             self._cancel(event[1], event[2])
+        elif kind == "hooked":
+            self._finish(event[1], event[2], event[3])
 
     def _fail_unhandled(self, run_id: int, error: Exception) -> None:
         """procflow's own bug met a run's outcome: the run fails with it, its flow goes on."""
@@ -234,6 +239,12 @@ class Engine:
 
     def _finish(self, entry: Entry, state: State, ok: bool) -> None:
         run = entry.run
+        due = hooks_for(entry.task.state_hooks, state) if not entry.hooked else None
+        if due:  # the hooks first, on the hook thread; the run ends when they have run
+            entry.hooked = True
+            self._hooks.submit(lambda: call_hooks(due, entry.task, run, state, task_emitter(run.name)),
+                               lambda: self._events.put(("hooked", entry, state, ok)))
+            return
         del self._entries[run.id]
         self._out.finish(run, state, entry.tracker)
         for run_id, blocked_by in self.scheduler.finish(run.id, ok):
@@ -283,8 +294,8 @@ class Engine:
         now = time.time()
         for timer in self._timers.due(now):
             entry = self._entries.get(timer.run_id)
-            if entry is None or entry.run.attempts != timer.attempt:
-                continue  # finished, or a later attempt runs
+            if entry is None or entry.run.attempts != timer.attempt or entry.hooked:
+                continue  # finished (its hooks may be running), or a later attempt runs
             if timer.kind == "retry":
                 self._put_back(entry)  # a fused run may have lost its upstream's result with the batch
             elif timer.kind == "deadline" and self.scheduler.is_running(timer.run_id):

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Generic, Iterator, ParamSpec, TypeVar, overload
 
-from . import options
+from . import hooks, options
 from .current import FlowRunInfo, call_naming, naming_flow_run
 from .context import FlowContext, current_flow, open_context
 from .records import FlowRun, TaskRun
@@ -32,7 +32,7 @@ from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
 from .runners.threads import interrupt_thread
-from .states import Cancelled, Completed, Failed, State, StateType, describe_error
+from .states import Cancelled, Completed, Failed, Running, State, StateType, describe_error
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,7 +50,9 @@ class Flow(Generic[P, R]):
     def __init__(self, fn: Callable[P, R], name: str | None = None, task_runner: Runner | type | None = None,
                  log_prints: bool = False, flow_run_name: str | Callable[[], str] | None = None,
                  timeout_seconds: float | None = None, retries: int = 0, retry_delay_seconds: float = 0,
-                 **prefect_options: Any) -> None:
+                 on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
+                 on_running: list[Callable] | None = None, on_crashed: list[Callable] | None = None,
+                 on_cancellation: list[Callable] | None = None, **prefect_options: Any) -> None:
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {type(fn).__name__}")
         self.fn = fn
@@ -63,6 +65,9 @@ class Flow(Generic[P, R]):
         self.timeout_seconds = options.seconds(owner, "timeout_seconds", timeout_seconds, positive=True)
         self.retries = options.whole(owner, "retries", retries)
         self.retry_delay_seconds = options.seconds(owner, "retry_delay_seconds", retry_delay_seconds) or 0
+        self.state_hooks = hooks.hook_lists(owner, {
+            "on_completion": on_completion, "on_failure": on_failure, "on_running": on_running,
+            "on_crashed": on_crashed, "on_cancellation": on_cancellation}, hooks.FLOW_HOOKS)
         kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
         self.description: str | None = kept["description"] or getattr(fn, "__doc__", None)
         self.version: str | None = kept["version"]
@@ -75,8 +80,35 @@ class Flow(Generic[P, R]):
         current = {name: getattr(self, name) for name in (
             "name", "task_runner", "log_prints", "flow_run_name", "timeout_seconds", "retries", "retry_delay_seconds",
             "description", "version")}
+        current.update({name: list(hook_list) for name, hook_list in self.state_hooks.items()})
         current.update(options)
         return Flow(self.fn, **current)
+
+    # Prefect's decorator forms: `@my_flow.on_failure` adds a hook (see hooks.py)
+    def on_completion(self, fn: Callable) -> Callable:
+        self.state_hooks["on_completion"].append(fn)
+        return fn
+
+    def on_failure(self, fn: Callable) -> Callable:
+        self.state_hooks["on_failure"].append(fn)
+        return fn
+
+    def on_running(self, fn: Callable) -> Callable:
+        self.state_hooks["on_running"].append(fn)
+        return fn
+
+    def on_crashed(self, fn: Callable) -> Callable:
+        self.state_hooks["on_crashed"].append(fn)
+        return fn
+
+    def on_cancellation(self, fn: Callable) -> Callable:
+        self.state_hooks["on_cancellation"].append(fn)
+        return fn
+
+    def _call_hooks(self, flow_run: FlowRun, state: State) -> None:
+        due = hooks.hooks_for(self.state_hooks, state)
+        if due:
+            hooks.call_hooks(due, self, flow_run, state, flow_emitter(flow_run.name))
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
@@ -109,12 +141,14 @@ class Flow(Generic[P, R]):
         context.observer.flow_started(flow_run)
         try:
             with _interrupts_become_keyboard_interrupt(parent is None):
+                self._call_hooks(flow_run, Running())
                 state, value = self._run_attempts(context, args, kwargs)
         except KeyboardInterrupt:
             self._cancelled(context)
             raise
         flow_run.state, flow_run.end_time = state, time.time()
         FLOW_LOGGER.info(f"Flow run '{flow_run.name}' - Finished in state {state!r}")
+        self._call_hooks(flow_run, state)
         context.observer.flow_finished(flow_run)
         _close(context)
         if return_state:
@@ -175,6 +209,7 @@ class Flow(Generic[P, R]):
             flow_run.end_time = time.time()
             FLOW_LOGGER.error(f"Flow run '{flow_run.name}' - Interrupted: {len(unfinished)} of "
                               f"{len(flow_run.task_runs)} task runs did not finish; workers stopped")
+            self._call_hooks(flow_run, flow_run.state)
             context.observer.flow_finished(flow_run)
             _close(context)
 

@@ -117,11 +117,6 @@ WITHOUT_EFFECT = {
 REFUSED = {
     "cache_policy": "use cache_key_fn (procflow.tasks.task_input_hash caches by inputs)",
     "retry_condition_fn": "every failed attempt is retried up to `retries`",
-    "on_completion": "state hooks are not supported; check the states after the run",
-    "on_failure": "state hooks are not supported; check the states after the run",
-    "on_crashed": "state hooks are not supported; check the states after the run",
-    "on_cancellation": "state hooks are not supported; check the states after the run",
-    "on_running": "state hooks are not supported; check the states after the run",
     "on_rollback": "transactions are not supported",
     "on_commit": "transactions are not supported",
 }

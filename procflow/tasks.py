@@ -25,7 +25,7 @@ from typing import Any, Callable, Generic, Iterable, Iterator, Literal, ParamSpe
 
 import cloudpickle
 
-from . import options
+from . import hooks, options
 from .annotations import allow_failure, quote, unmapped
 from .context import FlowContext, context_or_detached, current_flow
 from .current import TaskRunInfo, call_naming, current_task_run
@@ -35,8 +35,8 @@ from .records import EdgeKind
 from .resolve import Found, collect, substitute
 from .runlog import task_emitter
 from .runners.threads import interrupt_thread
-from .states import (Completed, Failed, MappingLengthMismatch, MappingMissingIterable, NotReady, State, TimedOut,
-                     run_timeout_error)
+from .states import (Completed, Failed, MappingLengthMismatch, MappingMissingIterable, NotReady, Running, State,
+                     TimedOut, run_timeout_error)
 from .worker import RunTimedOut, execute
 
 P = ParamSpec("P")
@@ -50,7 +50,8 @@ class Task(Generic[P, R]):
                  retry_delay_seconds: float | list[float] = 0, timeout_seconds: float | None = None,
                  task_run_name: str | Callable[[], str] | None = None, log_prints: bool | None = None,
                  tags: Iterable[str] | None = None, cache_key_fn: Callable[..., str | None] | None = None,
-                 **prefect_options: Any) -> None:
+                 on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
+                 on_running: list[Callable] | None = None, **prefect_options: Any) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {type(fn).__name__}")
         self.fn = fn
@@ -63,6 +64,8 @@ class Task(Generic[P, R]):
         self.log_prints = options.flag(owner, "log_prints", log_prints)
         self.tags = options.tags(owner, tags)
         self.cache_key_fn = options.function(owner, "cache_key_fn", cache_key_fn)
+        self.state_hooks = hooks.hook_lists(owner, {"on_completion": on_completion, "on_failure": on_failure,
+                                              "on_running": on_running}, hooks.TASK_HOOKS)
         kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
         self.description: str | None = kept["description"] or getattr(fn, "__doc__", None)
         self.version: str | None = kept["version"]
@@ -82,8 +85,22 @@ class Task(Generic[P, R]):
         current = {name: getattr(self, name) for name in (
             "name", "retries", "retry_delay_seconds", "timeout_seconds", "task_run_name", "log_prints",
             "tags", "cache_key_fn", "description", "version")}
+        current.update({name: list(hook_list) for name, hook_list in self.state_hooks.items()})
         current.update(options)
         return Task(self.fn, **current)
+
+    # Prefect's decorator forms: `@my_task.on_failure` adds a hook (see hooks.py)
+    def on_completion(self, fn: Callable) -> Callable:
+        self.state_hooks["on_completion"].append(fn)
+        return fn
+
+    def on_failure(self, fn: Callable) -> Callable:
+        self.state_hooks["on_failure"].append(fn)
+        return fn
+
+    def on_running(self, fn: Callable) -> Callable:
+        self.state_hooks["on_running"].append(fn)
+        return fn
 
     def __repr__(self) -> str:
         return f"Task(name={self.name!r})"
@@ -264,6 +281,9 @@ class Task(Generic[P, R]):
         run = context.new_record(self, name, _edges(found, waits), None)
         context.observer.runs_created(context.flow_run, [run], False)
         state = self._run_here(context, run, args, kwargs, found + waits, needs, provisional)
+        due = hooks.hooks_for(self.state_hooks, state)
+        if due:
+            hooks.call_hooks(due, self, run, state, task_emitter(run.name))
         run.state = state
         context.observer.runs_finished([run])
         if return_state:
@@ -285,6 +305,8 @@ class Task(Generic[P, R]):
         emit = task_emitter(run.name)
         while True:
             run.attempts += 1
+            if self.state_hooks["on_running"]:
+                hooks.call_hooks(self.state_hooks["on_running"], self, run, Running(), emit)
             timer = None
             if self.timeout_seconds is not None:
                 timer = threading.Timer(self.timeout_seconds, interrupt_thread, (threading.get_ident(), RunTimedOut))

@@ -740,8 +740,72 @@ def test_a_task_raising_a_base_exception_fails_alone(runner):
     assert type(outcomes[42][1]).__name__ == "LibraryAbort"
 
 
+HOOK_CALLS: list = []
+
+
+def record_hook(subject, run, state):
+    HOOK_CALLS.append((subject.name, run.name, state.name, time.time()))
+
+
+def broken_hook(subject, run, state):
+    raise RuntimeError("hook broke")
+
+
+@task(on_completion=[record_hook], on_failure=[broken_hook, record_hook], on_running=[record_hook])
+def hooked(x):
+    if x < 0:
+        raise ValueError(x)
+    return x
+
+
+@task
+def stamped(x):
+    return x, time.time()
+
+
+def test_state_hooks_run_in_the_flows_process_before_the_run_is_seen_to_end(runner, log_lines):
+    """Prefect's on_running / on_completion / on_failure, for tasks and flows: `hook(task or flow,
+    run, state)`; a failing hook is logged; downstream runs and futures wait for the hooks."""
+    HOOK_CALLS.clear()
+
+    def body():
+        done = hooked.submit(1)
+        after = stamped.submit(done)
+        hooked.submit(-1).wait()
+        hooked(2)  # a direct call
+        return after.result()
+
+    flow_hooked = flow(task_runner=runner, name="hooked-flow", on_completion=[record_hook],
+                       on_running=[record_hook])(body)
+    value, downstream_started = flow_hooked()
+    calls = [(subject, state) for subject, _, state, _ in HOOK_CALLS]
+    assert calls[0] == ("hooked-flow", "Running") and calls[-1] == ("hooked-flow", "Completed")
+    assert sorted(calls[1:-1]) == sorted([("hooked", "Running")] * 3 + [("hooked", "Completed")] * 2
+                                         + [("hooked", "Failed")])
+    by_run = {(run, state): at for _, run, state, at in HOOK_CALLS}
+    assert by_run[("hooked-0", "Completed")] <= downstream_started, "the downstream ran before the hook"
+    assert value == 1
+    assert any("An error was encountered while running hook 'broken_hook'" in line and "hook broke" in line
+               for line in log_lines)
+    assert any("Task run 'hooked-1' - Running hook 'record_hook' in response to entering state 'Failed'" in line
+               for line in log_lines)
+
+
+def test_hooks_given_by_decorator_methods_and_kept_by_with_options():
+    named = task(shout)
+
+    @named.on_failure
+    def first(task_, run, state):
+        pass
+
+    assert named.with_options(retries=1).state_hooks["on_failure"] == [first]
+    named_flow = flow(shout)
+    named_flow.on_cancellation(first)
+    assert named_flow.with_options(retries=1).state_hooks["on_cancellation"] == [first]
+
+
 def test_prefects_other_options_are_kept_accepted_with_a_warning_or_refused_clearly():
-    """Prefect code with `description=`, `persist_result=` or state hooks: what each becomes."""
+    """Prefect code with `description=`, `persist_result=` or `cache_policy=`: what each becomes."""
     described = task(description="loads the data", version="2")(shout)
     assert (described.description, described.version) == ("loads the data", "2")
     assert described.with_options(retries=1).description == "loads the data"
@@ -750,7 +814,9 @@ def test_prefects_other_options_are_kept_accepted_with_a_warning_or_refused_clea
     options._warned.discard("persist_result")
     with pytest.warns(UserWarning, match="task 'shout': persist_result= has no effect in procflow"):
         task(persist_result=True)(shout)
-    with pytest.raises(TypeError, match="task 'shout': procflow does not support Prefect's on_failure=: state hooks"):
-        task(on_failure=[print])(shout)
+    with pytest.raises(TypeError, match="task 'shout': procflow does not support Prefect's cache_policy=: use "):
+        task(cache_policy=object())(shout)
+    with pytest.raises(TypeError, match="task 'shout': on_failure must be a list of functions, got 3 in it"):
+        task(on_failure=[3])(shout)
     with pytest.raises(TypeError, match="flow 'shout': unknown option retires="):
         flow(retires=2)(shout)

@@ -104,8 +104,9 @@ class DaskTaskRunner:
             try:
                 self._cluster = LocalCluster(**options)
             except Exception as error:
+                cause = f"{type(error).__name__}: {str(error).rstrip('.')}"
                 raise RuntimeError(
-                    f"DaskTaskRunner could not start a local Dask cluster ({type(error).__name__}: {str(error).rstrip('.')}). "
+                    f"DaskTaskRunner could not start a local Dask cluster ({cause}). "
                     "Its workers are new processes that import your script: when the script calls the flow "
                     "at its top level, put that call under `if __name__ == \"__main__\":`") from error
             self._client = Client(self._cluster, **self.client_kwargs)

@@ -1,0 +1,84 @@
+"""Prefect's state hooks: `on_completion=`, `on_failure=`, `on_running=` (tasks and flows),
+`on_crashed=` and `on_cancellation=` (flows). Each is a list of `hook(task_or_flow, run, state)`.
+
+All hooks run in the flow's process, with procflow's own run records (`TaskRun`,
+`FlowRun`). A task's hooks run on one hook thread per engine, in the order runs end, and
+before the run's end is published: its future, its downstream runs and its flow run wait
+for them, as they wait for Prefect's, which run inside the task run. `on_running` hooks
+run when the run is sent to the runner. A flow's hooks run in the flow's thread. An
+error in a hook is logged (Prefect's words) and changes no state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable
+
+from .runlog import Emit
+from .states import State, StateType
+
+TASK_HOOKS = ("on_completion", "on_failure", "on_running")
+FLOW_HOOKS = ("on_completion", "on_failure", "on_running", "on_crashed", "on_cancellation")
+_FOR_STATE = {StateType.COMPLETED: "on_completion", StateType.FAILED: "on_failure", StateType.RUNNING: "on_running",
+              StateType.CRASHED: "on_crashed", StateType.CANCELLED: "on_cancellation"}
+
+
+def hook_lists(owner: str, given: dict[str, Any], names: Iterable[str]) -> dict[str, list[Callable]]:
+    """The hooks given as options, checked: each option a list of functions (or one function)."""
+    lists: dict[str, list[Callable]] = {}
+    for name in names:
+        value = given.get(name)
+        hooks = [] if value is None else [value] if callable(value) else list(value)
+        for hook in hooks:
+            if not callable(hook):
+                raise TypeError(f"{owner}: {name} must be a list of functions, got {hook!r} in it")
+        lists[name] = hooks
+    return lists
+
+
+def hooks_for(hooks: dict[str, list[Callable]], state: State) -> list[Callable]:
+    """The hooks that entering `state` calls (none for a name it does not have)."""
+    name = _FOR_STATE.get(state.type)
+    return hooks.get(name, []) if name else []
+
+
+def call_hooks(hooks: list[Callable], subject: Any, run: Any, state: State, emit: Emit) -> None:
+    for hook in hooks:
+        name = getattr(hook, "__name__", repr(hook))
+        emit(logging.INFO, f"Running hook {name!r} in response to entering state {state.name!r}")
+        try:
+            result = hook(subject, run, state)
+            if inspect.iscoroutine(result):
+                asyncio.run(result)
+        except Exception:  # noqa: BLE001 - as Prefect: a failing hook is logged, the run's state stands
+            emit(logging.ERROR, f"An error was encountered while running hook {name!r}\n"
+                                f"{traceback.format_exc().rstrip()}")
+        else:
+            emit(logging.INFO, f"Hook {name!r} finished running successfully")
+
+
+class HookThread:
+    """The engine's one thread for task hooks, started on first use."""
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+
+    def submit(self, call: Callable[[], None], then: Callable[[], None]) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="procflow-hooks")
+
+        def run() -> None:
+            try:
+                call()
+            finally:
+                then()
+
+        self._executor.submit(run)
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
