@@ -2,8 +2,8 @@
 `on_crashed=` and `on_cancellation=` (flows). Each is a list of `hook(task_or_flow, run, state)`.
 
 All hooks run in the flow's process, with procflow's own run records (`TaskRun`,
-`FlowRun`). A task's hooks run on one hook thread per engine, in the order runs end, and
-before the run's end is published: its future, its downstream runs and its flow run wait
+`FlowRun`). A task's hooks run on the engine's hook threads as runs end, before the
+run's end is published: its future, its downstream runs and its flow run wait
 for them, as they wait for Prefect's, which run inside the task run. `on_running` hooks
 run when the run is sent to the runner. A flow's hooks run in the flow's thread. An
 error in a hook is logged (Prefect's words) and changes no state.
@@ -62,14 +62,17 @@ def call_hooks(hooks: list[Callable], subject: Any, run: Any, state: State, emit
 
 
 class HookThread:
-    """The engine's one thread for task hooks, started on first use."""
+    """The engine's threads for task hooks, started on first use: a few, so that a hook
+    waiting on another run's future does not wait behind that run's own hooks."""
+
+    THREADS = 4
 
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
 
     def submit(self, call: Callable[[], None], then: Callable[[], None]) -> None:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="procflow-hooks")
+            self._executor = ThreadPoolExecutor(self.THREADS, thread_name_prefix="procflow-hooks")
 
         def run() -> None:
             try:
