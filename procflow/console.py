@@ -27,7 +27,7 @@ from .graph import GROUP_ABOVE
 from .records import FlowRun, TaskRun
 from .runlog import FLOW_LOGGER, TASK_LOGGER
 from .shm_pool import shm_used_bytes
-from .states import RemoteTraceback
+from .states import FailedRun, RemoteTraceback
 from .worker import task_traceback
 
 MAP_LINES_ABOVE = GROUP_ABOVE
@@ -153,7 +153,7 @@ def _log_failure(run: TaskRun) -> None:
     """Prefect's line for a run that failed with an exception: the exception and where it
     was raised, in the task's own process."""
     error = run.state.data
-    if not isinstance(error, BaseException):
+    if not isinstance(error, BaseException) or isinstance(error, FailedRun):  # FailedRun: a declared failure
         return
     TASK_LOGGER.error(f"Task run '{run.name}' - Task run failed with exception: {error!r} - Retries are exhausted"
                       f"\n{traceback_text(error)}".rstrip())

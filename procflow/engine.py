@@ -38,8 +38,8 @@ from .records import FlowRun, TaskRun
 from .runlog import TASK_LOGGER, task_emitter
 from .runners.base import Runner
 from .scheduler import Scheduler
-from .states import (Cancelled, Completed, Crashed, CrashedRun, Failed, LazyResult, NotReady, Pending, State, TimedOut,
-                     is_terminal, run_timeout_error)
+from .states import (Cancelled, Completed, Crashed, CrashedRun, Failed, LazyResult, NotReady, Pending, ReturnedState,
+                     State, TimedOut, is_terminal, run_timeout_error)
 from .timers import Timers
 
 MAX_CRASHES = 3  # a run that crashes its worker this many times in a row is not retried
@@ -209,6 +209,9 @@ class Engine:
         else:
             entry.crashes = 0
             error = outcome.error if isinstance(outcome.error, BaseException) else RuntimeError(outcome.error_text)
+            if isinstance(error, ReturnedState):  # the task returned Failed(...): declared, not retried
+                self._finish(entry, error.state(), False)
+                return
             if status is Status.TIMED_OUT:
                 error = run_timeout_error(run.name, entry.task.timeout_seconds, worker_replaced=run.worker is None)
             if not self._retry(entry, f"{type(error).__name__}: {error}"):

@@ -1,7 +1,7 @@
 """Prefect's import path `prefect.exceptions`, for the errors procflow raises under the same names."""
 
-from .states import (MappingLengthMismatch, MappingMissingIterable, MissingContextError, ReservedArgumentError,
-                     UpstreamTaskError)
+from .states import (CancelledRun, CrashedRun, FailedRun, MappingLengthMismatch, MappingMissingIterable,
+                     MissingContextError, ReservedArgumentError, UnfinishedRun, UpstreamTaskError)
 
-__all__ = ["MappingLengthMismatch", "MappingMissingIterable", "MissingContextError", "ReservedArgumentError",
-           "UpstreamTaskError"]
+__all__ = ["CancelledRun", "CrashedRun", "FailedRun", "MappingLengthMismatch", "MappingMissingIterable",
+           "MissingContextError", "ReservedArgumentError", "UnfinishedRun", "UpstreamTaskError"]

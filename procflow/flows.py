@@ -2,9 +2,10 @@
 
 The final state follows Prefect 2's rule: the function raised -> `Failed` with that
 exception; it returned `None` -> every task run of the flow run counts; it returned
-futures or states (also inside lists, tuples, dicts) -> those count; anything else ->
-`Completed`. Calling a failed flow raises the exception of the first failed run that
-counted (an `UpstreamTaskError` for a run that never ran).
+futures or states (also inside lists, tuples, dicts) -> those count; a state it made
+itself (`return Failed(message=...)`) -> that state; anything else -> `Completed`.
+Calling a failed flow raises the exception of the first failed run that counted (an
+`UpstreamTaskError` for a run that never ran).
 
 Ctrl-C (and SIGTERM, in the main thread of the outermost flow) cancels the runs not
 started, interrupts the running ones and frees shared memory before the
@@ -234,6 +235,8 @@ def final_state(value: Any, error: BaseException | None, runs: list[TaskRun], ti
         if timed_out:
             return Failed(error, message=str(error), name="TimedOut")  # Prefect's message
         return Failed(error, message=f"Flow run encountered an exception: {describe_error(error)}")
+    if isinstance(value, State) and value.holder is None and not any(value is run.state for run in runs):
+        return value  # a state the flow made itself is its final state, as in Prefect
     states = [run.state for run in runs] if value is None else _returned_states(value)
     if states is None:
         return Completed(value)

@@ -52,6 +52,23 @@ class CancelledRun(Exception):
     """The run was cancelled before it finished (Ctrl-C, SIGTERM, flow timeout)."""
 
 
+class FailedRun(Exception):
+    """The result of a failed state that holds no exception (one a flow returned): its message."""
+
+
+class ReturnedState(Exception):
+    """A task returned a state that is not `Completed` (`return Failed(message=...)`): its run
+    ends in that state, as in Prefect, without a retry. Travels as the run's error."""
+
+    def __init__(self, type_value: str, name: str, message: str | None, data: Any = None) -> None:
+        super().__init__(type_value, name, message, data)
+        self.type_value, self.name, self.message, self.data = type_value, name, message, data
+
+    def state(self) -> State:
+        error = self.data if isinstance(self.data, BaseException) else FailedRun(self.message or self.name)
+        return State(StateType(self.type_value), self.name, self.message, error)
+
+
 class UnfinishedRun(Exception):
     """`.result()` of a state that is not final yet."""
 
@@ -125,6 +142,8 @@ class State:
             return CancelledRun(self.message or "The run was cancelled.")
         if self.type is StateType.CRASHED:
             return CrashedRun(self.message or "The run crashed.")
+        if self.type is StateType.FAILED:
+            return FailedRun(self.message or "The run failed.")
         return UnfinishedRun(f"Run is in {self.type.value} state ({self.name}), not final.")
 
     def is_completed(self) -> bool:

@@ -35,8 +35,8 @@ from .records import EdgeKind
 from .resolve import Found, collect, substitute
 from .runlog import task_emitter
 from .runners.threads import interrupt_thread
-from .states import (Completed, Failed, MappingLengthMismatch, MappingMissingIterable, NotReady, Running, State,
-                     TimedOut, run_timeout_error)
+from .states import (Completed, Failed, MappingLengthMismatch, MappingMissingIterable, NotReady, ReturnedState,
+                     Running, State, TimedOut, run_timeout_error)
 from .worker import RunTimedOut, execute
 
 P = ParamSpec("P")
@@ -320,6 +320,8 @@ class Task(Generic[P, R]):
             run.worker = "flow"
             if error is None:
                 return Completed(value)
+            if isinstance(error, ReturnedState):
+                return error.state()
             if run.attempts > self.retries:
                 if isinstance(error, RunTimedOut):  # the same error and state as a submitted run's
                     return TimedOut(run_timeout_error(run.name, self.timeout_seconds), self.timeout_seconds)

@@ -30,7 +30,7 @@ from .pickling import find_unpicklable, loads_function
 from .runlog import Emit, RunLogger, capture_prints, current_logger
 from .shm import (ResultRef, SegmentWriter, SharedArguments, WarmMappings, keep_mappings_warm, load_arguments,
                   load_value, unlink)
-from .states import RemoteError, RemoteTraceback
+from .states import RemoteError, RemoteTraceback, ReturnedState, State, StateType
 
 # -- any runner ----------------------------------------------------------------------
 
@@ -53,6 +53,11 @@ def execute(run: TaskRunInfo, log_prints: bool, emit: Emit,
                 value = _call(run.fn, run.args, run.kwargs)
         else:
             value = _call(run.fn, run.args, run.kwargs)
+        if isinstance(value, State):  # Prefect's custom states: the run ends in it
+            if value.type is not StateType.COMPLETED:
+                declared = ReturnedState(value.type.value, value.name, value.message, value.data)
+                return Status.FAILED, None, declared, start, time.time()
+            value = value.data
         return Status.COMPLETED, value, None, start, time.time()
     except RunTimedOut as error:
         return Status.TIMED_OUT, None, error, start, time.time()

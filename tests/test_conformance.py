@@ -26,7 +26,8 @@ from procflow import (
     unmapped,
     wait,
 )
-from procflow.exceptions import ReservedArgumentError
+from procflow.exceptions import FailedRun, ReservedArgumentError
+from procflow.states import Completed, Failed
 from procflow.runtime import flow_run, task_run
 from procflow.states import MappingLengthMismatch, MappingMissingIterable
 
@@ -303,6 +304,39 @@ def test_returned_futures_are_the_ones_that_count(runner):
     state = run_flow(runner, body, return_state=True)
     assert repr(state) == "Completed('All states completed.')"
     assert state.result() == [2, {"k": 4}]
+
+
+@task(retries=2)
+def declares(ok):
+    return Completed(5, message="fine") if ok else Failed(message="bad data")
+
+
+def test_a_state_a_task_returns_is_the_state_its_run_ends_in(runner, log_lines):
+    """Prefect's custom states: `return Failed(message=...)` fails the run (no retry, no
+    exception line); `return Completed(data)` completes it with that result."""
+    def body():
+        refused, accepted = declares.submit(False), declares.submit(True)
+        downstream = identity.submit(refused)
+        refused.wait(), accepted.wait(), downstream.wait()
+        called = declares(False, return_state=True)
+        return (repr(refused.state), refused.task_run.attempts, repr(refused.result(raise_on_failure=False)),
+                accepted.result(), downstream.state.name, repr(called))
+
+    assert run_flow(runner, body) == ("Failed('bad data')", 1, "FailedRun('bad data')", 5, "NotReady",
+                                      "Failed('bad data')")
+    assert not any("Task run failed with exception" in line for line in log_lines)
+
+
+def test_a_state_the_flow_makes_itself_is_its_final_state():
+    """As Prefect: `return Failed(message=...)` fails the flow with that message (FailedRun)."""
+    refused = flow(lambda: Failed(message="flow says no"))
+    fine = flow(lambda: Completed(7, message="all good"))
+
+    state = refused(return_state=True)
+    assert (state.name, state.message) == ("Failed", "flow says no")
+    with pytest.raises(FailedRun, match="flow says no"):
+        refused()
+    assert repr(fine(return_state=True)) == "Completed('all good')" and fine() == 7
 
 
 def test_flow_function_exception_is_the_flow_state(runner):
