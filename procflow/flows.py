@@ -45,7 +45,7 @@ class FlowTimedOut(TimeoutError):
     """Raised in a flow's thread when it runs past its `timeout_seconds`."""
 
 
-class Flow(Generic[P, R]):
+class Flow(hooks.FlowHookMethods, Generic[P, R]):
     """A function whose calls are flow runs."""
 
     def __init__(self, fn: Callable[P, R], name: str | None = None, task_runner: Runner | type | None = None,
@@ -84,27 +84,6 @@ class Flow(Generic[P, R]):
         current.update({name: list(hook_list) for name, hook_list in self.state_hooks.items()})
         current.update(options)
         return Flow(self.fn, **current)
-
-    # Prefect's decorator forms: `@my_flow.on_failure` adds a hook (see hooks.py)
-    def on_completion(self, fn: Callable) -> Callable:
-        self.state_hooks["on_completion"].append(fn)
-        return fn
-
-    def on_failure(self, fn: Callable) -> Callable:
-        self.state_hooks["on_failure"].append(fn)
-        return fn
-
-    def on_running(self, fn: Callable) -> Callable:
-        self.state_hooks["on_running"].append(fn)
-        return fn
-
-    def on_crashed(self, fn: Callable) -> Callable:
-        self.state_hooks["on_crashed"].append(fn)
-        return fn
-
-    def on_cancellation(self, fn: Callable) -> Callable:
-        self.state_hooks["on_cancellation"].append(fn)
-        return fn
 
     def _call_hooks(self, flow_run: FlowRun, state: State) -> None:
         due = hooks.hooks_for(self.state_hooks, state)

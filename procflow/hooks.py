@@ -61,6 +61,36 @@ def call_hooks(hooks: list[Callable], subject: Any, run: Any, state: State, emit
             emit(logging.INFO, f"Hook {name!r} finished running successfully")
 
 
+class TaskHookMethods:
+    """Prefect's decorator forms, `@my_task.on_failure`: each adds a hook and returns it."""
+
+    state_hooks: dict[str, list[Callable]]
+
+    def on_completion(self, fn: Callable) -> Callable:
+        self.state_hooks["on_completion"].append(fn)
+        return fn
+
+    def on_failure(self, fn: Callable) -> Callable:
+        self.state_hooks["on_failure"].append(fn)
+        return fn
+
+    def on_running(self, fn: Callable) -> Callable:
+        self.state_hooks["on_running"].append(fn)
+        return fn
+
+
+class FlowHookMethods(TaskHookMethods):
+    """A flow's also: `@my_flow.on_crashed`, `@my_flow.on_cancellation`."""
+
+    def on_crashed(self, fn: Callable) -> Callable:
+        self.state_hooks["on_crashed"].append(fn)
+        return fn
+
+    def on_cancellation(self, fn: Callable) -> Callable:
+        self.state_hooks["on_cancellation"].append(fn)
+        return fn
+
+
 class HookThread:
     """The engine's threads for task hooks, started on first use: a few, so that a hook
     waiting on another run's future does not wait behind that run's own hooks."""

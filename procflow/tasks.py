@@ -43,7 +43,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Task(Generic[P, R]):
+class Task(hooks.TaskHookMethods, Generic[P, R]):
     """A function that runs as task runs: `.submit()`, `.map()`, or a direct call."""
 
     def __init__(self, fn: Callable[P, R], name: str | None = None, retries: int = 0,
@@ -88,19 +88,6 @@ class Task(Generic[P, R]):
         current.update({name: list(hook_list) for name, hook_list in self.state_hooks.items()})
         current.update(options)
         return Task(self.fn, **current)
-
-    # Prefect's decorator forms: `@my_task.on_failure` adds a hook (see hooks.py)
-    def on_completion(self, fn: Callable) -> Callable:
-        self.state_hooks["on_completion"].append(fn)
-        return fn
-
-    def on_failure(self, fn: Callable) -> Callable:
-        self.state_hooks["on_failure"].append(fn)
-        return fn
-
-    def on_running(self, fn: Callable) -> Callable:
-        self.state_hooks["on_running"].append(fn)
-        return fn
 
     def __repr__(self) -> str:
         return f"Task(name={self.name!r})"

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 
+import psutil
 import pytest
 
 from procflow.shm_pool import owned_segments
@@ -68,3 +74,41 @@ def log_lines():
     logger.addHandler(handler)
     yield handler.lines
     logger.removeHandler(handler)
+
+
+@pytest.fixture
+def interrupt_blocked_flow(tmp_path):
+    """Run a flow of `count` tasks stuck in `time.sleep` (C code) with `procflow run`, press
+    Ctrl-C once they all started; returns (exit code, seconds to exit, stderr, the pids
+    of the processes the flow had started)."""
+    def interrupt(runner_arguments: list[str], count: int) -> tuple[int, float, str, list[int]]:
+        started = tmp_path / "started"
+        started.mkdir()
+        script = tmp_path / "sleepers.py"
+        script.write_text(textwrap.dedent(f"""
+            import os, time
+            from procflow import flow, task
+
+            @task
+            def sleeper(i):
+                open(os.path.join({str(started)!r}, str(i)), "w").close()
+                time.sleep(120)
+
+            @flow
+            def sleepers():
+                return sleeper.map(range({count}))
+        """))
+        parent = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(script), *runner_arguments],
+                                  stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while len(os.listdir(started)) < count:
+            assert time.monotonic() < deadline and parent.poll() is None, "the tasks did not start"
+            time.sleep(0.05)
+        children = [child.pid for child in psutil.Process(parent.pid).children(recursive=True)]
+        interrupted = time.monotonic()
+        parent.send_signal(signal.SIGINT)
+        code = parent.wait(timeout=60)
+        elapsed = time.monotonic() - interrupted
+        return code, elapsed, parent.communicate()[1], children
+
+    return interrupt

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -135,37 +134,10 @@ def test_a_result_read_after_its_flow_run_let_the_cluster_go_says_so(dask_cluste
         dropped.result()
 
 
-def test_ctrl_c_ends_a_flow_whose_dask_tasks_are_blocked_in_c_code(tmp_path):
+def test_ctrl_c_ends_a_flow_whose_dask_tasks_are_blocked_in_c_code(interrupt_blocked_flow):
     """Dask cannot cancel a task inside `time.sleep`: the workers of the runner's own cluster
     are ended instead; closing it politely took ~4 s of the 5 s a Ctrl-C may take."""
-    started = tmp_path / "started"
-    started.mkdir()
-    script = tmp_path / "sleepers.py"
-    script.write_text(textwrap.dedent(f"""
-        import os, time
-        from procflow import flow, task
-
-        @task
-        def sleeper(i):
-            open(os.path.join({str(started)!r}, str(i)), "w").close()
-            time.sleep(120)
-
-        @flow
-        def sleepers():
-            return sleeper.map(range(2))
-    """))
-    parent = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(script), "--runner", "dask",
-                               "--workers", "2"], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(os.listdir(started)) < 2:
-        assert time.monotonic() < deadline and parent.poll() is None, parent.stderr.read() if parent.poll() else ""
-        time.sleep(0.05)
-    workers = [child.pid for child in psutil.Process(parent.pid).children(recursive=True)]
-    interrupted = time.monotonic()
-    parent.send_signal(signal.SIGINT)
-    code = parent.wait(timeout=60)
-    elapsed = time.monotonic() - interrupted
-    stderr = parent.communicate()[1]
+    code, elapsed, stderr, workers = interrupt_blocked_flow(["--runner", "dask", "--workers", "2"], 2)
     assert code == 130, stderr
     assert elapsed < 3, f"took {elapsed:.1f} s to stop"
     assert "Interrupted: 2 of 2 task runs did not finish" in stderr

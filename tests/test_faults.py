@@ -470,35 +470,9 @@ def test_ctrl_c_pressed_again_and_again_ends_the_run_with_130(tmp_path):
     sweep_dead_owners()  # what the next start does, had the second Ctrl-C ended it before it freed them
 
 
-def test_ctrl_c_ends_a_thread_runner_flow_whose_tasks_are_blocked_in_c_code(tmp_path):
+def test_ctrl_c_ends_a_thread_runner_flow_whose_tasks_are_blocked_in_c_code(interrupt_blocked_flow):
     """Threads cannot be interrupted inside `time.sleep`; the run still ends within 5 s."""
-    started = tmp_path / "started"
-    started.mkdir()
-    script = tmp_path / "sleepers.py"
-    script.write_text(textwrap.dedent(f"""
-        import os, threading, time
-        from procflow import flow, task
-
-        @task
-        def sleeper(i):
-            open(os.path.join({str(started)!r}, str(i)), "w").close()
-            time.sleep(120)
-
-        @flow
-        def sleepers():
-            return sleeper.map(range(3))
-    """))
-    parent = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(script), "--runner", "thread"],
-                              stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while len(os.listdir(started)) < 3:
-        assert time.monotonic() < deadline and parent.poll() is None
-        time.sleep(0.05)
-    interrupted = time.monotonic()
-    parent.send_signal(signal.SIGINT)
-    code = parent.wait(timeout=60)
-    elapsed = time.monotonic() - interrupted
-    stderr = parent.communicate()[1]
+    code, elapsed, stderr, _ = interrupt_blocked_flow(["--runner", "thread"], 3)
     assert code == 130, stderr
     assert elapsed < 5, f"took {elapsed:.1f} s to stop"
     assert "Interrupted: 3 of 3 task runs did not finish" in stderr
