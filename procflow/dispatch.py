@@ -14,8 +14,8 @@ import types
 from typing import Callable
 
 from .entries import Entry
+from .hooks import HookThreads, call_hooks
 from .resolve import substitute
-from .hooks import HookThread, call_hooks
 from .runlog import TASK_LOGGER, task_emitter
 from .runners.base import Call, Runner
 from .scheduler import Scheduler
@@ -28,9 +28,9 @@ MAX_FUSED = 64  # followers sent behind one run in a message
 
 class Dispatcher:
     def __init__(self, scheduler: Scheduler, entries: dict[int, Entry], runner: Runner, timers: Timers,
-                 finish: Callable[[Entry, State, bool], None], hook_thread: HookThread) -> None:
+                 finish: Callable[[Entry, State, bool], None], hook_threads: HookThreads) -> None:
         self.scheduler = scheduler
-        self.hook_thread = hook_thread  # `on_running` hooks
+        self.hook_threads = hook_threads  # `on_running` hooks
         self.entries = entries
         self.runner = runner
         self.timers = timers
@@ -100,7 +100,7 @@ class Dispatcher:
         run.state = RUNNING  # not terminal: nobody waits for it, so no lock and no wake-up
         if task.state_hooks["on_running"]:
             hooks, emit = task.state_hooks["on_running"], task_emitter(run.name)
-            self.hook_thread.submit(lambda: call_hooks(hooks, task, run, RUNNING, emit), lambda: None)
+            self.hook_threads.submit(lambda: call_hooks(hooks, task, run, RUNNING, emit), lambda: None)
         timeout = task.timeout_seconds
         if timeout is not None:
             self.timers.push(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)

@@ -30,7 +30,7 @@ from .dispatch import Dispatcher
 from .entries import Entry, Tracker
 from .events import Observer
 from .futures import Waiter
-from .hooks import HookThread, call_hooks, hooks_for
+from .hooks import HookThreads, call_hooks, hooks_for
 from .lifetimes import HeldResults
 from .messages import Outcome, Status
 from .publish import Publisher
@@ -57,7 +57,7 @@ class Engine:
         self._entries: dict[int, Entry] = {}
         self._records: dict[int, TaskRun] = {}
         self._timers = Timers()
-        self._hooks = HookThread()
+        self._hooks = HookThreads()
         self._out = Publisher(self.waiter, observer)
         self._dispatcher = Dispatcher(self.scheduler, self._entries, runner, self._timers, self._finish, self._hooks)
         self._thread = threading.Thread(target=self._loop, name="procflow-engine", daemon=True)

@@ -91,7 +91,7 @@ class FlowHookMethods(TaskHookMethods):
         return fn
 
 
-class HookThread:
+class HookThreads:
     """The engine's threads for task hooks, started on first use: a few, so that a hook
     waiting on another run's future does not wait behind that run's own hooks."""
 
