@@ -9,11 +9,6 @@ tests drive it with plain integers. A run moves waiting -> ready -> running -> f
                           reaching 0 makes it ready; a failed upstream that the edge does
                           not allow (no `allow_failure`) blocks the dependent instead,
                           and that block spreads to the dependent's own dependents
-
-Which failed upstream blocks a run follows Prefect, which resolves a run's inputs one
-after another (arguments, then wait_for): the first, in that order, that did not
-complete, decided once every upstream before it has finished. So every runner names
-the same upstream, however the runs interleave.
     requeue(run)          running -> ready again (a run lost with its worker, a retry's time)
     set_aside(run)        running -> neither, until its retry delay has passed
     add_finished(run, ok) a run finished elsewhere (a future of another flow run)
@@ -25,6 +20,11 @@ Readiness by counters and successor lists, as `graphlib.TopologicalSorter.done`,
 are added while others run. Order among ready runs is depth-first (runs made ready by a
 finish go before roots, so long pipelines drain and memory stays bounded) or plain
 submission order (the sequential runner).
+
+Which failed upstream blocks a run follows Prefect, which resolves a run's inputs one
+after another (arguments, then wait_for): the first, in that order, that did not
+complete, decided once every upstream before it has finished. So every runner names
+the same upstream, however the runs interleave.
 """
 
 from __future__ import annotations
