@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextvars
 import io
 import logging
+import os
 import sys
 import threading
-from typing import Callable
+import traceback
+from typing import Any, Callable
 
 from .states import MissingContextError
 
@@ -24,35 +26,59 @@ Emit = Callable[[int, str], None]
 
 
 class RunLogger:
-    """The logger `get_run_logger()` returns: records name the run they come from."""
+    """The logger `get_run_logger()` returns: records name the run they come from.
+
+    It takes what a `logging.Logger` takes (`%`-style arguments, `exc_info=`,
+    `stack_info=`, `extra=`), as Prefect's logger adapter does; a record becomes one line
+    of text, with its traceback, because a worker's lines travel to the parent as text.
+    """
 
     def __init__(self, emit: Emit, name: str) -> None:
         self._emit = emit
         self.name = name
 
-    def log(self, level: int, msg: object, *args: object) -> None:
+    def log(self, level: int, msg: object, *args: object, exc_info: Any = None, stack_info: bool = False,
+            stacklevel: int = 1, extra: Any = None) -> None:
         text = str(msg) % args if args else str(msg)
+        if exc_info:
+            if isinstance(exc_info, BaseException):
+                exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+            elif not isinstance(exc_info, tuple):
+                exc_info = sys.exc_info()
+            if exc_info[0] is not None:
+                text += "\n" + "".join(traceback.format_exception(*exc_info)).rstrip()
+        if stack_info:
+            text += "\nStack (most recent call last):\n" + "".join(traceback.format_stack()[:-1]).rstrip()
         self._emit(level, text)
 
-    def debug(self, msg: object, *args: object) -> None:
-        self.log(logging.DEBUG, msg, *args)
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.log(logging.DEBUG, msg, *args, **kwargs)
 
-    def info(self, msg: object, *args: object) -> None:
-        self.log(logging.INFO, msg, *args)
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.log(logging.INFO, msg, *args, **kwargs)
 
-    def warning(self, msg: object, *args: object) -> None:
-        self.log(logging.WARNING, msg, *args)
+    def warning(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.log(logging.WARNING, msg, *args, **kwargs)
 
-    def error(self, msg: object, *args: object) -> None:
-        self.log(logging.ERROR, msg, *args)
+    warn = warning
 
-    def critical(self, msg: object, *args: object) -> None:
-        self.log(logging.CRITICAL, msg, *args)
+    def error(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.log(logging.ERROR, msg, *args, **kwargs)
 
-    def exception(self, msg: object, *args: object) -> None:
-        import traceback
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        self.log(logging.ERROR, msg, *args, exc_info=exc_info, **kwargs)
 
-        self.log(logging.ERROR, f"{msg}\n{traceback.format_exc().rstrip()}", *args)
+    def critical(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.log(logging.CRITICAL, msg, *args, **kwargs)
+
+    fatal = critical
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+        threshold = logging.getLogger("procflow").level
+        if threshold == logging.NOTSET:  # a worker process: the level the parent logs at
+            named = logging.getLevelName(os.environ.get("PROCFLOW_LOGGING_LEVEL", "INFO").upper())
+            threshold = named if isinstance(named, int) else logging.INFO
+        return level >= threshold
 
 
 current_logger: contextvars.ContextVar[RunLogger | None] = contextvars.ContextVar("procflow_run_logger", default=None)

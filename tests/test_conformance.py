@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import re
 import time
@@ -650,6 +651,28 @@ def test_log_prints_and_run_logger_reach_the_parent(runner, log_lines):
     assert "Task run 'chatty-0' - I'm task 7!" in log_lines
     assert "Task run 'chatty-0' - from the run logger" in log_lines
     assert "Task run 'chatty-0' - Finished in state Completed()" in log_lines
+
+
+@task
+def logs_like_a_library():
+    logger = get_run_logger()
+    try:
+        {}["missing"]
+    except KeyError:
+        logger.error("lookup failed", exc_info=True)
+        logger.exception("again, %s", "as exception()")
+    logger.info("with extra", extra={"request": 7})
+    logger.warning("done %d%%", 100, stack_info=False)
+    return logger.isEnabledFor(logging.INFO), logger.isEnabledFor(logging.DEBUG)
+
+
+def test_the_run_logger_takes_what_a_logging_logger_takes(runner, log_lines):
+    """`logger.error(..., exc_info=True)` once failed the task with a TypeError."""
+    assert run_flow(runner, lambda: logs_like_a_library.submit().result()) == (True, False)
+    text = "\n".join(line for line in log_lines if "logs_like_a_library-0" in line)
+    assert "lookup failed\nTraceback (most recent call last):" in text and "KeyError: 'missing'" in text
+    assert "again, as exception()\nTraceback" in text
+    assert "with extra" in text and "done 100%" in text
 
 
 def test_map_length_mismatch_and_bad_parameters_fail_before_anything_runs(runner):
