@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .console import default_observer
+from .current import FlowRunContext, TaskRunContext, current_task_run
 from .engine import Engine
 from .entries import Entry, Tracker
 from .events import Observer
@@ -24,6 +25,7 @@ from .futures import TaskFuture
 from .records import EdgeKind, FlowRun, TaskRun
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
+from .states import MissingContextError
 
 current_flow: contextvars.ContextVar[FlowContext | None] = contextvars.ContextVar("procflow_flow", default=None)
 
@@ -106,3 +108,15 @@ def _close_detached() -> None:
         context.engine.wait_for(context.tracker, timeout=30)
         context.engine.close_flow(context.tracker)
         context.engine.stop()
+
+
+def get_run_context() -> TaskRunContext | FlowRunContext:
+    """Prefect's `get_run_context()`: the task run in progress, else the flow run, else
+    `MissingContextError`. A flow called inside a task is the flow run."""
+    task_run, flow = current_task_run.get(), current_flow.get()
+    if task_run is not None and task_run.id is not None:
+        if flow is None or flow.flow_run.name == task_run.flow_run_name:
+            return TaskRunContext.of(task_run)
+    if flow is not None:
+        return FlowRunContext(flow.flow_run)
+    raise MissingContextError("No run context available. You are not in a flow or task run context.")

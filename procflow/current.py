@@ -52,3 +52,29 @@ def call_naming(variable: contextvars.ContextVar, info: Any, name_function: Call
         return str(name_function())
     finally:
         variable.reset(token)
+
+
+class TaskRunView(NamedTuple):
+    """The task run in progress as `get_run_context().task_run` shows it."""
+
+    id: int | None
+    name: str | None
+    task_name: str
+    flow_run_name: str | None
+
+
+class TaskRunContext(NamedTuple):
+    """`get_run_context()` inside a task run (Prefect's name)."""
+
+    task_run: TaskRunView
+    parameters: dict[str, Any]
+
+    @classmethod
+    def of(cls, run: TaskRunInfo) -> TaskRunContext:
+        return cls(TaskRunView(run.id, run.name, run.task_name, run.flow_run_name), run.parameters())
+
+
+class FlowRunContext(NamedTuple):
+    """`get_run_context()` in a flow's own code (Prefect's name): its `FlowRun` record."""
+
+    flow_run: Any

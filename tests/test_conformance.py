@@ -27,6 +27,7 @@ from procflow import (
     unmapped,
     wait,
 )
+from procflow.context import get_run_context
 from procflow.exceptions import FailedRun, ReservedArgumentError
 from procflow.states import Completed, Failed
 from procflow.runtime import flow_run, task_run
@@ -462,6 +463,24 @@ def test_runtime_describes_the_run_in_progress_as_prefect_runtime_does(runner):
         ("my-flow-report_run-with-y-and-5", "report_run", {"name": "y", "limit": 5}, "my-flow-on-monday"))
     assert (task_run.name, task_run.id, flow_run.name, task_run.parameters, flow_run.parameters) == (
         None, None, None, {}, {})
+
+
+@task
+def context_seen(x):
+    context = get_run_context()
+    return type(context).__name__, context.task_run.name, context.parameters
+
+
+def test_get_run_context_is_the_task_run_else_the_flow_run(runner):
+    def body():
+        context = get_run_context()
+        return type(context).__name__, context.flow_run.name, context_seen.submit(3).result(), context_seen(4)
+
+    named = flow(task_runner=runner, flow_run_name="the-run")(body)
+    assert named() == ("FlowRunContext", "the-run", ("TaskRunContext", "context_seen-0", {"x": 3}),
+                       ("TaskRunContext", "context_seen-1", {"x": 4}))
+    with pytest.raises(MissingContextError, match="No run context available"):
+        get_run_context()
 
 
 def test_cache_key_fn_reuses_completed_result(runner, tmp_path):
