@@ -2,6 +2,7 @@
 
 from . import states, task_runners
 from .annotations import allow_failure, quote, unmapped
+from .context import tags
 from .flows import Flow, flow, last_flow_run
 from .futures import FutureList, PrefectFuture, PrefectFutureList, TaskFuture, as_completed, wait
 from .records import FlowRun, TaskRun
@@ -17,4 +18,5 @@ __all__ = [
     "get_run_logger", "TaskFuture", "PrefectFuture", "FutureList", "PrefectFutureList", "State", "StateType",
     "Completed", "Failed", "Crashed", "Cancelled", "Pending", "FlowRun", "TaskRun", "UpstreamTaskError",
     "MappingLengthMismatch", "MappingMissingIterable", "MissingContextError", "task_runners", "states", "last_flow_run",
+    "tags",
 ]

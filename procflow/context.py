@@ -8,13 +8,14 @@ Prefect 3 (it lives until the interpreter exits).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import itertools
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from .console import default_observer
 from .current import FlowRunContext, TaskRunContext, current_task_run
@@ -28,6 +29,19 @@ from .runners.processes import ProcessPoolTaskRunner
 from .states import MissingContextError
 
 current_flow: contextvars.ContextVar[FlowContext | None] = contextvars.ContextVar("procflow_flow", default=None)
+_tags: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("procflow_tags", default=frozenset())
+
+
+@contextlib.contextmanager
+def tags(*names: str) -> Iterator[frozenset[str]]:
+    """Prefect's `with tags("nightly"):` the task runs created inside carry these tags too
+    (`TaskRun.tags`); procflow gives tags no other effect. Nested blocks add up."""
+    current = _tags.get() | frozenset(names)
+    token = _tags.set(current)
+    try:
+        yield current
+    finally:
+        _tags.reset(token)
 
 
 @dataclass(eq=False)
@@ -47,8 +61,10 @@ class FlowContext:
         return f"{task_name}-{next(counter)}"
 
     def new_record(self, task: Any, name: str, upstream: list[tuple[int, EdgeKind]], map_group: int | None) -> TaskRun:
+        extra = _tags.get()
         run = TaskRun(self.engine.next_run_id(), name, task.name, self.flow_run.name, upstream=upstream,
-                      created_time=time.time(), map_group=map_group)
+                      created_time=time.time(), map_group=map_group,
+                      tags=task.tags | extra if extra else task.tags)
         self.flow_run.task_runs.append(run)
         return run
 

@@ -32,6 +32,7 @@ class TaskRun:
     end_time: float | None = None
     transfer_seconds: float = 0.0
     map_group: int | None = None
+    tags: frozenset[str] = frozenset()  # its task's, and those of `with procflow.tags(...)` around it
 
     @property
     def timings(self) -> dict[str, float]:

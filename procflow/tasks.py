@@ -62,7 +62,7 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
         self.timeout_seconds = options.seconds(owner, "timeout_seconds", timeout_seconds, positive=True)
         self.task_run_name = options.text_or_callable(owner, "task_run_name", task_run_name)
         self.log_prints = options.flag(owner, "log_prints", log_prints)
-        self.tags = options.tags(owner, tags)
+        self.tags = frozenset(options.tags(owner, tags))
         self.cache_key_fn = options.function(owner, "cache_key_fn", cache_key_fn)
         self.state_hooks = hooks.hook_lists(owner, {"on_completion": on_completion, "on_failure": on_failure,
                                               "on_running": on_running}, hooks.TASK_HOOKS)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
+import procflow
 from procflow import (
     FutureList,
     MissingContextError,
@@ -469,6 +470,21 @@ def test_runtime_describes_the_run_in_progress_as_prefect_runtime_does(runner):
 def context_seen(x):
     context = get_run_context()
     return type(context).__name__, context.task_run.name, context.parameters
+
+
+def test_tags_blocks_add_their_tags_to_the_runs_made_inside(runner):
+    """Prefect's `with tags(...)`: the runs created inside carry them, with the task's own."""
+    tagged = add.with_options(tags=["db"])
+
+    def body():
+        with procflow.tags("nightly"):
+            tagged.submit(1)
+            with procflow.tags("extra"):
+                tagged(2)
+        tagged.submit(3)
+
+    run_flow(runner, body)
+    assert [sorted(run.tags) for run in body_runs()] == [["db", "nightly"], ["db", "extra", "nightly"], ["db"]]
 
 
 def test_get_run_context_is_the_task_run_else_the_flow_run(runner):
