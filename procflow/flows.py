@@ -15,6 +15,7 @@ started, interrupts the running ones and frees shared memory before the
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import inspect
 import os
@@ -93,6 +94,17 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
 
+    _instance: Any = None  # a flow defined in a class, called on an instance (see Task.__get__)
+
+    def __get__(self, instance: Any, owner: Any = None) -> Flow[P, R]:
+        if instance is None:
+            return self
+        bound = copy.copy(self)
+        bound._instance, bound._unbound = instance, self
+        return bound
+
+    _unbound: Flow | None = None  # the flow a bound copy was made from: it keeps `last_run`
+
     @overload
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
@@ -102,6 +114,8 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         global _last_flow_run
         return_state = kwargs.pop("return_state", False)
+        if self._instance is not None:
+            args = (self._instance, *args)
         if inspect.iscoroutinefunction(self.fn):
             raise TypeError(f"flow {self.name!r} is an `async def`: procflow runs flows as plain functions. "
                             "Make the flow a `def` (its tasks may stay `async def`: each runs in its own "
@@ -114,7 +128,7 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         parent = current_flow.get()
         flow_run = FlowRun(self._run_name(bound.arguments), self.name, parameters=dict(bound.arguments),
                            start_time=time.time(), parent=parent.flow_run if parent else None)
-        self.last_run = flow_run
+        (self._unbound or self).last_run = self.last_run = flow_run
         if parent is None:
             _last_flow_run = flow_run
         context = open_context(flow_run, None if parent else self._make_runner(), self.log_prints, parent)

@@ -13,6 +13,7 @@ in it are ignored, as Prefect does (a value returned by a direct call is already
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import gc
 import hashlib
@@ -92,6 +93,23 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
     def __repr__(self) -> str:
         return f"Task(name={self.name!r})"
 
+    # A task defined in a class, used on an instance (`self.scale.submit(x)`), as in Prefect:
+    # the instance is passed as the first argument of each call, so each run gets its state
+    # as of that call (the function itself is sent to workers once).
+    _instance: Any = None
+
+    def __get__(self, instance: Any, owner: Any = None) -> Task[P, R]:
+        if instance is None:
+            return self
+        bound = copy.copy(self)
+        bound._instance = instance
+        return bound
+
+    def _with_instance(self, args: tuple, whole: bool = False) -> tuple:
+        if self._instance is None:
+            return args
+        return (unmapped(self._instance) if whole else self._instance, *args)
+
     # -- parameters -------------------------------------------------------------------
 
     def _check(self, args: tuple, kwargs: dict) -> None:
@@ -147,6 +165,7 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
     def submit(self, *args: Any, return_state: bool = False, wait_for: Any = None,
                **kwargs: Any) -> TaskFuture[R] | State:
         """Schedule one run; returns its future at once (`return_state=True`: waits, returns its state)."""
+        args = self._with_instance(args)
         context = context_or_detached()
         self._check(args, kwargs)
         waits = _wait_futures(wait_for)
@@ -175,6 +194,7 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
         return futures
 
     def _map(self, args: tuple, kwargs: dict, wait_for: Any) -> FutureList:
+        args = self._with_instance(args, whole=True)
         context = context_or_detached()
         arguments = self._bind(args, kwargs).arguments
         iterables, statics = self._split_mapped(arguments)
@@ -257,6 +277,7 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
         """Inside a flow: wait for upstreams, run here, return the value. Outside: call the function."""
         wait_for = kwargs.pop("wait_for", None)
         return_state = kwargs.pop("return_state", False)
+        args = self._with_instance(args)
         context = current_flow.get()
         if context is None:
             return self.fn(*args, **kwargs)

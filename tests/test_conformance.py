@@ -472,6 +472,36 @@ def context_seen(x):
     return type(context).__name__, context.task_run.name, context.parameters
 
 
+class Scaler:
+    """Tasks and a flow defined as methods, as Prefect allows."""
+
+    def __init__(self, factor):
+        self.factor = factor
+
+    @task
+    def scale(self, x):
+        return self.factor * x
+
+    @flow
+    def scale_all(self, xs):
+        first = self.scale.submit(3).result()
+        self.factor += 1  # each run gets the instance as of its call
+        return self.scale(2), first, self.scale.map(xs).result()
+
+
+def test_tasks_and_flows_work_as_methods_of_an_instance(runner):
+    scaler = Scaler(10)
+    on_runner = Scaler.scale_all.with_options(task_runner=runner)
+    assert on_runner.__get__(scaler, Scaler)([1, 2]) == (22, 30, [11, 22])  # what `scaler.scale_all` does
+    assert [run.name for run in body_runs()] == ["scale-0", "scale-1", "scale-2", "scale-3"]
+    assert on_runner.last_run.parameters["xs"] == [1, 2]
+
+
+def test_a_flow_method_called_on_an_instance():
+    assert Scaler(2).scale_all([5]) == (6, 6, [15])
+    assert Scaler.scale_all.last_run.name == procflow.last_flow_run().name
+
+
 def test_tags_blocks_add_their_tags_to_the_runs_made_inside(runner):
     """Prefect's `with tags(...)`: the runs created inside carry them, with the task's own."""
     tagged = add.with_options(tags=["db"])
