@@ -54,24 +54,15 @@ def call_naming(variable: contextvars.ContextVar, info: Any, name_function: Call
         variable.reset(token)
 
 
-class TaskRunView(NamedTuple):
-    """The task run in progress as `get_run_context().task_run` shows it."""
-
-    id: int | None
-    name: str | None
-    task_name: str
-    flow_run_name: str | None
-
-
 class TaskRunContext(NamedTuple):
     """`get_run_context()` inside a task run (Prefect's name)."""
 
-    task_run: TaskRunView
+    task_run: TaskRunInfo  # .id, .name, .task_name, .flow_run_name
     parameters: dict[str, Any]
 
     @classmethod
     def of(cls, run: TaskRunInfo) -> TaskRunContext:
-        return cls(TaskRunView(run.id, run.name, run.task_name, run.flow_run_name), run.parameters())
+        return cls(run, run.parameters())
 
 
 class FlowRunContext(NamedTuple):

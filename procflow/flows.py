@@ -67,9 +67,9 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         self.timeout_seconds = options.seconds(owner, "timeout_seconds", timeout_seconds, positive=True)
         self.retries = options.whole(owner, "retries", retries)
         self.retry_delay_seconds = options.seconds(owner, "retry_delay_seconds", retry_delay_seconds) or 0
-        self.state_hooks = hooks.hook_lists(owner, {
-            "on_completion": on_completion, "on_failure": on_failure, "on_running": on_running,
-            "on_crashed": on_crashed, "on_cancellation": on_cancellation}, hooks.FLOW_HOOKS)
+        self.state_hooks = hooks.hook_lists(owner, on_completion=on_completion, on_failure=on_failure,
+                                            on_running=on_running, on_crashed=on_crashed,
+                                            on_cancellation=on_cancellation)
         kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
         self.description: str | None = kept["description"] or getattr(fn, "__doc__", None)
         self.version: str | None = kept["version"]
@@ -94,7 +94,10 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
 
-    _instance: Any = None  # a flow defined in a class, called on an instance (see Task.__get__)
+    # A flow defined in a class, called on an instance (see Task.__get__): the bound copy
+    # passes the instance first and records `last_run` on the flow it was made from too.
+    _instance: Any = None
+    _unbound: Flow | None = None
 
     def __get__(self, instance: Any, owner: Any = None) -> Flow[P, R]:
         if instance is None:
@@ -102,8 +105,6 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         bound = copy.copy(self)
         bound._instance, bound._unbound = instance, self
         return bound
-
-    _unbound: Flow | None = None  # the flow a bound copy was made from: it keeps `last_run`
 
     @overload
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...

@@ -16,22 +16,19 @@ import inspect
 import logging
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from .runlog import Emit
 from .states import State, StateType
 
-TASK_HOOKS = ("on_completion", "on_failure", "on_running")
-FLOW_HOOKS = ("on_completion", "on_failure", "on_running", "on_crashed", "on_cancellation")
 _FOR_STATE = {StateType.COMPLETED: "on_completion", StateType.FAILED: "on_failure", StateType.RUNNING: "on_running",
               StateType.CRASHED: "on_crashed", StateType.CANCELLED: "on_cancellation"}
 
 
-def hook_lists(owner: str, given: dict[str, Any], names: Iterable[str]) -> dict[str, list[Callable]]:
+def hook_lists(owner: str, **given: Any) -> dict[str, list[Callable]]:
     """The hooks given as options, checked: each option a list of functions (or one function)."""
     lists: dict[str, list[Callable]] = {}
-    for name in names:
-        value = given.get(name)
+    for name, value in given.items():
         hooks = [] if value is None else [value] if callable(value) else list(value)
         for hook in hooks:
             if not callable(hook):
@@ -66,29 +63,28 @@ class TaskHookMethods:
 
     state_hooks: dict[str, list[Callable]]
 
-    def on_completion(self, fn: Callable) -> Callable:
-        self.state_hooks["on_completion"].append(fn)
+    def _add_hook(self, name: str, fn: Callable) -> Callable:
+        self.state_hooks[name].append(fn)
         return fn
+
+    def on_completion(self, fn: Callable) -> Callable:
+        return self._add_hook("on_completion", fn)
 
     def on_failure(self, fn: Callable) -> Callable:
-        self.state_hooks["on_failure"].append(fn)
-        return fn
+        return self._add_hook("on_failure", fn)
 
     def on_running(self, fn: Callable) -> Callable:
-        self.state_hooks["on_running"].append(fn)
-        return fn
+        return self._add_hook("on_running", fn)
 
 
 class FlowHookMethods(TaskHookMethods):
     """A flow's also: `@my_flow.on_crashed`, `@my_flow.on_cancellation`."""
 
     def on_crashed(self, fn: Callable) -> Callable:
-        self.state_hooks["on_crashed"].append(fn)
-        return fn
+        return self._add_hook("on_crashed", fn)
 
     def on_cancellation(self, fn: Callable) -> Callable:
-        self.state_hooks["on_cancellation"].append(fn)
-        return fn
+        return self._add_hook("on_cancellation", fn)
 
 
 class HookThreads:

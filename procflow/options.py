@@ -73,12 +73,12 @@ def flag(owner: str, option: str, value: Any) -> Any:
     return value
 
 
-def tags(owner: str, value: Any) -> set[str]:
+def tags(owner: str, value: Any) -> frozenset[str]:
     if value is None:
-        return set()
+        return frozenset()
     if isinstance(value, str) or not hasattr(value, "__iter__"):
         raise TypeError(f"{owner}: tags must be a collection of strings, got {value!r}")
-    return {str(tag) for tag in value}
+    return frozenset(str(tag) for tag in value)
 
 
 def render_name(owner: str, option: str, template: str, parameters: dict[str, Any]) -> str:

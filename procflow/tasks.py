@@ -63,10 +63,10 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
         self.timeout_seconds = options.seconds(owner, "timeout_seconds", timeout_seconds, positive=True)
         self.task_run_name = options.text_or_callable(owner, "task_run_name", task_run_name)
         self.log_prints = options.flag(owner, "log_prints", log_prints)
-        self.tags = frozenset(options.tags(owner, tags))
+        self.tags = options.tags(owner, tags)
         self.cache_key_fn = options.function(owner, "cache_key_fn", cache_key_fn)
-        self.state_hooks = hooks.hook_lists(owner, {"on_completion": on_completion, "on_failure": on_failure,
-                                              "on_running": on_running}, hooks.TASK_HOOKS)
+        self.state_hooks = hooks.hook_lists(owner, on_completion=on_completion, on_failure=on_failure,
+                                            on_running=on_running)
         kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
         self.description: str | None = kept["description"] or getattr(fn, "__doc__", None)
         self.version: str | None = kept["version"]
