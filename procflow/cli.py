@@ -88,6 +88,8 @@ def run(options: argparse.Namespace, flow_args: list[str]) -> int:
     chosen = load_flow(options.target)
     runner = make_runner(options.runner, options.workers, options.address)
     parameters = typed_parameters(chosen.fn, parse_flow_args(flow_args))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt_once)
     try:
         state = chosen.with_options(task_runner=runner)(return_state=True, **parameters)
     except KeyboardInterrupt:
@@ -104,14 +106,26 @@ def run(options: argparse.Namespace, flow_args: list[str]) -> int:
     return 1
 
 
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """The first Ctrl-C (or SIGTERM) interrupts the flow; from then on the flow's own handlers
+    take over while it cleans up, and once it has, further signals are ignored.
+
+    Ignoring starts here, in the handler, rather than after the flow's `KeyboardInterrupt`
+    reaches `run`: a Ctrl-C landing in between would otherwise escape as a second
+    `KeyboardInterrupt` and end the process with a traceback instead of 130.
+    """
+    for ignored in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(ignored, signal.SIG_IGN)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def _end_after_interrupt() -> None:
     """The flow run has cancelled its runs, stopped its workers and freed its memory.
 
     A task thread blocked in C code (a thread runner cannot interrupt it) would hold the
     interpreter's exit until its call returns: then exit now, after procflow's and
     logging's cleanup. Otherwise only the interpreter's exit is left, and it takes
-    milliseconds; further Ctrl-Cs are ignored, or one landing in it would kill the
-    process by SIGINT instead of letting it exit with 130.
+    milliseconds; further Ctrl-Cs are ignored (`_interrupt_once`).
     """
     if any(thread.name.startswith(TASK_THREAD_PREFIX) for thread in threading.enumerate()):
         with second_interrupt_exits_at_once():
@@ -120,8 +134,6 @@ def _end_after_interrupt() -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(130)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def load_flow(target: str) -> Flow:
