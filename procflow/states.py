@@ -24,8 +24,15 @@ class StateType(str, enum.Enum):
 FINAL_TYPES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 
 
-class UpstreamTaskError(Exception):
-    """The result of a run that never ran because an upstream did not complete."""
+class UnfinishedRun(Exception):
+    """`.result()` of a state that is not final yet."""
+
+
+class UpstreamTaskError(UnfinishedRun):
+    """The result of a run that never ran because an upstream did not complete.
+
+    An `UnfinishedRun`, as Prefect raises for it: Prefect code catching that keeps working.
+    """
 
 
 class MissingContextError(RuntimeError):
@@ -67,10 +74,6 @@ class ReturnedState(Exception):
     def state(self) -> State:
         error = self.data if isinstance(self.data, BaseException) else FailedRun(self.message or self.name)
         return State(StateType(self.type_value), self.name, self.message, error)
-
-
-class UnfinishedRun(Exception):
-    """`.result()` of a state that is not final yet."""
 
 
 class RemoteError(Exception):

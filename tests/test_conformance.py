@@ -234,6 +234,19 @@ def test_flow_raises_upstream_task_error_chained_to_the_cause(runner):
     assert "root cause" in str(raised.value)
 
 
+def test_a_not_ready_result_is_an_unfinished_run_as_prefect_code_catches_it(runner):
+    from procflow.exceptions import UnfinishedRun
+
+    def body():
+        child = add.submit(boom.submit("root cause"), 1)
+        try:
+            child.result()
+        except UnfinishedRun as error:
+            return type(error).__name__, child.state.name
+
+    assert run_flow(runner, body) == ("UpstreamTaskError", "NotReady")
+
+
 @task
 def late_boom(seconds, message):
     time.sleep(seconds)
