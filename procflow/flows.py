@@ -34,7 +34,7 @@ from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
 from .runners.threads import interrupt_thread
-from .states import Cancelled, Completed, Failed, Running, State, StateType, describe_error
+from .states import Cancelled, Completed, Failed, ParameterBindError, Running, State, StateType, describe_error
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -124,7 +124,7 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as error:
-            raise TypeError(f"flow {self.name!r}: {error} (signature: {self.name}{self._signature})") from None
+            raise ParameterBindError(f"flow {self.name!r}: {error} (signature: {self.name}{self._signature})") from None
         bound.apply_defaults()
         parent = current_flow.get()
         flow_run = FlowRun(self._run_name(bound.arguments), self.name, parameters=dict(bound.arguments),

@@ -39,6 +39,10 @@ class MissingContextError(RuntimeError):
     """Called outside a flow or task run something that needs one (Prefect's name)."""
 
 
+class ParameterBindError(TypeError):
+    """Arguments a task or flow function would refuse (Prefect's name), raised before anything runs."""
+
+
 class ReservedArgumentError(TypeError):
     """A task or flow function has a parameter named `wait_for` or `return_state` (Prefect's name)."""
 

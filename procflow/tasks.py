@@ -36,8 +36,8 @@ from .records import EdgeKind
 from .resolve import Found, collect, substitute
 from .runlog import task_emitter
 from .runners.threads import interrupt_thread
-from .states import (Completed, Failed, MappingLengthMismatch, MappingMissingIterable, NotReady, ReturnedState,
-                     Running, State, TimedOut, run_timeout_error)
+from .states import (Completed, Failed, MappingLengthMismatch, MappingMissingIterable, NotReady, ParameterBindError,
+                     ReturnedState, Running, State, TimedOut, run_timeout_error)
 from .worker import RunTimedOut, execute
 
 P = ParamSpec("P")
@@ -122,7 +122,7 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
         try:
             return self._signature.bind(*args, **kwargs)
         except TypeError as error:
-            raise TypeError(f"task {self.name!r}: {error} (signature: {self.name}{self._signature})") from None
+            raise ParameterBindError(f"task {self.name!r}: {error} (signature: {self.name}{self._signature})") from None
 
     def parameters_of(self, args: tuple, kwargs: dict) -> dict[str, Any]:
         bound = self._bind(args, kwargs)

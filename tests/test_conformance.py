@@ -29,7 +29,7 @@ from procflow import (
     wait,
 )
 from procflow.context import get_run_context
-from procflow.exceptions import FailedRun, ReservedArgumentError
+from procflow.exceptions import FailedRun, ParameterBindError, ReservedArgumentError
 from procflow.states import Completed, Failed
 from procflow.runtime import flow_run, task_run
 from procflow.states import MappingLengthMismatch, MappingMissingIterable
@@ -764,8 +764,12 @@ def test_map_length_mismatch_and_bad_parameters_fail_before_anything_runs(runner
     def bad_name():
         add.submit(1, z=3)
 
-    with pytest.raises(TypeError, match="task 'add'.*'z'"):
+    with pytest.raises(ParameterBindError, match="task 'add'.*'z'") as raised:  # Prefect's name, a TypeError
         run_flow(runner, bad_name)
+    assert isinstance(raised.value, TypeError)
+    assert body_runs() == []
+    with pytest.raises(ParameterBindError, match=r"flow 'bad-name': too many positional arguments \(signature"):
+        flow(bad_name)(1)
 
 
 def test_same_results_and_upstream_records_on_every_runner(runner):
