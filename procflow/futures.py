@@ -63,7 +63,14 @@ class TaskFuture(Generic[R]):
         self.wait(timeout)
         if not self.done():
             raise TimeoutError(f"task run {self.task_run.name!r} did not finish within {timeout} s")
-        return self.task_run.state.result(raise_on_failure=raise_on_failure)
+        state = self.task_run.state
+        try:
+            return state.result(raise_on_failure=raise_on_failure)
+        except Exception as error:
+            if not state.is_completed():  # the run's own error
+                raise
+            raise RuntimeError(f"could not load the result of task run {self.task_run.name!r}: "
+                               f"{type(error).__name__}: {error}") from error
 
     def add_done_callback(self, fn: Callable[[TaskFuture], None]) -> None:
         with self._waiter.condition:

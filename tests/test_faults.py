@@ -114,6 +114,11 @@ def raise_odd():
     raise OddError(1, 2)
 
 
+@task
+def give_breaks_on_load():
+    return BreaksOnLoad()
+
+
 def test_bad_arguments_results_and_exceptions_fail_only_their_run():
     def body():
         return [
@@ -137,6 +142,21 @@ def test_bad_arguments_results_and_exceptions_fail_only_their_run():
     assert isinstance(remote, RemoteError) and remote.type_name == "OddError"
     assert "raise OddError" in remote.traceback_text
     assert fine.result() == "took"
+
+
+def test_a_result_that_cannot_be_loaded_names_its_run_and_its_consumer_fails_alone():
+    def body():
+        made = give_breaks_on_load.submit()
+        consumer, fine = take.submit(made), take.submit(1)
+        try:
+            made.result()
+        except RuntimeError as error:
+            return str(error), consumer.state.name, consumer.state.message, fine.result()
+
+    message, consumer, consumer_message, fine = on_processes(body)(return_state=True).result()
+    assert message == "could not load the result of task run 'give_breaks_on_load-0': RuntimeError: refusing to unpickle"
+    assert consumer == "Failed" and "could not load the arguments of task run 'take-0'" in consumer_message
+    assert fine == "took"
 
 
 def test_retries_apply_to_crashes(tmp_path):
