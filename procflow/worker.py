@@ -287,6 +287,18 @@ def start_worker(parent_pid: int, pickled_initializer: bytes | None, initargs: t
             _initializer_failure.__cause__ = error
 
 
+def _exit_with_children() -> None:
+    """The parent is gone: end the processes a running task started too, then this one."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    os._exit(0)
+
+
 def _housekeeping(parent_pid: int, mappings: WarmMappings | None) -> None:
     """Twice a second: exit if the parent died; unmap segments the parent unlinked.
 
@@ -298,6 +310,6 @@ def _housekeeping(parent_pid: int, mappings: WarmMappings | None) -> None:
     while True:
         time.sleep(0.5)
         if os.getppid() != parent_pid:
-            os._exit(0)
+            _exit_with_children()
         if mappings is not None and len(mappings):
             mappings.sweep()

@@ -221,6 +221,25 @@ def test_timeouts_fail_the_run_with_timeout_error_and_replace_a_stuck_worker(slo
     assert isinstance(on_processes(lambda: which_pid.submit())(), int), "the pool works afterwards"
 
 
+@task(timeout_seconds=0.5)
+def start_a_subprocess_then_get_stuck(pid_file):
+    sleeper = subprocess.Popen(["sleep", "60"])
+    with open(pid_file, "w") as file:
+        file.write(str(sleeper.pid))
+    stuck_in_c.fn()
+
+
+def test_a_stuck_worker_killed_at_its_timeout_takes_the_processes_its_task_started(tmp_path):
+    pid_file = tmp_path / "sleeper.pid"
+    state = on_processes(lambda: start_a_subprocess_then_get_stuck.submit(str(pid_file)))(return_state=True)
+    assert body_last_run().task_runs[0].state.name == "TimedOut" and state.is_failed()
+    sleeper = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(sleeper) and psutil.Process(sleeper).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the task's subprocess outlived its killed worker"
+        time.sleep(0.1)
+
+
 def test_worker_memory_is_reported_when_it_is_killed(tmp_path):
     @task
     def hog():
@@ -281,14 +300,15 @@ def test_max_tasks_per_worker_recycles_workers_and_results_stay_readable():
 
 
 SCRIPT = textwrap.dedent("""
-    import os, sys, time
+    import os, subprocess, sys, time
     import numpy as np
     from procflow import flow, task
 
     @task
     def hold(i, started_dir):
         data = np.ones(1 << 20)  # a shared-memory result for each run
-        open(os.path.join(started_dir, f"{os.getpid()}-{i}"), "w").close()
+        sleeper = subprocess.Popen(["sleep", "60"])  # a process the task started
+        open(os.path.join(started_dir, f"{os.getpid()}-{i}-{sleeper.pid}"), "w").close()
         time.sleep(60)
         return data
 
@@ -324,11 +344,23 @@ def start_long_flow(tmp_path, new_session=False):
     return parent, workers
 
 
+def started_subprocesses(tmp_path):
+    """The pids of the `sleep` processes the long flow's running tasks started."""
+    return {int(name.split("-")[2]) for name in os.listdir(tmp_path / "started")}
+
+
+def wait_until_gone(pids, what):
+    deadline = time.monotonic() + 10
+    while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_cancels_pending_stops_workers_and_frees_memory(tmp_path, signum):
     parent, workers = start_long_flow(tmp_path)
     children = {child.pid for child in psutil.Process(parent.pid).children(recursive=True)}
-    assert workers <= children
+    assert workers | started_subprocesses(tmp_path) <= children
     interrupted = time.monotonic()
     parent.send_signal(signum)
     code = parent.wait(timeout=15)
@@ -348,11 +380,10 @@ def test_parent_killed_workers_exit_and_next_start_sweeps_its_segments(tmp_path)
     parent, workers = start_long_flow(tmp_path)
     assert owned_segments(parent.pid), "the flow holds a shared-memory result"
     parent.kill()
-    parent.communicate()
-    deadline = time.monotonic() + 10
-    while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers):
-        assert time.monotonic() < deadline, "workers outlived their parent"
-        time.sleep(0.1)
+    parent.wait(timeout=15)  # not communicate(): its stderr stays open in whatever outlives it
+    parent.stderr.close()
+    wait_until_gone(workers, "workers outlived their parent")
+    wait_until_gone(started_subprocesses(tmp_path), "processes the tasks started outlived their workers")
     assert owned_segments(parent.pid), "nobody freed them yet"
     fresh = subprocess.run([sys.executable, "-c", textwrap.dedent("""
         from procflow import flow, task
@@ -483,10 +514,7 @@ def test_ctrl_c_pressed_again_and_again_ends_the_run_with_130(tmp_path):
     stderr = parent.communicate()[1]
     assert code == 130, stderr
     assert elapsed < 5, f"took {elapsed:.1f} s to stop"
-    deadline = time.monotonic() + 10
-    while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers):
-        assert time.monotonic() < deadline, "workers outlived their parent"
-        time.sleep(0.1)
+    wait_until_gone(workers | started_subprocesses(tmp_path), "workers or their tasks' processes outlived the parent")
     sweep_dead_owners()  # what the next start does, had the second Ctrl-C ended it before it freed them
 
 

@@ -89,6 +89,23 @@ def alive(pid: int) -> bool:
         return False
 
 
+def kill_with_its_children(pid: int) -> None:
+    """SIGKILL a worker and every process its task started: a timed-out task's subprocesses
+    would otherwise outlive it. Stopped first, so it starts none while they are listed."""
+    try:
+        worker = psutil.Process(pid)
+        worker.suspend()
+        family = worker.children(recursive=True)
+        worker.kill()
+    except psutil.NoSuchProcess:
+        return
+    for child in family:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 class WorkerWatch:
     """Samples each worker's RSS twice a second, to report it when the worker dies."""
 

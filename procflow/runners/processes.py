@@ -19,7 +19,6 @@ import functools
 import itertools
 import os
 import pickle
-import signal
 import threading
 import time
 import uuid
@@ -41,7 +40,7 @@ from ..worker import decode_error, run_batch, start_worker
 from .arguments import pickle_arguments
 from .base import Call, Sink, worker_count
 from .batching import batch_size, group_calls
-from .crashes import CrashLedger, WorkerBoards, WorkerWatch, sweep_dead_boards
+from .crashes import CrashLedger, WorkerBoards, WorkerWatch, kill_with_its_children, sweep_dead_boards
 from .segments import SEGMENT_POOL, ArgumentSegments, SegmentLedger
 
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -309,17 +308,14 @@ class ProcessPoolTaskRunner:
     # -- interrupts, cancellation, results -------------------------------------------
 
     def interrupt(self, run_id: int, timeout: float) -> float | None:
-        """The run's own SIGALRM did not stop it: kill its worker (loky replaces it)."""
+        """The run's own SIGALRM did not stop it: kill its worker (loky replaces it) and what it started."""
         for pid, (running, started) in self._boards.read().items():
             if running == run_id:
                 overdue = started + timeout + self.interrupt_grace - time.time()
                 if overdue > 0:
                     return overdue  # it started late (queued behind other work)
                 self._crashes.timed_out.add(run_id)
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                kill_with_its_children(pid)
                 return None
         return timeout  # not started yet: ask again later
 
