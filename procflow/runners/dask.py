@@ -22,9 +22,7 @@ share one. Workers need procflow installed (`pip install 'procflow[dask]'`).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import threading
 import time
 import uuid
@@ -41,6 +39,7 @@ from ..resolve import substitute
 from ..states import LazyResult
 from ..worker import RunTimedOut, decode_error, execute, portable_error, task_traceback
 from .base import Call, Sink
+from .crashes import kill_with_its_children
 from .threads import interrupt_thread
 
 
@@ -238,8 +237,7 @@ class DaskTaskRunner:
             self._client.close()
             self._client = None
         for pid in stuck:  # else closing the cluster waits ~4 s for them (Ctrl-C must end within 5 s)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            kill_with_its_children(pid)
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
