@@ -19,6 +19,10 @@ class StateType(str, enum.Enum):
     FAILED = "FAILED"
     CRASHED = "CRASHED"
     CANCELLED = "CANCELLED"
+    # Prefect's other types, for code that compares with them; procflow makes no such state.
+    SCHEDULED = "SCHEDULED"
+    PAUSED = "PAUSED"
+    CANCELLING = "CANCELLING"
 
 
 FINAL_TYPES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
@@ -170,6 +174,15 @@ class State:
 
     def is_cancelled(self) -> bool:
         return self.type is StateType.CANCELLED
+
+    def is_scheduled(self) -> bool:
+        return self.type is StateType.SCHEDULED
+
+    def is_paused(self) -> bool:
+        return self.type is StateType.PAUSED
+
+    def is_cancelling(self) -> bool:
+        return self.type is StateType.CANCELLING
 
     def is_final(self) -> bool:
         return self.type in FINAL_TYPES

@@ -642,6 +642,14 @@ def test_future_list_result_and_states(runner):
     assert run_flow(runner, body) == ([True, True], [4, 6])
 
 
+def test_state_predicates_prefect_code_asks_answer_from_the_state_type():
+    completed, failed = Completed(data=1), Failed(ValueError("x"))
+    asked = ("is_completed", "is_failed", "is_final", "is_scheduled", "is_paused", "is_cancelling", "is_pending")
+    assert [getattr(completed, name)() for name in asked] == [True, False, True, False, False, False, False]
+    assert [getattr(failed, name)() for name in asked] == [False, True, True, False, False, False, False]
+    assert {StateType.SCHEDULED, StateType.PAUSED, StateType.CANCELLING} <= set(StateType)  # Prefect's names
+
+
 def test_submit_and_map_with_return_state_wait_and_give_states(runner):
     """Prefect's `.submit(..., return_state=True)` and `.map(..., return_state=True)`."""
     def body():
