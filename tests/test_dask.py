@@ -119,7 +119,8 @@ def test_cli_runs_a_flow_on_an_existing_cluster_by_address(dask_cluster, tmp_pat
 
 
 def test_a_result_read_after_its_flow_run_let_the_cluster_go_says_so(dask_cluster):
-    """A held future keeps its value; a run nobody held is gone with the flow run's client."""
+    """A held future keeps its value, also as an argument of a later flow run; a run nobody
+    held is gone with the flow run's client."""
     kept = {}
 
     @flow(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
@@ -132,6 +133,28 @@ def test_a_result_read_after_its_flow_run_let_the_cluster_go_says_so(dask_cluste
     dropped = body.last_run.task_runs[1].state
     with pytest.raises(RuntimeError, match="was released: its future was dropped, or its flow run ended"):
         dropped.result()
+
+    @flow(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
+    def later(earlier):
+        return where_and_sum.submit(earlier).result()[1]
+
+    assert later(kept["future"]) == 45.0  # was Cancelled, "interrupted (Ctrl-C or SIGTERM)"
+
+
+def test_a_task_dask_cancels_for_a_lost_input_is_crashed_saying_so_not_interrupted(dask_cluster):
+    @flow(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
+    def body():
+        made = make.submit(10)
+        made.wait()
+        lost = made.task_run.state.data.future
+        lost.client.cancel([lost])  # the cluster drops the value under procflow's feet
+        used = where_and_sum.submit(made)
+        used.wait()
+        return used.state.name, used.state.message
+
+    name, message = body()
+    assert name == "Crashed"
+    assert message == "Dask cancelled this task: an input it needed was released or lost on the cluster"
 
 
 def test_ctrl_c_ends_a_flow_whose_dask_tasks_are_blocked_in_c_code(interrupt_blocked_flow):

@@ -89,10 +89,11 @@ class DaskTaskRunner:
         self._client: Client | None = None
         self._cluster: LocalCluster | None = None
         self._stuck = False  # runs were cancelled while running on our own cluster
+        self._cancelling = False  # cancel_running() was called: Dask's cancellations are ours
 
     def start(self, sink: Sink) -> None:
         self._sink = sink
-        self._stuck = False
+        self._stuck = self._cancelling = False
         self._running: dict[int, Any] = {}  # run id -> Dask future, until its outcome
         self._reported: set[int] = set()
         self._early: dict[int, dict] = {}  # events that came before submit() recorded the future
@@ -168,12 +169,14 @@ class DaskTaskRunner:
 
         return tuple(place(value) for value in args), {name: place(value) for name, value in kwargs.items()}
 
-    @staticmethod
-    def _upstream(future: TaskFuture, allowed: bool) -> Any:
-        """An upstream's result as an argument: its Dask future when it lives on the cluster."""
+    def _upstream(self, future: TaskFuture, allowed: bool) -> Any:
+        """An upstream's result as an argument: its Dask future when it lives on the cluster
+        through this runner's client. A future of an earlier flow run (its client closed, its
+        result fetched when that run ended) passes its value."""
         state = future.task_run.state
-        if state.is_completed() and isinstance(state.data, DaskResult):
-            return state.data.future
+        data = state.data
+        if state.is_completed() and isinstance(data, DaskResult) and data.future.client is self._client:
+            return data.future
         return state.result(raise_on_failure=not allowed)
 
     def _on_event(self, event: tuple) -> None:
@@ -201,7 +204,11 @@ class DaskTaskRunner:
                 return
             self._reported.add(run_id)
         if future.status == "cancelled":
-            self._sink([Outcome(run_id, Status.CANCELLED)])
+            if self._cancelling:
+                self._sink([Outcome(run_id, Status.CANCELLED)])
+            else:  # not by us: an input it needed was released or lost
+                self._sink([Outcome(run_id, Status.CRASHED, end=time.time(), error_text=(
+                    "Dask cancelled this task: an input it needed was released or lost on the cluster"))])
             return
         error = future.exception()
         text = f"Dask lost the worker running this task: {type(error).__name__}: {error}"
@@ -218,6 +225,7 @@ class DaskTaskRunner:
         return None
 
     def cancel_running(self) -> None:
+        self._cancelling = True
         with self._lock:
             futures = list(self._running.values())
         if futures and self._client is not None:
