@@ -151,6 +151,7 @@ def test_a_result_that_cannot_be_loaded_names_its_run_and_its_consumer_fails_alo
         try:
             made.result()
         except RuntimeError as error:
+            consumer.wait()
             return str(error), consumer.state.name, consumer.state.message, fine.result()
 
     message, consumer, consumer_message, fine = on_processes(body)(return_state=True).result()
