@@ -22,6 +22,8 @@ class TaskRunInfo(NamedTuple):
     fn: Callable[..., Any]
     args: tuple
     kwargs: dict
+    run_count: int = 1  # this attempt: 1, then 2 on the first retry (Prefect's `task_run.run_count`)
+    flow_run_count: int = 1  # the attempt of the flow run it belongs to
 
     def parameters(self) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults included (as Prefect reports them)."""
@@ -37,6 +39,7 @@ class FlowRunInfo(NamedTuple):
     name: str | None
     flow_name: str | None
     parameters: dict[str, Any]
+    run_count: int = 1
 
 
 current_task_run: contextvars.ContextVar[TaskRunInfo | None] = contextvars.ContextVar(

@@ -107,7 +107,8 @@ class Dispatcher:
         log_prints = task.log_prints if task.log_prints is not None else entry.tracker.log_prints
         return Call(run.id, run.name, task.name, task.fn, entry.args, entry.kwargs,
                     entry.needs_substitution, timeout, log_prints, map_group=run.map_group,
-                    flow_run_name=run.flow_run_name)
+                    flow_run_name=run.flow_run_name, attempt=run.attempts,
+                    flow_attempt=entry.tracker.flow_run.run_count)
 
     def _cached(self, entry: Entry) -> bool:
         """`cache_key_fn`: reuse the result of an earlier completed run with the same key."""

@@ -152,6 +152,7 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
 
     def _run_attempts(self, context: FlowContext, args: tuple, kwargs: dict) -> tuple[State, Any]:
         for attempt in range(self.retries + 1):
+            context.flow_run.run_count = attempt + 1
             first_run = len(context.flow_run.task_runs)
             started = time.monotonic()
             value, error, timed_out = self._call_fn(context, args, kwargs)

@@ -34,6 +34,8 @@ class WorkItem(NamedTuple):
     log_prints: bool
     after: int = 0  # fused: run only if this run of the same batch completed (0: no condition)
     flow_run_name: str = ""  # for procflow.runtime.flow_run (one string object for a flow's runs: pickled once)
+    attempt: int = 1  # of this run, and of its flow run: `procflow.runtime`'s run_count
+    flow_attempt: int = 1
 
 
 class Batch(NamedTuple):

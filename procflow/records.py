@@ -35,6 +35,11 @@ class TaskRun:
     tags: frozenset[str] = frozenset()  # its task's, and those of `with procflow.tags(...)` around it
 
     @property
+    def run_count(self) -> int:
+        """Prefect's name for `attempts`."""
+        return self.attempts
+
+    @property
     def timings(self) -> dict[str, float]:
         """Seconds spent waiting for upstreams, queued while ready, moving data, running."""
         ready = self.ready_time if self.ready_time is not None else self.created_time
@@ -61,6 +66,7 @@ class FlowRun:
     start_time: float = 0.0
     end_time: float | None = None
     parent: FlowRun | None = None
+    run_count: int = 1  # its attempts so far: `flow(retries=...)` runs the function again
 
     @property
     def graph(self) -> FlowRunGraph:

@@ -320,7 +320,8 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
                 timer = threading.Timer(self.timeout_seconds, interrupt_thread, (threading.get_ident(), RunTimedOut))
                 timer.start()
             try:
-                info = TaskRunInfo(run.id, run.name, self.name, run.flow_run_name, self.fn, args, kwargs)
+                info = TaskRunInfo(run.id, run.name, self.name, run.flow_run_name, self.fn, args, kwargs,
+                                   run.attempts, context.flow_run.run_count)
                 status, value, error, run.start_time, run.end_time = execute(info, log_prints, emit)
             finally:
                 if timer is not None:

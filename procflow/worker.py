@@ -171,7 +171,8 @@ def _run_item(batch: Batch, item: WorkItem, arguments: bytes | SharedArguments, 
     if item.timeout is not None:
         _arm_deadline(item.timeout)
     try:
-        run = TaskRunInfo(item.run_id, item.run_name, item.task_name, item.flow_run_name, fn, args, kwargs)
+        run = TaskRunInfo(item.run_id, item.run_name, item.task_name, item.flow_run_name, fn, args, kwargs,
+                          item.attempt, item.flow_attempt)
         status, value, failure, start, end = execute(run, item.log_prints, emit, own_interrupts=True)
         del run
     finally:

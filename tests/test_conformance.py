@@ -479,6 +479,30 @@ def test_runtime_describes_the_run_in_progress_as_prefect_runtime_does(runner):
         None, None, None, {}, {})
 
 
+@task(retries=3)
+def fails_until_third_attempt():
+    """Prefect's documented retry idiom: the task reads which attempt it is."""
+    if task_run.run_count < 3:
+        raise RuntimeError(f"attempt {task_run.run_count}")
+    return task_run.run_count, flow_run.run_count
+
+
+def test_run_count_is_the_attempt_of_the_task_run_and_of_the_flow_run(runner):
+    tries = {"flow": 0}
+
+    def body():
+        tries["flow"] += 1
+        retried = fails_until_third_attempt.submit().result(), fails_until_third_attempt()
+        if tries["flow"] == 1:
+            raise RuntimeError("the flow's first attempt fails")
+        return retried, flow_run.run_count
+
+    retried_flow = flow(task_runner=runner, retries=1)(body)
+    assert retried_flow() == (((3, 2), (3, 2)), 2)
+    assert [run.run_count for run in retried_flow.last_run.task_runs] == [3, 3, 3, 3]
+    assert (task_run.run_count, flow_run.run_count) == (0, 0)  # outside any run, as in Prefect
+
+
 @task
 def context_seen(x):
     context = get_run_context()

@@ -37,6 +37,8 @@ class Call:
     after: int = 0  # fused behind this run of the same batch (runners with `fuses`)
     map_group: int | None = None  # children of one `.map()` share what the flow passed them
     flow_run_name: str = ""
+    attempt: int = 1  # of this run, and of its flow run: `procflow.runtime`'s run_count
+    flow_attempt: int = 1
 
 
 class Runner(Protocol):

@@ -138,7 +138,8 @@ class DaskTaskRunner:
             if function is None:
                 function = self._functions[call.fn] = dumps_function(call.fn)
             future = self._client.submit(
-                run_on_dask, function, self._topic, (call.run_id, call.run_name, call.task_name, call.flow_run_name),
+                run_on_dask, function, self._topic,
+                (call.run_id, call.run_name, call.task_name, call.flow_run_name, call.attempt, call.flow_attempt),
                 call.log_prints, call.timeout, args, kwargs, upstream, key=f"{call.run_name}-{uuid.uuid4().hex[:8]}",
                 pure=False)
             with self._lock:
@@ -279,10 +280,10 @@ class _Slot(NamedTuple):
     position: int
 
 
-def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str], log_prints: bool,
+def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str, int, int], log_prints: bool,
                 timeout: float | None, args: tuple, kwargs: dict, upstream: list) -> Any:
     """On a Dask worker: run, report the outcome as an event, keep the value here.
-    `names`: the run's id and name, its task's name, its flow run's name."""
+    `names`: the run's id and name, its task's name, its flow run's name, and the attempts of both."""
     fn = loads_function(function)
     run_id = names[0]
     if upstream:
@@ -294,7 +295,7 @@ def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str], l
         timer = threading.Timer(timeout, interrupt_thread, (threading.get_ident(), RunTimedOut))
         timer.start()
     try:
-        status, value, error, start, end = execute(TaskRunInfo(*names, fn, args, kwargs), log_prints,
+        status, value, error, start, end = execute(TaskRunInfo(*names[:4], fn, args, kwargs, *names[4:]), log_prints,
                                                    lambda level, text: logs.append((level, text)), own_interrupts=True)
     finally:
         if timer is not None:

@@ -7,7 +7,7 @@ from typing import Any
 from ..context import current_flow
 from ..current import FlowRunInfo, current_task_run, naming_flow_run
 
-__all__ = ["flow_name", "name", "parameters"]  # noqa: F822 - read at access, by __getattr__
+__all__ = ["flow_name", "name", "parameters", "run_count"]  # noqa: F822 - read at access, by __getattr__
 
 
 def _current() -> FlowRunInfo | None:
@@ -17,10 +17,10 @@ def _current() -> FlowRunInfo | None:
     context = current_flow.get()
     if context is not None:
         run = context.flow_run
-        return FlowRunInfo(run.name, run.flow_name, run.parameters)
+        return FlowRunInfo(run.name, run.flow_name, run.parameters, run.run_count)
     task_run = current_task_run.get()
     if task_run is not None and task_run.flow_run_name:  # in a worker: only its name travels
-        return FlowRunInfo(task_run.flow_run_name, None, {})
+        return FlowRunInfo(task_run.flow_run_name, None, {}, task_run.flow_run_count)
     return None
 
 
@@ -32,6 +32,8 @@ def __getattr__(attribute: str) -> Any:
         return None if run is None else run.flow_name
     if attribute == "parameters":
         return {} if run is None else dict(run.parameters)
+    if attribute == "run_count":  # 1 on the first attempt; 0 outside a flow run, as in Prefect
+        return 0 if run is None else run.run_count
     raise AttributeError(f"{__name__} has no attribute {attribute!r}")
 
 
