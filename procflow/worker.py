@@ -10,7 +10,6 @@ parent can charge a crash of this process to exactly that run.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import mmap
 import os
@@ -87,6 +86,8 @@ def task_traceback(error: BaseException) -> str:
 def _call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
     value = fn(*args, **kwargs)
     if inspect.iscoroutine(value):  # an `async def` task: run in its own event loop, here
+        import asyncio  # only then: a worker starts faster without it
+
         value = asyncio.run(value)
     return value
 
