@@ -87,7 +87,8 @@ def test_a_dead_dask_worker_crashes_only_its_run_and_retries_apply(tmp_path):
         # one after another: Dask charges a worker's death to every task queued on it
         before = make.submit(10)
         once = dies_once.submit(str(marker), wait_for=[before])
-        return before, once, always_dies.submit(wait_for=[once])
+        recovered = once.result()  # read before always_dies kills workers: one may hold it (Dask then recomputes)
+        return before, recovered, always_dies.submit(wait_for=[once])
 
     state = body(return_state=True)
     runs = {run.name: run for run in body.last_run.task_runs}
