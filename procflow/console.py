@@ -187,7 +187,7 @@ class _LiveView:
         table.add_column("finished / total", justify="right")
         for name, total in totals.items():
             table.add_row(name, f"{done[name]} / {total}")
-        table.caption = f"workers busy: {running} · shared memory in use: {shm_used_bytes(os.getpid()) / 2**20:.1f} MiB"
+        table.caption = f"workers busy: {running} · shared memory in use: {shm_used_bytes() / 2**20:.1f} MiB"
         return table
 
     def stop(self) -> None:

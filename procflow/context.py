@@ -113,7 +113,7 @@ def context_or_detached() -> FlowContext:
             # Finish pending detached runs before the pool stops taking work: loky shuts down
             # in threading's exit hooks (before atexit's), registered when its pool first
             # runs a job, and those hooks run last-registered first.
-            runner.warm_up()
+            _detached.engine.runner.warm_up()  # type: ignore[attr-defined] # the session's process pool
             threading._register_atexit(_close_detached)  # type: ignore[attr-defined]
         return _detached
 

@@ -49,24 +49,24 @@ _RUN_IDS = itertools.count(1)
 
 class Engine:
     def __init__(self, runner: Runner, observer: Observer) -> None:
-        self.runner = runner
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        self._events = events
+        self.runner = runner.start(lambda outcomes: events.put(("outcomes", outcomes)))  # this run's session
         self.observer = observer
         self.waiter = Waiter()
         self.scheduler = Scheduler(depth_first=runner.depth_first)
-        self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._entries: dict[int, Entry] = {}
         self._records: dict[int, TaskRun] = {}
         self._timers = Timers()
         self._hooks = HookThreads()
         self._out = Publisher(self.waiter, observer)
-        self._dispatcher = Dispatcher(self.scheduler, self._entries, runner, self._timers, self._finish, self._hooks)
+        self._dispatcher = Dispatcher(self.scheduler, self._entries, self.runner, self._timers, self._finish,
+                                      self._hooks)
         self._thread = threading.Thread(target=self._loop, name="procflow-engine", daemon=True)
 
     # -- called from user threads ---------------------------------------------------
 
     def start(self) -> None:
-        events = self._events
-        self.runner.start(lambda outcomes: events.put(("outcomes", outcomes)))
         self._thread.start()
 
     def next_run_id(self) -> int:

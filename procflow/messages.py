@@ -39,7 +39,7 @@ class WorkItem(NamedTuple):
 
 
 class Batch(NamedTuple):
-    owner_pid: int
+    owner: str  # the parent's token: segment names begin `procflow-<owner>-` (`ownership.py`)
     board_dir: str
     threshold: int
     items: tuple[WorkItem, ...]

@@ -18,15 +18,15 @@ The other way, arrays the flow passes to tasks: the parent writes their buffers 
 segments (`runners/segments.ArgumentSegments`), a run's message carries `SharedArguments`,
 and the worker maps them copy-on-write (`load_arguments`).
 
-Segment names are `procflow-<owner pid>-<worker pid, base 36>-<n, base 36>`, at most 30
-characters (macOS's limit). The owner is the parent, whose side (the pool, the sweep of
-dead owners) is in `shm_pool.py`.
+Segment names are `procflow-<owner token>-<67 random bits>` (`ownership.py`, issue 15):
+at most 30 characters (macOS's limit), never predictable, created with O_EXCL and mode
+0600; an existing name is opened only when this user owns it 0600. The owner is the
+parent; its side (the pool) is in `shm_pool.py`, the sweep of dead owners in `ownership.py`.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import mmap
 import os
 import pickle
@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 import cloudpickle
 import psutil
 
+from .ownership import PREFIX, SHM_DIR, owns, segment_name
 from .states import LazyResult
 
 try:  # cpython: multiprocessing.shared_memory is built on this module
@@ -44,8 +45,7 @@ try:  # cpython: multiprocessing.shared_memory is built on this module
 except ImportError:  # pragma: no cover - Windows
     _posixshmem = None
 
-PREFIX = "procflow-"
-SHM_DIR = "/dev/shm"
+__all__ = ["PREFIX", "SHM_DIR"]  # re-exported: where segments live and how their names begin
 ALIGN = 64
 # Leave this much of /dev/shm free for everyone else; a result that would eat into it
 # takes the pipe instead (PROCFLOW_SHM_RESERVE_BYTES overrides, tests use it).
@@ -135,12 +135,15 @@ def dumps_out_of_band(value: Any, threshold: int, keep: Callable[[pickle.PickleB
 
 
 class SegmentWriter:
-    """Worker side: turns results into ResultRefs, writing large buffers to segments."""
+    """Worker side: turns results into ResultRefs, writing large buffers to segments.
 
-    def __init__(self, owner_pid: int) -> None:
-        self.owner_pid = owner_pid
-        self._counter = itertools.count()
-        self._worker = _base36(os.getpid())
+    `record(name)` is told each new segment's name before it exists, so that the parent
+    can remove what a worker made and never reported if the worker dies (`RunDirectory`).
+    """
+
+    def __init__(self, owner: str, record: Callable[[str], None] | None = None) -> None:
+        self.owner = owner
+        self._record = record
         self.reserve = int(os.environ.get("PROCFLOW_SHM_RESERVE_BYTES", DEFAULT_RESERVE))
 
     def store(self, value: Any, threshold: int, lent: list[Segment]) -> ResultRef:
@@ -177,10 +180,26 @@ class SegmentWriter:
         for raw in raws:
             spans.append((offset, raw.nbytes))
             offset += _aligned(raw.nbytes)
-        segment = self._choose(offset, lent)
-        if segment is None or not _write(segment, raws, spans):
+        segment, fresh = self._choose(offset, lent)
+        if segment is None:
             return None
-        return segment, tuple(spans)
+        written = self._write(segment, fresh, raws, spans)
+        return None if written is None else (written, tuple(spans))
+
+    def _write(self, segment: Segment, fresh: bool, raws: list[memoryview],
+               spans: list[tuple[int, int]]) -> Segment | None:
+        for _ in range(8):  # a fresh name that exists already (guessed, or planted): another name
+            if fresh:
+                self._announce(segment.name)
+            try:
+                return segment if _write(segment, fresh, raws, spans) else None
+            except (FileExistsError, PermissionError):  # PermissionError: a lent name not ours 0600
+                segment, fresh = segment._replace(name=segment_name(self.owner)), True
+        return None
+
+    def _announce(self, name: str) -> None:
+        if self._record is not None:
+            self._record(name)
 
     def prepare(self, sizes: Iterable[int]) -> list[Segment]:
         """New segments for the large results a batch is expected to make (the parent saw
@@ -192,6 +211,7 @@ class SegmentWriter:
             segment = self._new_segment(size)
             if segment is None:
                 continue
+            self._announce(segment.name)
             try:
                 fd = _posixshmem.shm_open("/" + segment.name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
             except OSError:
@@ -207,13 +227,14 @@ class SegmentWriter:
             prepared.append(segment)
         return prepared
 
-    def _choose(self, nbytes: int, lent: list[Segment]) -> Segment | None:
+    def _choose(self, nbytes: int, lent: list[Segment]) -> tuple[Segment | None, bool]:
+        """A lent segment that fits, or a new one (fresh: True)."""
         fitting = [segment for segment in lent if nbytes <= segment.size <= 2 * nbytes + (1 << 20)]
         if fitting:
             segment = min(fitting, key=lambda s: s.size)
             lent.remove(segment)
-            return segment
-        return self._new_segment(size_class(nbytes))
+            return segment, False
+        return self._new_segment(size_class(nbytes)), True
 
     def _new_segment(self, size: int) -> Segment | None:
         """A name for a new segment of `size` bytes, or None when /dev/shm lacks the room."""
@@ -223,8 +244,7 @@ class SegmentWriter:
             _warm.sweep()  # unlinked segments this worker still maps hold room until let go
             if shm_free_bytes() - size < self.reserve:
                 return None
-        name = f"{PREFIX}{self.owner_pid}-{self._worker}-{_base36(next(self._counter))}"
-        return Segment(name, size)
+        return Segment(segment_name(self.owner), size)
 
 
 def _allocate_pages(fd: int, size: int) -> None:
@@ -237,8 +257,10 @@ def _allocate_pages(fd: int, size: int) -> None:
         os.close(fd)
 
 
-def _write(segment: Segment, raws: list[memoryview], spans: list[tuple[int, int]]) -> bool:
+def _write(segment: Segment, fresh: bool, raws: list[memoryview], spans: list[tuple[int, int]]) -> bool:
     """Write the buffers; False (and nothing left behind) when /dev/shm runs out of room.
+    A fresh segment is created with O_EXCL (FileExistsError if the name is taken); a lent
+    one must be this user's, mode 0600 (only then can it be one this process made).
 
     Through this worker's warm mapping when it has one and the pages exist (memory speed).
     Otherwise pwrite, not a new mapping: into fresh tmpfs pages it runs about twice as fast
@@ -251,8 +273,11 @@ def _write(segment: Segment, raws: list[memoryview], spans: list[tuple[int, int]
         for raw, (offset, nbytes) in zip(raws, spans, strict=True):
             mapping[offset:offset + nbytes] = raw.cast("B")
         return True
-    fd = _posixshmem.shm_open("/" + segment.name, os.O_CREAT | os.O_RDWR, 0o600)
+    flags = os.O_CREAT | os.O_EXCL | os.O_RDWR if fresh else os.O_RDWR
+    fd = _posixshmem.shm_open("/" + segment.name, flags, 0o600)
     try:
+        if not fresh and not owns(fd):
+            raise PermissionError(f"shared-memory segment {segment.name!r} is not this user's own (mode 0600)")
         if os.fstat(fd).st_size != segment.size:
             os.ftruncate(fd, segment.size)
         for raw, (offset, nbytes) in zip(raws, spans, strict=True):
@@ -260,6 +285,8 @@ def _write(segment: Segment, raws: list[memoryview], spans: list[tuple[int, int]
             while written < nbytes:
                 written += os.pwrite(fd, view[written:], offset + written)
         return True
+    except PermissionError:
+        raise  # not ours: left where it is
     except OSError:
         unlink(segment.name)
         return False
@@ -315,10 +342,16 @@ def attach(segment: Segment) -> mmap.mmap:
 
 
 def _open(segment: Segment, flags: int) -> int:
+    """Open an existing segment of ours; a name someone else made since is refused."""
     try:
-        return _posixshmem.shm_open("/" + segment.name, flags, 0)
+        fd = _posixshmem.shm_open("/" + segment.name, flags, 0)
     except FileNotFoundError:
         raise _released(segment.name) from None
+    if not owns(fd):
+        os.close(fd)
+        raise SharedResultGone(f"shared-memory segment {segment.name!r} is not this user's own (mode 0600): "
+                               "procflow does not read it")
+    return fd
 
 
 def _released(name: str) -> SharedResultGone:
@@ -446,13 +479,3 @@ def size_class(nbytes: int) -> int:
 
 def _aligned(nbytes: int) -> int:
     return -(-nbytes // ALIGN) * ALIGN
-
-
-def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    text = ""
-    while True:
-        number, rest = divmod(number, 36)
-        text = digits[rest] + text
-        if not number:
-            return text

@@ -1,13 +1,12 @@
-"""The parent's side of shared memory: the reuse pool, its segments, the sweep of dead owners."""
+"""The parent's side of shared memory: the reuse pool of freed segments, and how much is in use."""
 
 from __future__ import annotations
 
 import os
 import threading
 
-import psutil
-
-from .shm import PREFIX, SHM_DIR, Segment, size_class, unlink
+from .ownership import SHM_DIR, current_token, owned_segments
+from .shm import Segment, size_class, unlink
 
 
 class SegmentPool:
@@ -55,32 +54,10 @@ class SegmentPool:
             unlink(segment.name)
 
 
-def owned_segments(owner_pid: int) -> list[str]:
-    prefix = f"{PREFIX}{owner_pid}-"
-    try:
-        return [name for name in os.listdir(SHM_DIR) if name.startswith(prefix)]
-    except FileNotFoundError:  # pragma: no cover - no /dev/shm (macOS)
-        return []
-
-
-def sweep_dead_owners() -> list[str]:
-    """Unlink segments whose owner process is gone (a parent killed with SIGKILL)."""
-    swept: list[str] = []
-    try:
-        names = [name for name in os.listdir(SHM_DIR) if name.startswith(PREFIX)]
-    except FileNotFoundError:  # pragma: no cover
-        return swept
-    for name in names:
-        owner = name[len(PREFIX):].split("-", 1)[0]
-        if owner.isdigit() and not psutil.pid_exists(int(owner)):
-            unlink(name)
-            swept.append(name)
-    return swept
-
-
-def shm_used_bytes(owner_pid: int) -> int:
+def shm_used_bytes(token: str | None = None) -> int:
+    """Bytes in the segments of owner `token` (this process's when None)."""
     total = 0
-    for name in owned_segments(owner_pid):
+    for name in owned_segments(token or current_token()):
         try:
             total += os.stat(os.path.join(SHM_DIR, name)).st_size
         except FileNotFoundError:

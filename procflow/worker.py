@@ -10,6 +10,7 @@ parent can charge a crash of this process to exactly that run.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import mmap
 import os
@@ -96,13 +97,14 @@ def _call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
 
 BOARD_FORMAT = "qd"  # the run id executing (0: none), when it started
 BOARD_SIZE = struct.calcsize(BOARD_FORMAT)
+MADE_PREFIX = "made-"  # the segments this worker created in its current batch (`directory.py`)
 
 _functions: dict[str, Callable[..., Any]] = {}
 _batch_results: dict[int, ResultRef] = {}  # completed runs of the batch being run
 _writer: SegmentWriter | None = None
 _runs_done = 0  # in this worker process's life, for max_tasks_per_worker
 _initializer_failure: BaseException | None = None  # every run here fails with it
-_board: mmap.mmap | None = None
+_board: tuple[str, mmap.mmap, int] | None = None  # (directory, scoreboard, fd of the list of segments made)
 _deadline_armed = False
 
 
@@ -117,9 +119,9 @@ def run_batch(message: bytes) -> bytes:
 
 def _run_batch(batch: Batch) -> list[Outcome]:
     global _writer, _runs_done
-    if _writer is None or _writer.owner_pid != batch.owner_pid:
-        _writer = SegmentWriter(batch.owner_pid)
-    board = _scoreboard(batch.board_dir)
+    board, made = _scoreboard(batch.board_dir)
+    if _writer is None or _writer.owner != batch.owner:
+        _writer = SegmentWriter(batch.owner, record=functools.partial(_record_made, made))
     prepared = _writer.prepare(batch.expected)
     lent = list(batch.lent) + prepared
     outcomes = []
@@ -145,7 +147,12 @@ def _run_batch(batch: Batch) -> list[Outcome]:
         for segment in prepared:
             if segment in lent:  # not written into: only this worker knows its name
                 unlink(segment.name)
+        os.ftruncate(made, 0)  # the outcomes name them now
     return outcomes
+
+
+def _record_made(fd: int, name: str) -> None:
+    os.write(fd, f"{name}\n".encode())
 
 
 def batch_value(run_id: int) -> Any:
@@ -232,21 +239,34 @@ def _function(key: str, directory: str) -> Callable[..., Any]:
     """A task's function: pickled once by the parent into a file, loaded once per worker."""
     fn = _functions.get(key)
     if fn is None:
-        with open(os.path.join(directory, f"fn-{key}"), "rb") as file:
-            fn = _functions[key] = loads_function(file.read())
+        path = os.path.join(directory, f"fn-{key}")
+        try:
+            with open(path, "rb") as file:
+                fn = _functions[key] = loads_function(file.read())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"the task's pickled function {path!r} is gone (a tmp cleaner?); "
+                                    "procflow writes it again at the next flow run") from None
     return fn
 
 
-def _scoreboard(board_dir: str) -> mmap.mmap:
-    """This worker's file holding the run it is executing; the parent reads it after a crash."""
+def _scoreboard(board_dir: str) -> tuple[mmap.mmap, int]:
+    """This worker's file holding the run it is executing, and the fd of its list of segments
+    made; the parent reads both after a crash. Made again when the parent's directory moved
+    (a tmp cleaner removed the old one). The directory is the parent's own, 0700."""
     global _board
-    if _board is None:
-        path = os.path.join(board_dir, str(os.getpid()))
-        with open(path, "w+b") as file:
-            file.write(b"\0" * BOARD_SIZE)
-            file.flush()
-            _board = mmap.mmap(file.fileno(), BOARD_SIZE)
-    return _board
+    if _board is None or _board[0] != board_dir:
+        if _board is not None:
+            os.close(_board[2])
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        fd = os.open(os.path.join(board_dir, str(os.getpid())), flags, 0o600)
+        try:
+            os.write(fd, b"\0" * BOARD_SIZE)
+            board = mmap.mmap(fd, BOARD_SIZE)
+        finally:
+            os.close(fd)
+        made = os.open(os.path.join(board_dir, f"{MADE_PREFIX}{os.getpid()}"), flags | os.O_APPEND, 0o600)
+        _board = (board_dir, board, made)
+    return _board[1], _board[2]
 
 
 def _on_deadline(signum: int, frame: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import time
 import psutil
 import pytest
 
-from procflow.shm_pool import owned_segments
+from procflow.ownership import current_token, owned_segments
 from procflow.task_runners import ProcessPoolTaskRunner, SequentialTaskRunner, ThreadPoolTaskRunner
 
 RUNNERS = {
@@ -36,6 +37,20 @@ def dask_cluster():
     cluster.close()
 
 
+def owner_token(pid: int) -> str:
+    """The procflow owner token of a running process: the lock file it holds in /dev/shm."""
+    # The lock is taken on a temp name, then linked into place: /proc shows the temp name.
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            path = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        match = re.match(r"/dev/shm/\.procflow-([a-z0-9]{7})\.", path)
+        if match:
+            return match.group(1)
+    raise AssertionError(f"process {pid} holds no procflow lock file")
+
+
 @pytest.fixture(params=sorted(RUNNERS))
 def runner(request):
     """A fresh task runner of each kind (the process pool underneath is reused)."""
@@ -50,7 +65,7 @@ def runner(request):
 def no_leaks():
     """Fail a test that leaves shared-memory segments or engine threads behind."""
     yield
-    left = owned_segments(os.getpid())  # a flow run frees its segments and empties the reuse pool when it ends
+    left = owned_segments(current_token())  # a flow run frees its segments and empties the reuse pool when it ends
     assert not left, f"shared-memory segments left behind: {left}"
     engines = [t for t in threading.enumerate() if t.name == "procflow-engine"]
     # the detached context (tasks submitted outside a flow) keeps one engine for the process

@@ -17,7 +17,8 @@ import pytest
 
 from procflow import flow, task
 from procflow.shm import PREFIX, SHM_DIR
-from procflow.shm_pool import owned_segments
+from procflow.ownership import current_token, owned_segments
+from conftest import owner_token
 from procflow.states import RemoteError
 from procflow.task_runners import ProcessPoolTaskRunner
 
@@ -360,6 +361,7 @@ def wait_until_gone(pids, what):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_cancels_pending_stops_workers_and_frees_memory(tmp_path, signum):
     parent, workers = start_long_flow(tmp_path)
+    token = owner_token(parent.pid)
     children = {child.pid for child in psutil.Process(parent.pid).children(recursive=True)}
     assert workers | started_subprocesses(tmp_path) <= children
     interrupted = time.monotonic()
@@ -374,18 +376,19 @@ def test_interrupt_cancels_pending_stops_workers_and_frees_memory(tmp_path, sign
     time.sleep(0.5)
     alive = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"processes left behind: {alive}"
-    assert not owned_segments(parent.pid)
+    assert not owned_segments(token)
 
 
 def test_parent_killed_workers_exit_and_next_start_sweeps_its_segments(tmp_path):
     parent, workers = start_long_flow(tmp_path)
-    assert owned_segments(parent.pid), "the flow holds a shared-memory result"
+    token = owner_token(parent.pid)
+    assert owned_segments(token), "the flow holds a shared-memory result"
     parent.kill()
     parent.wait(timeout=15)  # not communicate(): its stderr stays open in whatever outlives it
     parent.stderr.close()
     wait_until_gone(workers, "workers outlived their parent")
     wait_until_gone(started_subprocesses(tmp_path), "processes the tasks started outlived their workers")
-    assert owned_segments(parent.pid), "nobody freed them yet"
+    assert owned_segments(token), "nobody freed them yet"
     fresh = subprocess.run([sys.executable, "-c", textwrap.dedent("""
         from procflow import flow, task
         @task
@@ -397,8 +400,8 @@ def test_parent_killed_workers_exit_and_next_start_sweeps_its_segments(tmp_path)
         print(tiny())
     """)], capture_output=True, text=True, timeout=120)
     assert fresh.stdout.strip() == "1"
-    assert not owned_segments(parent.pid), "the next procflow start swept the dead parent's segments"
-    assert not [n for n in os.listdir(SHM_DIR) if n.startswith(f"{PREFIX}{parent.pid}-")]
+    assert not owned_segments(token), "the next procflow start swept the dead parent's segments"
+    assert not [n for n in os.listdir(SHM_DIR) if n.startswith(f"{PREFIX}{token}")], "and its lock file"
 
 
 def test_soak_many_tasks_long_chain_and_diamond_on_one_worker():
@@ -503,7 +506,7 @@ def test_ctrl_c_on_the_whole_process_group_cancels_and_exits_130(tmp_path):
 
 def test_ctrl_c_pressed_again_and_again_ends_the_run_with_130(tmp_path):
     """Further Ctrl-Cs land during the cancellation, during the exit and after it."""
-    from procflow.shm_pool import sweep_dead_owners
+    from procflow.ownership import sweep
 
     parent, workers = start_long_flow(tmp_path)
     interrupted = time.monotonic()
@@ -516,7 +519,7 @@ def test_ctrl_c_pressed_again_and_again_ends_the_run_with_130(tmp_path):
     assert code == 130, stderr
     assert elapsed < 5, f"took {elapsed:.1f} s to stop"
     wait_until_gone(workers | started_subprocesses(tmp_path), "workers or their tasks' processes outlived the parent")
-    sweep_dead_owners()  # what the next start does, had the second Ctrl-C ended it before it freed them
+    sweep()  # what the next start does, had the second Ctrl-C ended it before it freed them
 
 
 def test_ctrl_c_ends_a_thread_runner_flow_whose_tasks_are_blocked_in_c_code(interrupt_blocked_flow):
@@ -628,7 +631,7 @@ def test_a_worker_dying_with_a_prepared_segment_leaves_nothing_in_dev_shm():
     assert float(run(False).sum()) == float(1 << 21)
     crashed = run(True)
     assert "exited with code 3" in str(crashed)
-    assert not owned_segments(os.getpid()), "the dead worker's prepared segment was swept"
+    assert not owned_segments(current_token()), "the dead worker's prepared segment was swept"
     assert float(run(False).sum()) == float(1 << 21)
 
 

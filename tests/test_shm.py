@@ -19,7 +19,7 @@ from procflow.pickling import OutOfBand
 from procflow.runners.segments import ArgumentSegments
 from procflow.shm import (PREFIX, SHM_DIR, ResultRef, Segment, SegmentWriter, SharedResultGone, WarmMappings,
                           shm_free_bytes, unlink)
-from procflow.shm_pool import owned_segments
+from procflow.ownership import current_token, owned_segments, owner
 from procflow.task_runners import ProcessPoolTaskRunner
 
 MiB = 1 << 20
@@ -130,7 +130,7 @@ def produce_and_inspect(size):
 def test_large_results_travel_by_segment_and_arrive_read_only_without_copy():
     array, seen, stored = process_flow(produce_and_inspect)(4 * MiB)
     assert isinstance(stored, ResultRef) and stored.segment is not None
-    assert stored.segment.name.startswith(f"{PREFIX}{os.getpid()}-") and len(stored.segment.name) <= 30
+    assert stored.segment.name.startswith(f"{PREFIX}{current_token()}-") and len(stored.segment.name) <= 30
     assert len(stored.data) < 1024, "only a small pickle travelled through the pipe"
     assert seen["writeable"] is False and seen["owndata"] is False and seen["sum"] == float(np.arange(4 * MiB).sum())
     with pytest.raises(ValueError, match="read-only"):
@@ -212,8 +212,9 @@ def test_a_long_chain_keeps_only_a_few_arrays_in_dev_shm(tmp_path):
 @task
 def scribble(array, mark):
     """A task that writes into the array it was given, and says what it saw first."""
-    parent_written = [name for name in os.listdir(SHM_DIR) if name.startswith(f"{PREFIX}{os.getppid()}-")
-                      and name.split("-")[2] == np.base_repr(os.getppid(), 36).lower()]
+    # No task of this flow makes a large result: a segment this large is the parent's argument.
+    parent_written = [name for name in os.listdir(SHM_DIR) if name.startswith(PREFIX)
+                      and os.stat(os.path.join(SHM_DIR, name)).st_size >= array.nbytes]
     first, writeable = float(array[0]), array.flags.writeable
     array[0] = mark  # a private copy: neither the flow nor the other tasks see it
     return {"first": first, "writeable": writeable, "mine": float(array[0]), "rest": float(array[1:].sum()),
@@ -241,7 +242,7 @@ def test_arrays_the_flow_passes_go_by_segment_and_each_task_gets_its_own_writabl
 
 
 def test_a_maps_shared_argument_is_written_once_and_unlinked_after_its_runs():
-    writer = SegmentWriter(os.getpid())
+    writer = SegmentWriter(owner().token)
     shared_arguments = ArgumentSegments(writer)
     array, other = np.ones(MiB), np.zeros(MiB)
 
@@ -257,17 +258,17 @@ def test_a_maps_shared_argument_is_written_once_and_unlinked_after_its_runs():
     assert first_child == second_child and first_child[0][1] == array.nbytes
     assert plain_run != first_child and len(both) == 2
     names = {segment.name for shared in (first_child, plain_run, both) for segment, _ in shared}
-    assert set(owned_segments(os.getpid())) == names
+    assert set(owned_segments(current_token())) == names
     shared_arguments.finished([3, 4])
-    assert set(owned_segments(os.getpid())) == {first_child[0][0].name}
+    assert set(owned_segments(current_token())) == {first_child[0][0].name}
     shared_arguments.finished([1, 2])  # kept for the map's next children
     assert shared_arguments.share(5, 7, buffers(array)) == first_child
     shared_arguments.IDLE_BYTES = array.nbytes + (1 << 20)  # room for one idle buffer only
     other_map = shared_arguments.share(6, 8, buffers(other))
     shared_arguments.finished([5, 6])  # map 7's buffer went idle first: it goes
-    assert set(owned_segments(os.getpid())) == {other_map[0][0].name}
+    assert set(owned_segments(current_token())) == {other_map[0][0].name}
     shared_arguments.close()
-    assert not owned_segments(os.getpid())
+    assert not owned_segments(current_token())
 
 
 def test_no_room_for_an_argument_sends_it_through_the_pipe_with_one_warning(monkeypatch, log_lines):
@@ -326,7 +327,7 @@ def test_returned_values_stay_valid_after_the_flow_frees_its_segments():
         return make_array.submit(2 * MiB)
 
     array = body()
-    assert not owned_segments(os.getpid()), "segments are unlinked when the flow run ends"
+    assert not owned_segments(current_token()), "segments are unlinked when the flow run ends"
     assert array[-1] == 2 * MiB - 1  # the mapping outlives the name
 
 
@@ -408,8 +409,9 @@ def test_segments_a_worker_keeps_mapped_do_not_get_it_recycled_as_a_leak():
 
 
 def _segment(tag: str, payload: bytes) -> Segment:
-    name = f"{PREFIX}{os.getpid()}-t-{tag}"
-    with open(os.path.join(SHM_DIR, name), "wb") as file:
+    name = f"{PREFIX}{owner().token}-{tag * 13}"
+    fd = os.open(os.path.join(SHM_DIR, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with open(fd, "wb") as file:
         file.write(payload)
     return Segment(name, len(payload))
 
@@ -486,28 +488,28 @@ def test_a_runner_can_keep_freed_segments_for_the_next_flow_run():
 
     try:
         first_total, first_name = body(1)
-        kept = owned_segments(os.getpid())
+        kept = owned_segments(current_token())
         assert kept == [first_name], "the freed segment stays, for the next flow run"
         second_total, second_name = body(2)
         assert (first_total, second_total) == (1.0 * MiB, 2.0 * MiB)
         assert second_name == first_name, "the next flow run wrote into the kept segment"
     finally:
         ProcessPoolTaskRunner.release_segments()
-    assert not owned_segments(os.getpid())
+    assert not owned_segments(current_token())
 
 
 def test_kept_segments_go_when_the_process_exits(tmp_path):
     script = tmp_path / "kept.py"
-    done = run_script(script, "from procflow.shm_pool import owned_segments\n"
+    done = run_script(script, "from procflow.ownership import current_token, owned_segments\n"
                               "from procflow.task_runners import ProcessPoolTaskRunner\n"
                               "keeping = ProcessPoolTaskRunner(max_workers=2, keep_segments_between_runs=True)\n"
                               "@flow(task_runner=keeping)\n"
                               "def main():\n    return use.submit(make.submit())\n"
                               "if __name__ == '__main__':\n"
-                              "    print(main(), os.getpid(), len(owned_segments(os.getpid())))\n")
-    total, pid, kept = done.stdout.split()
+                              "    print(main(), current_token(), len(owned_segments(current_token())))\n")
+    total, token, kept = done.stdout.split()
     assert float(total) == float(1 << 20) and int(kept) == 1
-    assert not owned_segments(int(pid)), "kept segments are unlinked at exit"
+    assert not owned_segments(token), "kept segments are unlinked at exit"
 
 
 @task
@@ -537,7 +539,7 @@ def run_script(script, flow_code: str) -> subprocess.CompletedProcess:
 
 def test_a_segment_prepared_for_an_expected_result_is_written_into():
     """The worker allocates a new segment's pages while the task computes, then writes into it."""
-    writer = SegmentWriter(os.getpid())
+    writer = SegmentWriter(owner().token)
     [prepared] = writer.prepare([8 * MiB])
     try:
         for thread in threading.enumerate():
@@ -569,4 +571,4 @@ def test_segments_prepared_for_results_that_never_come_are_unlinked():
     assert float(body(True).sum()) == 2.0 * MiB  # the runner learns the size
     assert body(False) == 1
     assert isinstance(body("fail"), ValueError)
-    assert not owned_segments(os.getpid()), "the unused prepared segments were unlinked"
+    assert not owned_segments(current_token()), "the unused prepared segments were unlinked"

@@ -2,6 +2,10 @@
 
 A runner gets `Call`s (a run with its function and arguments, futures still inside)
 and reports `Outcome`s through the `sink` the engine gave it, from any thread.
+
+A runner instance is configuration, shared as users share it (one `@flow(task_runner=...)`
+called from many threads). `start()` returns the flow run's own session, a copy that holds
+that run's state; the engine talks to the session only (issue 15).
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ class Runner(Protocol):
     interrupt_grace: float  # seconds between a run's deadline and `interrupt()`
     fuses: bool  # runs a dependent right behind its upstream in one message (see Call.after)
 
-    def start(self, sink: Sink) -> None: ...
+    def start(self, sink: Sink) -> Runner:
+        """Begin a flow run: returns that run's own session (a copy holding its state), so
+        that one runner instance can serve flow runs in several threads at once."""
 
     def capacity(self) -> int:
         """How many more runs it takes now."""

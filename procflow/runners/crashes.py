@@ -1,7 +1,7 @@
-"""Which run a dead worker was running, and how to say why it died; the runner's directory.
+"""Which run a dead worker was running, and how to say why it died.
 
 Each worker keeps a tiny scoreboard file (`worker.BOARD_FORMAT`: run id, start time)
-in a directory owned by the parent, which also holds each task's pickled function.
+in the parent's private directory (`directory.WorkerBoards`).
 When loky reports a broken pool it fails the pending futures *before* it kills the
 surviving workers (loky `_ExecutorManagerThread.terminate_broken`), so at that moment
 the dead worker is the only one gone, and its scoreboard names the one run to charge
@@ -10,11 +10,7 @@ the crash to. A `WorkerWatch` thread samples worker memory, for "probably out of
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import struct
-import tempfile
 import threading
 import weakref
 from typing import Any
@@ -23,63 +19,7 @@ import psutil
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
 from ..messages import Outcome, Status, WorkItem
-from ..worker import BOARD_FORMAT, BOARD_SIZE
-
-BOARD_PREFIX = "procflow-boards-"
-
-
-class WorkerBoards:
-    """The scoreboard directory of one parent process."""
-
-    def __init__(self, owner_pid: int) -> None:
-        self.dir = os.path.join(tempfile.gettempdir(), f"{BOARD_PREFIX}{owner_pid}")
-        os.makedirs(self.dir, exist_ok=True)
-
-    def read(self) -> dict[int, tuple[int, float]]:
-        """worker pid -> (run id, start time); run id 0 when idle."""
-        boards = {}
-        for entry in os.listdir(self.dir):
-            try:
-                with open(os.path.join(self.dir, entry), "rb") as file:
-                    data = file.read(BOARD_SIZE)
-            except FileNotFoundError:
-                continue
-            if len(data) == BOARD_SIZE and entry.isdigit():
-                boards[int(entry)] = struct.unpack(BOARD_FORMAT, data)
-        return boards
-
-    def dead_workers(self) -> dict[int, tuple[int, float]]:
-        """Workers whose process is gone, with what they ran; their boards are removed."""
-        dead = {pid: board for pid, board in self.read().items() if not alive(pid)}
-        for pid in dead:
-            self.forget(pid)
-        return dead
-
-    def publish(self, name: str, data: bytes) -> None:
-        """A file workers read (a task's pickled function), written whole before it is named."""
-        partial = os.path.join(self.dir, f".{name}.tmp")
-        with open(partial, "wb") as file:
-            file.write(data)
-        os.replace(partial, os.path.join(self.dir, name))
-
-    def forget(self, pid: int) -> None:
-        try:
-            os.unlink(os.path.join(self.dir, str(pid)))
-        except FileNotFoundError:
-            pass
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def sweep_dead_boards() -> None:
-    """Remove scoreboard directories of parents that died without cleaning up."""
-    root = tempfile.gettempdir()
-    for entry in os.listdir(root):
-        owner = entry[len(BOARD_PREFIX):]
-        if entry.startswith(BOARD_PREFIX) and owner.isdigit() and not psutil.pid_exists(int(owner)):
-            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
-
+from .directory import WorkerBoards
 
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie."""
@@ -189,9 +129,13 @@ class CrashLedger:
         victims = {}
         for pid, process in processes.items():
             run_id = boards.get(pid, (0, 0.0))[0]
-            if run_id and not alive(pid):
-                victims[run_id] = (pid, process.exitcode, self.watch.last_rss.get(pid))
-            self.boards.forget(pid)
+            if not alive(pid):
+                if run_id:
+                    victims[run_id] = (pid, process.exitcode, self.watch.last_rss.get(pid))
+                self.boards.remove_orphans(pid)
+                self.boards.forget(pid)
+            else:  # loky kills it next; what it was making goes at the end of the flow run
+                self.boards.forget(pid, made=False)
         return victims
 
 

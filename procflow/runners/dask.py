@@ -22,6 +22,7 @@ share one. Workers need procflow installed (`pip install 'procflow[dask]'`).
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
@@ -91,7 +92,12 @@ class DaskTaskRunner:
         self._stuck = False  # runs were cancelled while running on our own cluster
         self._cancelling = False  # cancel_running() was called: Dask's cancellations are ours
 
-    def start(self, sink: Sink) -> None:
+    def start(self, sink: Sink) -> DaskTaskRunner:
+        session = copy.copy(self)
+        session._begin(sink)
+        return session
+
+    def _begin(self, sink: Sink) -> None:
         self._sink = sink
         self._stuck = self._cancelling = False
         self._running: dict[int, Any] = {}  # run id -> Dask future, until its outcome

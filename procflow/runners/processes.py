@@ -15,14 +15,13 @@ per process and loaded once per worker.
 from __future__ import annotations
 
 import atexit
+import copy
 import functools
 import itertools
 import os
 import pickle
 import threading
 import time
-import uuid
-import weakref
 from typing import Any, Callable
 
 import psutil
@@ -30,17 +29,18 @@ from loky import ProcessPoolExecutor
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
 from .. import options
+from .. import ownership
 from ..messages import Batch, Outcome, Status, WorkItem
 from ..pickling import OutOfBand, dumps_function, find_unpicklable
 from ..runlog import FLOW_LOGGER
 from ..shm import WARM_BYTES, ResultRef, SegmentWriter, SharedArguments
-from ..shm_pool import sweep_dead_owners
 from ..states import LazyResult
 from ..worker import decode_error, run_batch, start_worker
 from .arguments import pickle_arguments
 from .base import Call, Sink, worker_count
 from .batching import batch_size, group_calls
-from .crashes import CrashLedger, WorkerBoards, WorkerWatch, kill_with_its_children, sweep_dead_boards
+from .crashes import CrashLedger, WorkerWatch, alive, kill_with_its_children
+from .directory import FunctionFiles, WorkerBoards
 from .segments import SEGMENT_POOL, ArgumentSegments, SegmentLedger
 
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -51,10 +51,8 @@ THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 LOKY_LEAK_VAR = "LOKY_MAX_MEMORY_LEAK_SIZE"
 LOKY_LEAK_BYTES = 300 * 10**6 + WARM_BYTES
 
-# For the life of this process: the once-per-process sweep of what dead parents left
-# behind, and each function's key to its pickle in the runner's directory.
-_swept = False
-_FUNCTION_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# For the life of this process, as the pool: each task function's pickle in the private directory.
+_FUNCTION_FILES = FunctionFiles()
 
 
 _pool: tuple[tuple, ProcessPoolExecutor] | None = None
@@ -118,25 +116,30 @@ class ProcessPoolTaskRunner:
         self.initializer = initializer
         self.initargs = initargs
         self.keep_segments_between_runs = keep_segments_between_runs
-        self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
-    def start(self, sink: Sink) -> None:
-        global _swept
-        if not _swept:
-            sweep_dead_owners()
-            sweep_dead_boards()
-            _swept = True
+    def start(self, sink: Sink) -> ProcessPoolTaskRunner:
+        """A flow run's own session: a copy of this configuration with the run's state
+        (one runner instance may serve several flow runs at once, in threads)."""
+        session = copy.copy(self)
+        session._begin(sink)
+        return session
+
+    def _begin(self, sink: Sink) -> None:
+        ownership.sweep()  # what dead owners left: every start, as SPEC §3 says (one listdir)
+        me = ownership.owner()
         self._sink = sink
-        self._owner = os.getpid()
-        self._boards = WorkerBoards(self._owner)
+        self._lock = threading.Lock()
+        self._owner = me.token
+        self._boards = WorkerBoards(me)
+        _FUNCTION_FILES.verify(self._boards.dir)
         self._watch = WorkerWatch(self._boards)
         self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple, Any]] = {}
         self._batch_ids = itertools.count()
         self._seconds_per_run: float | None = None
-        self._segments = SegmentLedger(self._owner, self.keep_segments_between_runs)
+        self._segments = SegmentLedger(self.keep_segments_between_runs)
         self._arguments = ArgumentSegments(SegmentWriter(self._owner))
         self._recycle = False
         self._crashes = CrashLedger(self._boards, self._watch)
@@ -168,6 +171,7 @@ class ProcessPoolTaskRunner:
         self._watch.stop()
         self._arguments.close()
         self._segments.close()
+        self._boards.remove_orphans_of_dead(alive)
 
     @staticmethod
     def release_segments() -> None:
@@ -256,17 +260,7 @@ class ProcessPoolTaskRunner:
                             f"arguments") from error
 
     def _function_key(self, call: Call) -> str:
-        fn = call.fn
-        key = _FUNCTION_KEYS.get(fn)
-        if key is None:
-            try:
-                blob = dumps_function(fn)
-            except Exception as error:
-                raise TypeError(f"task {call.task_name!r}: its function cannot be pickled: {error}") from error
-            key = uuid.uuid4().hex
-            self._boards.publish(f"fn-{key}", blob)  # messages carry the key; workers load it once
-            _FUNCTION_KEYS[fn] = key
-        return key
+        return _FUNCTION_FILES.key(call.fn, call.task_name, self._boards.dir)
 
     # -- completion (loky's thread) ------------------------------------------------
 
@@ -335,13 +329,14 @@ class ProcessPoolTaskRunner:
 
 
 def cleanup_at_exit() -> None:
-    """The pool's workers and the segments kept for reuse, at the process's exit."""
+    """The pool's workers, then everything this process owns: segments, directory, locks."""
     try:
         if _pool is not None:
             _pool[1].shutdown(wait=True)
     finally:
         SEGMENT_POOL.clear()
-        WorkerBoards(os.getpid()).remove()
+        if ownership.current_token() is not None:
+            ownership.owner().release()
 
 
 atexit.register(cleanup_at_exit)

@@ -2,9 +2,9 @@
 
 Process-wide: the pool of freed segments, and per task function the size of its last
 large result, so that its next run is lent a segment that size. Per flow run: the
-segments of the results received, so that the end of the run can tell them from orphans
-a dead worker wrote and never reported; and the segments the parent wrote for large
-arguments of the runs in flight (`ArgumentSegments`).
+segments the parent wrote for large arguments of the runs in flight (`ArgumentSegments`).
+What a dead worker made and never reported is removed from its list (`directory.py`),
+never by guessing from names: several flow runs of one process share the workers.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from typing import Any, Iterable
 
 from ..messages import Outcome, WorkItem
 from ..shm import ResultRef, Segment, SegmentWriter, unlink
-from ..shm_pool import SegmentPool, owned_segments
+from ..shm_pool import SegmentPool
 from ..states import LazyResult
-from .crashes import alive
 
 SEGMENT_POOL = SegmentPool()
 _RESULT_SIZES: dict[str, int] = {}  # function key -> segment size of its last large result
@@ -27,10 +26,8 @@ _RESULT_SIZES: dict[str, int] = {}  # function key -> segment size of its last l
 class SegmentLedger:
     """The segments of one flow run on the process runner."""
 
-    def __init__(self, owner: int, keep_between_runs: bool) -> None:
-        self._owner = owner
+    def __init__(self, keep_between_runs: bool) -> None:
         self._keep_between_runs = keep_between_runs
-        self._known: set[str] = set()
 
     def lend(self, items: Iterable[WorkItem]) -> tuple[tuple[Segment, ...], tuple[int, ...]]:
         """For a batch's runs whose function made a large result before: pooled segments,
@@ -53,7 +50,6 @@ class SegmentLedger:
 
     def received(self, result: Any, fn_key: str) -> None:
         if isinstance(result, ResultRef) and result.segment is not None:
-            self._known.add(result.segment.name)
             _RESULT_SIZES[fn_key] = result.segment.size
 
     def return_unused(self, lent: tuple[Segment, ...], outcomes: list[Outcome]) -> None:
@@ -67,7 +63,6 @@ class SegmentLedger:
         """Nobody can read `result` any more: its segment goes back to the pool."""
         if not isinstance(result, ResultRef) or result.segment is None:
             return
-        self._known.discard(result.segment.name)
         if result.loaded:  # the parent maps it: a reused segment would change the user's value
             unlink(result.segment.name)
         else:
@@ -75,13 +70,9 @@ class SegmentLedger:
             SEGMENT_POOL.give_back(result.segment)
 
     def close(self) -> None:
-        """End of the flow run: empty the pool (unless kept), unlink what dead workers left."""
+        """End of the flow run: empty the pool, unless kept for the next one."""
         if not self._keep_between_runs:
             SEGMENT_POOL.clear()
-        for name in owned_segments(self._owner):
-            worker = name.split("-")[2]
-            if name not in self._known and not SEGMENT_POOL.holds(name) and not alive(int(worker, 36)):
-                unlink(name)
 
 
 _Key = tuple[tuple[str, int], int]  # (("map", its group) or ("run", its id), id of the buffer's owner)

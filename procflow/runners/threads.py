@@ -7,6 +7,7 @@ its thread (it fires when the thread next runs Python code).
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import os
 import threading
@@ -51,13 +52,18 @@ class ThreadPoolTaskRunner:
         self.max_workers = worker_count(max_workers, min(32, (os.cpu_count() or 1) + 4))
         self._pool: ThreadPoolExecutor | None = None
         self._sink: Sink = _nowhere
+
+    def start(self, sink: Sink) -> ThreadPoolTaskRunner:
+        session = copy.copy(self)
+        session._begin(sink)
+        return session
+
+    def _begin(self, sink: Sink) -> None:
+        self._sink = sink
+        self._abandon = False
         self._threads: dict[int, int] = {}  # run id -> thread id, while it runs
         self._lock = threading.Lock()
         self._in_flight = 0
-
-    def start(self, sink: Sink) -> None:
-        self._sink = sink
-        self._abandon = False
         self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix=TASK_THREAD_PREFIX)
 
     def capacity(self) -> int:
