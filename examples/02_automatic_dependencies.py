@@ -26,4 +26,5 @@ def flow_of_tasks():
 
 
 if __name__ == "__main__":
-    print(flow_of_tasks())
+    state = flow_of_tasks()  # as in Prefect, a flow returns the States of the futures it returns
+    print(state.result())

@@ -32,4 +32,5 @@ def flow_of_tasks():
 
 
 if __name__ == "__main__":
-    print(flow_of_tasks())
+    states = flow_of_tasks()  # as in Prefect, a returned .map() gives a list of States
+    print([state.result() for state in states])

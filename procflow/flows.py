@@ -1,11 +1,15 @@
 """`Flow` and `@flow`: a flow run, waiting for its tasks at the end, and its final state.
 
 The final state follows Prefect 2's rule: the function raised -> `Failed` with that
-exception; it returned `None` -> every task run of the flow run counts; it returned
-futures or states (also inside lists, tuples, dicts) -> those count; a state it made
-itself (`return Failed(message=...)`) -> that state; anything else -> `Completed`.
-Calling a failed flow raises the exception of the first failed run that counted (an
-`UpstreamTaskError` for a run that never ran).
+exception; it returned `None` -> every task run of the flow run counts; it returned a
+future or a state, or a list, tuple, set or dict (its values) made only of those -> those
+count; a state it made itself (`return Failed(message=...)`) -> that state; anything else,
+a mix of states and other values included -> data, `Completed`. Among counted runs: any
+cancelled -> `Cancelled('1/3 states cancelled.')`, else any not completed -> `Failed`.
+As in Prefect, futures in the return value become their *States*: `return t.submit(1)`
+makes the call return `Completed()`, whose `.result()` is 1. Calling a failed flow raises
+the exception of the first failed run that counted (an `UpstreamTaskError` for a run that
+never ran); its state's `.result(raise_on_failure=False)` is what it returned.
 
 Ctrl-C (and SIGTERM, in the main thread of the outermost flow) cancels the runs not
 started, interrupts the running ones and frees shared memory before the
@@ -29,12 +33,12 @@ from . import hooks, options
 from .current import FlowRunInfo, call_naming, naming_flow_run
 from .context import FlowContext, current_flow, open_context
 from .records import FlowRun, TaskRun
-from .resolve import Found, collect, substitute
+from .resolve import substitute
 from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
 from .runners.threads import interrupt_thread
-from .states import Cancelled, Completed, Failed, ParameterBindError, Running, State, StateType, describe_error
+from .states import Cancelled, Completed, Failed, ParameterBindError, Running, State, describe_error
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -232,35 +236,36 @@ def final_state(value: Any, error: BaseException | None, runs: list[TaskRun], ti
         return Failed(error, message=f"Flow run encountered an exception: {describe_error(error)}")
     if isinstance(value, State) and value.holder is None and not any(value is run.state for run in runs):
         return value  # a state the flow made itself is its final state, as in Prefect
-    states = [run.state for run in runs] if value is None else _returned_states(value)
+    if value is None:  # Prefect 2: every task run of the flow run counts; the call returns None
+        states = [run.state for run in runs] or None
+        data = states
+    else:
+        data = _futures_to_states(value)
+        states = _returned_states(data)
     if states is None:
-        return Completed(value)
-    data = _resolve_return(value)
+        return Completed(None if value is None else data)
     not_completed = [state for state in states if not state.is_completed()]
     if not not_completed:
-        return Completed(data, message="All states completed.")
-    if all(state.is_cancelled() for state in not_completed):
-        return State(StateType.CANCELLED, "Cancelled", f"{len(not_completed)}/{len(states)} states cancelled.",
-                     not_completed[0].result(raise_on_failure=False))
-    return Failed(not_completed[0].result(raise_on_failure=False),
-                  message=f"{len(not_completed)}/{len(states)} states failed.")
+        return Completed(None if value is None else data, message="All states completed.")
+    cancelled = [state for state in not_completed if state.is_cancelled()]
+    if cancelled:  # Prefect's precedence: any cancelled run makes the flow run Cancelled
+        return Cancelled(f"{len(cancelled)}/{len(states)} states cancelled.", data=data)
+    return Failed(data=data, message=f"{len(not_completed)}/{len(states)} states failed.")
 
 
-def _returned_states(value: Any) -> list[State] | None:
-    """States of the futures and states in a return value; None when there are none."""
-    futures: Found = []
-    collect(value, futures)
-    states = [future.state for future, _ in futures]  # with the states read from futures
-    others: list[State] = []
-    substitute(value, lambda state, _: others.append(state), target=State)
-    states += [state for state in others if state.holder is None]
-    return states or None
+def _returned_states(data: Any) -> list[State] | None:
+    """The States a flow returned: one, or a collection made only of States; else None (data)."""
+    if isinstance(data, State):
+        return [data]
+    items = data.values() if isinstance(data, dict) else data if isinstance(data, (list, tuple, set)) else None
+    if items and all(isinstance(item, State) for item in items):
+        return list(items)
+    return None
 
 
-def _resolve_return(value: Any) -> Any:
-    """Futures and states in the return value become their results (failures: the exception)."""
-    value = substitute(value, lambda state, _: state.result(raise_on_failure=False), target=State)
-    return substitute(value, lambda future, _: future.state.result(raise_on_failure=False))
+def _futures_to_states(value: Any) -> Any:
+    """Futures anywhere in the return value become their States, as in Prefect."""
+    return substitute(value, lambda future, _: future.state)
 
 
 def _close(context: FlowContext) -> None:

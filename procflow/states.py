@@ -127,23 +127,41 @@ class LazyResult:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class State:
+    """A run's state. As in Prefect, `State(type=StateType.CANCELLED)` is enough: the name
+    comes from the type ("Cancelled") and the message is optional."""
+
     type: StateType
-    name: str
+    name: str | None = None  # type: ignore[assignment] # always a str after __post_init__
     message: str | None = None
     data: Any = None
     # The future this state was read from (`TaskFuture.state`): while the user holds the
     # state, its stored result stays readable, and as an argument it is that upstream.
     holder: Any = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, StateType):
+            object.__setattr__(self, "type", StateType(self.type))
+        if self.name is None:
+            object.__setattr__(self, "name", self.type.value.capitalize())
+
     def __reduce__(self) -> tuple:
         return (State, (self.type, self.name, self.message, self.data))
 
     def result(self, raise_on_failure: bool = True) -> Any:
-        """The run's value; for a failed run its exception, raised or returned."""
+        """The run's value. A failed state returns (or raises) its error; when its data is what a
+        flow returned, a State or a collection of States, the data itself is returned and the
+        first failed one's error is raised (Prefect's `get_state_exception`)."""
+        data = self.data
         if self.type is StateType.COMPLETED:
-            data = self.data
             return data.load() if isinstance(data, LazyResult) else data
-        error = self.data if isinstance(self.data, BaseException) else self._default_error()
+        if isinstance(data, BaseException):
+            error = data
+        elif isinstance(data, State) or _is_state_collection(data):
+            if not raise_on_failure:
+                return data
+            error = _first_failure(data) or self._default_error()
+        else:
+            error = self._default_error()
         if raise_on_failure:
             raise error
         return error
@@ -193,30 +211,50 @@ class State:
     __str__ = __repr__
 
 
+def _is_state_collection(data: Any) -> bool:
+    """A non-empty list, tuple or set made only of States, or a dict whose values are."""
+    items = data.values() if isinstance(data, dict) else data if isinstance(data, (list, tuple, set)) else None
+    return bool(items) and all(isinstance(item, State) for item in items)  # type: ignore[union-attr]
+
+
+def _first_failure(data: Any) -> BaseException | None:
+    """The error of the first state in `data` that did not complete (Prefect's rule)."""
+    states = [data] if isinstance(data, State) else list(data.values() if isinstance(data, dict) else data)
+    for state in states:
+        if not state.is_completed():
+            return state.result(raise_on_failure=False)  # type: ignore[no-any-return]
+    return None
+
+
 def Pending(message: str | None = None, name: str = "Pending", data: Any = None) -> State:
     return State(StateType.PENDING, name, message, data)
 
 
-def Running(message: str | None = None) -> State:
-    return State(StateType.RUNNING, "Running", message)
+def Running(message: str | None = None, name: str = "Running", data: Any = None) -> State:
+    return State(StateType.RUNNING, name, message, data)
 
 
 def Completed(data: Any = None, message: str | None = None, name: str = "Completed") -> State:
     return State(StateType.COMPLETED, name, message, data)
 
 
-def Failed(error: BaseException | None = None, message: str | None = None, name: str = "Failed") -> State:
-    if message is None and error is not None:
-        message = f"Task run encountered an exception {describe_error(error)}"
-    return State(StateType.FAILED, name, message, error)
+def Failed(error: BaseException | None = None, message: str | None = None, name: str = "Failed",
+           data: Any = None) -> State:
+    """`Failed(error)`, or Prefect's keywords: `Failed(message=...)`, `Failed(data=...)`."""
+    data = error if data is None else data
+    if message is None and isinstance(data, BaseException):
+        message = f"Task run encountered an exception {describe_error(data)}"
+    return State(StateType.FAILED, name, message, data)
 
 
-def Crashed(message: str, error: BaseException | None = None) -> State:
-    return State(StateType.CRASHED, "Crashed", message, error or CrashedRun(message))
+def Crashed(message: str | None = None, error: BaseException | None = None, name: str = "Crashed",
+            data: Any = None) -> State:
+    data = error if data is None else data
+    return State(StateType.CRASHED, name, message, data)
 
 
-def Cancelled(message: str = "The run was cancelled.") -> State:
-    return State(StateType.CANCELLED, "Cancelled", message, CancelledRun(message))
+def Cancelled(message: str | None = None, name: str = "Cancelled", data: Any = None) -> State:
+    return State(StateType.CANCELLED, name, message, data)
 
 
 def NotReady(upstream_name: str, cause: BaseException | None) -> State:

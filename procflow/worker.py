@@ -55,7 +55,8 @@ def execute(run: TaskRunInfo, log_prints: bool, emit: Emit,
             value = _call(run.fn, run.args, run.kwargs)
         if isinstance(value, State):  # Prefect's custom states: the run ends in it
             if value.type is not StateType.COMPLETED:
-                declared = ReturnedState(value.type.value, value.name, value.message, value.data)
+                declared = ReturnedState(value.type.value, value.name or value.type.value.capitalize(), value.message,
+                                         value.data)
                 return Status.FAILED, None, declared, start, time.time()
             value = value.data
         return Status.COMPLETED, value, None, start, time.time()

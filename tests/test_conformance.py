@@ -12,6 +12,7 @@ from pathlib import Path
 from dataclasses import dataclass
 
 import pytest
+from conftest import ValueFlow, values
 
 import procflow
 from procflow import (
@@ -75,7 +76,7 @@ def pair_sum(pair, mapping, group):
 
 
 def run_flow(runner, fn, *args, **kwargs):
-    return flow(task_runner=runner)(fn)(*args, **kwargs)
+    return ValueFlow(flow(task_runner=runner)(fn))(*args, **kwargs)
 
 
 def test_submit_and_futures_as_arguments(runner):
@@ -279,7 +280,7 @@ def test_allow_failure_runs_downstream_with_the_exception(runner):
 
     state = run_flow(runner, body, return_state=True)
     assert state.is_completed()
-    value = state.result()
+    value = state.result().result()  # the returned future's State, then its value
     assert isinstance(value, ValueError) and str(value) == "tolerated"
 
 
@@ -315,11 +316,25 @@ def test_returned_value_other_than_futures_completes_even_if_a_task_failed(runne
 def test_returned_futures_are_the_ones_that_count(runner):
     def body():
         boom.submit()
-        return [add.submit(1, 1), {"k": add.submit(2, 2)}]
+        return [add.submit(1, 1), add.submit(2, 2)]
 
     state = run_flow(runner, body, return_state=True)
     assert repr(state) == "Completed('All states completed.')"
-    assert state.result() == [2, {"k": 4}]
+    returned = state.result()
+    assert [type(item).__name__ for item in returned] == ["State", "State"], "Prefect: the futures' States"
+    assert [item.result() for item in returned] == [2, 4]
+
+
+def test_a_return_value_mixing_states_and_data_is_data_and_completes(runner):
+    """SPEC §1: `(None, failed_state)` or a nested structure is data: `Completed()`."""
+    def body():
+        return None, boom(return_state=True), [add.submit(1, 1), {"k": add.submit(2, 2)}]
+
+    state = run_flow(runner, body, return_state=True)
+    assert repr(state) == "Completed()"
+    none, failed, (two, four) = state.result()
+    assert none is None and failed.is_failed()
+    assert two.result() == 2 and four["k"].result() == 4
 
 
 @task(retries=2)
@@ -402,7 +417,7 @@ def test_nested_flow_runs_as_child_flow_run(runner):
         return add.submit(n, 1)
 
     def body():
-        return child(1) + child(2)
+        return child(1).result() + child(2).result()  # a flow returns its future's State
 
     assert run_flow(runner, body) == 5
     parent_run = body_runs_flow()

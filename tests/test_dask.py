@@ -11,6 +11,7 @@ import time
 import numpy as np
 import psutil
 import pytest
+from conftest import values
 
 from procflow import flow, task, unmapped
 from procflow.dask import DaskResult, DaskTaskRunner
@@ -38,7 +39,7 @@ def test_own_local_cluster_per_flow_run_results_stay_on_workers(log_lines):
             future.wait()
         return seen, array.state.data
 
-    seen, stored = body()
+    seen, stored = values(body())
     assert isinstance(stored, DaskResult), "the parent holds a Dask future, not the array"
     assert all(total == float(np.arange(1_000_000).sum()) for _, total in seen)
     runs = {run.name: run for run in body.last_run.task_runs}
@@ -62,7 +63,7 @@ def test_an_array_the_flow_passes_to_a_map_is_scattered_once():
     def body(array):
         return address_and_sum.map(unmapped(array), range(4)), address_and_sum.submit(array, 10)
 
-    mapped, alone = body(data)
+    mapped, alone = values(body(data))
     assert [total for _, total in mapped] == [float(data.sum()) + i for i in range(4)]
     assert len({address for address, _ in mapped}) == 1
     assert alone[1] == float(data.sum()) + 10
@@ -87,8 +88,8 @@ def test_a_dead_dask_worker_crashes_only_its_run_and_retries_apply(tmp_path):
         # one after another: Dask charges a worker's death to every task queued on it
         before = make.submit(10)
         once = dies_once.submit(str(marker), wait_for=[before])
-        recovered = once.result()  # read before always_dies kills workers: one may hold it (Dask then recomputes)
-        return before, recovered, always_dies.submit(wait_for=[once])
+        once.result()  # read before always_dies kills workers: one may hold it (Dask then recomputes)
+        return before, always_dies.submit(wait_for=[once])  # only futures: they count
 
     state = body(return_state=True)
     runs = {run.name: run for run in body.last_run.task_runs}

@@ -403,9 +403,13 @@ def test_another_user_can_read_nothing_plant_nothing_and_stop_nothing(tmp_path):
              f"mount -t tmpfs -o mode=1777 tmpfs {private_tmp} && export TMPDIR={private_tmp} && "
              f'setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups sh -c "$ATTACK" && '
              f"{sys.executable} {script} && ls -la /dev/shm $TMPDIR")
-    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", inner],
-                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
-                          env={**os.environ, "ATTACK": ATTACK})
+    try:
+        done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", inner],
+                              capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                              env={**os.environ, "ATTACK": ATTACK})
+    finally:
+        if os.path.isdir(private_tmp):
+            os.rmdir(private_tmp)  # the mount point, made outside the namespace: empty here
     assert done.returncode == 0, done.stderr[-3000:]
     reports = [eval(line) for line in done.stdout.splitlines() if line.startswith("{")]  # noqa: S307 - our own output
     assert [report["total"] for report in reports] == [2.0 * (1 << 18), 3.0 * (1 << 18)]

@@ -11,6 +11,7 @@ import time
 
 import psutil
 import pytest
+from conftest import values
 
 from procflow import flow, task
 from procflow.runners.processes import default_workers
@@ -39,14 +40,14 @@ def test_workers_get_blas_thread_limits_unless_worker_env_says_otherwise():
     def limits():
         return env_of.submit("OMP_NUM_THREADS"), env_of.submit("OPENBLAS_NUM_THREADS")
 
-    (omp, pid), (openblas, _) = limits()
+    (omp, pid), (openblas, _) = values(limits())
     assert omp == openblas == str(max(1, cores // 2)) and pid != os.getpid()
 
     @flow(task_runner=ProcessPoolTaskRunner(max_workers=2, worker_env={"OMP_NUM_THREADS": "7"}))
     def overridden():
         return env_of.submit("OMP_NUM_THREADS")
 
-    assert overridden()[0] == "7"
+    assert values(overridden())[0] == "7"
 
 
 def test_initializer_runs_once_in_each_worker(tmp_path):
@@ -56,7 +57,7 @@ def test_initializer_runs_once_in_each_worker(tmp_path):
     def body():
         return [env_of.submit("HOME") for _ in range(20)]
 
-    pids = {pid for _, pid in body()}
+    pids = {pid for _, pid in values(body())}
     initialized = marks.read_text().split()
     assert set(map(int, initialized)) >= pids and len(initialized) == len(set(initialized))
 
@@ -87,7 +88,7 @@ def test_tiny_runs_travel_in_batches_but_keep_their_own_records():
     def many():
         return noop.map(range(3_000))
 
-    assert many() == list(range(3_000))
+    assert values(many()) == list(range(3_000))
     runs = many.last_run.task_runs
     assert len({run.id for run in runs}) == 3_000
     assert all(run.state.is_completed() and run.attempts == 1 and run.worker for run in runs)
@@ -216,7 +217,7 @@ def test_workers_ignore_sigint_so_the_parent_decides_on_ctrl_c():
     def body():
         return sigint_disposition.submit()
 
-    assert body() is True
+    assert values(body()) is True
 
 
 @task
@@ -235,7 +236,7 @@ def test_fused_chain_links_wait_for_their_upstream_not_in_a_queue():
             value = step.submit(value)
         return value
 
-    assert chain() == 6
+    assert values(chain()) == 6
     runs = chain.last_run.task_runs
     for before, after in itertools.pairwise(runs):
         assert after.start_time >= before.end_time

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import psutil
 import pytest
+from conftest import ValueFlow, values
 
 from procflow import flow, task, unmapped, wait
 from procflow.pickling import OutOfBand
@@ -26,7 +27,7 @@ MiB = 1 << 20
 
 
 def process_flow(fn, **runner_options):
-    return flow(task_runner=ProcessPoolTaskRunner(max_workers=2, **runner_options))(fn)
+    return ValueFlow(flow(task_runner=ProcessPoolTaskRunner(max_workers=2, **runner_options))(fn))
 
 
 @task
@@ -294,7 +295,7 @@ def test_no_room_in_dev_shm_falls_back_to_the_pipe_with_one_warning(log_lines):
 
     runner_env = {"PROCFLOW_SHM_RESERVE_BYTES": str(1 << 60)}  # as if /dev/shm were full
     tight = flow(task_runner=ProcessPoolTaskRunner(max_workers=2, worker_env=runner_env))(body.fn)
-    arrays, stored = tight()
+    arrays, stored = values(tight())
     assert all(np.array_equal(a, np.arange(2 * MiB, dtype="float64")) for a in arrays)
     assert all(ref.segment is None and ref.fell_back for ref in stored)
     warnings = [line for line in log_lines if "/dev/shm has no room" in line]
@@ -314,7 +315,7 @@ def pretend_dev_shm_is_full():
 
 def test_a_full_dev_shm_as_psutil_sees_it_sends_results_through_the_pipe(log_lines):
     full = ProcessPoolTaskRunner(max_workers=2, initializer=pretend_dev_shm_is_full)
-    array, seen, stored = flow(task_runner=full)(produce_and_inspect)(2 * MiB)
+    array, seen, stored = values(flow(task_runner=full)(produce_and_inspect)(2 * MiB))
     assert np.array_equal(array, np.arange(2 * MiB, dtype="float64"))
     assert seen["sum"] == float(np.arange(2 * MiB).sum())
     assert stored.segment is None and stored.fell_back
@@ -335,7 +336,7 @@ def test_no_resource_tracker_warnings_in_a_fresh_interpreter(tmp_path):
     script = tmp_path / "flow.py"
     done = run_script(script, "@flow\n"
                               "def main():\n    a = make.submit()\n    return [use.submit(a) for _ in range(4)]\n"
-                              "if __name__ == '__main__':\n    print(main())\n")
+                              "if __name__ == '__main__':\n    print([state.result() for state in main()])\n")
     assert done.stdout.strip() == str([float(1 << 20)] * 4)
     assert "resource_tracker" not in done.stderr and "leaked" not in done.stderr
 
@@ -404,7 +405,7 @@ def test_segments_a_worker_keeps_mapped_do_not_get_it_recycled_as_a_leak():
         later = pid_after.submit(1.2, sums)  # loky checks memory at most once a second, after a task
         return [first, later] + [pid_after.submit(0, later) for _ in range(2)]  # two: not fused behind it
 
-    pids = body()
+    pids = values(body())
     assert len(set(pids)) == 1, f"the worker was replaced: {pids}"
 
 
@@ -506,7 +507,7 @@ def test_kept_segments_go_when_the_process_exits(tmp_path):
                               "@flow(task_runner=keeping)\n"
                               "def main():\n    return use.submit(make.submit())\n"
                               "if __name__ == '__main__':\n"
-                              "    print(main(), current_token(), len(owned_segments(current_token())))\n")
+                              "    print(main().result(), current_token(), len(owned_segments(current_token())))\n")
     total, token, kept = done.stdout.split()
     assert float(total) == float(1 << 20) and int(kept) == 1
     assert not owned_segments(token), "kept segments are unlinked at exit"
