@@ -68,7 +68,7 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         self.task_runner = options.task_runner(owner, task_runner)
         self.log_prints = options.flag(owner, "log_prints", log_prints)
         self.flow_run_name = options.text_or_callable(owner, "flow_run_name", flow_run_name)
-        self.timeout_seconds = options.seconds(owner, "timeout_seconds", timeout_seconds, positive=True)
+        self.timeout_seconds = options.timeout(owner, "timeout_seconds", timeout_seconds)
         self.retries = options.whole(owner, "retries", retries)
         self.retry_delay_seconds = options.seconds(owner, "retry_delay_seconds", retry_delay_seconds) or 0
         self.state_hooks = hooks.hook_lists(owner, on_completion=on_completion, on_failure=on_failure,

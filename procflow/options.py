@@ -8,7 +8,9 @@ names the task or flow, the option and the value, before anything runs.
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
+import threading
 import warnings
 from typing import Any
 
@@ -34,22 +36,30 @@ def whole(owner: str, option: str, value: Any, minimum: int = 0) -> int:
     return value
 
 
-def seconds(owner: str, option: str, value: Any, positive: bool = False) -> Any:
-    """A duration: a number of at least 0 (above 0 when `positive`); None passes."""
+def seconds(owner: str, option: str, value: Any) -> Any:
+    """A duration: a number of at least 0, finite or `inf`; None passes. Issue 19: a wait
+    above `threading.TIMEOUT_MAX` raised OverflowError in the engine thread and the flow
+    hung, so longer durations are held at that bound (~292 years: no limit in practice)."""
     if value is None:
         return value
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or value < 0 or (positive and value == 0):
-        bound = "above 0" if positive else "of at least 0"
-        raise ValueError(f"{owner}: {option} must be a number of seconds {bound}, got {value!r}")
-    return value
+    where = f"{owner}: " if owner else ""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{where}{option} must be a number of seconds, got {type(value).__name__} {value!r}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{where}{option} must be a number of seconds of at least 0, got {value!r}")
+    return min(value, threading.TIMEOUT_MAX)
+
+
+def timeout(owner: str, option: str, value: Any) -> float | None:
+    """`timeout_seconds`: None, 0 (Prefect: no timeout) and `inf` all mean no limit."""
+    limit = seconds(owner, option, value)
+    return None if limit is None or limit == 0 or limit >= threading.TIMEOUT_MAX else limit
 
 
 def delays(owner: str, option: str, value: Any) -> Any:
     """`retry_delay_seconds`: a number of seconds, or a list of them (one per retry)."""
     if isinstance(value, (list, tuple)):
-        for item in value:
-            seconds(owner, option, item)
-        return value
+        return [seconds(owner, option, item) for item in value]
     return seconds(owner, option, value if value is not None else 0)
 
 

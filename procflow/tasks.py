@@ -60,7 +60,7 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
         owner = f"task {self.name!r}"
         self.retries = options.whole(owner, "retries", retries)
         self.retry_delay_seconds = options.delays(owner, "retry_delay_seconds", retry_delay_seconds)
-        self.timeout_seconds = options.seconds(owner, "timeout_seconds", timeout_seconds, positive=True)
+        self.timeout_seconds = options.timeout(owner, "timeout_seconds", timeout_seconds)
         self.task_run_name = options.text_or_callable(owner, "task_run_name", task_run_name)
         self.log_prints = options.flag(owner, "log_prints", log_prints)
         self.tags = options.tags(owner, tags)

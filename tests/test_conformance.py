@@ -7,6 +7,7 @@ import itertools
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from dataclasses import dataclass
@@ -862,8 +863,10 @@ def shout(x):
 @pytest.mark.parametrize("option, value, error, words", [
     ("retries", "2", ValueError, "retries must be a whole number of at least 0, got '2'"),
     ("retries", -1, ValueError, "retries must be a whole number of at least 0, got -1"),
-    ("retry_delay_seconds", [1, "a"], ValueError, "retry_delay_seconds must be a number of seconds of at least 0"),
-    ("timeout_seconds", 0, ValueError, "timeout_seconds must be a number of seconds above 0, got 0"),
+    ("retry_delay_seconds", [1, "a"], TypeError, "retry_delay_seconds must be a number of seconds, got str 'a'"),
+    ("timeout_seconds", float("nan"), ValueError, "timeout_seconds must be a number of seconds of at least 0, got nan"),
+    ("timeout_seconds", "5", TypeError, "timeout_seconds must be a number of seconds, got str '5'"),
+    ("retry_delay_seconds", -1, ValueError, "retry_delay_seconds must be a number of seconds of at least 0, got -1"),
     ("task_run_name", 5, TypeError, "task_run_name must be a string or a function, got int"),
     ("cache_key_fn", "key", TypeError, "cache_key_fn must be a function, got str"),
     ("tags", "fast", TypeError, "tags must be a collection of strings, got 'fast'"),
@@ -877,12 +880,27 @@ def test_a_bad_task_option_is_refused_when_decorating_naming_the_task(option, va
 
 @pytest.mark.parametrize("option, value, words", [
     ("retries", 1.5, "retries must be a whole number of at least 0, got 1.5"),
-    ("timeout_seconds", -3, "timeout_seconds must be a number of seconds above 0, got -3"),
+    ("timeout_seconds", -3, "timeout_seconds must be a number of seconds of at least 0, got -3"),
     ("task_runner", "process", "task_runner must be a task runner from procflow.task_runners or procflow.dask"),
 ])
 def test_a_bad_flow_option_is_refused_when_decorating_naming_the_flow(option, value, words):
     with pytest.raises((TypeError, ValueError), match=re.escape(f"flow 'shout': {words}")):
         flow(**{option: value})(shout)
+
+
+@pytest.mark.parametrize("limit", [0, float("inf"), 1e10])
+def test_a_timeout_of_zero_or_inf_or_beyond_any_wait_means_no_limit(runner, limit):
+    """Prefect: 0 is no timeout. Issue 19: inf and 1e10 killed the engine thread (OverflowError
+    above threading.TIMEOUT_MAX) and the flow hung for ever."""
+    limited = task(timeout_seconds=limit)(shout)
+    assert limited.timeout_seconds is None
+    assert run_flow(runner, lambda: limited.submit(3).result()) == 3
+    assert flow(task_runner=runner, timeout_seconds=limit)(lambda: limited(4))() == 4
+
+
+def test_a_huge_retry_delay_is_held_at_the_longest_wait_there_is():
+    assert task(retry_delay_seconds=1e10)(shout).retry_delay_seconds == threading.TIMEOUT_MAX
+    assert flow(retry_delay_seconds=float("inf"))(shout).retry_delay_seconds == threading.TIMEOUT_MAX
 
 
 def test_a_run_name_template_naming_no_parameter_is_a_clear_error(runner):
