@@ -36,3 +36,7 @@ class quote(Generic[T]):  # noqa: N801
 
     def unwrap(self) -> T:
         return self.value
+
+    def unquote(self) -> T:
+        """Prefect's name for `unwrap()`."""
+        return self.value

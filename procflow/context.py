@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .console import default_observer
-from .current import FlowRunContext, TaskRunContext, current_task_run
+from .current import FlowRunContext, TaskRunContext, current_flow, current_task_run
 from .engine import Engine
 from .entries import Entry, Tracker
 from .events import Observer
@@ -28,8 +28,12 @@ from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
 from .states import MissingContextError
 
-current_flow: contextvars.ContextVar[FlowContext | None] = contextvars.ContextVar("procflow_flow", default=None)
 _tags: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("procflow_tags", default=frozenset())
+
+
+def current_tags() -> frozenset[str]:
+    """The tags of the `with tags(...)` blocks around this point."""
+    return _tags.get()
 
 
 @contextlib.contextmanager
@@ -64,7 +68,7 @@ class FlowContext:
         extra = _tags.get()
         run = TaskRun(self.engine.next_run_id(), name, task.name, self.flow_run.name, upstream=upstream,
                       created_time=time.time(), map_group=map_group,
-                      tags=task.tags | extra if extra else task.tags)
+                      tags=task.tags | extra if extra else task.tags, flow_run_id=self.flow_run.id)
         self.flow_run.task_runs.append(run)
         return run
 

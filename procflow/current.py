@@ -44,6 +44,8 @@ class FlowRunInfo(NamedTuple):
 
 current_task_run: contextvars.ContextVar[TaskRunInfo | None] = contextvars.ContextVar(
     "procflow_task_run", default=None)
+# The flow run whose code runs in this context (a `context.FlowContext`); set by flows.py.
+current_flow: contextvars.ContextVar[Any] = contextvars.ContextVar("procflow_flow", default=None)
 naming_flow_run: contextvars.ContextVar[FlowRunInfo | None] = contextvars.ContextVar(
     "procflow_naming_flow_run", default=None)
 
@@ -67,8 +69,20 @@ class TaskRunContext(NamedTuple):
     def of(cls, run: TaskRunInfo) -> TaskRunContext:
         return cls(run, run.parameters())
 
+    @classmethod
+    def get(cls) -> TaskRunContext | None:
+        """Prefect's `TaskRunContext.get()`: the task run in progress here, else None."""
+        run = current_task_run.get()
+        return None if run is None or run.id is None else cls.of(run)
+
 
 class FlowRunContext(NamedTuple):
     """`get_run_context()` in a flow's own code (Prefect's name): its `FlowRun` record."""
 
     flow_run: Any
+
+    @classmethod
+    def get(cls) -> FlowRunContext | None:
+        """Prefect's `FlowRunContext.get()`: the flow run whose code runs here, else None."""
+        context = current_flow.get()
+        return None if context is None else cls(context.flow_run)

@@ -10,13 +10,13 @@ behind it in the same message (linear fusion, as Dask does), and comes back
 from __future__ import annotations
 
 import time
-import types
 from typing import Callable
 
 from .entries import Entry
 from .hooks import HookThreads, call_hooks
 from .resolve import substitute
-from .runlog import TASK_LOGGER, task_emitter
+from .caching import cache_key
+from .runlog import task_emitter
 from .runners.base import Call, Runner
 from .scheduler import Scheduler
 from .states import Completed, Crashed, Failed, Running, State
@@ -114,17 +114,7 @@ class Dispatcher:
         """`cache_key_fn`: reuse the result of an earlier completed run with the same key."""
         task, run = entry.task, entry.run
         parameters = task.parameters_of(substitute(entry.args), substitute(entry.kwargs))
-        context = types.SimpleNamespace(task=task, task_run=run, parameters=parameters,
-                                        flow_run=entry.tracker.flow_run)
-        try:
-            key = task.cache_key_fn(context, parameters)
-            hash(key)
-        except Exception as error:  # noqa: BLE001 - as Prefect: say so, and run without the cache
-            TASK_LOGGER.error(f"Task run '{run.name}' - Error encountered when computing cache key with "
-                              f"{getattr(task.cache_key_fn, '__name__', 'cache_key_fn')}() - the run will not "
-                              f"use or fill the cache: {type(error).__name__}: {error}")
-            key = None
-        entry.cache_key = key
+        key = entry.cache_key = cache_key(task, run, entry.tracker.flow_run, parameters)
         hit = entry.tracker.cache.get(key) if key is not None else None
         if hit is None:
             return False

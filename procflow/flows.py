@@ -33,8 +33,8 @@ from . import hooks, options
 from .current import FlowRunInfo, call_naming, naming_flow_run
 from .context import FlowContext, current_flow, open_context
 from .records import FlowRun, TaskRun
-from .resolve import substitute
-from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter
+from .resolve import Found, collect, substitute
+from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter, release_prints
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
 from .runners.threads import interrupt_thread
@@ -54,11 +54,12 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
     """A function whose calls are flow runs."""
 
     def __init__(self, fn: Callable[P, R], name: str | None = None, task_runner: Runner | type | None = None,
-                 log_prints: bool = False, flow_run_name: str | Callable[[], str] | None = None,
+                 log_prints: bool | None = None, flow_run_name: str | Callable[[], str] | None = None,
                  timeout_seconds: float | None = None, retries: int = 0, retry_delay_seconds: float = 0,
                  on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
                  on_running: list[Callable] | None = None, on_crashed: list[Callable] | None = None,
                  on_cancellation: list[Callable] | None = None, **prefect_options: Any) -> None:
+        fn, self._method = options.unwrap_method(fn)
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {type(fn).__name__}")
         self.fn = fn
@@ -75,7 +76,7 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
                                             on_running=on_running, on_crashed=on_crashed,
                                             on_cancellation=on_cancellation)
         kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
-        self.description: str | None = kept["description"] or getattr(fn, "__doc__", None)
+        self.description: str | None = kept["description"] or inspect.getdoc(fn)
         self.version: str | None = kept["version"]
         self.last_run: FlowRun | None = None
         self._signature = inspect.signature(fn)
@@ -88,7 +89,9 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
             "description", "version")}
         current.update({name: list(hook_list) for name, hook_list in self.state_hooks.items()})
         current.update(options)
-        return Flow(self.fn, **current)
+        made = Flow(self.fn, **current)
+        made._method, made._instance = self._method, self._instance  # a bound method stays bound
+        return made
 
     def _call_hooks(self, flow_run: FlowRun, state: State) -> None:
         due = hooks.hooks_for(self.state_hooks, state)
@@ -104,10 +107,11 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
     _unbound: Flow | None = None
 
     def __get__(self, instance: Any, owner: Any = None) -> Flow[P, R]:
-        if instance is None:
+        target = options.bound_target(self._method, instance, owner)
+        if target is None:
             return self
         bound = copy.copy(self)
-        bound._instance, bound._unbound = instance, self
+        bound._instance, bound._unbound = target, self
         return bound
 
     @overload
@@ -119,6 +123,7 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         global _last_flow_run
         return_state = kwargs.pop("return_state", False)
+        args, kwargs = _resolved_for_a_flow(args, kwargs, kwargs.pop("wait_for", None))
         if self._instance is not None:
             args = (self._instance, *args)
         if inspect.iscoroutinefunction(self.fn):
@@ -136,7 +141,8 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         (self._unbound or self).last_run = self.last_run = flow_run
         if parent is None:
             _last_flow_run = flow_run
-        context = open_context(flow_run, None if parent else self._make_runner(), self.log_prints, parent)
+        log_prints = self.log_prints if self.log_prints is not None else bool(parent and parent.tracker.log_prints)
+        context = open_context(flow_run, None if parent else self._make_runner(), log_prints, parent)
         context.observer.flow_started(flow_run)
         try:
             with _interrupts_become_keyboard_interrupt(parent is None):
@@ -185,8 +191,8 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         fired = threading.Event()  # stays unset without a deadline
         try:
             with contextlib.ExitStack() as stack:
-                if self.log_prints:
-                    stack.enter_context(capture_prints(emit))
+                # None inherits the parent flow's; a nested flow's False opts out of it (Prefect)
+                stack.enter_context(capture_prints(emit) if context.tracker.log_prints else release_prints())
                 if self.timeout_seconds is not None:
                     fired = stack.enter_context(_deadline(self.timeout_seconds))
                 return self.fn(*args, **kwargs), None, False
@@ -266,6 +272,21 @@ def _returned_states(data: Any) -> list[State] | None:
 def _futures_to_states(value: Any) -> Any:
     """Futures anywhere in the return value become their States, as in Prefect."""
     return substitute(value, lambda future, _: future.state)
+
+
+def _resolved_for_a_flow(args: tuple, kwargs: dict, wait_for: Any) -> tuple[tuple, dict]:
+    """As Prefect does for a subflow: wait for `wait_for`, and give it the results of the
+    futures (and future-read states) in its arguments, not the futures."""
+    waits: Found = []
+    collect(wait_for, waits)
+    for future, _ in waits:
+        future.wait()
+    found: Found = []
+    if collect(args, found) | collect(kwargs, found):
+        for future, _ in found:
+            future.wait()
+        return substitute(args), substitute(kwargs)
+    return args, kwargs
 
 
 def _close(context: FlowContext) -> None:
@@ -360,12 +381,18 @@ def last_flow_run() -> FlowRun | None:
     return _last_flow_run
 
 
+def set_last_flow_run(run: FlowRun | None) -> None:
+    """For `prefect_test_harness`: what `last_flow_run()` returns until the next flow call."""
+    global _last_flow_run
+    _last_flow_run = run
+
+
 @overload
 def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
 
 
 @overload
-def flow(*, name: str | None = None, task_runner: Runner | type | None = None, log_prints: bool = False,
+def flow(*, name: str | None = None, task_runner: Runner | type | None = None, log_prints: bool | None = None,
          flow_run_name: str | Callable[[], str] | None = None, timeout_seconds: float | None = None,
          retries: int = 0, retry_delay_seconds: float = 0, description: str | None = None,
          version: str | None = None, **prefect_options: Any) -> Callable[[Callable[P, R]], Flow[P, R]]: ...

@@ -85,7 +85,9 @@ class TaskFuture(Generic[R]):
         if not is_terminal(state):
             raise RuntimeError(f"task run {self.task_run.name!r} is not finished; it cannot be an argument yet")
         data = state.data
-        if state.is_completed() and isinstance(data, ResultRef) and not data.loaded:
+        # By reference while the segment lives, also when the parent has read it: the worker's
+        # copy-on-write mapping must not see what the parent wrote into its own (issue 16).
+        if state.is_completed() and isinstance(data, ResultRef) and data.segment is not None and not data.released:
             return (load_value, (data.data, data.segment, data.spans))
         value = state.result(raise_on_failure=False)  # an allow_failure upstream passes its exception
         return (identity, (value,))

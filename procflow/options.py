@@ -63,6 +63,26 @@ def delays(owner: str, option: str, value: Any) -> Any:
     return seconds(owner, option, value if value is not None else 0)
 
 
+def unwrap_method(fn: Any) -> tuple[Any, str | None]:
+    """`@task` / `@flow` over a `@classmethod` or `@staticmethod`, as Prefect allows: the
+    function inside, and which kind it was ("class", "static" or None)."""
+    if isinstance(fn, classmethod):
+        return fn.__func__, "class"
+    if isinstance(fn, staticmethod):
+        return fn.__func__, "static"
+    return fn, None
+
+
+def bound_target(kind: str | None, instance: Any, owner: Any) -> Any:
+    """What a task or flow defined in a class is bound to when looked up: the instance for a
+    plain method, the class for a classmethod, nothing (None) for a staticmethod or on the class."""
+    if kind == "static":
+        return None
+    if kind == "class":
+        return owner if owner is not None else type(instance)
+    return instance
+
+
 def text_or_callable(owner: str, option: str, value: Any) -> Any:
     """A run-name template: None, a string, or a function returning the name."""
     if value is not None and not isinstance(value, str) and not callable(value):

@@ -7,6 +7,7 @@ are `time.time()` seconds, comparable across worker processes on one machine.
 from __future__ import annotations
 
 import statistics
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ class TaskRun:
     transfer_seconds: float = 0.0
     map_group: int | None = None
     tags: frozenset[str] = frozenset()  # its task's, and those of `with procflow.tags(...)` around it
+    flow_run_id: str | None = None  # Prefect's field: the id of its flow run (one shared string)
 
     @property
     def run_count(self) -> int:
@@ -67,6 +69,7 @@ class FlowRun:
     end_time: float | None = None
     parent: FlowRun | None = None
     run_count: int = 1  # its attempts so far: `flow(retries=...)` runs the function again
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))  # Prefect's flow run id: a UUID
 
     @property
     def graph(self) -> FlowRunGraph:

@@ -157,6 +157,21 @@ class _ThreadRoutedStdout(io.TextIOBase):
 _route_lock = threading.Lock()
 
 
+class release_prints:  # noqa: N801 - used as a context manager
+    """Within the block, this thread's `print()` goes to the real stdout again, even inside a
+    `capture_prints` block: a task or nested flow with `log_prints=False` opts out (Prefect)."""
+
+    def __enter__(self) -> None:
+        self._router = sys.stdout if isinstance(sys.stdout, _ThreadRoutedStdout) else None
+        if self._router is not None:
+            self._previous = getattr(self._router.local, "writer", None)
+            self._router.local.writer = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._router is not None:
+            self._router.local.writer = self._previous
+
+
 class capture_prints:  # noqa: N801 - used as a context manager
     """Within the block, this thread's `print()` becomes log records of `emit`."""
 

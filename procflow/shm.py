@@ -7,12 +7,13 @@ Data flow of one large result (process runner):
             (small pickle + segment name + spans) goes back through the pipe
     parent: keeps the ResultRef as the run's state data; never reads the bytes
     worker: a downstream's argument is pickled by the parent as `load_value(ref)`,
-            so unpickling the arguments maps the segment: a read-only, zero-copy view
+            so unpickling the arguments maps the segment copy-on-write (MAP_PRIVATE): zero
+            copy until the task writes, and its writes stay its own
     parent: `.result()` maps it the same way; when the run's future is gone and no
             pending run needs it, the segment goes back to the pool (or is unlinked)
 
-Workers keep the segments they touched mapped (`WarmMappings`): a pooled segment that
-comes back is read and written at memory speed instead of page fault by page fault.
+`WarmMappings` keeps a worker's shared mappings of pooled segments for writing results
+into them at memory speed; reads always take a private mapping of their own.
 
 The other way, arrays the flow passes to tasks: the parent writes their buffers to
 segments (`runners/segments.ArgumentSegments`), a run's message carries `SharedArguments`,
@@ -297,10 +298,16 @@ def _write(segment: Segment, fresh: bool, raws: list[memoryview], spans: list[tu
 # -- both sides: loading -----------------------------------------------------------
 
 def load_value(data: bytes, segment: Segment | None, spans: tuple[tuple[int, int], ...]) -> Any:
-    """Unpickle a result, mapping its segment read-only (zero copy for arrays)."""
+    """Unpickle a result, mapping its segment copy-on-write (zero copy for arrays until written).
+
+    Issue 16: Prefect hands a task a writable input (threads: the object; processes: a
+    pickled copy), and in-place code such as `img -= img.mean()` failed on a read-only view.
+    A private mapping (MAP_PRIVATE) gives each reader pages of its own only where it writes:
+    the segment, and every other reader's view of it, never change.
+    """
     if segment is None:
         return pickle.loads(data)
-    view = _warm.view(segment) if _warm is not None else memoryview(attach(segment))
+    view = _private_view(segment)
     return pickle.loads(data, buffers=[view[offset:offset + nbytes] for offset, nbytes in spans])
 
 
@@ -319,10 +326,16 @@ def load_arguments(arguments: bytes | SharedArguments) -> Any:
     return pickle.loads(arguments.data, buffers=[_private_view(segment)[:size] for segment, size in arguments.buffers])
 
 
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: fault the pages in at once, not one by one
+
+
 def _private_view(segment: Segment) -> memoryview:
+    """The segment copy-on-write: readable at once, writes private to this mapping."""
     fd = _open(segment, os.O_RDONLY)
     try:
-        return memoryview(mmap.mmap(fd, segment.size, access=mmap.ACCESS_COPY))
+        mapping = mmap.mmap(fd, segment.size, flags=mmap.MAP_PRIVATE | _POPULATE,
+                            prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        return memoryview(mapping)
     finally:
         os.close(fd)
 

@@ -285,3 +285,50 @@ def describe_error(error: BaseException) -> str:
 def is_terminal(state: State) -> bool:
     """The run will not change any more: final, or `NotReady` (it will never run)."""
     return state.type in FINAL_TYPES or state.name == "NotReady"
+
+
+def raise_state_exception(state: State) -> None:
+    """Prefect's: raise the exception of a failed, crashed or cancelled state; else return None."""
+    if state.is_failed() or state.is_crashed() or state.is_cancelled():
+        state.result()  # raises: the state's error, or the first failed one among the states it holds
+
+
+class StateGroup:
+    """Prefect's counts over several states (the aggregate a flow's final state is made from)."""
+
+    def __init__(self, states: list[State]) -> None:
+        self.states = list(states)
+        self.type_counts: dict[StateType, int] = {kind: 0 for kind in StateType}
+        for state in self.states:
+            self.type_counts[state.type] += 1
+        self.total_count = len(self.states)
+        self.cancelled_count = self.type_counts[StateType.CANCELLED]
+        self.paused_count = self.type_counts[StateType.PAUSED]
+        self.final_count = sum(state.is_final() for state in self.states)
+        self.not_final_count = self.total_count - self.final_count
+
+    @property
+    def fail_count(self) -> int:
+        return self.type_counts[StateType.FAILED] + self.type_counts[StateType.CRASHED]
+
+    def all_completed(self) -> bool:
+        return self.type_counts[StateType.COMPLETED] == self.total_count
+
+    def any_cancelled(self) -> bool:
+        return self.cancelled_count > 0
+
+    def any_failed(self) -> bool:
+        return self.fail_count > 0
+
+    def any_paused(self) -> bool:
+        return self.paused_count > 0
+
+    def all_final(self) -> bool:
+        return self.final_count == self.total_count
+
+    def counts_message(self) -> str:
+        parts = [f"total={self.total_count}"] + ([f"not_final={self.not_final_count}"] if self.not_final_count else [])
+        return ", ".join(parts + [f"{kind.value!r}={count}" for kind, count in self.type_counts.items() if count])
+
+    def __repr__(self) -> str:
+        return f"StateGroup<{self.counts_message()}>"

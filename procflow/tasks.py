@@ -28,6 +28,7 @@ import cloudpickle
 
 from . import hooks, options
 from .annotations import allow_failure, quote, unmapped
+from .caching import cache_key
 from .context import FlowContext, context_or_detached, current_flow
 from .current import TaskRunInfo, call_naming, current_task_run
 from .entries import Entry
@@ -48,17 +49,21 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
     """A function that runs as task runs: `.submit()`, `.map()`, or a direct call."""
 
     def __init__(self, fn: Callable[P, R], name: str | None = None, retries: int = 0,
-                 retry_delay_seconds: float | list[float] = 0, timeout_seconds: float | None = None,
+                 retry_delay_seconds: float | list[float] | Callable[[int], list[float]] = 0,
+                 timeout_seconds: float | None = None,
                  task_run_name: str | Callable[[], str] | None = None, log_prints: bool | None = None,
                  tags: Iterable[str] | None = None, cache_key_fn: Callable[..., str | None] | None = None,
                  on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
                  on_running: list[Callable] | None = None, **prefect_options: Any) -> None:
+        fn, self._method = options.unwrap_method(fn)
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {type(fn).__name__}")
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", "task"))
         owner = f"task {self.name!r}"
         self.retries = options.whole(owner, "retries", retries)
+        if callable(retry_delay_seconds):  # Prefect's `exponential_backoff(...)`: called with the retries
+            retry_delay_seconds = retry_delay_seconds(self.retries)
         self.retry_delay_seconds = options.delays(owner, "retry_delay_seconds", retry_delay_seconds)
         self.timeout_seconds = options.timeout(owner, "timeout_seconds", timeout_seconds)
         self.task_run_name = options.text_or_callable(owner, "task_run_name", task_run_name)
@@ -68,7 +73,7 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
         self.state_hooks = hooks.hook_lists(owner, on_completion=on_completion, on_failure=on_failure,
                                             on_running=on_running)
         kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
-        self.description: str | None = kept["description"] or getattr(fn, "__doc__", None)
+        self.description: str | None = kept["description"] or inspect.getdoc(fn)
         self.version: str | None = kept["version"]
         self._signature = inspect.signature(fn)
         options.no_reserved_arguments(owner, self._signature)
@@ -88,7 +93,9 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
             "tags", "cache_key_fn", "description", "version")}
         current.update({name: list(hook_list) for name, hook_list in self.state_hooks.items()})
         current.update(options)
-        return Task(self.fn, **current)
+        made = Task(self.fn, **current)
+        made._method, made._instance = self._method, self._instance  # a bound method stays bound
+        return made
 
     def __repr__(self) -> str:
         return f"Task(name={self.name!r})"
@@ -99,10 +106,11 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
     _instance: Any = None
 
     def __get__(self, instance: Any, owner: Any = None) -> Task[P, R]:
-        if instance is None:
+        target = options.bound_target(self._method, instance, owner)
+        if target is None:
             return self
         bound = copy.copy(self)
-        bound._instance = instance
+        bound._instance = target
         return bound
 
     def _with_instance(self, args: tuple, whole: bool = False) -> tuple:
@@ -235,7 +243,7 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
                     iterables[name] = [annotation(item) for item in inner]
             elif isinstance(value, unmapped):
                 statics[name] = value.value
-            elif isinstance(value, TaskFuture):
+            elif isinstance(value, (TaskFuture, State)):  # a state maps over its result, as in Prefect
                 result = value.result()  # its items are the children's: wait for it now
                 if _is_iterable(result):
                     iterables[name] = list(result)
@@ -294,8 +302,8 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
             hooks.call_hooks(due, self, run, state, task_emitter(run.name))
         run.state = state
         context.observer.runs_finished([run])
-        if return_state:
-            return state
+        if return_state:  # held by a future of its run: passed to a task, it stands for that upstream
+            return TaskFuture(run, context.engine.waiter).state
         return state.result()
 
     def _run_here(self, context: FlowContext, run: Any, args: tuple, kwargs: dict,
@@ -309,6 +317,20 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
             run.name = self.resolved_run_name(args, kwargs)
         if needs:
             args, kwargs = substitute(args), substitute(kwargs)
+        key = None
+        if self.cache_key_fn is not None:  # as a submitted run: the flow run's cache, both ways
+            key = cache_key(self, run, context.flow_run, self.parameters_of(args, kwargs))
+            hit = context.tracker.cache.get(key) if key is not None else None
+            if hit is not None:
+                run.start_time = run.end_time = time.time()
+                return Completed(hit.data, name="Cached", message="Cached result reused.")
+        state = self._attempts(context, run, args, kwargs)
+        if key is not None and state.is_completed():
+            context.tracker.cache.setdefault(key, state)
+        return state
+
+    def _attempts(self, context: FlowContext, run: Any, args: tuple, kwargs: dict) -> State:
+        """Run here, again after each failure while retries are left."""
         log_prints = self.log_prints if self.log_prints is not None else context.tracker.log_prints
         emit = task_emitter(run.name)
         while True:
@@ -436,6 +458,15 @@ def _is_iterable(value: Any) -> bool:
     return True
 
 
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """Prefect's retry backoff: `retry_delay_seconds=exponential_backoff(backoff_factor=10)`
+    waits 10, 20, 40, ... seconds before each retry (at most 50 delays, as Prefect)."""
+    def delays(retries: int) -> list[float]:
+        return [backoff_factor * 2 ** attempt for attempt in range(min(retries, 50))]
+
+    return delays
+
+
 def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:
     """A `cache_key_fn`, as Prefect's: the task's function and its arguments, hashed, so a
     run with the same inputs reuses a completed one. None (no caching) when an argument
@@ -453,7 +484,8 @@ def task(__fn: Callable[P, R]) -> Task[P, R]: ...
 
 
 @overload
-def task(*, name: str | None = None, retries: int = 0, retry_delay_seconds: float | list[float] = 0,
+def task(*, name: str | None = None, retries: int = 0,
+         retry_delay_seconds: float | list[float] | Callable[[int], list[float]] = 0,
          timeout_seconds: float | None = None, task_run_name: str | Callable[[], str] | None = None,
          log_prints: bool | None = None, tags: Iterable[str] | None = None,
          cache_key_fn: Callable[..., str | None] | None = None, description: str | None = None,

@@ -27,7 +27,7 @@ import cloudpickle
 from .current import TaskRunInfo, current_task_run
 from .messages import Batch, Outcome, Status, WorkItem
 from .pickling import find_unpicklable, loads_function
-from .runlog import Emit, RunLogger, capture_prints, current_logger
+from .runlog import Emit, RunLogger, capture_prints, current_logger, release_prints
 from .shm import (ResultRef, SegmentWriter, SharedArguments, WarmMappings, keep_mappings_warm, load_arguments,
                   load_value, unlink)
 from .states import RemoteError, RemoteTraceback, ReturnedState, State, StateType
@@ -48,10 +48,8 @@ def execute(run: TaskRunInfo, log_prints: bool, emit: Emit,
     run_token = current_task_run.set(run)
     start = time.time()
     try:
-        if log_prints:
-            with capture_prints(emit):
-                value = _call(run.fn, run.args, run.kwargs)
-        else:
+        # False also opts out of a flow's capture around a direct call (Prefect's log_prints=False)
+        with capture_prints(emit) if log_prints else release_prints():
             value = _call(run.fn, run.args, run.kwargs)
         if isinstance(value, State):  # Prefect's custom states: the run ends in it
             if value.type is not StateType.COMPLETED:

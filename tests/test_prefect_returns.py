@@ -110,3 +110,249 @@ def test_a_flow_returning_a_cancelled_or_crashed_state_ends_in_it_and_runs_its_h
     state = subject(return_state=True)
     assert state.type is made().type
     assert called == [made().type]
+
+
+# -- more of issue 16: states as arguments, subflows, cache on direct calls, log_prints, small APIs
+
+def test_a_state_from_a_direct_call_is_replaced_by_its_result_and_maps_over_it(runner):
+    """Prefect: `total(upstream(return_state=True))` gets the list; `.map(state)` maps its result."""
+    def body():
+        listed = up_list(return_state=True)
+        return total(listed), [future.result() for future in double.map(listed)], total.submit(listed).result()
+
+    assert on(runner, body)() == (6, [2, 4, 6], 6)
+
+
+def test_a_subflow_waits_for_wait_for_and_gets_results_not_futures(runner):
+    seen = []
+
+    @flow
+    def child(x):
+        seen.append(type(x).__name__)
+        return x + 1
+
+    def body():
+        future = double.submit(5)
+        return child(future), child(2, wait_for=[future])
+
+    assert on(runner, body)() == (11, 3)
+    assert seen == ["int", "int"]
+
+
+def test_cache_key_fn_serves_direct_calls_and_submits_alike(runner, tmp_path):
+    """Prefect: a direct call consults the cache too; the key's context has task_run.flow_run_id."""
+    marks = tmp_path / "runs"
+    marks.mkdir()
+
+    @task(cache_key_fn=lambda context, parameters: f"{context.task_run.flow_run_id}-{parameters['x']}")
+    def costly(x, where):
+        (where / f"{x}-{len(list(where.iterdir()))}").touch()  # a mark per execution, in any process
+        return x * 10
+
+    def body():
+        return costly(1, marks), costly(1, marks), costly.submit(1, marks).result(), costly(2, marks)
+
+    assert on(runner, body)() == (10, 10, 10, 20)
+    assert sorted(path.name.split("-")[0] for path in marks.iterdir()) == ["1", "2"], "x=1 ran once"
+    states = [run.state.name for run in on_last_run().task_runs]
+    assert states == ["Completed", "Cached", "Cached", "Completed"]
+
+
+def test_log_prints_false_on_a_task_or_subflow_opts_out_of_the_flows(runner, capsys):
+    @task(log_prints=False)
+    def quiet():
+        print("printed-quietly")
+
+    @flow(log_prints=False)
+    def quiet_child():
+        print("child-printed-quietly")
+
+    @flow
+    def inheriting_child():
+        print("child-logged")
+
+    def body():
+        quiet()
+        quiet_child()
+        inheriting_child()
+
+    flow(task_runner=runner, log_prints=True)(body)()
+    out = capsys.readouterr().out
+    assert "printed-quietly" in out and "child-printed-quietly" in out, "they went to stdout, not the log"
+    assert "child-logged" not in out, "an inheriting subflow logs its prints"
+
+
+def test_prefect_small_apis():
+    from procflow import quote
+    from procflow.tasks import exponential_backoff
+
+    assert quote([1]).unquote() == [1]
+    def plain():
+        return 1
+
+    assert task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10))(plain).retry_delay_seconds \
+        == [10, 20, 40]
+    assert task(timeout_seconds=5)(plain).with_options(timeout_seconds=0).timeout_seconds is None
+
+    def documented():
+        """First line.
+
+            Indented more.
+        """
+
+    assert flow(documented).description == "First line.\n\nIndented more."  # inspect.getdoc, as Prefect
+    assert task(documented).description == "First line.\n\nIndented more."
+
+
+@task
+def up_list():
+    return [1, 2, 3]
+
+
+@task
+def total(values):
+    return sum(values)
+
+
+def on_last_run():
+    from procflow import last_flow_run
+
+    return last_flow_run()
+
+
+class Multiplier:
+    """Prefect's `test_flow_supports_class_methods`, `..._static_methods` and
+    `test_with_options_preserves_classmethod_context`."""
+
+    @classmethod
+    def factor(cls):
+        return 1
+
+    @flow
+    @classmethod
+    def process(cls, x: int):
+        return x * cls.factor()
+
+    @classmethod
+    @flow
+    def other_order(cls):
+        return cls.__name__
+
+    @flow
+    @staticmethod
+    def static():
+        return "static"
+
+    @task
+    @classmethod
+    def scaled(cls, x):
+        return x * cls.factor()
+
+    @task
+    @staticmethod
+    def plus_one(x):
+        return x + 1
+
+
+class Doubler(Multiplier):
+    @classmethod
+    def factor(cls):
+        return 2
+
+
+def test_flows_and_tasks_on_classmethods_and_staticmethods(runner):
+    assert (Multiplier.process(5), Doubler.process(5), Doubler.process.with_options()(5)) == (5, 10, 10)
+    assert Doubler.other_order() == "Doubler" and Doubler().static() == "static"
+
+    def body():
+        return (Doubler.scaled(3), Doubler.scaled.submit(4).result(), Doubler().scaled(5),
+                Multiplier.plus_one(1), Multiplier.plus_one.submit(2).result())
+
+    assert on(runner, body)() == (6, 8, 10, 2, 3)
+
+
+def test_runtime_flow_run_ids_and_tags():
+    from procflow import tags
+    from procflow.runtime import flow_run
+
+    @flow
+    def child():
+        return flow_run.id, flow_run.parent_flow_run_id, flow_run.root_flow_run_id
+
+    @flow
+    def parent():
+        with tags("nightly"):
+            inner, tagged = child(), flow_run.tags
+        return flow_run.id, inner, tagged, flow_run.scheduled_start_time
+
+    mine, (child_id, child_parent, child_root), tagged, started = parent()
+    assert child_parent == mine == child_root and child_id != mine and len(mine) == 36
+    assert tagged == ["nightly"] and started.tzinfo is not None
+    assert flow_run.id is None and flow_run.parent_flow_run_id is None
+
+
+@task
+def big_image():
+    import numpy as np
+
+    return np.arange(1 << 18, dtype="float64")  # 2 MiB: shared memory on the process runner
+
+
+@task
+def centered_sum(image):
+    image -= image.mean()  # works under Prefect on every runner (issue 16)
+    return float(abs(image).sum())
+
+
+@task
+def plain_sum(image):
+    return float(image.sum())
+
+
+def test_an_input_changed_in_place_stays_that_runs_own(runner):
+    def body():
+        image = big_image.submit()
+        centered = centered_sum.submit(image)
+        return centered.result(), plain_sum.submit(image, wait_for=[centered]).result()
+
+    centered, untouched = on(runner, body)()
+    n = 1 << 18
+    assert centered == pytest.approx(sum(abs(i - (n - 1) / 2) for i in range(n)))
+    if runner.name == "process":  # threads (and Dask within a worker) hand over the object, as Prefect's do
+        assert untouched == float(sum(range(n))), "the write reached the segment other runs read"
+
+
+def test_prefects_context_and_state_helpers_used_by_users_test_suites(runner):
+    from procflow.context import FlowRunContext, TaskRunContext
+    from procflow.states import StateGroup, raise_state_exception
+    from procflow.testing.utilities import prefect_test_harness
+    from procflow.utilities.callables import get_call_parameters
+
+    @task
+    def inside(x):
+        context = TaskRunContext.get()
+        return context.task_run.name, context.parameters
+
+    def body():
+        return FlowRunContext.get().flow_run.name, inside(3)
+
+    with prefect_test_harness():
+        from procflow import last_flow_run
+
+        assert last_flow_run() is None, "the harness starts with fresh records"
+        flow_name, (task_name, parameters) = on(runner, body)()
+        assert flow_name == last_flow_run().name and task_name == "inside-0" and parameters == {"x": 3}
+    assert FlowRunContext.get() is None and TaskRunContext.get() is None
+    group = StateGroup([Completed(), Failed(message="x"), Crashed(), Cancelled()])
+    assert (group.fail_count, group.any_cancelled(), group.all_completed(), group.all_final()) == (2, True, False, True)
+    assert raise_state_exception(Completed()) is None
+    with pytest.raises(ValueError, match="boom"):
+        raise_state_exception(Failed(ValueError("boom")))
+
+    def signature(a, b=2, *rest, c, **extra):
+        return a
+
+    assert get_call_parameters(signature, (1,), {"c": 3}) == {"a": 1, "b": 2, "rest": (), "c": 3, "extra": {}}
+    assert get_call_parameters(signature, (1,), {"c": 3}, apply_defaults=False) == {"a": 1, "c": 3}
+    with pytest.raises(TypeError, match="signature"):
+        get_call_parameters(signature, (), {})

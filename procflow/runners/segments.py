@@ -63,10 +63,10 @@ class SegmentLedger:
         """Nobody can read `result` any more: its segment goes back to the pool."""
         if not isinstance(result, ResultRef) or result.segment is None:
             return
-        if result.loaded:  # the parent maps it: a reused segment would change the user's value
+        result.released = True  # a run record may still hold it: it must not read the next result
+        if result.loaded:  # the parent maps it: a reused segment would change the user's unwritten pages
             unlink(result.segment.name)
         else:
-            result.released = True  # a run record still holds it: it must not read the next result
             SEGMENT_POOL.give_back(result.segment)
 
     def close(self) -> None:

@@ -1,0 +1,1 @@
+"""Prefect's `prefect.testing` import path (`utilities.prefect_test_harness`)."""
