@@ -130,9 +130,25 @@ class Engine:
                 self._fire_timers()
                 self._out.publish()  # downstream arguments read their upstreams' published states
                 self._dispatcher.dispatch()
-            except Exception:  # noqa: BLE001 - never let the engine die silently
+            except Exception as error:  # noqa: BLE001 - never let the engine die silently, or hang its flows
                 logging.getLogger("procflow.engine").exception("procflow engine error")
+                self._fail_pending(error)
             self._out.publish()
+
+    def _fail_pending(self, error: Exception) -> None:
+        """Issue 19: an error no run can be charged with (dispatch, a timer) left ready runs
+        waiting for ever. Every run not finished yet fails, naming the cause; futures wake."""
+        for entry in list(self._entries.values()):
+            if entry.hooked or entry.run.id not in self._entries:
+                continue
+            failure = RuntimeError(f"procflow's engine failed while task run '{entry.run.name}' was pending: "
+                                   f"{type(error).__name__}: {error}")
+            failure.__cause__ = error
+            try:
+                self._finish(entry, Failed(failure), False)
+            except Exception:  # noqa: BLE001 - the next one still fails rather than hangs
+                self._entries.pop(entry.run.id, None)
+                self._out.finish(entry.run, Failed(failure), entry.tracker)
 
     def _handle(self, event: tuple) -> None:
         kind = event[0]
@@ -290,8 +306,20 @@ class Engine:
         for run_id, blocked_by in blocked:
             self._block(run_id, blocked_by)
         if not only_this_flow:
-            self._timers.clear()
+            for timer in self._timers.clear():
+                if timer.kind == "retry":  # issue 19: it stayed AwaitingRetry for ever, its future unset
+                    self._cancel_retry(timer.run_id, timer.attempt)
             self.runner.cancel_running()
+
+    def _cancel_retry(self, run_id: int, attempt: int) -> None:
+        entry = self._entries.get(run_id)
+        if entry is None or entry.run.attempts != attempt or entry.hooked:
+            return
+        del self._entries[run_id]
+        self._out.finish(entry.run, Cancelled("The flow run was interrupted while this run waited to retry."),
+                         entry.tracker)
+        for blocked_id, blocked_by in self.scheduler.finish(run_id, False):
+            self._block(blocked_id, blocked_by)
 
     def _fire_timers(self) -> None:
         now = time.time()

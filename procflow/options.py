@@ -96,6 +96,32 @@ def function(owner: str, option: str, value: Any) -> Any:
     return value
 
 
+def name(kind: str, value: Any) -> Any:
+    """A task's or flow's `name=`: None (the function's) or a non-empty string."""
+    if value is not None and (not isinstance(value, str) or not value):
+        raise TypeError(f"@{kind}: name must be a non-empty string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def environment(owner: str, option: str, value: Any) -> dict[str, str] | None:
+    """`worker_env`: None or a dict of strings to strings (what a process environment holds)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"{owner}: {option} must be a dict of strings, got {type(value).__name__}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise TypeError(f"{owner}: {option} must map strings to strings, got {key!r}: {item!r} "
+                            f"({type(item).__name__}); write {key!r}: {str(item)!r}")
+    return dict(value)
+
+
+def strict_flag(owner: str, option: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}: {option} must be True or False, got {value!r}")
+    return value
+
+
 def flag(owner: str, option: str, value: Any) -> Any:
     """`log_prints`: True, False or None (inherit)."""
     if value is not None and not isinstance(value, bool):

@@ -59,7 +59,7 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {type(fn).__name__}")
         self.fn = fn
-        self.name: str = name or str(getattr(fn, "__name__", "task"))
+        self.name: str = options.name("task", name) or str(getattr(fn, "__name__", "task"))
         owner = f"task {self.name!r}"
         self.retries = options.whole(owner, "retries", retries)
         if callable(retry_delay_seconds):  # Prefect's `exponential_backoff(...)`: called with the retries

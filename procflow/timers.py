@@ -34,5 +34,7 @@ class Timers:
         """Seconds until the next timer; None when there is none."""
         return max(0.0, self._heap[0].when - now) if self._heap else None
 
-    def clear(self) -> None:
-        self._heap.clear()
+    def clear(self) -> list[Timer]:
+        """Remove every timer; returns them."""
+        removed, self._heap = self._heap, []
+        return removed

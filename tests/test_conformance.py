@@ -13,7 +13,7 @@ from pathlib import Path
 from dataclasses import dataclass
 
 import pytest
-from conftest import ValueFlow, values
+from conftest import ValueFlow
 
 import procflow
 from procflow import (
@@ -1024,3 +1024,27 @@ def test_prefects_other_options_are_kept_accepted_with_a_warning_or_refused_clea
         task(on_failure=[3])(shout)
     with pytest.raises(TypeError, match="flow 'shout': unknown option retires="):
         flow(retires=2)(shout)
+
+
+@pytest.mark.parametrize("option, value, error, words", [
+    ("shm_threshold_bytes", "1M", ValueError, "ProcessPoolTaskRunner: shm_threshold_bytes must be a whole number"),
+    ("max_workers", 10**6, ValueError, "ProcessPoolTaskRunner: max_workers=1000000 is more than"),
+    ("worker_env", {"A": 1}, TypeError, "ProcessPoolTaskRunner: worker_env must map strings to strings, got 'A': 1"),
+    ("initializer", 5, TypeError, "ProcessPoolTaskRunner: initializer must be a function, got int"),
+    ("keep_segments_between_runs", "no", TypeError,
+     "ProcessPoolTaskRunner: keep_segments_between_runs must be True or False, got 'no'"),
+    ("initargs", [1], TypeError, "ProcessPoolTaskRunner: initargs must be a tuple, got list"),
+])
+def test_a_bad_runner_option_is_refused_when_the_runner_is_made(option, value, error, words):
+    """Issue 19: these were taken as given and failed later, or (10**6 workers) started processes."""
+    from procflow.task_runners import ProcessPoolTaskRunner
+
+    with pytest.raises(error, match=re.escape(words)):
+        ProcessPoolTaskRunner(**{option: value})
+
+
+def test_a_task_or_flow_name_that_is_not_a_string_is_refused():
+    with pytest.raises(TypeError, match=re.escape("@task: name must be a non-empty string, got int 5")):
+        task(name=5)(shout)
+    with pytest.raises(TypeError, match=re.escape("@flow: name must be a non-empty string, got int 5")):
+        flow(name=5)(shout)

@@ -659,3 +659,47 @@ def test_an_error_in_recording_an_outcome_fails_that_run_and_the_flow_goes_on(mo
                                            r"KeyError: 'bookkeeping'"):
         failed[0].state.result()
     assert state.is_failed()
+
+
+RETRY_WAIT = textwrap.dedent("""
+    import os, sys, time
+    from procflow import flow, task
+
+    @task(retries=1, retry_delay_seconds=600)
+    def flaky(marker):
+        open(marker, "w").close()
+        raise ValueError("first attempt fails")
+
+    @flow
+    def waits_to_retry(marker):
+        return flaky.submit(marker)
+
+    if __name__ == "__main__":
+        started = None
+        try:
+            waits_to_retry(sys.argv[1])
+        except KeyboardInterrupt:
+            started = time.monotonic()
+        run = waits_to_retry.last_run.task_runs[0]
+        print(run.state.name, run.state.type.value, flush=True)
+""")
+
+
+def test_ctrl_c_during_a_retry_delay_cancels_that_run_at_once_in_a_session_that_goes_on(tmp_path):
+    """Issue 19: the run stayed AwaitingRetry for ever (its future never resolved) and the
+    interrupt always waited out the 2 s cancel timeout."""
+    script, marker = tmp_path / "retry_wait.py", tmp_path / "failed-once"
+    script.write_text(RETRY_WAIT)
+    child = subprocess.Popen([sys.executable, str(script), str(marker)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline and child.poll() is None, "the first attempt did not run"
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the retry delay
+    interrupted = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=30)
+    elapsed = time.monotonic() - interrupted
+    assert out.split() == ["Cancelled", "CANCELLED"], err[-2000:]
+    assert elapsed < 5, f"took {elapsed:.1f} s"

@@ -208,3 +208,33 @@ def test_a_failed_future_of_an_earlier_flow_run_blocks_its_dependents_transitive
     assert [run.state.name for run in runs] == ["NotReady", "NotReady"]
     assert runs[1].state.message == "Upstream task run 'double-0' did not reach a 'COMPLETED' state."
     assert state.is_failed()
+
+
+def test_an_engine_error_no_run_can_be_charged_with_fails_the_pending_runs_instead_of_hanging(monkeypatch):
+    """Issue 19: an exception in the engine's dispatch (here: the runner's capacity) was logged
+    and the flow then waited for ever. Now the runs fail, naming the cause, and the flow ends."""
+    from procflow.task_runners import ThreadPoolTaskRunner
+
+    def broken(self):
+        raise RuntimeError("injected capacity failure")
+
+    monkeypatch.setattr(ThreadPoolTaskRunner, "capacity", broken)
+
+    @task
+    def one():
+        return 1
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def stuck():
+        return [one.submit(), one.submit()]
+
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(state=stuck(return_state=True)))
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the flow hung"
+    state = outcome["state"]
+    assert state.is_failed()
+    with pytest.raises(RuntimeError, match="procflow's engine failed while task run 'one-0' was pending: "
+                                           "RuntimeError: injected capacity failure"):
+        state.result()

@@ -109,13 +109,22 @@ class ProcessPoolTaskRunner:
                  max_tasks_per_worker: int | None = None, worker_env: dict[str, str] | None = None,
                  initializer: Callable[..., Any] | None = None, initargs: tuple = (),
                  keep_segments_between_runs: bool = False) -> None:
+        owner = "ProcessPoolTaskRunner"
         self.max_workers = worker_count(max_workers, default_workers())
-        self.shm_threshold_bytes = shm_threshold_bytes
-        self.max_tasks_per_worker = options.whole("", "max_tasks_per_worker", max_tasks_per_worker, minimum=1) or None
-        self.worker_env = worker_env
-        self.initializer = initializer
+        limit = max(64, 16 * (os.cpu_count() or 1))
+        if self.max_workers > limit:  # issue 19: 10**6 would try to start a million processes
+            raise ValueError(f"{owner}: max_workers={self.max_workers} is more than {limit} (16 per core, "
+                             f"{os.cpu_count()} cores here): each worker is a process; use fewer")
+        self.shm_threshold_bytes = options.whole(owner, "shm_threshold_bytes", shm_threshold_bytes)
+        self.max_tasks_per_worker = options.whole(owner, "max_tasks_per_worker", max_tasks_per_worker,
+                                                  minimum=1) or None
+        self.worker_env = options.environment(owner, "worker_env", worker_env)
+        self.initializer = options.function(owner, "initializer", initializer)
+        if not isinstance(initargs, tuple):
+            raise TypeError(f"{owner}: initargs must be a tuple, got {type(initargs).__name__}")
         self.initargs = initargs
-        self.keep_segments_between_runs = keep_segments_between_runs
+        self.keep_segments_between_runs = options.strict_flag(owner, "keep_segments_between_runs",
+                                                              keep_segments_between_runs)
         self._executor: ProcessPoolExecutor | None = None
 
     # -- lifecycle ----------------------------------------------------------------
