@@ -303,11 +303,12 @@ def _can_unshare(*flags: str) -> str | None:
     return None if probe.returncode == 0 else f"unshare {' '.join(flags)} is not permitted here: {probe.stderr.strip()}"
 
 
+NO_PID_NAMESPACE = _can_unshare("--pid", "--fork", "--mount-proc")
+
+
+@pytest.mark.skipif(NO_PID_NAMESPACE is not None, reason=str(NO_PID_NAMESPACE))
 def test_the_sweep_leaves_a_live_owner_in_another_pid_namespace_alone(tmp_path):
     """Containers of one pod share /dev/shm but not pids: the owner's pid means nothing here."""
-    reason = _can_unshare("--pid", "--fork", "--mount-proc")
-    if reason:
-        pytest.skip(reason)
     script = tmp_path / "live.py"
     script.write_text(HOLDER)
     other = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, str(script), "wait"],
@@ -389,13 +390,14 @@ ln -s /etc/passwd /dev/shm/procflow-eeeeeee-0000000000000
 """
 
 
+NO_SECOND_USER = _second_user_reason()
+
+
+@pytest.mark.skipif(NO_SECOND_USER is not None, reason=str(NO_SECOND_USER))
 def test_another_user_can_read_nothing_plant_nothing_and_stop_nothing(tmp_path):
     """As root with a second uid (nobody), in a private mount namespace with its own /dev/shm
     and TMPDIR: the other user's stale look-alikes neither stop the flow nor get removed; it
     can read no segment, list no directory, read no pickle; the results are right."""
-    reason = _second_user_reason()
-    if reason:
-        pytest.skip(reason)
     script = tmp_path / "victim.py"
     script.write_text(VICTIM)
     private_tmp = "/tmp/procflow-isolation-test"
