@@ -29,40 +29,52 @@ Found = list[tuple[TaskFuture, bool]]
 
 
 def collect(value: Any, found: Found, allowed: bool = False) -> bool:
-    """Append the futures inside `value` to `found`; True when substitution is needed."""
-    kind = type(value)
-    if kind in _LEAVES:
-        return False
-    if kind is TaskFuture:
-        found.append((value, allowed))
-        return True
-    if kind is State:  # a state read from a future stands for that upstream, as in Prefect
-        if value.holder is not None:
-            found.append((value.holder, allowed))
-        return value.holder is not None
-    if kind is allow_failure:
-        collect(value.value, found, True)
-        return True
-    if kind is quote:
-        return True
-    if kind is unmapped:
-        return collect(value.value, found, allowed)
+    """Append the futures inside `value` to `found`, in argument order; True when
+    substitution is needed.
+
+    Issue 19: a self-referencing argument (a tree with parent pointers, a list holding
+    itself) or one nested 10 000 deep raised RecursionError in the flow body. The walk keeps
+    its own stack, not the C stack, and a memo of the containers it has entered (per
+    `allowed`, so a list seen inside `allow_failure` and outside it counts both ways)."""
+    marked = False
+    stack: list[tuple[Any, bool]] = [(value, allowed)]
+    entered: set[tuple[int, bool]] = set()
+    while stack:
+        value, allowed = stack.pop()
+        kind = type(value)
+        if kind in _LEAVES:
+            continue
+        if kind is TaskFuture:
+            found.append((value, allowed))
+            marked = True
+        elif kind is State:  # a state read from a future stands for that upstream, as in Prefect
+            if value.holder is not None:
+                found.append((value.holder, allowed))
+                marked = True
+        elif kind is allow_failure:
+            stack.append((value.value, True))
+            marked = True
+        elif kind is quote:
+            marked = True
+        elif kind is unmapped:
+            stack.append((value.value, allowed))
+        elif (id(value), allowed) not in entered:
+            children = _children(value)
+            if children is not None:
+                entered.add((id(value), allowed))
+                stack.extend((child, allowed) for child in reversed(children))  # popped in order
+    return marked
+
+
+def _children(value: Any) -> list[Any] | None:
+    """What a container holds, in order (a dict: each key, then its value); None for others."""
     if isinstance(value, dict):
-        marked = False
-        for key, item in value.items():
-            marked = collect(key, found, allowed) | collect(item, found, allowed) | marked
-        return marked
+        return [part for pair in value.items() for part in pair]
     if isinstance(value, _SEQUENCES):
-        marked = False
-        for item in value:
-            marked = collect(item, found, allowed) | marked
-        return marked
+        return list(value)
     if is_dataclass(value) and not isinstance(value, type):
-        marked = False
-        for field in fields(value):
-            marked = collect(getattr(value, field.name), found, allowed) | marked
-        return marked
-    return False
+        return [getattr(value, field.name) for field in fields(value)]
+    return None
 
 
 def result_of(future: TaskFuture, allowed: bool) -> Any:
@@ -73,7 +85,15 @@ def result_of(future: TaskFuture, allowed: bool) -> Any:
 def substitute(value: Any, replace: Callable[[Any, bool], Any] = result_of, target: type = TaskFuture,
                allowed: bool = False) -> Any:
     """`value` with every `target` (a future) replaced by `replace(it, allowed)`, annotations
-    unwrapped; `allowed` holds for everything inside an `allow_failure`, as in Prefect."""
+    unwrapped; `allowed` holds for everything inside an `allow_failure`, as in Prefect.
+    A container met again (a self-referencing argument) is its one rebuilt copy (a memo)."""
+    return _substitute(value, replace, target, allowed, {})
+
+
+_Memo = dict[tuple[int, bool], Any]
+
+
+def _substitute(value: Any, replace: Callable[[Any, bool], Any], target: type, allowed: bool, memo: _Memo) -> Any:
     kind = type(value)
     if kind in _LEAVES:
         return value
@@ -82,34 +102,39 @@ def substitute(value: Any, replace: Callable[[Any, bool], Any] = result_of, targ
     if kind is State and target is TaskFuture and value.holder is not None:
         return replace(value.holder, allowed)
     if kind is allow_failure:
-        return substitute(value.value, replace, target, True)
+        return _substitute(value.value, replace, target, True, memo)
     if kind is quote:
         return value.value
     if kind is unmapped:
-        return substitute(value.value, replace, target, allowed)
-    if isinstance(value, dict):
-        if type(value) is dict:
-            return {substitute(key, replace, target, allowed): substitute(item, replace, target, allowed)
-                    for key, item in value.items()}
-        return _rebuild_mapping(value, replace, target, allowed)
+        return _substitute(value.value, replace, target, allowed, memo)
+    key = (id(value), allowed)
+    if key in memo:
+        return memo[key]
     if isinstance(value, list):
-        return [substitute(item, replace, target, allowed) for item in value]
-    if isinstance(value, tuple):
-        items = [substitute(item, replace, target, allowed) for item in value]
-        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
-    if isinstance(value, (set, frozenset)):
-        return type(value)(substitute(item, replace, target, allowed) for item in value)
-    if is_dataclass(value) and not isinstance(value, type):
-        clone = copy.copy(value)
-        for field in fields(value):
-            object.__setattr__(clone, field.name, substitute(getattr(value, field.name), replace, target, allowed))
+        rebuilt: list = []
+        memo[key] = rebuilt  # before the items: one of them may be this list
+        rebuilt.extend(_substitute(item, replace, target, allowed, memo) for item in value)
+        return rebuilt
+    if isinstance(value, dict):
+        clone = {} if type(value) is dict else copy.copy(value)
+        clone.clear()
+        memo[key] = clone
+        for item_key, item in list(value.items()):
+            clone[_substitute(item_key, replace, target, allowed, memo)] = _substitute(item, replace, target,
+                                                                                      allowed, memo)
         return clone
+    if isinstance(value, tuple):
+        items = [_substitute(item, replace, target, allowed, memo) for item in value]
+        memo[key] = type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+        return memo[key]
+    if isinstance(value, (set, frozenset)):
+        memo[key] = type(value)(_substitute(item, replace, target, allowed, memo) for item in value)
+        return memo[key]
+    if is_dataclass(value) and not isinstance(value, type):
+        instance = copy.copy(value)
+        memo[key] = instance
+        for field in fields(value):
+            object.__setattr__(instance, field.name, _substitute(getattr(value, field.name), replace, target,
+                                                                 allowed, memo))
+        return instance
     return value
-
-
-def _rebuild_mapping(value: dict, replace: Callable[[Any, bool], Any], target: type, allowed: bool) -> dict:
-    clone = copy.copy(value)
-    clone.clear()
-    for key, item in value.items():
-        clone[substitute(key, replace, target, allowed)] = substitute(item, replace, target, allowed)
-    return clone

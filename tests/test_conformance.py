@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import os
@@ -1048,3 +1049,49 @@ def test_a_task_or_flow_name_that_is_not_a_string_is_refused():
         task(name=5)(shout)
     with pytest.raises(TypeError, match=re.escape("@flow: name must be a non-empty string, got int 5")):
         flow(name=5)(shout)
+
+
+@dataclasses.dataclass
+class TreeNode:
+    name: str
+    parent: "TreeNode | None" = None
+    children: list = dataclasses.field(default_factory=list)
+
+
+def test_self_referencing_and_very_deep_arguments_are_handled(runner):
+    """Issue 19: the walk over arguments raised RecursionError in the flow body for a tree with
+    parent pointers, a list that contains itself, and a list nested 10 000 deep."""
+    root = TreeNode("root")
+    root.children.append(TreeNode("leaf", parent=root))
+    looped: list = [1]
+    looped.append(looped)
+    deep: list = []
+    inner = deep
+    for _ in range(10_000):
+        inner.append([])
+        inner = inner[0]
+
+    @task
+    def describe(tree, loop, depth_probe):
+        return tree.children[0].parent.name, loop[1] is loop, len(depth_probe)
+
+    def body():
+        return describe(root, looped, deep), describe.submit(root, looped, [len(deep)]).result()
+
+    direct, submitted = run_flow(runner, body)
+    assert direct == ("root", True, 1) and submitted == ("root", True, 1)
+
+
+def test_a_self_referencing_argument_beside_a_future_keeps_its_shape(runner):
+    looped: list = []
+    looped.append(looped)
+
+    @task
+    def shape(pair):
+        value, loop = pair
+        return value, loop[0] is loop
+
+    def body():
+        return shape.submit([add.submit(1, 1), looped]).result()
+
+    assert run_flow(runner, body) == (2, True)

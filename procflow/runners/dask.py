@@ -146,8 +146,8 @@ class DaskTaskRunner:
             future = self._client.submit(
                 run_on_dask, function, self._topic,
                 (call.run_id, call.run_name, call.task_name, call.flow_run_name, call.attempt, call.flow_attempt),
-                call.log_prints, call.timeout, args, kwargs, upstream, key=f"{call.run_name}-{uuid.uuid4().hex[:8]}",
-                pure=False)
+                call.log_prints, call.timeout, _Arguments(args, kwargs), upstream,
+                key=f"{call.run_name}-{uuid.uuid4().hex[:8]}", pure=False)
             with self._lock:
                 self._running[call.run_id] = future
                 early = self._early.pop(call.run_id, None)
@@ -286,11 +286,26 @@ class _Slot(NamedTuple):
     position: int
 
 
+class _Arguments:
+    """A run's arguments, opaque to Dask: it would walk lists and dicts for futures itself,
+    recursively, and a self-referencing argument made that a RecursionError (issue 19). Our
+    futures already travel apart, in `upstream`."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, args: tuple, kwargs: dict) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __reduce__(self) -> tuple:
+        return (_Arguments, (self.args, self.kwargs))
+
+
 def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str, int, int], log_prints: bool,
-                timeout: float | None, args: tuple, kwargs: dict, upstream: list) -> Any:
+                timeout: float | None, arguments: _Arguments, upstream: list) -> Any:
     """On a Dask worker: run, report the outcome as an event, keep the value here.
     `names`: the run's id and name, its task's name, its flow run's name, and the attempts of both."""
     fn = loads_function(function)
+    args, kwargs = arguments.args, arguments.kwargs
     run_id = names[0]
     if upstream:
         fill = lambda slot, allowed: upstream[slot.position]  # noqa: E731
