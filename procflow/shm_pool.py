@@ -41,10 +41,6 @@ class SegmentPool:
             self._bytes -= segment.size
             return segment
 
-    def holds(self, name: str) -> bool:
-        with self._lock:
-            return any(segment.name == name for shelf in self._free.values() for segment in shelf)
-
     def clear(self) -> None:
         with self._lock:
             segments = [segment for shelf in self._free.values() for segment in shelf]
