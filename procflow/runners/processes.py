@@ -143,7 +143,8 @@ class ProcessPoolTaskRunner:
         self._lock = threading.Lock()
         self._owner = me.token
         self._boards = WorkerBoards(me)
-        _FUNCTION_FILES.verify(self._boards.dir)
+        self._dir = self._boards.dir  # checked (made again if a tmp cleaner took it) once per flow run
+        _FUNCTION_FILES.verify(self._dir)
         self._watch = WorkerWatch(self._boards)
         self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple, Any]] = {}
         self._batch_ids = itertools.count()
@@ -227,7 +228,7 @@ class ProcessPoolTaskRunner:
         if not items:
             return
         lent, expected = self._segments.lend(items)
-        batch = Batch(self._owner, self._boards.dir, self.shm_threshold_bytes, tuple(items), tuple(arguments), lent,
+        batch = Batch(self._owner, self._dir, self.shm_threshold_bytes, tuple(items), tuple(arguments), lent,
                       expected, self.max_tasks_per_worker or 0)
         batch_id = next(self._batch_ids)
         message = pickle.dumps(batch, protocol=5)
@@ -269,7 +270,7 @@ class ProcessPoolTaskRunner:
                             f"arguments") from error
 
     def _function_key(self, call: Call) -> str:
-        return _FUNCTION_FILES.key(call.fn, call.task_name, self._boards.dir)
+        return _FUNCTION_FILES.key(call.fn, call.task_name, self._dir)
 
     # -- completion (loky's thread) ------------------------------------------------
 
