@@ -28,7 +28,7 @@ from .records import FlowRun, TaskRun
 from .runlog import FLOW_LOGGER, TASK_LOGGER
 from .shm_pool import shm_used_bytes
 from .states import FailedRun, RemoteTraceback
-from .worker import task_traceback
+from .execution import task_traceback
 
 MAP_LINES_ABOVE = GROUP_ABOVE
 PLAIN_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(message)s"
@@ -42,19 +42,25 @@ def stderr_is_terminal() -> bool:
 
 
 def configure_logging() -> None:
-    """Give the `procflow` logger a handler, once, unless the user configured one."""
+    """Give procflow's records a console handler, once, unless the user configured logging.
+
+    As in Prefect, the handler sits on the root logger and procflow's records propagate to
+    it, so `logging` configuration and pytest's `caplog` see them; handlers the user gave
+    the `procflow` logger or the root logger are kept and no second one is added.
+    """
     global _configured
     with _configure_lock:
         if _configured:
             return
         _configured = True
-        root = logging.getLogger("procflow")
+        ours = logging.getLogger("procflow")
         level = os.environ.get("PROCFLOW_LOGGING_LEVEL")
         if level:
-            root.setLevel(level.upper())
-        elif root.level == logging.NOTSET:  # a level the user set stays
-            root.setLevel(logging.INFO)
-        if root.handlers:
+            ours.setLevel(level.upper())
+        elif ours.level == logging.NOTSET:  # a level the user set stays
+            ours.setLevel(logging.INFO)
+        root = logging.getLogger()
+        if ours.handlers or any(not _is_pytest_handler(h) for h in root.handlers):
             return
         if stderr_is_terminal():
             handler: logging.Handler = RichHandler(console=_rich_console(), show_path=False, markup=False,
@@ -64,7 +70,11 @@ def configure_logging() -> None:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(OneLineFormatter(PLAIN_FORMAT, datefmt="%H:%M:%S"))
         root.addHandler(handler)
-        root.propagate = False
+
+
+def _is_pytest_handler(handler: logging.Handler) -> bool:
+    """pytest's capture handlers come and go with each test: they are not the user's setup."""
+    return type(handler).__module__.startswith("_pytest")
 
 
 class OneLineFormatter(logging.Formatter):

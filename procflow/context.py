@@ -57,6 +57,7 @@ class FlowContext:
     owns_engine: bool
     name_counts: dict[str, itertools.count] = field(default_factory=dict)
     map_groups: itertools.count = field(default_factory=itertools.count)
+    is_async: bool = False  # an `async def` flow: `state.result()` is awaitable in its code (asyncdispatch.py)
 
     def next_run_name(self, task_name: str) -> str:
         counter = self.name_counts.get(task_name)

@@ -65,7 +65,7 @@ class TaskFuture(Generic[R]):
             raise TimeoutError(f"task run {self.task_run.name!r} did not finish within {timeout} s")
         state = self.task_run.state
         try:
-            return state.result(raise_on_failure=raise_on_failure)
+            return state._result(raise_on_failure=raise_on_failure)
         except Exception as error:
             if not state.is_completed():  # the run's own error
                 raise
@@ -89,7 +89,7 @@ class TaskFuture(Generic[R]):
         # copy-on-write mapping must not see what the parent wrote into its own (issue 16).
         if state.is_completed() and isinstance(data, ResultRef) and data.segment is not None and not data.released:
             return (load_value, (data.data, data.segment, data.spans))
-        value = state.result(raise_on_failure=False)  # an allow_failure upstream passes its exception
+        value = state._result(raise_on_failure=False)  # an allow_failure upstream passes its exception
         return (identity, (value,))
 
     def __repr__(self) -> str:

@@ -79,7 +79,7 @@ def _children(value: Any) -> list[Any] | None:
 
 def result_of(future: TaskFuture, allowed: bool) -> Any:
     """In-process runners: the upstream's value (its exception when its failure is allowed)."""
-    return future.task_run.state.result(raise_on_failure=not allowed)
+    return future.task_run.state._result(raise_on_failure=not allowed)
 
 
 def substitute(value: Any, replace: Callable[[Any, bool], Any] = result_of, target: type = TaskFuture,

@@ -8,6 +8,7 @@ with the run's outcome and are logged by the parent.
 
 from __future__ import annotations
 
+import builtins
 import contextvars
 import io
 import logging
@@ -105,87 +106,57 @@ def flow_emitter(run_name: str) -> Emit:
     return lambda level, text: FLOW_LOGGER.log(level, prefix + text)
 
 
-class _LineWriter(io.TextIOBase):
-    """A text stream that emits one INFO record per printed line."""
-
-    def __init__(self, emit: Emit) -> None:
-        self._emit = emit
-        self._partial = ""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        lines = (self._partial + text).split("\n")
-        self._partial = lines.pop()
-        for line in lines:
-            self._emit(logging.INFO, line)
-        return len(text)
-
-    def flush(self) -> None:
-        if self._partial:
-            self._emit(logging.INFO, self._partial)
-            self._partial = ""
+# The run whose `print()` calls become its log records here (None: print as usual). A
+# context variable, so each thread and each asyncio task has its own.
+_print_target: contextvars.ContextVar[Emit | None] = contextvars.ContextVar("procflow_print_target", default=None)
+_print_lock = threading.Lock()
+_captures = 0  # capture blocks open in this process: `builtins.print` is patched while any is
+_unpatched_print = builtins.print
 
 
-class _ThreadRoutedStdout(io.TextIOBase):
-    """sys.stdout replacement that sends each thread's prints to that thread's run."""
-
-    def __init__(self, original) -> None:  # noqa: ANN001 - any text stream
-        self.original = original
-        self.local = threading.local()
-
-    def _target(self):  # noqa: ANN202
-        return getattr(self.local, "writer", None) or self.original
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        return self._target().write(text)
-
-    def flush(self) -> None:
-        self._target().flush()
-
-    def fileno(self) -> int:
-        return self.original.fileno()
-
-    def isatty(self) -> bool:
-        return self.original.isatty()
-
-
-_route_lock = threading.Lock()
+def print_as_log(*args: Any, **kwargs: Any) -> None:
+    """`print` while a `log_prints` run is open: one INFO record per call of the run whose code
+    calls it (Prefect's `print_as_log`); elsewhere, and for other files, the usual `print`."""
+    emit = _print_target.get()
+    if emit is None or kwargs.get("file") not in (None, sys.stdout, sys.stderr):
+        _unpatched_print(*args, **kwargs)
+        return
+    buffer = io.StringIO()
+    kwargs["file"] = buffer
+    _unpatched_print(*args, **kwargs)
+    emit(logging.INFO, buffer.getvalue().rstrip())
 
 
 class release_prints:  # noqa: N801 - used as a context manager
-    """Within the block, this thread's `print()` goes to the real stdout again, even inside a
-    `capture_prints` block: a task or nested flow with `log_prints=False` opts out (Prefect)."""
+    """Within the block, `print()` prints again, even inside a `capture_prints` block: a task
+    or nested flow with `log_prints=False` opts out (Prefect)."""
 
     def __enter__(self) -> None:
-        self._router = sys.stdout if isinstance(sys.stdout, _ThreadRoutedStdout) else None
-        if self._router is not None:
-            self._previous = getattr(self._router.local, "writer", None)
-            self._router.local.writer = None
+        self._token = _print_target.set(None)
 
     def __exit__(self, *exc: object) -> None:
-        if self._router is not None:
-            self._router.local.writer = self._previous
+        _print_target.reset(self._token)
 
 
 class capture_prints:  # noqa: N801 - used as a context manager
-    """Within the block, this thread's `print()` becomes log records of `emit`."""
+    """Within the block, `print()` in this thread or asyncio task becomes records of `emit`."""
 
     def __init__(self, emit: Emit) -> None:
-        self._writer = _LineWriter(emit)
+        self._emit = emit
 
     def __enter__(self) -> None:
-        with _route_lock:
-            if not isinstance(sys.stdout, _ThreadRoutedStdout):
-                sys.stdout = _ThreadRoutedStdout(sys.stdout)
-            self._router = sys.stdout
-        self._previous = getattr(self._router.local, "writer", None)
-        self._router.local.writer = self._writer
+        global _captures, _unpatched_print
+        with _print_lock:
+            if _captures == 0 and builtins.print is not print_as_log:
+                _unpatched_print = builtins.print
+                builtins.print = print_as_log
+            _captures += 1
+        self._token = _print_target.set(self._emit)
 
     def __exit__(self, *exc: object) -> None:
-        self._writer.flush()
-        self._router.local.writer = self._previous
+        global _captures
+        _print_target.reset(self._token)
+        with _print_lock:
+            _captures -= 1
+            if _captures == 0 and builtins.print is print_as_log:
+                builtins.print = _unpatched_print

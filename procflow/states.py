@@ -1,6 +1,7 @@
 """Run states: frozen values, their constructors and the exceptions results raise.
 
-A leaf module: everything else imports it, it imports nothing of procflow. A
+Near the bottom: everything else imports it; it imports only `asyncdispatch` (which
+`State.result()` uses to be awaitable in async code). A
 `State` holds its result in `data`; a result that lives elsewhere (a shared-memory
 segment, a Dask worker) is a `LazyResult` that loads on `.result()`.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import Any
+
+from .asyncdispatch import async_dispatch
 
 
 class StateType(str, enum.Enum):
@@ -147,7 +150,16 @@ class State:
     def __reduce__(self) -> tuple:
         return (State, (self.type, self.name, self.message, self.data))
 
-    def result(self, raise_on_failure: bool = True) -> Any:
+    async def aresult(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> Any:
+        """`result()` to await, in async code (Prefect's `aresult`)."""
+        return self._result(raise_on_failure)
+
+    @async_dispatch(aresult)
+    def result(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> Any:
+        """The run's value; awaitable in async code (`asyncdispatch.py`), as in Prefect 3."""
+        return self._result(raise_on_failure)
+
+    def _result(self, raise_on_failure: bool = True) -> Any:
         """The run's value. A failed state returns (or raises) its error; when its data is what a
         flow returned, a State or a collection of States, the data itself is returned and the
         first failed one's error is raised (Prefect's `get_state_exception`)."""
@@ -222,7 +234,7 @@ def _first_failure(data: Any) -> BaseException | None:
     states = [data] if isinstance(data, State) else list(data.values() if isinstance(data, dict) else data)
     for state in states:
         if not state.is_completed():
-            return state.result(raise_on_failure=False)  # type: ignore[no-any-return]
+            return state._result(raise_on_failure=False)  # type: ignore[no-any-return]
     return None
 
 
@@ -287,10 +299,61 @@ def is_terminal(state: State) -> bool:
     return state.type in FINAL_TYPES or state.name == "NotReady"
 
 
+def is_state_iterable(value: Any) -> bool:
+    """A non-empty list, tuple or set made only of States (Prefect's test; not a dict)."""
+    return isinstance(value, (list, tuple, set)) and bool(value) and all(isinstance(item, State) for item in value)
+
+
+def _get_state_exception(state: State) -> BaseException:
+    """Prefect's rules: the state's error; a nested state's, or the first failed one's among
+    states; a wrapper (`FailedRun`, `CrashedRun`, `CancelledRun`) around a text or the
+    state's message; `ValueError` for a state that did not fail, `TypeError` for other data."""
+    wrappers = {StateType.FAILED: (FailedRun, "Run failed."), StateType.CRASHED: (CrashedRun, "Run crashed."),
+                StateType.CANCELLED: (CancelledRun, "Run cancelled.")}
+    if state.type not in wrappers:
+        raise ValueError(f"Expected failed or crashed state got {state!r}.")
+    wrapper, default_message = wrappers[state.type]
+    data = state.data.load() if isinstance(state.data, LazyResult) else state.data
+    if data is None:
+        return wrapper(state.message or default_message)
+    if isinstance(data, BaseException):
+        return data
+    if isinstance(data, str):
+        return wrapper(data)
+    if isinstance(data, State):
+        return _get_state_exception(data)
+    if is_state_iterable(data):
+        for inner in data:
+            if inner.is_failed() or inner.is_crashed() or inner.is_cancelled():
+                return _get_state_exception(inner)
+        raise ValueError("Failed state result was an iterable of states but none were failed.")
+    raise TypeError(f"Unexpected result for failed state: {data!r} —— "
+                    f"{type(data).__name__} cannot be resolved into an exception")
+
+
+async def aget_state_exception(state: State) -> BaseException:
+    return _get_state_exception(state)
+
+
+@async_dispatch(aget_state_exception)
+def get_state_exception(state: State) -> BaseException:
+    """The exception a failed, crashed or cancelled state stands for (Prefect's rules)."""
+    return _get_state_exception(state)
+
+
+def _raise_state_exception(state: State) -> None:
+    if state.is_failed() or state.is_crashed() or state.is_cancelled():
+        raise _get_state_exception(state)
+
+
+async def araise_state_exception(state: State) -> None:
+    _raise_state_exception(state)
+
+
+@async_dispatch(araise_state_exception)
 def raise_state_exception(state: State) -> None:
     """Prefect's: raise the exception of a failed, crashed or cancelled state; else return None."""
-    if state.is_failed() or state.is_crashed() or state.is_cancelled():
-        state.result()  # raises: the state's error, or the first failed one among the states it holds
+    _raise_state_exception(state)
 
 
 class StateGroup:

@@ -20,26 +20,20 @@ import hashlib
 import inspect
 import io
 import string
-import threading
-import time
 from typing import Any, Callable, Generic, Iterable, Iterator, Literal, ParamSpec, TypeVar, overload
 
 import cloudpickle
 
-from . import hooks, options
+from . import direct, hooks, options
 from .annotations import allow_failure, quote, unmapped
-from .caching import cache_key
-from .context import FlowContext, context_or_detached, current_flow
+from .context import FlowContext, context_or_detached
 from .current import TaskRunInfo, call_naming, current_task_run
 from .entries import Entry
 from .futures import FutureList, TaskFuture
-from .records import EdgeKind
+from .records import EdgeKind, TaskRun
 from .resolve import Found, collect, substitute
-from .runlog import task_emitter
-from .runners.threads import interrupt_thread
-from .states import (Completed, Failed, MappingLengthMismatch, MappingMissingIterable, NotReady, ParameterBindError,
-                     ReturnedState, Running, State, TimedOut, run_timeout_error)
-from .worker import RunTimedOut, execute
+from .states import (MappingLengthMismatch, MappingMissingIterable, ParameterBindError,
+                     State)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -244,7 +238,8 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
             elif isinstance(value, unmapped):
                 statics[name] = value.value
             elif isinstance(value, (TaskFuture, State)):  # a state maps over its result, as in Prefect
-                result = value.result()  # its items are the children's: wait for it now
+                # its items are the children's: wait for it now
+                result = value.result() if isinstance(value, TaskFuture) else value._result()
                 if _is_iterable(result):
                     iterables[name] = list(result)
                 else:
@@ -282,13 +277,24 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
     def __call__(self, *args: Any, wait_for: Any = None, return_state: bool = False, **kwargs: Any) -> Any: ...
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Inside a flow: wait for upstreams, run here, return the value. Outside: call the function."""
+        """Inside a flow: wait for upstreams, run here, return the value (`direct.py`). Outside:
+        call the function. An `async def` task gives a coroutine, in a sync flow too (Prefect 3)."""
         wait_for = kwargs.pop("wait_for", None)
         return_state = kwargs.pop("return_state", False)
         args = self._with_instance(args)
-        context = current_flow.get()
-        if context is None:
-            return self.fn(*args, **kwargs)
+        if self.isasync:
+            return direct.acall(self, args, kwargs, wait_for, return_state)
+        return direct.call(self, args, kwargs, wait_for, return_state)
+
+    @property
+    def isasync(self) -> bool:
+        """An `async def` task (Prefect's attribute)."""
+        return inspect.iscoroutinefunction(self.fn)
+
+    def direct_run(self, context: FlowContext, args: tuple, kwargs: dict,
+                   wait_for: Any) -> tuple[TaskRun, Found, bool, bool]:
+        """A direct call's run record, made and announced: (run, its upstreams, whether its
+        arguments hold futures, whether its name waits for their results)."""
         self._check(args, kwargs)
         found: Found = []
         needs = collect(args, found) | collect(kwargs, found)
@@ -296,68 +302,7 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
         name, provisional = self._run_name(context, args, kwargs, needs)
         run = context.new_record(self, name, _edges(found, waits), None)
         context.observer.runs_created(context.flow_run, [run], False)
-        state = self._run_here(context, run, args, kwargs, found + waits, needs, provisional)
-        due = hooks.hooks_for(self.state_hooks, state)
-        if due:
-            hooks.call_hooks(due, self, run, state, task_emitter(run.name))
-        run.state = state
-        context.observer.runs_finished([run])
-        if return_state:  # held by a future of its run: passed to a task, it stands for that upstream
-            return TaskFuture(run, context.engine.waiter).state
-        return state.result()
-
-    def _run_here(self, context: FlowContext, run: Any, args: tuple, kwargs: dict,
-                  upstream: Found, needs: bool, provisional_name: bool) -> State:
-        for future, allowed in upstream:
-            future.wait()
-            if not allowed and not future.state.is_completed():
-                error = future.state.data if isinstance(future.state.data, BaseException) else None
-                return NotReady(future.task_run.name, error)
-        if provisional_name:
-            run.name = self.resolved_run_name(args, kwargs)
-        if needs:
-            args, kwargs = substitute(args), substitute(kwargs)
-        key = None
-        if self.cache_key_fn is not None:  # as a submitted run: the flow run's cache, both ways
-            key = cache_key(self, run, context.flow_run, self.parameters_of(args, kwargs))
-            hit = context.tracker.cache.get(key) if key is not None else None
-            if hit is not None:
-                run.start_time = run.end_time = time.time()
-                return Completed(hit.data, name="Cached", message="Cached result reused.")
-        state = self._attempts(context, run, args, kwargs)
-        if key is not None and state.is_completed():
-            context.tracker.cache.setdefault(key, state)
-        return state
-
-    def _attempts(self, context: FlowContext, run: Any, args: tuple, kwargs: dict) -> State:
-        """Run here, again after each failure while retries are left."""
-        log_prints = self.log_prints if self.log_prints is not None else context.tracker.log_prints
-        emit = task_emitter(run.name)
-        while True:
-            run.attempts += 1
-            if self.state_hooks["on_running"]:
-                hooks.call_hooks(self.state_hooks["on_running"], self, run, Running(), emit)
-            timer = None
-            if self.timeout_seconds is not None:
-                timer = threading.Timer(self.timeout_seconds, interrupt_thread, (threading.get_ident(), RunTimedOut))
-                timer.start()
-            try:
-                info = TaskRunInfo(run.id, run.name, self.name, run.flow_run_name, self.fn, args, kwargs,
-                                   run.attempts, context.flow_run.run_count)
-                status, value, error, run.start_time, run.end_time = execute(info, log_prints, emit)
-            finally:
-                if timer is not None:
-                    timer.cancel()
-            run.worker = "flow"
-            if error is None:
-                return Completed(value)
-            if isinstance(error, ReturnedState):
-                return error.state()
-            if run.attempts > self.retries:
-                if isinstance(error, RunTimedOut):  # the same error and state as a submitted run's
-                    return TimedOut(run_timeout_error(run.name, self.timeout_seconds), self.timeout_seconds)
-                return Failed(error)
-            time.sleep(self.retry_delay(run.attempts))
+        return run, found + waits, needs, provisional
 
 
 @contextlib.contextmanager

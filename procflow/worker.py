@@ -1,4 +1,4 @@
-"""Executing runs: `execute()` for any runner, `run_batch()` inside a worker process.
+"""Executing runs inside a worker process: `run_batch()` (one call's execution: `execution.py`).
 
 `run_batch` is the process runner's entry point, a short free function: load each
 function once per worker, unpickle each run's arguments (which maps the shared-memory
@@ -11,7 +11,6 @@ parent can charge a crash of this process to exactly that run.
 from __future__ import annotations
 
 import functools
-import inspect
 import mmap
 import os
 import pickle
@@ -19,80 +18,18 @@ import signal
 import struct
 import threading
 import time
-import traceback
 from typing import Any, Callable
 
 import cloudpickle
 
-from .current import TaskRunInfo, current_task_run
+from .current import TaskRunInfo
+from .execution import RunTimedOut, execute, task_traceback
 from .messages import Batch, Outcome, Status, WorkItem
 from .pickling import find_unpicklable, loads_function
-from .runlog import Emit, RunLogger, capture_prints, current_logger, release_prints
 from .shm import (ResultRef, SegmentWriter, SharedArguments, WarmMappings, keep_mappings_warm, load_arguments,
                   load_value, unlink)
-from .states import RemoteError, RemoteTraceback, ReturnedState, State, StateType
+from .states import RemoteError, RemoteTraceback
 
-# -- any runner ----------------------------------------------------------------------
-
-
-class RunTimedOut(TimeoutError):
-    """Raised inside a task whose run went past its `timeout_seconds`."""
-
-
-def execute(run: TaskRunInfo, log_prints: bool, emit: Emit,
-            own_interrupts: bool = False) -> tuple[Status, Any, BaseException | None, float, float]:
-    """Run one call, with `run` current (`get_run_logger()`, `procflow.runtime`); returns
-    (status, value, error, start, end). `own_interrupts`: where Ctrl-C cannot reach (a worker
-    process, a Dask worker), a KeyboardInterrupt is the task's own failure."""
-    token = current_logger.set(RunLogger(emit, run.name or run.task_name))
-    run_token = current_task_run.set(run)
-    start = time.time()
-    try:
-        # False also opts out of a flow's capture around a direct call (Prefect's log_prints=False)
-        with capture_prints(emit) if log_prints else release_prints():
-            value = _call(run.fn, run.args, run.kwargs)
-        if isinstance(value, State):  # Prefect's custom states: the run ends in it
-            if value.type is not StateType.COMPLETED:
-                declared = ReturnedState(value.type.value, value.name or value.type.value.capitalize(), value.message,
-                                         value.data)
-                return Status.FAILED, None, declared, start, time.time()
-            value = value.data
-        return Status.COMPLETED, value, None, start, time.time()
-    except RunTimedOut as error:
-        return Status.TIMED_OUT, None, error, start, time.time()
-    except KeyboardInterrupt as raised:
-        if not own_interrupts:  # Ctrl-C in the flow's thread, or a thread runner's cancel: not the task's failure
-            raise
-        return Status.FAILED, None, raised, start, time.time()
-    except BaseException as error:  # noqa: BLE001 - also SystemExit, asyncio.CancelledError, a library's own
-        return Status.FAILED, None, error, start, time.time()
-    finally:
-        current_task_run.reset(run_token)
-        current_logger.reset(token)
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def task_traceback(error: BaseException) -> str:
-    """The error's traceback from the task's own code down: procflow's frames above it
-    (`execute`, `_call`, a runner's loop) say nothing to the user and are left out."""
-    tb = error.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(error), error, tb or error.__traceback__))
-
-
-def _call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-    value = fn(*args, **kwargs)
-    if inspect.iscoroutine(value):  # an `async def` task: run in its own event loop, here
-        import asyncio  # only then: a worker starts faster without it
-
-        value = asyncio.run(value)
-    return value
-
-
-# -- inside a worker process ---------------------------------------------------------
 
 BOARD_FORMAT = "qd"  # the run id executing (0: none), when it started
 BOARD_SIZE = struct.calcsize(BOARD_FORMAT)

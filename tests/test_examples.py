@@ -59,3 +59,12 @@ def test_monte_carlo_prints_price_and_speed_up():
     assert len(prices) == 2 and prices[0] == prices[1], "same seeds give the same price on every runner"
     assert abs(prices[0] - 7.128) < 0.3
     assert re.search(r"speed-up over sequential: \d+\.\d+x on \d+ workers", stdout)
+
+
+def test_async_pipeline_overlaps_its_reads_and_maps_on_the_pool():
+    messages, stdout = run_example("async_pipeline.py")
+    assert stdout.strip().startswith("8 digests, checksum ")
+    read = next(m for m in messages if " - read 8 chunks in " in m)
+    seconds = float(re.search(r"in (\d+\.\d+) s", read).group(1))
+    assert seconds < 1.0, f"eight 0.2 s reads did not overlap: {read}"  # one after another: 1.6 s
+    assert sum("Task run 'digest-" in m and "Finished in state Completed()" in m for m in messages) == 8

@@ -38,7 +38,8 @@ from ..messages import Outcome, Status
 from ..pickling import dumps_function, loads_function
 from ..resolve import substitute
 from ..states import LazyResult
-from ..worker import RunTimedOut, decode_error, execute, portable_error, task_traceback
+from ..execution import RunTimedOut, execute, task_traceback
+from ..worker import decode_error, portable_error
 from .base import Call, Sink
 from .crashes import kill_with_its_children
 from .threads import interrupt_thread
@@ -184,7 +185,7 @@ class DaskTaskRunner:
         data = state.data
         if state.is_completed() and isinstance(data, DaskResult) and data.future.client is self._client:
             return data.future
-        return state.result(raise_on_failure=not allowed)
+        return state._result(raise_on_failure=not allowed)
 
     def _on_event(self, event: tuple) -> None:
         message = event[1]

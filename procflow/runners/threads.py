@@ -18,7 +18,7 @@ from ..messages import Outcome, Status
 from ..resolve import substitute
 from ..runlog import task_emitter
 from ..states import LazyResult
-from ..worker import RunTimedOut, execute
+from ..execution import RunTimedOut, execute
 from .base import Call, Sink, worker_count
 
 

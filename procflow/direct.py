@@ -1,0 +1,156 @@
+"""A direct call of a task inside a flow (`total(x)`): the run happens here, in the caller.
+
+As in Prefect: upstreams are waited for (one that did not complete leaves the run
+`NotReady`), futures in the arguments become their results, `cache_key_fn` is consulted,
+and retries, `timeout_seconds` and hooks apply as for a submitted run. Outside a flow the
+function is just called.
+
+An `async def` task called directly gives a coroutine (Prefect 3, in a sync flow too);
+awaited, the run happens in the awaiting event loop: waiting for upstreams happens in a
+thread, retry delays are `asyncio.sleep`, the timeout is an `asyncio` deadline, so
+`asyncio.gather(t(1), t(2))` runs both at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import hooks
+from .caching import cache_key
+from .context import FlowContext, current_flow
+from .current import TaskRunInfo
+from .execution import Executed, RunTimedOut, aexecute, execute
+from .futures import TaskFuture
+from .records import TaskRun
+from .resolve import Found, substitute
+from .runlog import task_emitter
+from .runners.threads import interrupt_thread
+from .states import Completed, Failed, NotReady, ReturnedState, Running, State, TimedOut, run_timeout_error
+
+if TYPE_CHECKING:
+    from .tasks import Task
+
+
+def call(task: Task, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
+    context = current_flow.get()
+    if context is None:
+        return task.fn(*args, **kwargs)
+    run, upstream, needs, provisional = task.direct_run(context, args, kwargs, wait_for)
+    for future, _ in upstream:
+        future.wait()
+    state, args, kwargs, key = _before(task, context, run, upstream, args, kwargs, needs, provisional)
+    if state is None:
+        state = _attempts(task, context, run, args, kwargs)
+        _remember(context, key, state)
+    return _after(task, context, run, state, return_state)
+
+
+async def acall(task: Task, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
+    context = current_flow.get()
+    if context is None:
+        return await task.fn(*args, **kwargs)
+    run, upstream, needs, provisional = task.direct_run(context, args, kwargs, wait_for)
+    for future, _ in upstream:
+        if not future.done():
+            await asyncio.to_thread(future.wait)
+    state, args, kwargs, key = _before(task, context, run, upstream, args, kwargs, needs, provisional)
+    if state is None:
+        state = await _async_attempts(task, context, run, args, kwargs)
+        _remember(context, key, state)
+    return _after(task, context, run, state, return_state)
+
+
+def _before(task: Task, context: FlowContext, run: TaskRun, upstream: Found, args: tuple, kwargs: dict,
+            needs: bool, provisional_name: bool) -> tuple[State | None, tuple, dict, str | None]:
+    """Upstreams are done: (the state if the run ends before it runs, its inputs, its cache key)."""
+    for future, allowed in upstream:
+        if not allowed and not future.state.is_completed():
+            error = future.state.data if isinstance(future.state.data, BaseException) else None
+            return NotReady(future.task_run.name, error), args, kwargs, None
+    if provisional_name:
+        run.name = task.resolved_run_name(args, kwargs)
+    if needs:
+        args, kwargs = substitute(args), substitute(kwargs)
+    key = None
+    if task.cache_key_fn is not None:  # as a submitted run: the flow run's cache, both ways
+        key = cache_key(task, run, context.flow_run, task.parameters_of(args, kwargs))
+        hit = context.tracker.cache.get(key) if key is not None else None
+        if hit is not None:
+            run.start_time = run.end_time = time.time()
+            return Completed(hit.data, name="Cached", message="Cached result reused."), args, kwargs, key
+    return None, args, kwargs, key
+
+
+def _remember(context: FlowContext, key: str | None, state: State) -> None:
+    if key is not None and state.is_completed():
+        context.tracker.cache.setdefault(key, state)
+
+
+def _after(task: Task, context: FlowContext, run: TaskRun, state: State, return_state: bool) -> Any:
+    due = hooks.hooks_for(task.state_hooks, state)
+    if due:
+        hooks.call_hooks(due, task, run, state, task_emitter(run.name))
+    run.state = state
+    context.observer.runs_finished([run])
+    if return_state:  # held by a future of its run: passed to a task, it stands for that upstream
+        return TaskFuture(run, context.engine.waiter).state
+    return state._result()
+
+
+def _attempts(task: Task, context: FlowContext, run: TaskRun, args: tuple, kwargs: dict) -> State:
+    """Run here, again after each failure while retries are left."""
+    while True:
+        info, log_prints, emit = _attempt(task, context, run, args, kwargs)
+        timer = None
+        if task.timeout_seconds is not None:
+            timer = threading.Timer(task.timeout_seconds, interrupt_thread, (threading.get_ident(), RunTimedOut))
+            timer.start()
+        try:
+            outcome = execute(info, log_prints, emit)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        state = _attempt_state(task, run, outcome)
+        if state is not None:
+            return state
+        time.sleep(task.retry_delay(run.attempts))
+
+
+async def _async_attempts(task: Task, context: FlowContext, run: TaskRun, args: tuple, kwargs: dict) -> State:
+    while True:
+        info, log_prints, emit = _attempt(task, context, run, args, kwargs)
+        state = _attempt_state(task, run, await aexecute(info, log_prints, emit, task.timeout_seconds))
+        if state is not None:
+            return state
+        await asyncio.sleep(task.retry_delay(run.attempts))
+
+
+def _attempt(task: Task, context: FlowContext, run: TaskRun, args: tuple,
+             kwargs: dict) -> tuple[TaskRunInfo, bool, Any]:
+    """A new attempt begins: its `on_running` hooks have run; (what runs, log_prints, emit)."""
+    run.attempts += 1
+    emit = task_emitter(run.name)
+    if task.state_hooks["on_running"]:
+        hooks.call_hooks(task.state_hooks["on_running"], task, run, Running(), emit)
+    log_prints = task.log_prints if task.log_prints is not None else context.tracker.log_prints
+    info = TaskRunInfo(run.id, run.name, task.name, run.flow_run_name, task.fn, args, kwargs,
+                       run.attempts, context.flow_run.run_count)
+    return info, log_prints, emit
+
+
+def _attempt_state(task: Task, run: TaskRun, outcome: Executed) -> State | None:
+    """The attempt's final state, or None: it failed and a retry is left."""
+    _, value, error, run.start_time, run.end_time = outcome
+    run.worker = "flow"
+    if error is None:
+        return Completed(value)
+    if isinstance(error, ReturnedState):
+        return error.state()
+    if run.attempts > task.retries:
+        if isinstance(error, RunTimedOut):  # the same error and state as a submitted run's
+            return TimedOut(run_timeout_error(run.name, task.timeout_seconds), task.timeout_seconds)
+        return Failed(error)
+    return None
