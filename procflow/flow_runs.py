@@ -30,6 +30,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
+from . import settings
+from .annotations import quote
 from .context import FlowContext, current_flow, open_context
 from .records import FlowRun, TaskRun
 from .resolve import Found, collect, substitute
@@ -90,7 +92,8 @@ def _start(flow: Flow, args: tuple, kwargs: dict, is_async: bool) -> tuple[FlowC
     (flow._unbound or flow).last_run = flow.last_run = flow_run
     if parent is None:
         _last_flow_run = flow_run
-    log_prints = flow.log_prints if flow.log_prints is not None else bool(parent and parent.tracker.log_prints)
+    log_prints = flow.log_prints if flow.log_prints is not None else (
+        parent.tracker.log_prints if parent else bool(settings.PREFECT_LOGGING_LOG_PRINTS.value()))
     context = open_context(flow_run, None if parent else flow._make_runner(), log_prints, parent)
     context.is_async = is_async
     context.observer.flow_started(flow_run)
@@ -258,7 +261,10 @@ def _returned_states(data: Any) -> list[State] | None:
 
 
 def _futures_to_states(value: Any) -> Any:
-    """Futures anywhere in the return value become their States, as in Prefect."""
+    """Futures anywhere in the return value become their States, as in Prefect; a returned
+    `quote(...)` is returned as it is."""
+    if isinstance(value, quote):
+        return value
     return substitute(value, lambda future, _: future.state)
 
 

@@ -7,7 +7,7 @@ import functools
 import inspect
 from typing import Any, Callable, Generic, ParamSpec, TypeVar, overload
 
-from . import flow_runs, hooks, options
+from . import flow_runs, hooks, options, settings
 from .current import FlowRunInfo, call_naming, naming_flow_run
 from .flow_names import random_flow_run_name
 from .flow_runs import FlowTimedOut, final_state, last_flow_run, second_interrupt_exits_at_once, set_last_flow_run
@@ -29,8 +29,9 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
 
     def __init__(self, fn: Callable[P, R], name: str | None = None, task_runner: Runner | type | None = None,
                  log_prints: bool | None = None, flow_run_name: str | Callable[[], str] | None = None,
-                 timeout_seconds: float | None = None, retries: int = 0, retry_delay_seconds: float = 0,
-                 on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
+                 timeout_seconds: float | None = None, retries: int | None = None,
+                 retry_delay_seconds: float | None = None, on_completion: list[Callable] | None = None,
+                 on_failure: list[Callable] | None = None,
                  on_running: list[Callable] | None = None, on_crashed: list[Callable] | None = None,
                  on_cancellation: list[Callable] | None = None, **prefect_options: Any) -> None:
         fn, self._method = options.unwrap_method(fn)
@@ -44,7 +45,11 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         self.log_prints = options.flag(owner, "log_prints", log_prints)
         self.flow_run_name = options.text_or_callable(owner, "flow_run_name", flow_run_name)
         self.timeout_seconds = options.timeout(owner, "timeout_seconds", timeout_seconds)
-        self.retries = options.whole(owner, "retries", retries)
+        # None: the settings' defaults, read now, as Prefect does (`settings.py`)
+        self.retries = options.whole(owner, "retries", settings.PREFECT_FLOW_DEFAULT_RETRIES.value()
+                                     if retries is None else retries)
+        if retry_delay_seconds is None:
+            retry_delay_seconds = settings.PREFECT_FLOW_DEFAULT_RETRY_DELAY_SECONDS.value()
         self.retry_delay_seconds = options.seconds(owner, "retry_delay_seconds", retry_delay_seconds) or 0
         self.state_hooks = hooks.hook_lists(owner, on_completion=on_completion, on_failure=on_failure,
                                             on_running=on_running, on_crashed=on_crashed,
@@ -129,7 +134,7 @@ def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
 @overload
 def flow(*, name: str | None = None, task_runner: Runner | type | None = None, log_prints: bool | None = None,
          flow_run_name: str | Callable[[], str] | None = None, timeout_seconds: float | None = None,
-         retries: int = 0, retry_delay_seconds: float = 0, description: str | None = None,
+         retries: int | None = None, retry_delay_seconds: float | None = None, description: str | None = None,
          version: str | None = None, **prefect_options: Any) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 

@@ -269,6 +269,29 @@ def Cancelled(message: str | None = None, name: str = "Cancelled", data: Any = N
     return State(StateType.CANCELLED, name, message, data)
 
 
+def _made(kind: StateType, default_name: str) -> Any:
+    """A constructor of one of Prefect's other states; their times and options are accepted
+    and not kept (nothing here schedules, pauses or suspends a run)."""
+    def make(message: str | None = None, name: str | None = None, data: Any = None, **_options: Any) -> State:
+        return State(kind, name or default_name, message, data)
+
+    make.__name__ = make.__qualname__ = default_name
+    make.__doc__ = f"Prefect's `{default_name}` state ({kind.value})."
+    return make
+
+
+Scheduled = _made(StateType.SCHEDULED, "Scheduled")
+Late = _made(StateType.SCHEDULED, "Late")
+AwaitingRetry = _made(StateType.SCHEDULED, "AwaitingRetry")
+AwaitingConcurrencySlot = _made(StateType.SCHEDULED, "AwaitingConcurrencySlot")
+Paused = _made(StateType.PAUSED, "Paused")
+Suspended = _made(StateType.PAUSED, "Suspended")
+Cancelling = _made(StateType.CANCELLING, "Cancelling")
+Submitting = _made(StateType.PENDING, "Submitting")
+InfrastructurePending = _made(StateType.PENDING, "InfrastructurePending")
+Retrying = _made(StateType.RUNNING, "Retrying")
+
+
 def NotReady(upstream_name: str, cause: BaseException | None) -> State:
     """The state of a run whose upstream did not complete; it never ran."""
     message = f"Upstream task run '{upstream_name}' did not reach a 'COMPLETED' state."

@@ -24,7 +24,7 @@ from typing import Any, Callable, Generic, Iterable, Iterator, Literal, ParamSpe
 
 import cloudpickle
 
-from . import direct, hooks, options
+from . import direct, hooks, options, settings
 from .annotations import allow_failure, quote, unmapped
 from .context import FlowContext, context_or_detached
 from .current import TaskRunInfo, call_naming, current_task_run
@@ -42,8 +42,8 @@ R = TypeVar("R")
 class Task(hooks.TaskHookMethods, Generic[P, R]):
     """A function that runs as task runs: `.submit()`, `.map()`, or a direct call."""
 
-    def __init__(self, fn: Callable[P, R], name: str | None = None, retries: int = 0,
-                 retry_delay_seconds: float | list[float] | Callable[[int], list[float]] = 0,
+    def __init__(self, fn: Callable[P, R], name: str | None = None, retries: int | None = None,
+                 retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
                  timeout_seconds: float | None = None,
                  task_run_name: str | Callable[[], str] | None = None, log_prints: bool | None = None,
                  tags: Iterable[str] | None = None, cache_key_fn: Callable[..., str | None] | None = None,
@@ -55,7 +55,11 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
         self.fn = fn
         self.name: str = options.name("task", name) or str(getattr(fn, "__name__", "task"))
         owner = f"task {self.name!r}"
-        self.retries = options.whole(owner, "retries", retries)
+        # None: the settings' defaults, read now, as Prefect does (`settings.py`)
+        self.retries = options.whole(owner, "retries", settings.PREFECT_TASK_DEFAULT_RETRIES.value()
+                                     if retries is None else retries)
+        if retry_delay_seconds is None:
+            retry_delay_seconds = settings.PREFECT_TASK_DEFAULT_RETRY_DELAY_SECONDS.value()
         if callable(retry_delay_seconds):  # Prefect's `exponential_backoff(...)`: called with the retries
             retry_delay_seconds = retry_delay_seconds(self.retries)
         self.retry_delay_seconds = options.delays(owner, "retry_delay_seconds", retry_delay_seconds)
@@ -429,8 +433,8 @@ def task(__fn: Callable[P, R]) -> Task[P, R]: ...
 
 
 @overload
-def task(*, name: str | None = None, retries: int = 0,
-         retry_delay_seconds: float | list[float] | Callable[[int], list[float]] = 0,
+def task(*, name: str | None = None, retries: int | None = None,
+         retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
          timeout_seconds: float | None = None, task_run_name: str | Callable[[], str] | None = None,
          log_prints: bool | None = None, tags: Iterable[str] | None = None,
          cache_key_fn: Callable[..., str | None] | None = None, description: str | None = None,

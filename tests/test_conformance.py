@@ -1014,7 +1014,7 @@ def test_prefects_other_options_are_kept_accepted_with_a_warning_or_refused_clea
         task(persist_result=True)(shout)
     with pytest.raises(TypeError, match="task 'shout': procflow does not support Prefect's cache_policy=: use "):
         task(cache_policy=object())(shout)
-    with pytest.raises(TypeError, match="task 'shout': on_failure must be a list of functions, got 3 in it"):
+    with pytest.raises(TypeError, match="task 'shout': Expected callables in 'on_failure'; got int instead"):
         task(on_failure=[3])(shout)
     with pytest.raises(TypeError, match="flow 'shout': unknown option retires="):
         flow(retires=2)(shout)
