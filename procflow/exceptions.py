@@ -1,7 +1,9 @@
 """Prefect's import path `prefect.exceptions`, for the errors procflow raises under the same names."""
 
-from .states import (CancelledRun, CrashedRun, FailedRun, MappingLengthMismatch, MappingMissingIterable,
-                     MissingContextError, ParameterBindError, ReservedArgumentError, UnfinishedRun, UpstreamTaskError)
+from .states import (CancelledRun, CrashedRun, FailedRun, InvalidNameError, MappingLengthMismatch,
+                     MappingMissingIterable, MissingContextError, MissingResult, ParameterBindError, PausedRun,
+                     ReservedArgumentError, UnfinishedRun, UpstreamTaskError)
 
-__all__ = ["CancelledRun", "CrashedRun", "FailedRun", "MappingLengthMismatch", "MappingMissingIterable",
-           "MissingContextError", "ParameterBindError", "ReservedArgumentError", "UnfinishedRun", "UpstreamTaskError"]
+__all__ = ["CancelledRun", "CrashedRun", "FailedRun", "InvalidNameError", "MappingLengthMismatch",
+           "MappingMissingIterable", "MissingContextError", "MissingResult", "ParameterBindError", "PausedRun",
+           "ReservedArgumentError", "UnfinishedRun", "UpstreamTaskError"]

@@ -39,7 +39,8 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
             raise TypeError(f"@flow needs a function, got {type(fn).__name__}")
         self.fn = fn
         # Prefect's default: the function's name with dashes (`my_flow` is flow 'my-flow')
-        self.name: str = options.name("flow", name) or str(getattr(fn, "__name__", "flow")).replace("_", "-")
+        self.name: str = options.flow_name(options.name("flow", name) or str(getattr(fn, "__name__", "flow"))
+                                           .replace("_", "-").replace("<lambda>", "unknown-lambda"))
         owner = f"flow {self.name!r}"
         self.task_runner = options.task_runner(owner, task_runner)
         self.log_prints = options.flag(owner, "log_prints", log_prints)

@@ -87,7 +87,9 @@ class TaskFuture(Generic[R]):
         data = state.data
         # By reference while the segment lives, also when the parent has read it: the worker's
         # copy-on-write mapping must not see what the parent wrote into its own (issue 16).
-        if state.is_completed() and isinstance(data, ResultRef) and data.segment is not None and not data.released:
+        # A small result (no segment) goes as its stored bytes too: the parent neither unpickles
+        # nor pickles it again, and a result that cannot load fails in the consumer, as a load.
+        if state.is_completed() and isinstance(data, ResultRef) and not data.released:
             return (load_value, (data.data, data.segment, data.spans))
         value = state._result(raise_on_failure=False)  # an allow_failure upstream passes its exception
         return (identity, (value,))

@@ -14,7 +14,7 @@ import threading
 import warnings
 from typing import Any
 
-from .states import ReservedArgumentError
+from .states import InvalidNameError, ReservedArgumentError
 
 RESERVED_ARGUMENTS = ("return_state", "wait_for")  # the calls' own keywords
 
@@ -86,7 +86,7 @@ def bound_target(kind: str | None, instance: Any, owner: Any) -> Any:
 def text_or_callable(owner: str, option: str, value: Any) -> Any:
     """A run-name template: None, a string, or a function returning the name."""
     if value is not None and not isinstance(value, str) and not callable(value):
-        raise TypeError(f"{owner}: {option} must be a string or a function, got {type(value).__name__}")
+        raise TypeError(f"{owner}: Expected string or callable for '{option}'; got {type(value).__name__} instead.")
     return value
 
 
@@ -97,9 +97,23 @@ def function(owner: str, option: str, value: Any) -> Any:
 
 
 def name(kind: str, value: Any) -> Any:
-    """A task's or flow's `name=`: None (the function's) or a non-empty string."""
-    if value is not None and (not isinstance(value, str) or not value):
-        raise TypeError(f"@{kind}: name must be a non-empty string, got {type(value).__name__} {value!r}")
+    """A task's or flow's `name=`: None (the function's) or a non-empty string (Prefect's text)."""
+    if value is not None and not isinstance(value, str):
+        hint = f" Perhaps you meant to call it? e.g. '@{kind}(name=get_{kind}_run_name())'" if callable(value) else ""
+        raise TypeError(f"Expected string for {kind} parameter 'name'; got {type(value).__name__} instead.{hint}")
+    if value == "":
+        raise TypeError(f"@{kind}: name must be a non-empty string")
+    return value
+
+
+_BANNED_IN_FLOW_NAMES = ["/", "%", "&", ">", "<"]
+
+
+def flow_name(value: str) -> str:
+    """Prefect refuses these characters in a flow's name."""
+    if any(character in value for character in _BANNED_IN_FLOW_NAMES):
+        raise InvalidNameError(f"Name {value!r} contains an invalid character. "
+                               f"Must not contain any of: {_BANNED_IN_FLOW_NAMES}.")
     return value
 
 

@@ -54,12 +54,24 @@ class ReservedArgumentError(TypeError):
     """A task or flow function has a parameter named `wait_for` or `return_state` (Prefect's name)."""
 
 
+class InvalidNameError(ValueError):
+    """A flow name with a character Prefect refuses (Prefect's name)."""
+
+
 class MappingLengthMismatch(ValueError):
     """`.map()` got iterables of different lengths."""
 
 
 class MappingMissingIterable(ValueError):
     """`.map()` got no iterable to map over."""
+
+
+class PausedRun(Exception):
+    """`.result()` of a paused run (Prefect's name): it has none."""
+
+
+class MissingResult(Exception):
+    """A state whose result is not there (Prefect's name)."""
 
 
 class CrashedRun(Exception):
@@ -160,23 +172,27 @@ class State:
         return self._result(raise_on_failure)
 
     def _result(self, raise_on_failure: bool = True) -> Any:
-        """The run's value. A failed state returns (or raises) its error; when its data is what a
-        flow returned, a State or a collection of States, the data itself is returned and the
-        first failed one's error is raised (Prefect's `get_state_exception`)."""
+        """Prefect's rules: a completed state's value; a paused one raises `PausedRun`, one not
+        final `UnfinishedRun` (a `NotReady` run: its `UpstreamTaskError`); a failed, crashed or
+        cancelled one raises its exception (`get_state_exception`; among states a flow
+        returned, the first that did not complete), or, with `raise_on_failure=False`,
+        returns its data (its exception when it has none)."""
         data = self.data
         if self.type is StateType.COMPLETED:
             return data.load() if isinstance(data, LazyResult) else data
-        if isinstance(data, BaseException):
-            error = data
-        elif isinstance(data, State) or _is_state_collection(data):
-            if not raise_on_failure:
-                return data
-            error = _first_failure(data) or self._default_error()
-        else:
-            error = self._default_error()
-        if raise_on_failure:
-            raise error
-        return error
+        if self.type is StateType.PAUSED:
+            raise PausedRun("Run is paused, its result is not available.")
+        if not self.is_final():
+            if not isinstance(data, BaseException):
+                raise UnfinishedRun(f"Run is in {self.type.value} state, its result is not available.")
+            if raise_on_failure:
+                raise data
+            return data
+        if not raise_on_failure:
+            return data if data is not None else _get_state_exception(self)
+        if isinstance(data, State) or _is_state_collection(data):
+            raise _first_failure(data) or self._default_error()
+        raise _get_state_exception(self)
 
     def _default_error(self) -> BaseException:
         if self.type is StateType.CANCELLED:

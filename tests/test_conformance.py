@@ -861,7 +861,7 @@ def shout(x):
     ("timeout_seconds", float("nan"), ValueError, "timeout_seconds must be a number of seconds of at least 0, got nan"),
     ("timeout_seconds", "5", TypeError, "timeout_seconds must be a number of seconds, got str '5'"),
     ("retry_delay_seconds", -1, ValueError, "retry_delay_seconds must be a number of seconds of at least 0, got -1"),
-    ("task_run_name", 5, TypeError, "task_run_name must be a string or a function, got int"),
+    ("task_run_name", 5, TypeError, "Expected string or callable for 'task_run_name'; got int instead."),
     ("cache_key_fn", "key", TypeError, "cache_key_fn must be a function, got str"),
     ("tags", "fast", TypeError, "tags must be a collection of strings, got 'fast'"),
     ("log_prints", "yes", TypeError, "log_prints must be True or False, got 'yes'"),
@@ -1038,9 +1038,9 @@ def test_a_bad_runner_option_is_refused_when_the_runner_is_made(option, value, e
 
 
 def test_a_task_or_flow_name_that_is_not_a_string_is_refused():
-    with pytest.raises(TypeError, match=re.escape("@task: name must be a non-empty string, got int 5")):
+    with pytest.raises(TypeError, match=re.escape("Expected string for task parameter 'name'; got int instead.")):
         task(name=5)(shout)
-    with pytest.raises(TypeError, match=re.escape("@flow: name must be a non-empty string, got int 5")):
+    with pytest.raises(TypeError, match=re.escape("Expected string for flow parameter 'name'; got int instead.")):
         flow(name=5)(shout)
 
 

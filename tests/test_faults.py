@@ -156,7 +156,8 @@ def test_a_result_that_cannot_be_loaded_names_its_run_and_its_consumer_fails_alo
             return str(error), consumer.state.name, consumer.state.message, fine.result()
 
     message, consumer, consumer_message, fine = on_processes(body)(return_state=True).result()
-    assert message == "could not load the result of task run 'give_breaks_on_load-0': RuntimeError: refusing to unpickle"
+    assert message == ("could not load the result of task run 'give_breaks_on_load-0': "
+                       "RuntimeError: refusing to unpickle")
     assert consumer == "Failed" and "could not load the arguments of task run 'take-0'" in consumer_message
     assert fine == "took"
 
