@@ -135,6 +135,7 @@ def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> DoneAnd
 def as_completed(futures: Iterable[TaskFuture], timeout: float | None = None) -> Iterator[TaskFuture]:
     """Yield futures as they finish; `TimeoutError` if some are not done in time."""
     pending = set(futures)
+    total = len(pending)
     finished: queue.SimpleQueue = queue.SimpleQueue()
     for future in pending:
         future.add_done_callback(finished.put)
@@ -144,7 +145,7 @@ def as_completed(futures: Iterable[TaskFuture], timeout: float | None = None) ->
         try:
             future = finished.get(timeout=None if remaining is None else max(0.0, remaining))
         except queue.Empty:
-            raise TimeoutError(f"{len(pending)} (of {len(pending)}) futures unfinished after {timeout} s") from None
+            raise TimeoutError(f"{len(pending)} (of {total}) futures unfinished") from None  # Prefect's text
         pending.discard(future)
         yield future
 

@@ -46,6 +46,7 @@ class SchedulerState:
     completed: dict[int, bool] = field(default_factory=dict)  # finished run -> did it complete
     doomed: dict[int, int] = field(default_factory=dict)  # waiting run -> a blocking upstream that failed
     order: dict[int, list[int]] = field(default_factory=dict)  # run -> its blocking upstreams, in order (2+)
+    aside: set[int] = field(default_factory=set)  # runs waiting out a retry delay
 
 
 class Scheduler:
@@ -98,6 +99,9 @@ class Scheduler:
     def finish(self, run: int, ok: bool) -> list[Blocked]:
         """`run` finished (completed when `ok`); returns the runs that became blocked."""
         state = self.state
+        if run not in state.running:
+            raise ValueError(f"run {run} is not running here: it cannot finish "
+                             f"({'it finished already' if run in state.completed else 'unknown or not started'})")
         state.running.discard(run)
         state.completed[run] = ok
         return self._release(run, ok)
@@ -105,6 +109,7 @@ class Scheduler:
     def set_aside(self, run: int) -> None:
         """A failed run waits out its retry delay: no longer running, not ready yet."""
         self.state.running.discard(run)
+        self.state.aside.add(run)
 
     def add_finished(self, run: int, ok: bool) -> None:
         """A run that finished outside this scheduler, so that runs can depend on it."""
@@ -118,8 +123,9 @@ class Scheduler:
         return run in self.state.running
 
     def requeue(self, run: int) -> None:
-        """A running run goes back to the front of the ready queue."""
+        """A running run (or one set aside) goes back to the front of the ready queue."""
         self.state.running.discard(run)
+        self.state.aside.discard(run)
         heapq.heappush(self.state.ready, (-1, run))
 
     def sole_follower(self, run: int) -> int | None:
@@ -164,11 +170,18 @@ class Scheduler:
         """Those of `runs` not started yet (waiting, ready, or waiting out a retry delay) are
         finished as not completed; returns them, and the runs their ends block."""
         state = self.state
+        runs = list(runs)
+        ready = {run for _, run in state.ready}
+        unknown = [run for run in runs if run not in state.running and run not in state.completed
+                   and run not in state.remaining and run not in state.aside and run not in ready]
+        if unknown:
+            raise ValueError(f"cannot cancel runs this scheduler does not know: {unknown[:5]}")
         chosen = [run for run in runs if run not in state.running and run not in state.completed]
         if not chosen:
             return [], []
         for run in chosen:
             state.remaining.pop(run, None)
+            state.aside.discard(run)
             state.doomed.pop(run, None)
             state.order.pop(run, None)
             state.completed[run] = False

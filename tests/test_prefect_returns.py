@@ -356,3 +356,83 @@ def test_prefects_context_and_state_helpers_used_by_users_test_suites(runner):
     assert get_call_parameters(signature, (1,), {"c": 3}, apply_defaults=False) == {"a": 1, "c": 3}
     with pytest.raises(TypeError, match="signature"):
         get_call_parameters(signature, (), {})
+
+
+@task
+def sleep_then(seconds, value):
+    import time
+
+    time.sleep(seconds)
+    return value
+
+
+def test_as_completed_timeout_says_how_many_of_all_are_unfinished():
+    """Prefect's text: '1 (of 3) futures unfinished'."""
+    from procflow.futures import as_completed
+    from procflow.task_runners import ThreadPoolTaskRunner
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=3))
+    def body():
+        futures = [sleep_then.submit(0, 1), sleep_then.submit(0, 2), sleep_then.submit(3, 3)]
+        seen = []
+        with pytest.raises(TimeoutError) as raised:
+            for future in as_completed(futures, timeout=1.5):
+                seen.append(future.result())
+        return sorted(seen), str(raised.value)
+
+    seen, message = body()
+    assert seen == [1, 2]
+    assert message == "1 (of 3) futures unfinished"
+
+
+def test_a_failed_state_without_raising_gives_its_data_as_prefect_does():
+    @flow
+    def returns_failed():
+        return State(type=StateType.FAILED, message="Test returned state", data="hello!")
+
+    state = returns_failed(return_state=True)
+    assert state.is_failed() and state.message == "Test returned state"
+    assert state.result(raise_on_failure=False) == "hello!"
+    with pytest.raises(Exception, match="hello!"):  # a text becomes the message of a FailedRun
+        state.result()
+    assert isinstance(Failed(message="no data").result(raise_on_failure=False), Exception)
+
+
+def test_a_flow_ending_paused_raises_paused_run_and_bad_names_are_refused():
+    from procflow.exceptions import InvalidNameError, PausedRun
+    from procflow.states import Paused
+
+    @flow
+    def pauses():
+        return Paused()
+
+    with pytest.raises(PausedRun, match="result is not available"):
+        pauses()
+    assert pauses(return_state=True).is_paused()
+    for name in ("my/flow", "my%flow", "my<flow", "my>flow", "my&flow"):
+        with pytest.raises(InvalidNameError, match="contains an invalid character"):
+            flow(name=name)(lambda: 1)
+    assert flow(lambda: 1).name == "unknown-lambda"
+    with pytest.raises(TypeError, match="Expected string for flow parameter 'name'; got function instead. "
+                                        "Perhaps you meant to call it?"):
+        flow(name=lambda: "x")(lambda: 1)
+
+
+def test_settings_give_defaults_to_what_is_made_and_run_inside_them(monkeypatch, log_lines):
+    from procflow.settings import (PREFECT_LOGGING_LOG_PRINTS, PREFECT_TASK_DEFAULT_RETRIES,
+                                   temporary_settings)
+
+    with temporary_settings(updates={PREFECT_TASK_DEFAULT_RETRIES: "2"}):
+        assert task(lambda: 1).retries == 2
+    assert task(lambda: 1).retries == 0
+    monkeypatch.setenv("PROCFLOW_TASK_DEFAULT_RETRIES", "3")
+    assert task(lambda: 1).retries == 3
+
+    @flow
+    def talks():
+        print("said in the flow")
+
+    with temporary_settings({PREFECT_LOGGING_LOG_PRINTS: True}):
+        talks()
+    talks()
+    assert sum("said in the flow" in line for line in log_lines) == 1

@@ -2,6 +2,8 @@
 
 import random
 
+import pytest
+
 from procflow.scheduler import Scheduler, SchedulerState
 
 
@@ -148,3 +150,31 @@ def test_cancel_ends_only_the_given_runs_not_started_and_blocks_their_dependents
     s.finish(2, True)
     assert s.pop_ready(10) == [], "4 was cancelled, it does not become ready"
     assert s.outcome(3) is False and s.outcome(4) is False and s.outcome(1) is None
+
+
+def test_finishing_a_run_that_is_not_running_is_an_error():
+    scheduler = Scheduler()
+    with pytest.raises(ValueError, match="run 7 is not running here.*unknown or not started"):
+        scheduler.finish(7, True)
+    scheduler.add(1)
+    with pytest.raises(ValueError, match="run 1 is not running"):
+        scheduler.finish(1, True)  # ready, not started
+    assert scheduler.pop_ready(1) == [1]
+    scheduler.finish(1, True)
+    with pytest.raises(ValueError, match="it finished already"):
+        scheduler.finish(1, False)
+    assert scheduler.outcome(1) is True
+
+
+def test_cancelling_unknown_runs_is_an_error_and_known_ones_in_any_place_cancel():
+    scheduler = Scheduler()
+    scheduler.add(1)
+    scheduler.add(2, [(1, True)])
+    scheduler.add(3)
+    assert scheduler.pop_ready(1) == [1]
+    scheduler.set_aside(1)  # waiting out a retry delay
+    with pytest.raises(ValueError, match=r"does not know: \[99\]"):
+        scheduler.cancel([3, 99])
+    assert scheduler.outcome(3) is None  # nothing was cancelled by the refused call
+    cancelled, blocked = scheduler.cancel([1, 3])
+    assert sorted(cancelled) == [1, 3] and blocked == [(2, 1)]
