@@ -24,6 +24,7 @@ class TaskRunInfo(NamedTuple):
     kwargs: dict
     run_count: int = 1  # this attempt: 1, then 2 on the first retry (Prefect's `task_run.run_count`)
     flow_run_count: int = 1  # the attempt of the flow run it belongs to
+    tags: tuple[str, ...] = ()  # its task's and those of `with tags(...)` where it was made
 
     def parameters(self) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults included (as Prefect reports them)."""

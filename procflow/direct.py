@@ -137,7 +137,7 @@ def _attempt(task: Task, context: FlowContext, run: TaskRun, args: tuple,
         hooks.call_hooks(task.state_hooks["on_running"], task, run, Running(), emit)
     log_prints = task.log_prints if task.log_prints is not None else context.tracker.log_prints
     info = TaskRunInfo(run.id, run.name, task.name, run.flow_run_name, task.fn, args, kwargs,
-                       run.attempts, context.flow_run.run_count)
+                       run.attempts, context.flow_run.run_count, tuple(sorted(run.tags)))
     return info, log_prints, emit
 
 

@@ -108,7 +108,7 @@ class Dispatcher:
         return Call(run.id, run.name, task.name, task.fn, entry.args, entry.kwargs,
                     entry.needs_substitution, timeout, log_prints, map_group=run.map_group,
                     flow_run_name=run.flow_run_name, attempt=run.attempts,
-                    flow_attempt=entry.tracker.flow_run.run_count)
+                    flow_attempt=entry.tracker.flow_run.run_count, tags=tuple(sorted(run.tags)))
 
     def _cached(self, entry: Entry) -> bool:
         """`cache_key_fn`: reuse the result of an earlier completed run with the same key."""

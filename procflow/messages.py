@@ -36,6 +36,7 @@ class WorkItem(NamedTuple):
     flow_run_name: str = ""  # for procflow.runtime.flow_run (one string object for a flow's runs: pickled once)
     attempt: int = 1  # of this run, and of its flow run: `procflow.runtime`'s run_count
     flow_attempt: int = 1
+    tags: tuple[str, ...] = ()  # for procflow.runtime.task_run.tags
 
 
 class Batch(NamedTuple):

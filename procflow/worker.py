@@ -116,7 +116,7 @@ def _run_item(batch: Batch, item: WorkItem, arguments: bytes | SharedArguments, 
         _arm_deadline(item.timeout)
     try:
         run = TaskRunInfo(item.run_id, item.run_name, item.task_name, item.flow_run_name, fn, args, kwargs,
-                          item.attempt, item.flow_attempt)
+                          item.attempt, item.flow_attempt, item.tags)
         status, value, failure, start, end = execute(run, item.log_prints, emit, own_interrupts=True)
         del run
     finally:

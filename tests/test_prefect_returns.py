@@ -436,3 +436,25 @@ def test_settings_give_defaults_to_what_is_made_and_run_inside_them(monkeypatch,
         talks()
     talks()
     assert sum("said in the flow" in line for line in log_lines) == 1
+
+
+@task(tags=["stage-1"])
+def my_tags():
+    from procflow.runtime import task_run
+
+    return sorted(task_run.tags)
+
+
+def test_runtime_task_run_tags_are_the_tasks_and_the_context_ones(runner):
+    from procflow import tags
+
+    @flow(task_runner=runner)
+    def body():
+        with tags("nightly"):
+            submitted = my_tags.submit()
+            direct = my_tags()
+        return submitted.result(), direct, my_tags.submit().result()
+
+    assert body() == (["nightly", "stage-1"], ["nightly", "stage-1"], ["stage-1"])
+    from procflow.runtime import task_run
+    assert task_run.tags == []

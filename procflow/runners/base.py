@@ -43,6 +43,7 @@ class Call:
     flow_run_name: str = ""
     attempt: int = 1  # of this run, and of its flow run: `procflow.runtime`'s run_count
     flow_attempt: int = 1
+    tags: tuple[str, ...] = ()
 
 
 class Runner(Protocol):

@@ -146,7 +146,8 @@ class DaskTaskRunner:
                 function = self._functions[call.fn] = dumps_function(call.fn)
             future = self._client.submit(
                 run_on_dask, function, self._topic,
-                (call.run_id, call.run_name, call.task_name, call.flow_run_name, call.attempt, call.flow_attempt),
+                (call.run_id, call.run_name, call.task_name, call.flow_run_name, call.attempt, call.flow_attempt,
+                 call.tags),
                 call.log_prints, call.timeout, _Arguments(args, kwargs), upstream,
                 key=f"{call.run_name}-{uuid.uuid4().hex[:8]}", pure=False)
             with self._lock:
@@ -301,7 +302,7 @@ class _Arguments:
         return (_Arguments, (self.args, self.kwargs))
 
 
-def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str, int, int], log_prints: bool,
+def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str, int, int, tuple], log_prints: bool,
                 timeout: float | None, arguments: _Arguments, upstream: list) -> Any:
     """On a Dask worker: run, report the outcome as an event, keep the value here.
     `names`: the run's id and name, its task's name, its flow run's name, and the attempts of both."""

@@ -100,7 +100,7 @@ class ThreadPoolTaskRunner:
         except Exception as unloadable:  # noqa: BLE001 - an upstream's stored result failed to load
             return Outcome(call.run_id, Status.FAILED, error=unloadable, worker=threading.current_thread().name)
         run = TaskRunInfo(call.run_id, call.run_name, call.task_name, call.flow_run_name, call.fn, args, kwargs,
-                          call.attempt, call.flow_attempt)
+                          call.attempt, call.flow_attempt, call.tags)
         status, value, error, start, end = execute(run, call.log_prints, emit)
         return Outcome(call.run_id, status, value, error, start=start, end=end,
                        worker=threading.current_thread().name)

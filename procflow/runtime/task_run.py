@@ -6,7 +6,7 @@ from typing import Any
 
 from ..current import current_task_run
 
-__all__ = ["id", "name", "parameters", "run_count", "task_name"]  # noqa: F822 - read at access, by __getattr__
+__all__ = ["id", "name", "parameters", "run_count", "tags", "task_name"]  # noqa: F822 - read at access, by __getattr__
 
 
 def __getattr__(attribute: str) -> Any:
@@ -19,6 +19,8 @@ def __getattr__(attribute: str) -> Any:
         return None if run is None else run.task_name
     if attribute == "parameters":
         return {} if run is None else run.parameters()
+    if attribute == "tags":  # the task's and those of `with tags(...)` where the run was made
+        return [] if run is None else list(run.tags)
     if attribute == "run_count":  # 1 on the first attempt; 0 outside a task run, as in Prefect
         return 0 if run is None or run.id is None else run.run_count
     raise AttributeError(f"{__name__} has no attribute {attribute!r}")
