@@ -37,7 +37,7 @@ from .records import FlowRun, TaskRun
 from .resolve import Found, collect, substitute
 from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter, release_prints
 from .runners.threads import interrupt_thread
-from .states import Cancelled, Completed, Failed, ParameterBindError, Running, State, describe_error
+from .states import Cancelled, Completed, Failed, NotReady, ParameterBindError, Running, State, describe_error
 
 if TYPE_CHECKING:
     from .flows import Flow
@@ -52,7 +52,10 @@ class FlowTimedOut(TimeoutError):
 
 
 def run_sync(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
-    context, args, kwargs = _start(flow, *_resolved_for_a_flow(args, kwargs, wait_for), is_async=False)
+    args, kwargs, not_ready = _resolved_for_a_flow(args, kwargs, wait_for)
+    if not_ready is not None:
+        return not_ready if return_state else not_ready._result()
+    context, args, kwargs = _start(flow, args, kwargs, is_async=False)
     try:
         with _interrupts_become_keyboard_interrupt(context.owns_engine):
             flow._call_hooks(context.flow_run, Running())
@@ -65,7 +68,9 @@ def run_sync(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state:
 
 async def run_async(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
     if wait_for is not None or _holds_futures(args, kwargs):
-        args, kwargs = await asyncio.to_thread(_resolved_for_a_flow, args, kwargs, wait_for)
+        args, kwargs, not_ready = await asyncio.to_thread(_resolved_for_a_flow, args, kwargs, wait_for)
+        if not_ready is not None:
+            return not_ready if return_state else not_ready._result()
     context, args, kwargs = _start(flow, args, kwargs, is_async=True)
     try:
         flow._call_hooks(context.flow_run, Running())
@@ -268,19 +273,23 @@ def _futures_to_states(value: Any) -> Any:
     return substitute(value, lambda future, _: future.state)
 
 
-def _resolved_for_a_flow(args: tuple, kwargs: dict, wait_for: Any) -> tuple[tuple, dict]:
-    """As Prefect does for a subflow: wait for `wait_for`, and give it the results of the
-    futures (and future-read states) in its arguments, not the futures."""
+def _resolved_for_a_flow(args: tuple, kwargs: dict, wait_for: Any) -> tuple[tuple, dict, State | None]:
+    """As Prefect does for a subflow: wait for `wait_for` and the futures in its arguments, and
+    give it their results, not the futures. When one of them did not complete (and is not
+    `allow_failure`), the subflow does not run: the third item is its `NotReady` state."""
     waits: Found = []
     collect(wait_for, waits)
-    for future, _ in waits:
-        future.wait()
     found: Found = []
-    if collect(args, found) | collect(kwargs, found):
-        for future, _ in found:
-            future.wait()
-        return substitute(args), substitute(kwargs)
-    return args, kwargs
+    needs = collect(args, found) | collect(kwargs, found)
+    for future, _ in found + waits:
+        future.wait()
+    for future, allowed in found + waits:  # the first in argument order, then wait_for order
+        if not allowed and not future.state.is_completed():
+            error = future.state.data if isinstance(future.state.data, BaseException) else None
+            return args, kwargs, NotReady(future.task_run.name, error)
+    if needs:
+        return substitute(args), substitute(kwargs), None
+    return args, kwargs, None
 
 
 def _close(context: FlowContext) -> None:

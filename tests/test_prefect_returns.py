@@ -458,3 +458,34 @@ def test_runtime_task_run_tags_are_the_tasks_and_the_context_ones(runner):
     assert body() == (["nightly", "stage-1"], ["nightly", "stage-1"], ["stage-1"])
     from procflow.runtime import task_run
     assert task_run.tags == []
+
+
+@task
+def fails_here():
+    raise ValueError("Fail task!")
+
+
+def test_a_subflow_whose_upstream_failed_does_not_run_and_is_not_ready(runner):
+    ran = []  # subflows run in the flow's process
+
+    @flow
+    def child(y):
+        ran.append(y)
+        return y
+
+    @flow(task_runner=runner)
+    def parent():
+        failed = fails_here.submit()
+        waited = child(2, wait_for=[failed], return_state=True)
+        given = child(failed, return_state=True)
+        from procflow.annotations import allow_failure
+
+        allowed = child(3, wait_for=[allow_failure(failed)])
+        return None, waited, given, allowed
+
+    _, waited, given, allowed = parent()
+    for state in (waited, given):
+        assert state.is_pending() and state.name == "NotReady"
+        assert "fails_here-0" in state.message
+    assert allowed == 3
+    assert ran == [3]  # only the allow_failure call ran
