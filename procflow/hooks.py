@@ -26,15 +26,17 @@ _FOR_STATE = {StateType.COMPLETED: "on_completion", StateType.FAILED: "on_failur
 
 
 def hook_lists(owner: str, **given: Any) -> dict[str, list[Callable]]:
-    """The hooks given as options, checked: each option a list of functions (or one function).
+    """The hooks given as options, checked: each option a list of functions.
     A bad one raises Prefect's error text, after the task or flow it belongs to."""
     lists: dict[str, list[Callable]] = {}
     kind = owner.split()[0]  # "task" or "flow"
     for name, value in given.items():
         example = (f"Please provide a list of hooks to '{name}':\n\n"
                    f"@{kind}({name}=[hook1, hook2])\ndef my_{kind}():\n\tpass")
-        try:
-            hooks = [] if value is None else [value] if callable(value) else list(value)
+        try:  # one function alone is refused too, as Prefect does: a list is asked for
+            if callable(value):
+                raise TypeError
+            hooks = [] if value is None else list(value)
         except TypeError:
             raise TypeError(f"{owner}: Expected iterable for '{name}'; got {type(value).__name__} instead. "
                             f"{example}") from None

@@ -89,15 +89,50 @@ def runner(request):
     return RUNNERS[request.param]()
 
 
+# Threads that live as long as the process pool they serve (reused across flow runs).
+_POOL_THREADS = ("procflow-worker-watch",)
+
+
+def _procflow_threads() -> dict[int, str]:
+    return {t.ident: t.name for t in threading.enumerate() if t.name.startswith("procflow") and t.ident}
+
+
+def _children() -> dict[int, str]:
+    """Child processes that are not the reused pool's: loky workers and resource trackers stay."""
+    found = {}
+    for child in psutil.Process().children():
+        try:
+            command = " ".join(child.cmdline())
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.Error:
+            continue
+        if "loky" not in command and "resource_tracker" not in command and "distributed" not in command:
+            found[child.pid] = command
+    return found
+
+
 @pytest.fixture(autouse=True)
 def no_leaks():
-    """Fail a test that leaves shared-memory segments or engine threads behind."""
+    """Fail a test that leaves shared-memory segments, engine threads, procflow threads or
+    child processes behind (after a grace of a few seconds for ones that are ending)."""
+    threads_before, children_before = set(_procflow_threads()), set(_children())
     yield
     left = owned_segments(current_token())  # a flow run frees its segments and empties the reuse pool when it ends
     assert not left, f"shared-memory segments left behind: {left}"
     engines = [t for t in threading.enumerate() if t.name == "procflow-engine"]
     # the detached context (tasks submitted outside a flow) keeps one engine for the process
     assert len(engines) <= 1, f"engine threads left running: {engines}"
+    deadline = time.monotonic() + 5
+    while True:
+        threads = {ident: name for ident, name in _procflow_threads().items()
+                   if ident not in threads_before and name != "procflow-engine" and name not in _POOL_THREADS}
+        children = {pid: command for pid, command in _children().items() if pid not in children_before}
+        if not (threads or children) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not threads, f"procflow threads left running: {sorted(threads.values())}"
+    assert not children, f"child processes left running: {children}"
 
 
 class Records(logging.Handler):

@@ -1016,6 +1016,8 @@ def test_prefects_other_options_are_kept_accepted_with_a_warning_or_refused_clea
         task(cache_policy=object())(shout)
     with pytest.raises(TypeError, match="task 'shout': Expected callables in 'on_failure'; got int instead"):
         task(on_failure=[3])(shout)
+    with pytest.raises(TypeError, match="task 'shout': Expected iterable for 'on_failure'; got function instead"):
+        task(on_failure=shout)(shout)  # one function alone: Prefect asks for a list
     with pytest.raises(TypeError, match="flow 'shout': unknown option retires="):
         flow(retires=2)(shout)
 
