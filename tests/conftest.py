@@ -26,13 +26,18 @@ RUNNERS = {
 }
 
 
+_SESSION_CHILDREN: set[int] = set()  # processes of session fixtures (the Dask cluster's nannies)
+
+
 @pytest.fixture(scope="session")
 def dask_cluster():
     """A real Dask cluster on loopback: a scheduler and two worker processes."""
     from distributed import LocalCluster
 
+    before = {child.pid for child in psutil.Process().children()}
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=":0")
+    _SESSION_CHILDREN.update(child.pid for child in psutil.Process().children() if child.pid not in before)
     yield cluster
     cluster.close()
 
@@ -101,6 +106,8 @@ def _children() -> dict[int, str]:
     """Child processes that are not the reused pool's: loky workers and resource trackers stay."""
     found = {}
     for child in psutil.Process().children():
+        if child.pid in _SESSION_CHILDREN:
+            continue
         try:
             command = " ".join(child.cmdline())
             if child.status() == psutil.STATUS_ZOMBIE:
