@@ -12,8 +12,10 @@ error in a hook is logged (Prefect's words) and changes no state.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
+import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -22,7 +24,8 @@ from .runlog import Emit
 from .states import State, StateType
 
 _FOR_STATE = {StateType.COMPLETED: "on_completion", StateType.FAILED: "on_failure", StateType.RUNNING: "on_running",
-              StateType.CRASHED: "on_crashed", StateType.CANCELLED: "on_cancellation"}
+              StateType.CRASHED: "on_crashed", StateType.CANCELLED: "on_cancellation",
+              StateType.CANCELLING: "on_cancellation"}  # a flow returning Cancelling(), as in Prefect
 
 
 def hook_lists(owner: str, **given: Any) -> dict[str, list[Callable]]:
@@ -61,12 +64,36 @@ def call_hooks(hooks: list[Callable], subject: Any, run: Any, state: State, emit
         try:
             result = hook(subject, run, state)
             if inspect.iscoroutine(result):
-                asyncio.run(result)
+                _run_to_end(result)
         except Exception:  # noqa: BLE001 - as Prefect: a failing hook is logged, the run's state stands
             emit(logging.ERROR, f"An error was encountered while running hook {name!r}\n"
                                 f"{traceback.format_exc().rstrip()}")
         else:
             emit(logging.INFO, f"Hook {name!r} finished running successfully")
+
+
+def _run_to_end(coroutine: Any) -> None:
+    """An `async def` hook: in an event loop of its own; beside a running loop (an async
+    flow's thread), in a thread of its own, with this context."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coroutine)
+        return
+    context = contextvars.copy_context()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            context.run(asyncio.run, coroutine)
+        except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
+            failure.append(error)
+
+    thread = threading.Thread(target=run, name="procflow-async-hook")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 class TaskHookMethods:

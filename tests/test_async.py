@@ -296,3 +296,28 @@ def test_ctrl_c_during_an_async_flow_cancels_its_runs_and_leaves_nothing(tmp_pat
     time.sleep(0.5)
     assert not [pid for pid in worker_pids if psutil.pid_exists(pid)
                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_async_hooks_run_for_async_flows_and_a_returned_cancelling_state_calls_on_cancellation():
+    from procflow.states import StateType
+
+    calls = []
+
+    async def async_hook(flow_object, flow_run, state):
+        await asyncio.sleep(0)
+        calls.append(("async", state.name))
+
+    def sync_hook(flow_object, flow_run, state):
+        calls.append(("sync", state.name))
+
+    @flow(on_completion=[async_hook, sync_hook])
+    async def completes():
+        return 1
+
+    @flow(on_cancellation=[sync_hook, async_hook])
+    def cancelling():
+        return State(type=StateType.CANCELLING)
+
+    assert asyncio.run(completes()) == 1
+    assert cancelling(return_state=True).type is StateType.CANCELLING
+    assert calls == [("async", "Completed"), ("sync", "Completed"), ("sync", "Cancelling"), ("async", "Cancelling")]
