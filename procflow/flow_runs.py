@@ -58,7 +58,7 @@ def run_sync(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state:
     context, args, kwargs = _start(flow, args, kwargs, is_async=False)
     try:
         with _interrupts_become_keyboard_interrupt(context.owns_engine):
-            flow._call_hooks(context.flow_run, Running())
+            _run_hooks(flow, context, Running())
             state = _attempts(flow, context, args, kwargs)
     except KeyboardInterrupt:
         _cancelled(flow, context)
@@ -73,7 +73,7 @@ async def run_async(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return
             return not_ready if return_state else not_ready._result()
     context, args, kwargs = _start(flow, args, kwargs, is_async=True)
     try:
-        flow._call_hooks(context.flow_run, Running())
+        _run_hooks(flow, context, Running())
         state = await _async_attempts(flow, context, args, kwargs)
     except (KeyboardInterrupt, asyncio.CancelledError):
         _cancelled(flow, context)
@@ -109,12 +109,21 @@ def _finish(flow: Flow, context: FlowContext, state: State, return_state: bool) 
     flow_run = context.flow_run
     flow_run.state, flow_run.end_time = state, time.time()
     FLOW_LOGGER.info(f"Flow run '{flow_run.name}' - Finished in state {state!r}")
-    flow._call_hooks(flow_run, state)
+    _run_hooks(flow, context, state)
     context.observer.flow_finished(flow_run)
     _close(context)
     if return_state:
         return state
     return state._result()  # a failed flow raises the exception of its first failed run
+
+
+def _run_hooks(flow: Flow, context: FlowContext, state: State) -> None:
+    """The flow's hooks for `state`, with its run current (`get_run_context()` works in them, as in Prefect)."""
+    token = current_flow.set(context)
+    try:
+        flow._call_hooks(context.flow_run, state)
+    finally:
+        current_flow.reset(token)
 
 
 def _attempts(flow: Flow, context: FlowContext, args: tuple, kwargs: dict) -> State:
@@ -220,7 +229,7 @@ def _cancelled(flow: Flow, context: FlowContext) -> None:
         flow_run.end_time = time.time()
         FLOW_LOGGER.error(f"Flow run '{flow_run.name}' - Interrupted: {len(unfinished)} of "
                           f"{len(flow_run.task_runs)} task runs did not finish; workers stopped")
-        flow._call_hooks(flow_run, flow_run.state)
+        _run_hooks(flow, context, flow_run.state)
         context.observer.flow_finished(flow_run)
         _close(context)
 

@@ -121,6 +121,8 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
 
     def _run_name(self, parameters: dict[str, Any]) -> str:
         template = self.flow_run_name
+        if template is not None and not isinstance(template, str) and not callable(template):  # set after decorating
+            raise TypeError(f"Expected string or callable for 'flow_run_name'; got {type(template).__name__} instead.")
         if template is None:
             return random_flow_run_name()
         if callable(template):  # Prefect's way: it reads the run from procflow.runtime.flow_run

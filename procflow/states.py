@@ -95,8 +95,13 @@ class ReturnedState(Exception):
         self.type_value, self.name, self.message, self.data = type_value, name, message, data
 
     def state(self) -> State:
-        error = self.data if isinstance(self.data, BaseException) else FailedRun(self.message or self.name)
-        return State(StateType(self.type_value), self.name, self.message, error)
+        """The state, with its data kept (Prefect's `result(raise_on_failure=False)` gives it);
+        without data, the exception of its type (`CancelledRun` for a returned `Cancelled()`)."""
+        data = self.data
+        if data is None:
+            wrapper = {"CANCELLED": CancelledRun, "CRASHED": CrashedRun}.get(self.type_value, FailedRun)
+            data = wrapper(self.message or self.name)
+        return State(StateType(self.type_value), self.name, self.message, data)
 
 
 class RemoteError(Exception):

@@ -489,3 +489,50 @@ def test_a_subflow_whose_upstream_failed_does_not_run_and_is_not_ready(runner):
         assert "fails_here-0" in state.message
     assert allowed == 3
     assert ran == [3]  # only the allow_failure call ran
+
+
+@task
+def returns_cancelled():
+    return Cancelled()
+
+
+def test_flow_hooks_run_with_the_flow_run_current_and_runner_classes_become_instances(runner):
+    from procflow.context import get_run_context
+    from procflow.exceptions import CancelledRun
+    from procflow.task_runners import ThreadPoolTaskRunner
+
+    seen = []
+
+    def hook(flow_object, flow_run, state):
+        seen.append((state.name, get_run_context().flow_run.name == flow_run.name))
+
+    @flow(task_runner=runner, on_completion=[hook], on_running=[hook])
+    def body():
+        return returns_cancelled.submit()
+
+    state = body(return_state=True)
+    assert state.is_cancelled() and state.message == "1/1 states cancelled."
+    with pytest.raises(CancelledRun):
+        state.result(raise_on_failure=False).result()
+    assert seen == [("Running", True)]  # a cancelled flow run does not complete
+
+    @flow(task_runner=ThreadPoolTaskRunner, on_completion=[hook])
+    def plain():
+        return 1
+
+    assert isinstance(plain.task_runner, ThreadPoolTaskRunner)
+    assert plain() == 1 and seen[-1] == ("Completed", True)
+
+
+def test_a_run_name_template_set_after_decorating_is_checked_when_called():
+    @flow
+    def my_flow():
+        pass
+
+    class NotATemplate:
+        def format(*args, **kwargs):
+            pass
+
+    my_flow.flow_run_name = NotATemplate()
+    with pytest.raises(TypeError, match="Expected string or callable for 'flow_run_name'; got NotATemplate instead."):
+        my_flow()
