@@ -69,7 +69,7 @@ class FlowContext:
         extra = _tags.get()
         run = TaskRun(self.engine.next_run_id(), name, task.name, self.flow_run.name, upstream=upstream,
                       created_time=time.time(), map_group=map_group,
-                      tags=task.tags | extra if extra else task.tags, flow_run_id=self.flow_run.id)
+                      tags=frozenset(task.tags | extra if extra else task.tags), flow_run_id=self.flow_run.id)
         self.flow_run.task_runs.append(run)
         return run
 

@@ -143,12 +143,13 @@ def flag(owner: str, option: str, value: Any) -> Any:
     return value
 
 
-def tags(owner: str, value: Any) -> frozenset[str]:
+def tags(owner: str, value: Any) -> set[str]:
+    """A task's tags: a set of its own, as Prefect's (`my_task.tags.add(...)` changes that task only)."""
     if value is None:
-        return frozenset()
+        return set()
     if isinstance(value, str) or not hasattr(value, "__iter__"):
         raise TypeError(f"{owner}: tags must be a collection of strings, got {value!r}")
-    return frozenset(str(tag) for tag in value)
+    return {str(tag) for tag in value}
 
 
 def render_name(owner: str, option: str, template: str, parameters: dict[str, Any]) -> str:

@@ -536,3 +536,11 @@ def test_a_run_name_template_set_after_decorating_is_checked_when_called():
     my_flow.flow_run_name = NotATemplate()
     with pytest.raises(TypeError, match="Expected string or callable for 'flow_run_name'; got NotATemplate instead."):
         my_flow()
+
+
+def test_a_tasks_tags_are_its_own_set():
+    tagged = task(tags=["tag1", "tag2"])(lambda: 1)
+    copied = tagged.with_options(name="copy")
+    tagged.tags.add("tag3")
+    assert tagged.tags == {"tag1", "tag2", "tag3"}
+    assert copied.tags == {"tag1", "tag2"}
