@@ -149,3 +149,26 @@ def as_completed(futures: Iterable[TaskFuture], timeout: float | None = None) ->
         pending.discard(future)
         yield future
 
+
+
+def resolve_futures_to_states(expr: Any) -> Any:
+    """`expr` with every future in it (at any depth) waited for and replaced by its State (Prefect's)."""
+    from .resolve import Found, collect, substitute
+
+    found: Found = []
+    collect(expr, found)
+    for future, _ in found:
+        future.wait()
+    return substitute(expr, lambda future, _: future.state)
+
+
+def resolve_futures_to_results(expr: Any) -> Any:
+    """`expr` with every future in it waited for and replaced by its result (Prefect's);
+    a failed one raises its exception."""
+    from .resolve import Found, collect, substitute
+
+    found: Found = []
+    collect(expr, found)
+    for future, _ in found:
+        future.wait()
+    return substitute(expr, lambda future, _: future.result())

@@ -544,3 +544,28 @@ def test_a_tasks_tags_are_its_own_set():
     tagged.tags.add("tag3")
     assert tagged.tags == {"tag1", "tag2", "tag3"}
     assert copied.tags == {"tag1", "tag2"}
+
+
+def test_resolve_futures_to_states_and_results_at_any_depth(runner):
+    import dataclasses
+
+    from procflow.futures import FutureList, resolve_futures_to_results, resolve_futures_to_states
+
+    @dataclasses.dataclass
+    class Holder:
+        value: object
+        nested: list
+
+    @flow(task_runner=runner)
+    def body():
+        one, two = double.submit(1), double.map([2, 3])
+        expression = {"a": one, "b": [two], "c": Holder(one, [two[0]]), "d": 5}
+        states = resolve_futures_to_states(expression)
+        results = resolve_futures_to_results(expression)
+        assert type(states["b"][0]) is list and not isinstance(states["b"][0], FutureList)
+        return (states["a"].result(), [s.result() for s in states["b"][0]], states["c"].value.is_completed(),
+                results, resolve_futures_to_results([1, 2]))
+
+    a, b, completed, results, plain = body()
+    assert (a, b, completed, plain) == (2, [4, 6], True, [1, 2])
+    assert results["a"] == 2 and results["b"] == [[4, 6]] and results["c"].nested == [4] and results["d"] == 5
