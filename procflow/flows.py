@@ -16,6 +16,7 @@ from .runlog import flow_emitter
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
 from .states import State
+from .utilities.hashing import file_hash
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,7 +58,7 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
                                             on_cancellation=on_cancellation)
         kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
         self.description: str | None = kept["description"] or inspect.getdoc(fn)
-        self.version: str | None = kept["version"]
+        self.version: str | None = kept["version"] or _source_file_hash(fn)
         self.last_run: FlowRun | None = None
         self._signature = inspect.signature(fn)
         options.no_reserved_arguments(owner, self._signature)
@@ -128,6 +129,15 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         if callable(template):  # Prefect's way: it reads the run from procflow.runtime.flow_run
             return call_naming(naming_flow_run, FlowRunInfo(None, self.name, dict(parameters)), template)
         return options.render_name(f"flow {self.name!r}", "flow_run_name", template, parameters)
+
+
+def _source_file_hash(fn: Callable) -> str | None:
+    """Prefect's default version: a hash of the file that defines the function (None without one)."""
+    try:
+        path = inspect.getsourcefile(fn)
+        return None if path is None else file_hash(path)
+    except (OSError, TypeError):  # a REPL's "<stdin>", a builtin
+        return None
 
 
 @overload

@@ -569,3 +569,15 @@ def test_resolve_futures_to_states_and_results_at_any_depth(runner):
     a, b, completed, results, plain = body()
     assert (a, b, completed, plain) == (2, [4, 6], True, [1, 2])
     assert results["a"] == 2 and results["b"] == [[4, 6]] and results["c"].nested == [4] and results["d"] == 5
+
+
+def test_a_flows_default_version_is_a_hash_of_its_source_file():
+    from procflow.utilities.hashing import file_hash
+
+    @flow
+    def versioned():
+        return 1
+
+    assert versioned.version == file_hash(__file__)
+    assert flow(version="2")(versioned.fn).version == "2"
+    assert flow(print).version is None  # no source file: no version
