@@ -68,9 +68,9 @@ async def aexecute(run: TaskRunInfo, log_prints: bool, emit: Emit, timeout: floa
         if task is not None and task.cancelling():
             raise
         return Status.FAILED, None, asyncio.CancelledError(), start, time.time()
-    except (KeyboardInterrupt, SystemExit):
+    except KeyboardInterrupt:  # Ctrl-C in the flow's thread: not the task's failure (as `execute`)
         raise
-    except BaseException as error:  # noqa: BLE001 - a library's own BaseException is the task's failure
+    except BaseException as error:  # noqa: BLE001 - also SystemExit and a library's own, as `execute`
         return Status.FAILED, None, error, start, time.time()
 
 

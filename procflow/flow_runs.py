@@ -1,6 +1,6 @@
 """Running one flow run, sync or async: its attempts, its deadline, Ctrl-C, its final state.
 
-The final state follows Prefect's rule: the function raised -> `Failed` with that
+The final state follows Prefect 2's rule (SPEC §1): the function raised -> `Failed` with that
 exception; it returned `None` -> every task run of the flow run counts; it returned a
 future or a state, or a list, tuple, set or dict (its values) made only of those -> those
 count; a state it made itself (`return Failed(message=...)`) -> that state; anything else,

@@ -321,3 +321,16 @@ def test_async_hooks_run_for_async_flows_and_a_returned_cancelling_state_calls_o
     assert asyncio.run(completes()) == 1
     assert cancelling(return_state=True).type is StateType.CANCELLING
     assert calls == [("async", "Completed"), ("sync", "Completed"), ("sync", "Cancelling"), ("async", "Cancelling")]
+
+
+def test_an_awaited_task_raising_system_exit_fails_alone_as_a_submitted_one_does():
+    @task
+    async def exits():
+        raise SystemExit(3)
+
+    @flow
+    async def body():
+        state = await exits(return_state=True)
+        return state.is_failed(), type(state.result(raise_on_failure=False, _sync=True)).__name__, "went on"
+
+    assert asyncio.run(body()) == (True, "SystemExit", "went on")
