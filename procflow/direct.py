@@ -25,10 +25,10 @@ from .current import TaskRunInfo
 from .execution import Executed, RunTimedOut, aexecute, execute
 from .futures import TaskFuture
 from .records import TaskRun
-from .resolve import Found, substitute
+from .resolve import Found, not_ready, substitute, wait_all
 from .runlog import task_emitter
 from .runners.threads import interrupt_thread
-from .states import Completed, Failed, NotReady, ReturnedState, Running, State, TimedOut, run_timeout_error
+from .states import Completed, Failed, ReturnedState, Running, State, TimedOut, run_timeout_error
 
 if TYPE_CHECKING:
     from .tasks import Task
@@ -39,8 +39,7 @@ def call(task: Task, args: tuple, kwargs: dict, wait_for: Any, return_state: boo
     if context is None:
         return task.fn(*args, **kwargs)
     run, upstream, needs, provisional = task.direct_run(context, args, kwargs, wait_for)
-    for future, _ in upstream:
-        future.wait()
+    wait_all(upstream)
     state, args, kwargs, key = _before(task, context, run, upstream, args, kwargs, needs, provisional)
     if state is None:
         state = _attempts(task, context, run, args, kwargs)
@@ -53,9 +52,8 @@ async def acall(task: Task, args: tuple, kwargs: dict, wait_for: Any, return_sta
     if context is None:
         return await task.fn(*args, **kwargs)
     run, upstream, needs, provisional = task.direct_run(context, args, kwargs, wait_for)
-    for future, _ in upstream:
-        if not future.done():
-            await asyncio.to_thread(future.wait)
+    if not all(future.done() for future, _ in upstream):  # waiting must not block the loop
+        await asyncio.to_thread(wait_all, upstream)
     state, args, kwargs, key = _before(task, context, run, upstream, args, kwargs, needs, provisional)
     if state is None:
         state = await _async_attempts(task, context, run, args, kwargs)
@@ -66,10 +64,9 @@ async def acall(task: Task, args: tuple, kwargs: dict, wait_for: Any, return_sta
 def _before(task: Task, context: FlowContext, run: TaskRun, upstream: Found, args: tuple, kwargs: dict,
             needs: bool, provisional_name: bool) -> tuple[State | None, tuple, dict, str | None]:
     """Upstreams are done: (the state if the run ends before it runs, its inputs, its cache key)."""
-    for future, allowed in upstream:
-        if not allowed and not future.state.is_completed():
-            error = future.state.data if isinstance(future.state.data, BaseException) else None
-            return NotReady(future.task_run.name, error), args, kwargs, None
+    blocked = not_ready(upstream)
+    if blocked is not None:
+        return blocked, args, kwargs, None
     if provisional_name:
         run.name = task.resolved_run_name(args, kwargs)
     if needs:

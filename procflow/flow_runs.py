@@ -34,10 +34,10 @@ from . import settings
 from .annotations import quote
 from .context import FlowContext, current_flow, open_context
 from .records import FlowRun, TaskRun
-from .resolve import Found, collect, substitute
+from .resolve import Found, collect, not_ready, substitute, wait_all
 from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter, release_prints
 from .runners.threads import interrupt_thread
-from .states import Cancelled, Completed, Failed, NotReady, ParameterBindError, Running, State, describe_error
+from .states import Cancelled, Completed, Failed, ParameterBindError, Running, State, describe_error
 
 if TYPE_CHECKING:
     from .flows import Flow
@@ -52,9 +52,11 @@ class FlowTimedOut(TimeoutError):
 
 
 def run_sync(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
-    args, kwargs, not_ready = _resolved_for_a_flow(args, kwargs, wait_for)
-    if not_ready is not None:
-        return not_ready if return_state else not_ready._result()
+    upstream, needs = _upstreams(args, kwargs, wait_for)
+    wait_all(upstream)
+    args, kwargs, blocked = _inputs(args, kwargs, upstream, needs)
+    if blocked is not None:
+        return blocked if return_state else blocked._result()
     context, args, kwargs = _start(flow, args, kwargs, is_async=False)
     try:
         with _interrupts_become_keyboard_interrupt(context.owns_engine):
@@ -67,10 +69,12 @@ def run_sync(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state:
 
 
 async def run_async(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
-    if wait_for is not None or _holds_futures(args, kwargs):
-        args, kwargs, not_ready = await asyncio.to_thread(_resolved_for_a_flow, args, kwargs, wait_for)
-        if not_ready is not None:
-            return not_ready if return_state else not_ready._result()
+    upstream, needs = _upstreams(args, kwargs, wait_for)
+    if not all(future.done() for future, _ in upstream):  # waiting must not block the loop
+        await asyncio.to_thread(wait_all, upstream)
+    args, kwargs, blocked = _inputs(args, kwargs, upstream, needs)
+    if blocked is not None:
+        return blocked if return_state else blocked._result()
     context, args, kwargs = _start(flow, args, kwargs, is_async=True)
     try:
         _run_hooks(flow, context, Running())
@@ -234,11 +238,6 @@ def _cancelled(flow: Flow, context: FlowContext) -> None:
         _close(context)
 
 
-def _holds_futures(args: tuple, kwargs: dict) -> bool:
-    found: Found = []
-    return bool(collect(args, found) | collect(kwargs, found))
-
-
 def final_state(value: Any, error: BaseException | None, runs: list[TaskRun], timed_out: bool = False) -> State:
     """Prefect 2's rule for a flow run's final state (see the module docstring)."""
     if error is not None:
@@ -282,20 +281,22 @@ def _futures_to_states(value: Any) -> Any:
     return substitute(value, lambda future, _: future.state)
 
 
-def _resolved_for_a_flow(args: tuple, kwargs: dict, wait_for: Any) -> tuple[tuple, dict, State | None]:
-    """As Prefect does for a subflow: wait for `wait_for` and the futures in its arguments, and
-    give it their results, not the futures. When one of them did not complete (and is not
-    `allow_failure`), the subflow does not run: the third item is its `NotReady` state."""
-    waits: Found = []
-    collect(wait_for, waits)
+def _upstreams(args: tuple, kwargs: dict, wait_for: Any) -> tuple[Found, bool]:
+    """A subflow call's upstreams (the futures in its arguments, then `wait_for`'s), and
+    whether its arguments need their futures replaced by results."""
     found: Found = []
     needs = collect(args, found) | collect(kwargs, found)
-    for future, _ in found + waits:
-        future.wait()
-    for future, allowed in found + waits:  # the first in argument order, then wait_for order
-        if not allowed and not future.state.is_completed():
-            error = future.state.data if isinstance(future.state.data, BaseException) else None
-            return args, kwargs, NotReady(future.task_run.name, error)
+    collect(wait_for, found)
+    return found, needs
+
+
+def _inputs(args: tuple, kwargs: dict, upstream: Found, needs: bool) -> tuple[tuple, dict, State | None]:
+    """As Prefect does for a subflow, its upstreams done: the results of the futures in its
+    arguments, not the futures; when an upstream did not complete (and is not `allow_failure`),
+    the subflow does not run, and the third item is its `NotReady` state."""
+    blocked = not_ready(upstream)
+    if blocked is not None:
+        return args, kwargs, blocked
     if needs:
         return substitute(args), substitute(kwargs), None
     return args, kwargs, None

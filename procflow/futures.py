@@ -150,25 +150,21 @@ def as_completed(futures: Iterable[TaskFuture], timeout: float | None = None) ->
         yield future
 
 
-
 def resolve_futures_to_states(expr: Any) -> Any:
     """`expr` with every future in it (at any depth) waited for and replaced by its State (Prefect's)."""
-    from .resolve import Found, collect, substitute
-
-    found: Found = []
-    collect(expr, found)
-    for future, _ in found:
-        future.wait()
-    return substitute(expr, lambda future, _: future.state)
+    return _resolved(expr, lambda future, _: future.state)
 
 
 def resolve_futures_to_results(expr: Any) -> Any:
     """`expr` with every future in it waited for and replaced by its result (Prefect's);
     a failed one raises its exception."""
-    from .resolve import Found, collect, substitute
+    return _resolved(expr, lambda future, _: future.result())
+
+
+def _resolved(expr: Any, replace: Callable[[TaskFuture, bool], Any]) -> Any:
+    from .resolve import Found, collect, substitute, wait_all  # resolve imports this module
 
     found: Found = []
     collect(expr, found)
-    for future, _ in found:
-        future.wait()
-    return substitute(expr, lambda future, _: future.result())
+    wait_all(found)
+    return substitute(expr, replace)

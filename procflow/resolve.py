@@ -19,13 +19,28 @@ from typing import Any, Callable
 
 from .annotations import allow_failure, quote, unmapped
 from .futures import TaskFuture
-from .states import State
+from .states import NotReady, State
 
 _LEAVES = frozenset({int, float, str, bytes, bool, type(None), complex, bytearray, range})
 _SEQUENCES = (list, tuple, set, frozenset)
 
 # (future, its failure is allowed)
 Found = list[tuple[TaskFuture, bool]]
+
+
+def wait_all(found: Found) -> None:
+    for future, _ in found:
+        future.wait()
+
+
+def not_ready(upstream: Found) -> State | None:
+    """The `NotReady` state of a run whose upstreams are done and one of them did not complete
+    (and is not `allow_failure`): the first in order, as Prefect resolves inputs one by one."""
+    for future, allowed in upstream:
+        if not allowed and not future.state.is_completed():
+            error = future.state.data if isinstance(future.state.data, BaseException) else None
+            return NotReady(future.task_run.name, error)
+    return None
 
 
 def collect(value: Any, found: Found, allowed: bool = False) -> bool:

@@ -97,11 +97,9 @@ class ReturnedState(Exception):
     def state(self) -> State:
         """The state, with its data kept (Prefect's `result(raise_on_failure=False)` gives it);
         without data, the exception of its type (`CancelledRun` for a returned `Cancelled()`)."""
-        data = self.data
-        if data is None:
-            wrapper = {"CANCELLED": CancelledRun, "CRASHED": CrashedRun}.get(self.type_value, FailedRun)
-            data = wrapper(self.message or self.name)
-        return State(StateType(self.type_value), self.name, self.message, data)
+        kind = StateType(self.type_value)
+        data = _wrapped_error(kind, self.message or self.name) if self.data is None else self.data
+        return State(kind, self.name, self.message, data)
 
 
 class RemoteError(Exception):
@@ -196,17 +194,8 @@ class State:
         if not raise_on_failure:
             return data if data is not None else _get_state_exception(self)
         if isinstance(data, State) or _is_state_collection(data):
-            raise _first_failure(data) or self._default_error()
+            raise _first_failure(data) or _wrapped_error(self.type, self.message)
         raise _get_state_exception(self)
-
-    def _default_error(self) -> BaseException:
-        if self.type is StateType.CANCELLED:
-            return CancelledRun(self.message or "The run was cancelled.")
-        if self.type is StateType.CRASHED:
-            return CrashedRun(self.message or "The run crashed.")
-        if self.type is StateType.FAILED:
-            return FailedRun(self.message or "The run failed.")
-        return UnfinishedRun(f"Run is in {self.type.value} state ({self.name}), not final.")
 
     def is_completed(self) -> bool:
         return self.type is StateType.COMPLETED
@@ -343,6 +332,17 @@ def is_terminal(state: State) -> bool:
     return state.type in FINAL_TYPES or state.name == "NotReady"
 
 
+# The exception standing for a failed, crashed or cancelled state without one of its own.
+_WRAPPERS: dict[StateType, tuple[type[Exception], str]] = {
+    StateType.FAILED: (FailedRun, "Run failed."), StateType.CRASHED: (CrashedRun, "Run crashed."),
+    StateType.CANCELLED: (CancelledRun, "Run cancelled.")}
+
+
+def _wrapped_error(kind: StateType, message: str | None) -> Exception:
+    wrapper, default_message = _WRAPPERS.get(kind, (FailedRun, "Run failed."))
+    return wrapper(message or default_message)
+
+
 def is_state_iterable(value: Any) -> bool:
     """A non-empty list, tuple or set made only of States (Prefect's test; not a dict)."""
     return isinstance(value, (list, tuple, set)) and bool(value) and all(isinstance(item, State) for item in value)
@@ -352,18 +352,15 @@ def _get_state_exception(state: State) -> BaseException:
     """Prefect's rules: the state's error; a nested state's, or the first failed one's among
     states; a wrapper (`FailedRun`, `CrashedRun`, `CancelledRun`) around a text or the
     state's message; `ValueError` for a state that did not fail, `TypeError` for other data."""
-    wrappers = {StateType.FAILED: (FailedRun, "Run failed."), StateType.CRASHED: (CrashedRun, "Run crashed."),
-                StateType.CANCELLED: (CancelledRun, "Run cancelled.")}
-    if state.type not in wrappers:
+    if state.type not in _WRAPPERS:
         raise ValueError(f"Expected failed or crashed state got {state!r}.")
-    wrapper, default_message = wrappers[state.type]
     data = state.data.load() if isinstance(state.data, LazyResult) else state.data
     if data is None:
-        return wrapper(state.message or default_message)
+        return _wrapped_error(state.type, state.message)
     if isinstance(data, BaseException):
         return data
     if isinstance(data, str):
-        return wrapper(data)
+        return _wrapped_error(state.type, data)
     if isinstance(data, State):
         return _get_state_exception(data)
     if is_state_iterable(data):
