@@ -1,4 +1,4 @@
-"""`procflow run SCRIPT.py[:FLOW] ...` and `procflow bench`.
+"""`procflow run SCRIPT.py[:FLOW] ...`, `procflow cache ...` (`cache_cli.py`) and `procflow bench`.
 
 Exit codes: 0 the flow completed, 1 it failed, 130 interrupted (Ctrl-C, SIGTERM),
 2 a bad command line (missing script, no flow in it, several flows and none named).
@@ -25,6 +25,7 @@ from typing import Any
 
 import cloudpickle
 
+from . import cache_cli
 from .flows import Flow, last_flow_run, second_interrupt_exits_at_once
 from .records import FlowRun
 from .runners.processes import ProcessPoolTaskRunner, cleanup_at_exit
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if options.command == "run":
             return run(options, flow_args)
+        if options.command == "cache":
+            return cache_cli.run(options)
         return bench(options)
     except UsageError as error:
         print(f"procflow: error: {error}", file=sys.stderr)
@@ -71,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--graph", default=None, metavar="OUT.(dot|mmd|json|svg)")
     run_parser.add_argument("--timeline", default=None, metavar="OUT.html")
     run_parser.add_argument("--stats", default=None, metavar="OUT.(json|csv)")
+    cache_cli.add_parser(commands)
     bench_parser = commands.add_parser("bench", help="run the benchmarks in benchmarks/")
     bench_parser.add_argument("--quick", action="store_true", help="smaller workloads, fewer repeats")
     bench_parser.add_argument("--only", default="", metavar="NAMES",

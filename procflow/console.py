@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+from typing import Any
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 from .events import Observer
 from .graph import GROUP_ABOVE
@@ -207,6 +209,7 @@ class _LiveView:
 def end_table(flow_run: FlowRun) -> Group:
     """Runs per state, the slowest runs, and the failed ones with their errors."""
     runs = flow_run.task_runs
+    cached = [run for run in runs if run.state.name == "Cached"]
     per_state = Table(title=f"Flow run '{flow_run.name}': {flow_run.state!r}")
     per_state.add_column("state")
     per_state.add_column("runs", justify="right")
@@ -217,7 +220,10 @@ def end_table(flow_run: FlowRun) -> Group:
     slowest.add_column("seconds", justify="right")
     for run in sorted(runs, key=lambda r: r.timings["running"], reverse=True)[:5]:
         slowest.add_row(run.name, f"{run.timings['running']:.3f}")
-    parts = [per_state, slowest]
+    parts: list[Any] = [per_state, slowest]
+    if cached:
+        parts.append(Text(f"{len(cached)} runs served from the cache, saving "
+                          f"{sum(run.cached_seconds for run in cached):.1f} s of run time"))
     failed = [run for run in runs if not run.state.is_completed()]
     if failed:
         failures = Table(title="Did not complete")

@@ -1,9 +1,10 @@
 """A direct call of a task inside a flow (`total(x)`): the run happens here, in the caller.
 
 As in Prefect: upstreams are waited for (one that did not complete leaves the run
-`NotReady`), futures in the arguments become their results, `cache_key_fn` is consulted,
-and retries, `timeout_seconds` and hooks apply as for a submitted run. Outside a flow the
-function is just called.
+`NotReady`), futures in the arguments become their results, the cache is consulted and the
+result persisted (`caching.py`), and retries, `timeout_seconds` and hooks apply as for a
+submitted run. Outside a flow the function is just called, unless the call needs a run: a
+state to return, or a result to cache (then it is a run of the detached context).
 
 An `async def` task called directly gives a coroutine (Prefect 3, in a sync flow too);
 awaited, the run happens in the awaiting event loop: waiting for upstreams happens in a
@@ -18,14 +19,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import hooks
-from .caching import cache_key
-from .context import FlowContext, current_flow
+from . import caching, hooks
+from .context import FlowContext, context_or_detached, current_flow
 from .current import TaskRunInfo
 from .execution import Executed, RunTimedOut, aexecute, execute
 from .futures import TaskFuture
 from .records import TaskRun
 from .resolve import Found, not_ready, substitute, wait_all
+from .results import store
 from .runlog import task_emitter
 from .runners.threads import interrupt_thread
 from .states import Completed, Failed, ReturnedState, Running, State, TimedOut, run_timeout_error
@@ -35,35 +36,44 @@ if TYPE_CHECKING:
 
 
 def call(task: Task, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
-    context = current_flow.get()
+    context = _context(task, return_state)
     if context is None:
         return task.fn(*args, **kwargs)
     run, upstream, needs, provisional = task.direct_run(context, args, kwargs, wait_for)
     wait_all(upstream)
-    state, args, kwargs, key = _before(task, context, run, upstream, args, kwargs, needs, provisional)
+    state, args, kwargs, found = _before(task, context, run, upstream, args, kwargs, needs, provisional)
     if state is None:
         state = _attempts(task, context, run, args, kwargs)
-        _remember(context, key, state)
+        _remember(context, run, found, state)
     return _after(task, context, run, state, return_state)
 
 
 async def acall(task: Task, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
-    context = current_flow.get()
+    context = _context(task, return_state)
     if context is None:
         return await task.fn(*args, **kwargs)
     run, upstream, needs, provisional = task.direct_run(context, args, kwargs, wait_for)
     if not all(future.done() for future, _ in upstream):  # waiting must not block the loop
         await asyncio.to_thread(wait_all, upstream)
-    state, args, kwargs, key = _before(task, context, run, upstream, args, kwargs, needs, provisional)
+    state, args, kwargs, found = _before(task, context, run, upstream, args, kwargs, needs, provisional)
     if state is None:
         state = await _async_attempts(task, context, run, args, kwargs)
-        _remember(context, key, state)
+        _remember(context, run, found, state)
     return _after(task, context, run, state, return_state)
 
 
+def _context(task: Task, return_state: bool) -> FlowContext | None:
+    """The flow's context; outside a flow, the detached one when the call needs a run (a state
+    to return, a cache to consult), else None: the function is just called."""
+    context = current_flow.get()
+    if context is None and (return_state or caching.persists(task.caching, None)):
+        return context_or_detached()
+    return context
+
+
 def _before(task: Task, context: FlowContext, run: TaskRun, upstream: Found, args: tuple, kwargs: dict,
-            needs: bool, provisional_name: bool) -> tuple[State | None, tuple, dict, str | None]:
-    """Upstreams are done: (the state if the run ends before it runs, its inputs, its cache key)."""
+            needs: bool, provisional_name: bool) -> tuple[State | None, tuple, dict, caching.Plan | None]:
+    """Upstreams are done: (the state if the run ends before it runs, its inputs, its cache plan)."""
     blocked = not_ready(upstream)
     if blocked is not None:
         return blocked, args, kwargs, None
@@ -71,19 +81,25 @@ def _before(task: Task, context: FlowContext, run: TaskRun, upstream: Found, arg
         run.name = task.resolved_run_name(args, kwargs)
     if needs:
         args, kwargs = substitute(args), substitute(kwargs)
-    key = None
-    if task.cache_key_fn is not None:  # as a submitted run: the flow run's cache, both ways
-        key = cache_key(task, run, context.flow_run, task.parameters_of(args, kwargs))
-        hit = context.tracker.cache.get(key) if key is not None else None
+    found = None
+    if caching.persists(task.caching, context.tracker.persist_default):  # as a submitted run's (`dispatch.py`)
+        tracker = context.tracker
+        found = caching.plan(task, run, context.flow_run, tracker.persist_default, tracker.storage,
+                             task.parameters_of(args, kwargs))
+        hit = caching.lookup(found, tracker.cache, run) if found is not None else None
         if hit is not None:
             run.start_time = run.end_time = time.time()
-            return Completed(hit.data, name="Cached", message="Cached result reused."), args, kwargs, key
-    return None, args, kwargs, key
+            return hit, args, kwargs, found
+    return None, args, kwargs, found
 
 
-def _remember(context: FlowContext, key: str | None, state: State) -> None:
-    if key is not None and state.is_completed():
-        context.tracker.cache.setdefault(key, state)
+def _remember(context: FlowContext, run: TaskRun, found: caching.Plan | None, state: State) -> None:
+    """A completed run that persists: stored from here (it ran in the flow's process) and kept
+    for later runs of the flow run with its key."""
+    if found is None or not state.is_completed():
+        return
+    store.write(found.persist, state.data, (run.end_time or 0.0) - (run.start_time or 0.0), run.name)
+    caching.remember(found, context.tracker.cache, state, run)
 
 
 def _after(task: Task, context: FlowContext, run: TaskRun, state: State, return_state: bool) -> Any:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from . import caching
 from .entries import Entry
 from .hooks import HookThreads, call_hooks
 from .resolve import substitute
-from .caching import cache_key
 from .runlog import task_emitter
 from .runners.base import Call, Runner
 from .scheduler import Scheduler
-from .states import Completed, Crashed, Failed, Running, State
+from .states import Crashed, Failed, Running, State
 from .timers import Timers
 
 RUNNING = Running()
@@ -28,13 +28,15 @@ MAX_FUSED = 64  # followers sent behind one run in a message
 
 class Dispatcher:
     def __init__(self, scheduler: Scheduler, entries: dict[int, Entry], runner: Runner, timers: Timers,
-                 finish: Callable[[Entry, State, bool], None], hook_threads: HookThreads) -> None:
+                 finish: Callable[[Entry, State, bool], None], hook_threads: HookThreads,
+                 publish: Callable[[], None]) -> None:
         self.scheduler = scheduler
         self.hook_threads = hook_threads  # `on_running` hooks
         self.entries = entries
         self.runner = runner
         self.timers = timers
         self.finish = finish  # the engine's: end a run that will not be submitted
+        self.publish = publish  # the engine's: make this round's states visible (a cached run's, to its followers)
 
     def dispatch(self) -> None:
         """Pop ready runs as far as the runner has room, and submit them as calls."""
@@ -46,6 +48,7 @@ class Dispatcher:
             calls = []
             now = time.time()
             popped = scheduler.pop_ready(room)
+            served = False
             fuse = runner.fuses and not scheduler.ready_count  # spare capacity: follow chains
             for run_id in popped:
                 entry = self.entries[run_id]
@@ -55,10 +58,14 @@ class Dispatcher:
                     self.finish(entry, Failed(error, message=f"procflow could not dispatch this run: "
                                                               f"{type(error).__name__}: {error}"), False)
                     continue
-                if call is not None:
+                if call is None:
+                    served = True
+                else:
                     calls.append(call)
-                    if fuse and call.timeout is None:
+                    if fuse and call.timeout is None and call.persist is None:
                         calls.extend(self._fused_behind(run_id, now))
+            if served:  # its followers, ready now, are popped next: they pass its published result on
+                self.publish()
             if calls:
                 try:
                     runner.submit(calls)
@@ -91,7 +98,7 @@ class Dispatcher:
 
     def _prepare(self, entry: Entry, now: float) -> Call | None:
         run, task = entry.run, entry.task
-        if task.cache_key_fn is not None and self._cached(entry):
+        if caching.persists(task.caching, entry.tracker.persist_default) and self._cached(entry):
             return None
         if entry.name_pending:  # its upstreams are in: the name template can use their results
             run.name = task.resolved_run_name(entry.args, entry.kwargs)
@@ -108,18 +115,20 @@ class Dispatcher:
         return Call(run.id, run.name, task.name, task.fn, entry.args, entry.kwargs,
                     entry.needs_substitution, timeout, log_prints, map_group=run.map_group,
                     flow_run_name=run.flow_run_name, attempt=run.attempts,
-                    flow_attempt=entry.tracker.flow_run.run_count, tags=tuple(sorted(run.tags)))
+                    flow_attempt=entry.tracker.flow_run.run_count, tags=tuple(sorted(run.tags)),
+                    persist=entry.cache_plan.persist if entry.cache_plan is not None else None)
 
     def _cached(self, entry: Entry) -> bool:
-        """`cache_key_fn`: reuse the result of an earlier completed run with the same key."""
-        task, run = entry.task, entry.run
+        """A completed run with its cache key is there: this run ends with its result, not run."""
+        task, run, tracker = entry.task, entry.run, entry.tracker
         parameters = task.parameters_of(substitute(entry.args), substitute(entry.kwargs))
-        key = entry.cache_key = cache_key(task, run, entry.tracker.flow_run, parameters)
-        hit = entry.tracker.cache.get(key) if key is not None else None
+        found = entry.cache_plan = caching.plan(task, run, tracker.flow_run, tracker.persist_default, tracker.storage,
+                                                parameters)
+        hit = caching.lookup(found, tracker.cache, run) if found is not None else None
         if hit is None:
             return False
         run.start_time = run.end_time = time.time()
-        self.finish(entry, Completed(hit.data, name="Cached", message="Cached result reused."), True)
+        self.finish(entry, hit, True)
         return True
 
 
@@ -127,5 +136,6 @@ def _fusable(entry: Entry) -> bool:
     """No deadline to keep, no cache to consult, no name to render from its upstreams' results,
     no upstream whose failure it must receive."""
     task = entry.task
-    return task.timeout_seconds is None and task.cache_key_fn is None and not entry.name_pending and not any(
+    return task.timeout_seconds is None and not caching.persists(task.caching, entry.tracker.persist_default) \
+        and not entry.name_pending and not any(
         allowed for _, allowed in entry.upstream)

@@ -30,6 +30,7 @@ from .dispatch import Dispatcher
 from .entries import Entry, Tracker
 from .events import Observer
 from .futures import Waiter
+from . import caching
 from .hooks import HookThreads, call_hooks, hooks_for
 from .lifetimes import HeldResults
 from .messages import Outcome, Status
@@ -61,7 +62,7 @@ class Engine:
         self._hooks = HookThreads()
         self._out = Publisher(self.waiter, observer)
         self._dispatcher = Dispatcher(self.scheduler, self._entries, self.runner, self._timers, self._finish,
-                                      self._hooks)
+                                      self._hooks, self._out.publish)
         self._thread = threading.Thread(target=self._loop, name="procflow-engine", daemon=True)
 
     # -- called from user threads ---------------------------------------------------
@@ -238,8 +239,7 @@ class Engine:
 
     def _complete(self, entry: Entry, value: Any) -> None:
         state = Completed(value)
-        if entry.cache_key is not None:
-            entry.tracker.cache.setdefault(entry.cache_key, state)
+        caching.remember(entry.cache_plan, entry.tracker.cache, state, entry.run)
         if isinstance(value, LazyResult) and value.holds_storage:
             entry.tracker.results.hold(entry.run.id, entry.future() if entry.future else None, value)
         self._finish(entry, state, True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .caching import Memory, Plan
 from .futures import TaskFuture
 from .lifetimes import HeldResults
 from .records import FlowRun, TaskRun
-from .states import State
 
 
 @dataclass(slots=True, eq=False)
@@ -20,7 +21,9 @@ class Tracker:
     log_prints: bool
     results: HeldResults
     unfinished: int = 0
-    cache: dict[str, State] = field(default_factory=dict)
+    cache: Memory = field(default_factory=dict)  # this flow run's completed runs that persist, by key
+    persist_default: bool | None = None  # the flow's persist_result, for its tasks (`caching.plan`)
+    storage: Path | None = None  # where its results persist, read when it started
 
 
 @dataclass(slots=True, eq=False)
@@ -36,7 +39,7 @@ class Entry:
     tracker: Tracker
     future: weakref.ref | None = None
     crashes: int = 0
-    cache_key: str | None = None
+    cache_plan: Plan | None = None
     after: int = 0  # dispatched fused behind this run, which had not finished then
     name_pending: bool = False  # its task_run_name names futures: rendered when dispatched
     hooked: bool = False  # ended; its state hooks run (or ran) before its end is published

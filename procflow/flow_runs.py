@@ -30,7 +30,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
-from . import settings
+from . import caching, settings
 from .annotations import quote
 from .context import FlowContext, current_flow, open_context
 from .records import FlowRun, TaskRun
@@ -105,6 +105,7 @@ def _start(flow: Flow, args: tuple, kwargs: dict, is_async: bool) -> tuple[FlowC
         parent.tracker.log_prints if parent else bool(settings.PREFECT_LOGGING_LOG_PRINTS.value()))
     context = open_context(flow_run, None if parent else flow._make_runner(), log_prints, parent)
     context.is_async = is_async
+    caching.start_flow_run(context.tracker, flow, parent.tracker if parent else None)
     context.observer.flow_started(flow_run)
     return context, args, kwargs
 

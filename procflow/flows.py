@@ -7,7 +7,7 @@ import functools
 import inspect
 from typing import Any, Callable, Generic, ParamSpec, TypeVar, overload
 
-from . import flow_runs, hooks, options, settings
+from . import caching, flow_runs, hooks, options, settings
 from .current import FlowRunInfo, call_naming, naming_flow_run
 from .flow_names import random_flow_run_name
 from .flow_runs import FlowTimedOut, final_state, last_flow_run, second_interrupt_exits_at_once, set_last_flow_run
@@ -56,6 +56,10 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         self.state_hooks = hooks.hook_lists(owner, on_completion=on_completion, on_failure=on_failure,
                                             on_running=on_running, on_crashed=on_crashed,
                                             on_cancellation=on_cancellation)
+        # for its tasks' results (`caching.py`); as in Prefect, a result_storage turns persistence on
+        self.result_storage = caching.storage_path(owner, prefect_options.pop("result_storage", None))
+        persist_result = options.flag(owner, "persist_result", prefect_options.pop("persist_result", None))
+        self.persist_result = True if persist_result is None and self.result_storage is not None else persist_result
         kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
         self.description: str | None = kept["description"] or inspect.getdoc(fn)
         self.version: str | None = kept["version"] or _source_file_hash(fn)
@@ -67,7 +71,7 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
     def with_options(self, **options: Any) -> Flow[P, R]:
         current = {name: getattr(self, name) for name in (
             "name", "task_runner", "log_prints", "flow_run_name", "timeout_seconds", "retries", "retry_delay_seconds",
-            "description", "version")}
+            "description", "version", "persist_result", "result_storage")}
         current.update({name: list(hook_list) for name, hook_list in self.state_hooks.items()})
         current.update(options)
         made = Flow(self.fn, **current)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Generic, NamedTuple, TypeVar
 
 from .pickling import identity
 from .records import TaskRun
+from .results.entries import StoredResult
 from .shm import ResultRef, load_value
 from .states import State, is_terminal
 
@@ -91,6 +92,8 @@ class TaskFuture(Generic[R]):
         # nor pickles it again, and a result that cannot load fails in the consumer, as a load.
         if state.is_completed() and isinstance(data, ResultRef) and not data.released:
             return (load_value, (data.data, data.segment, data.spans))
+        if state.is_completed() and isinstance(data, StoredResult):  # mapped from the store by the worker
+            return data.reference()
         value = state._result(raise_on_failure=False)  # an allow_failure upstream passes its exception
         return (identity, (value,))
 

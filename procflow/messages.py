@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from typing import Any, NamedTuple
 
+from .results.store import Persist
 from .shm import Segment, SharedArguments
 
 
@@ -37,6 +38,7 @@ class WorkItem(NamedTuple):
     attempt: int = 1  # of this run, and of its flow run: `procflow.runtime`'s run_count
     flow_attempt: int = 1
     tags: tuple[str, ...] = ()  # for procflow.runtime.task_run.tags
+    persist: Persist | None = None  # store the result there (`results/store.py`), instead of shared memory
 
 
 class Batch(NamedTuple):

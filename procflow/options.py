@@ -175,19 +175,13 @@ def task_runner(owner: str, value: Any) -> Any:
 # change what the code does, so the error says so instead.
 KEPT = ("description", "version")
 WITHOUT_EFFECT = {
-    "persist_result": "results live for the flow run, in memory and shared memory; nothing is written to storage",
-    "result_storage": "results are not written to storage",
-    "result_serializer": "results are pickled (protocol 5) to move between processes, never stored",
-    "result_storage_key": "results are not written to storage",
-    "cache_result_in_memory": "results are kept in memory for the flow run",
-    "cache_expiration": "the cache lives for one flow run",
-    "refresh_cache": "the cache lives for one flow run",
+    "result_serializer": "results are pickled (protocol 5), in shared memory and in the result store",
+    "cache_result_in_memory": "a result stays where it was made (memory, shared memory, the store) while held",
     "retry_jitter_factor": "retry delays are used as given",
     "validate_parameters": "parameters are passed as given, never coerced",
     "viz_return_value": "the flow run graph is built from the runs themselves",
 }
 REFUSED = {
-    "cache_policy": "use cache_key_fn (procflow.tasks.task_input_hash caches by inputs)",
     "retry_condition_fn": "every failed attempt is retried up to `retries`",
     "on_rollback": "transactions are not supported",
     "on_commit": "transactions are not supported",

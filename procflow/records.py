@@ -35,6 +35,7 @@ class TaskRun:
     map_group: int | None = None
     tags: frozenset[str] = frozenset()  # its task's, and those of `with procflow.tags(...)` around it
     flow_run_id: str | None = None  # Prefect's field: the id of its flow run (one shared string)
+    cached_seconds: float = 0.0  # served from the cache: the run time of the run that made the entry
 
     @property
     def run_count(self) -> int:
@@ -94,6 +95,8 @@ class FlowRun:
                     "task": task_name,
                     "count": len(runs),
                     "completed": sum(run.state.is_completed() for run in runs),
+                    "cached": sum(run.state.name == "Cached" for run in runs),
+                    "cache_saved_s": sum(run.cached_seconds for run in runs),
                     "run_total_s": sum(running),
                     "run_p50_s": _percentile(running, 0.50),
                     "run_p95_s": _percentile(running, 0.95),

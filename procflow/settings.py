@@ -2,7 +2,8 @@
 
 A setting's value comes from `temporary_settings(...)` when one is open, else from the
 environment (`PREFECT_LOGGING_LOG_PRINTS=true`, or the same name with `PROCFLOW_` in
-front of the rest), else its default. Tasks and flows read the retry settings when they
+front of the rest, which wins when both are set; then an older name Prefect still reads),
+else its default. Tasks and flows read the retry settings when they
 are made, and a flow reads `PREFECT_LOGGING_LOG_PRINTS` when it runs, as Prefect does.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 
@@ -25,15 +27,24 @@ def _boolean(text: Any) -> bool:
     raise ValueError(f"not a boolean: {text!r}")
 
 
+def _path(text: Any) -> Path | None:
+    return None if text is None or text == "" else Path(text).expanduser()
+
+
 class Setting:
-    def __init__(self, name: str, default: Any, convert: Callable[[Any], Any]) -> None:
-        self.name, self.default, self._convert = name, default, convert
+    def __init__(self, name: str, default: Any, convert: Callable[[Any], Any], older: Setting | None = None) -> None:
+        self.name, self.default, self._convert, self.older = name, default, convert, older
 
     def value(self) -> Any:
         overrides = _overrides.get()
         if self in overrides:
             return overrides[self]
-        for variable in (self.name, "PROCFLOW_" + self.name.removeprefix("PREFECT_")):
+        if self.older is not None and self.older in overrides:
+            return overrides[self.older]
+        variables = ["PROCFLOW_" + self.name.removeprefix("PREFECT_"), self.name]
+        if self.older is not None:
+            variables.append(self.older.name)
+        for variable in variables:
             text = os.environ.get(variable)
             if text is not None:
                 try:
@@ -74,3 +85,10 @@ PREFECT_TASK_DEFAULT_RETRIES = Setting("PREFECT_TASK_DEFAULT_RETRIES", 0, int)
 PREFECT_TASK_DEFAULT_RETRY_DELAY_SECONDS = Setting("PREFECT_TASK_DEFAULT_RETRY_DELAY_SECONDS", 0, float)
 PREFECT_FLOW_DEFAULT_RETRIES = Setting("PREFECT_FLOW_DEFAULT_RETRIES", 0, int)
 PREFECT_FLOW_DEFAULT_RETRY_DELAY_SECONDS = Setting("PREFECT_FLOW_DEFAULT_RETRY_DELAY_SECONDS", 0, float)
+PREFECT_RESULTS_PERSIST_BY_DEFAULT = Setting("PREFECT_RESULTS_PERSIST_BY_DEFAULT", False, _boolean)
+PREFECT_LOCAL_STORAGE_PATH = Setting("PREFECT_LOCAL_STORAGE_PATH", None, _path)
+PREFECT_RESULTS_LOCAL_STORAGE_PATH = Setting("PREFECT_RESULTS_LOCAL_STORAGE_PATH", None, _path,
+                                             older=PREFECT_LOCAL_STORAGE_PATH)
+PREFECT_TASKS_REFRESH_CACHE = Setting("PREFECT_TASKS_REFRESH_CACHE", False, _boolean)
+PREFECT_TASKS_DEFAULT_NO_CACHE = Setting("PREFECT_TASKS_DEFAULT_NO_CACHE", False, _boolean)
+PREFECT_TASKS_DISABLE_CACHING = Setting("PREFECT_TASKS_DISABLE_CACHING", False, _boolean)

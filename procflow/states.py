@@ -228,7 +228,11 @@ class State:
         return self.type in FINAL_TYPES
 
     def __repr__(self) -> str:
-        return f"{self.name}({self.message!r})" if self.message else f"{self.name}()"
+        """As Prefect logs a state: `Completed()`, `Failed('why')`, `Cached(type=COMPLETED)`."""
+        shown = [repr(self.message)] if self.message else []
+        if self.name != self.type.value.capitalize():
+            shown.append(f"type={self.type.value}")
+        return f"{self.name}({', '.join(shown)})"
 
     __str__ = __repr__
 

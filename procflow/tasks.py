@@ -16,15 +16,13 @@ import contextlib
 import copy
 import functools
 import gc
-import hashlib
 import inspect
 import io
 import string
 from typing import Any, Callable, Generic, Iterable, Iterator, Literal, ParamSpec, TypeVar, overload
 
-import cloudpickle
 
-from . import direct, hooks, options, settings
+from . import caching, direct, hooks, options, settings
 from .annotations import allow_failure, quote, unmapped
 from .context import FlowContext, context_or_detached
 from .current import TaskRunInfo, call_naming, current_task_run
@@ -32,6 +30,7 @@ from .entries import Entry
 from .futures import FutureList, TaskFuture
 from .records import EdgeKind, TaskRun
 from .resolve import Found, collect, substitute
+from .utilities.hashing import hash_objects
 from .states import (MappingLengthMismatch, MappingMissingIterable, ParameterBindError,
                      State)
 
@@ -39,7 +38,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Task(hooks.TaskHookMethods, Generic[P, R]):
+class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
     """A function that runs as task runs: `.submit()`, `.map()`, or a direct call."""
 
     def __init__(self, fn: Callable[P, R], name: str | None = None, retries: int | None = None,
@@ -67,7 +66,10 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
         self.task_run_name = options.text_or_callable(owner, "task_run_name", task_run_name)
         self.log_prints = options.flag(owner, "log_prints", log_prints)
         self.tags = options.tags(owner, tags)
-        self.cache_key_fn = options.function(owner, "cache_key_fn", cache_key_fn)
+        self.task_key = caching.task_key(fn)
+        self.caching = caching.TaskCaching.of(
+            owner, cache_key_fn=cache_key_fn, result_serializer=prefect_options.get("result_serializer"),
+            **{option: prefect_options.pop(option) for option in caching.OPTIONS if option in prefect_options})
         self.state_hooks = hooks.hook_lists(owner, on_completion=on_completion, on_failure=on_failure,
                                             on_running=on_running)
         kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
@@ -88,7 +90,8 @@ class Task(hooks.TaskHookMethods, Generic[P, R]):
     def with_options(self, **options: Any) -> Task[P, R]:
         current = {name: getattr(self, name) for name in (
             "name", "retries", "retry_delay_seconds", "timeout_seconds", "task_run_name", "log_prints",
-            "tags", "cache_key_fn", "description", "version")}
+            "tags", "description", "version")}
+        current.update(self.caching_options())
         current.update({name: list(hook_list) for name, hook_list in self.state_hooks.items()})
         current.update(options)
         made = Task(self.fn, **current)
@@ -417,15 +420,10 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
 
 
 def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:
-    """A `cache_key_fn`, as Prefect's: the task's function and its arguments, hashed, so a
-    run with the same inputs reuses a completed one. None (no caching) when an argument
-    cannot be pickled."""
-    fn = context.task.fn
-    try:
-        blob = cloudpickle.dumps((fn.__module__, fn.__qualname__, fn.__code__.co_code, arguments), protocol=5)
-    except Exception:  # noqa: BLE001 - unhashable inputs: the run just is not cached
-        return None
-    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+    """A `cache_key_fn`, as Prefect's: the task's key, its function's byte code and its arguments,
+    hashed, so a run with the same inputs reuses a completed one; None (no caching) when the
+    arguments cannot be serialized."""
+    return hash_objects(context.task.task_key, context.task.fn.__code__.co_code.hex(), arguments)
 
 
 @overload

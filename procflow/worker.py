@@ -11,6 +11,7 @@ parent can charge a crash of this process to exactly that run.
 from __future__ import annotations
 
 import functools
+import logging
 import mmap
 import os
 import pickle
@@ -26,6 +27,7 @@ from .current import TaskRunInfo
 from .execution import RunTimedOut, execute, task_traceback
 from .messages import Batch, Outcome, Status, WorkItem
 from .pickling import find_unpicklable, loads_function
+from .results import store as results_store
 from .shm import (ResultRef, SegmentWriter, SharedArguments, WarmMappings, keep_mappings_warm, load_arguments,
                   load_value, unlink)
 from .states import RemoteError, RemoteTraceback
@@ -36,7 +38,7 @@ BOARD_SIZE = struct.calcsize(BOARD_FORMAT)
 MADE_PREFIX = "made-"  # the segments this worker created in its current batch (`directory.py`)
 
 _functions: dict[str, Callable[..., Any]] = {}
-_batch_results: dict[int, ResultRef] = {}  # completed runs of the batch being run
+_batch_results: dict[int, Any] = {}  # completed runs of the batch being run
 _writer: SegmentWriter | None = None
 _runs_done = 0  # in this worker process's life, for max_tasks_per_worker
 _initializer_failure: BaseException | None = None  # every run here fails with it
@@ -68,7 +70,7 @@ def _run_batch(batch: Batch) -> list[Outcome]:
                 continue
             if item.after:  # fused: only behind a run of this batch that completed, in band
                 before = _batch_results.get(item.after)
-                if before is None or before.segment is not None:
+                if not isinstance(before, ResultRef) or before.segment is not None:
                     outcomes.append(Outcome(item.run_id, Status.DEFERRED))
                     continue
             struct.pack_into(BOARD_FORMAT, board, 0, item.run_id, time.time())
@@ -126,6 +128,12 @@ def _run_item(batch: Batch, item: WorkItem, arguments: bytes | SharedArguments, 
     if failure is not None:
         return _failure(item, failure, start, pid, logs, status, end, began - loaded)
     assert _writer is not None
+    if item.persist is not None:
+        entry = results_store.write(item.persist, value, end - start, item.run_name,
+                                    lambda text: logs.append((logging.WARNING, text)))
+        if entry is not None:  # the entry serves its consumers too: mapped from the page cache
+            return Outcome(item.run_id, Status.COMPLETED, entry, start=start, end=end, worker=pid, logs=tuple(logs),
+                           transfer=(began - loaded) + (time.time() - end))
     try:
         ref = _writer.store(value, batch.threshold, lent)
     except BaseException:  # noqa: BLE001

@@ -120,6 +120,15 @@ def _children() -> dict[int, str]:
 
 
 @pytest.fixture(autouse=True)
+def result_store(tmp_path_factory, monkeypatch):
+    """Each test persists results in a store of its own (subprocesses inherit it): a cache
+    filled by one test never serves another, nor a user's real ~/.procflow/storage."""
+    directory = tmp_path_factory.mktemp("results")
+    monkeypatch.setenv("PROCFLOW_RESULTS_LOCAL_STORAGE_PATH", str(directory))
+    return directory
+
+
+@pytest.fixture(autouse=True)
 def no_leaks():
     """Fail a test that leaves shared-memory segments, engine threads, procflow threads or
     child processes behind (after a grace of a few seconds for ones that are ending)."""

@@ -1003,16 +1003,16 @@ def test_hooks_given_by_decorator_methods_and_kept_by_with_options():
 
 
 def test_prefects_other_options_are_kept_accepted_with_a_warning_or_refused_clearly():
-    """Prefect code with `description=`, `persist_result=` or `cache_policy=`: what each becomes."""
+    """Prefect code with `description=`, `retry_jitter_factor=` or `cache_policy=`: what each becomes."""
     described = task(description="loads the data", version="2")(shout)
     assert (described.description, described.version) == ("loads the data", "2")
     assert described.with_options(retries=1).description == "loads the data"
     from procflow import options
 
-    options._warned.discard("persist_result")
-    with pytest.warns(UserWarning, match="task 'shout': persist_result= has no effect in procflow"):
-        task(persist_result=True)(shout)
-    with pytest.raises(TypeError, match="task 'shout': procflow does not support Prefect's cache_policy=: use "):
+    options._warned.discard("retry_jitter_factor")
+    with pytest.warns(UserWarning, match="task 'shout': retry_jitter_factor= has no effect in procflow"):
+        task(retry_jitter_factor=0.5)(shout)
+    with pytest.raises(TypeError, match="task 'shout': cache_policy must be a policy of procflow.cache_policies"):
         task(cache_policy=object())(shout)
     with pytest.raises(TypeError, match="task 'shout': Expected callables in 'on_failure'; got int instead"):
         task(on_failure=[3])(shout)

@@ -68,3 +68,13 @@ def test_async_pipeline_overlaps_its_reads_and_maps_on_the_pool():
     seconds = float(re.search(r"in (\d+\.\d+) s", read).group(1))
     assert seconds < 1.0, f"eight 0.2 s reads did not overlap: {read}"  # one after another: 1.6 s
     assert sum("Task run 'digest-" in m and "Finished in state Completed()" in m for m in messages) == 8
+
+
+def test_cached_results_example_serves_its_second_run_from_the_cache():
+    _, stdout = run_example("04_cached_results.py")
+    first, second = stdout.strip().splitlines()
+    assert first.startswith("first run") and "0 of 4 simulations served from the cache" in first
+    assert second.startswith("second run") and "4 of 4 simulations served from the cache" in second
+    assert first.split("means")[1] == second.split("means")[1]
+    _, again = run_example("04_cached_results.py")  # a new process: the store outlived the last one
+    assert "4 of 4 simulations served from the cache" in again.splitlines()[0]

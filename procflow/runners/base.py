@@ -15,6 +15,7 @@ from typing import Any, Callable, Protocol
 
 from .. import options
 from ..messages import Outcome
+from ..results.store import Persist
 from ..states import LazyResult
 
 Sink = Callable[[list[Outcome]], None]
@@ -44,6 +45,7 @@ class Call:
     attempt: int = 1  # of this run, and of its flow run: `procflow.runtime`'s run_count
     flow_attempt: int = 1
     tags: tuple[str, ...] = ()
+    persist: Persist | None = None  # store the result there too (`results/store.py`)
 
 
 class Runner(Protocol):

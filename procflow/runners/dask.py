@@ -23,6 +23,7 @@ share one. Workers need procflow installed (`pip install 'procflow[dask]'`).
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import threading
 import time
@@ -37,6 +38,8 @@ from ..futures import TaskFuture
 from ..messages import Outcome, Status
 from ..pickling import dumps_function, loads_function
 from ..resolve import substitute
+from ..results import store
+from ..results.store import Persist
 from ..states import LazyResult
 from ..execution import RunTimedOut, execute, task_traceback
 from ..worker import decode_error, portable_error
@@ -148,7 +151,7 @@ class DaskTaskRunner:
                 run_on_dask, function, self._topic,
                 (call.run_id, call.run_name, call.task_name, call.flow_run_name, call.attempt, call.flow_attempt,
                  call.tags),
-                call.log_prints, call.timeout, _Arguments(args, kwargs), upstream,
+                call.log_prints, call.timeout, _Arguments(args, kwargs), upstream, call.persist,
                 key=f"{call.run_name}-{uuid.uuid4().hex[:8]}", pure=False)
             with self._lock:
                 self._running[call.run_id] = future
@@ -303,7 +306,7 @@ class _Arguments:
 
 
 def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str, int, int, tuple], log_prints: bool,
-                timeout: float | None, arguments: _Arguments, upstream: list) -> Any:
+                timeout: float | None, arguments: _Arguments, upstream: list, persist: Persist | None = None) -> Any:
     """On a Dask worker: run, report the outcome as an event, keep the value here.
     `names`: the run's id and name, its task's name, its flow run's name, and the attempts of both."""
     fn = loads_function(function)
@@ -323,6 +326,8 @@ def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str, in
     finally:
         if timer is not None:
             timer.cancel()
+    if persist is not None and status is Status.COMPLETED:  # the store must be a path this worker shares
+        store.write(persist, value, end - start, names[1], lambda text: logs.append((logging.WARNING, text)))
     text = task_traceback(error) if error else ""
     worker = get_worker()
     worker.log_event(topic, {

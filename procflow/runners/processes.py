@@ -221,7 +221,8 @@ class ProcessPoolTaskRunner:
                 continue
             ahead.add(call.run_id)
             items.append(WorkItem(call.run_id, call.run_name, call.task_name, key, call.timeout, call.log_prints,
-                                  call.after, call.flow_run_name, call.attempt, call.flow_attempt, call.tags))
+                                  call.after, call.flow_run_name, call.attempt, call.flow_attempt, call.tags,
+                                  call.persist))
         if failures:
             self._arguments.finished(outcome.run_id for outcome in failures)
             self._sink(failures)

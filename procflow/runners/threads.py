@@ -19,6 +19,7 @@ from ..resolve import substitute
 from ..runlog import task_emitter
 from ..states import LazyResult
 from ..execution import RunTimedOut, execute
+from ..results import store
 from .base import Call, Sink, worker_count
 
 
@@ -102,6 +103,8 @@ class ThreadPoolTaskRunner:
         run = TaskRunInfo(call.run_id, call.run_name, call.task_name, call.flow_run_name, call.fn, args, kwargs,
                           call.attempt, call.flow_attempt, call.tags)
         status, value, error, start, end = execute(run, call.log_prints, emit)
+        if call.persist is not None and status is Status.COMPLETED:
+            store.write(call.persist, value, end - start, call.run_name)
         return Outcome(call.run_id, status, value, error, start=start, end=end,
                        worker=threading.current_thread().name)
 

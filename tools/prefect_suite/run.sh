@@ -14,7 +14,8 @@ checkout="$(cd "$1" && pwd)"; shift
 files=("${@:-tests/test_tasks.py tests/test_flows.py tests/test_states.py tests/test_log_prints.py}")
 [ -f "$checkout/tests/conftest_prefect.py.orig" ] || mv "$checkout/tests/conftest.py" "$checkout/tests/conftest_prefect.py.orig"
 cat > "$checkout/tests/conftest.py" <<PY
-import sys
+import os, sys, tempfile
+os.environ["PROCFLOW_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="prefect-suite-results-")  # as Prefect's own conftest: a fresh store per session
 sys.path.insert(0, "$here")
 import prefect_shim  # noqa: F401,E402
 PY

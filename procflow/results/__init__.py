@@ -1,0 +1,6 @@
+"""Results that outlive the run: the store on disk (`store.py`) and its entries (`entries.py`)."""
+
+from .entries import StoredResult
+from .store import Persist, storage_directory
+
+__all__ = ["Persist", "StoredResult", "storage_directory"]
