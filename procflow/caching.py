@@ -275,3 +275,34 @@ def start_flow_run(tracker: Any, flow: Any, parent: Any | None) -> None:
         parent.persist_default if parent is not None else settings.PREFECT_RESULTS_PERSIST_BY_DEFAULT.value())
     tracker.storage = flow.result_storage or (parent.storage if parent is not None else None) or \
         store.storage_directory()
+
+
+def subflow_call(flow: Any, blocked: State | None) -> tuple[Any, State | None]:
+    """A subflow call: (its place among its parent's calls this attempt, the state it ends with
+    now). A parent's retry does not run again a subflow that completed and persists, as Prefect
+    finds the child's run of the earlier attempt: it gets that run's state."""
+    from .context import current_flow
+
+    parent = current_flow.get()
+    if parent is None or blocked is not None:
+        return None, blocked
+    tracker = parent.tracker
+    if tracker.subflow_attempt != parent.flow_run.run_count:
+        tracker.subflow_attempt, tracker.subflow_counts = parent.flow_run.run_count, {}
+    index = tracker.subflow_counts.get(flow.name, 0)
+    tracker.subflow_counts[flow.name] = index + 1
+    persists = flow.persist_result if flow.persist_result is not None else tracker.persist_default
+    call = SubflowCall((flow.name, index), bool(persists), tracker)
+    return call, tracker.subflows.get(call.key)
+
+
+class SubflowCall(NamedTuple):
+    key: tuple[str, int]  # the subflow's name, and how many calls of it came before in this attempt
+    persists: bool
+    parent: Any  # the parent flow run's Tracker
+
+
+def remember_subflow(call: SubflowCall | None, state: State) -> None:
+    """A completed subflow run that persists, for its parent's retries."""
+    if call is not None and call.persists and state.is_completed():
+        call.parent.subflows[call.key] = state

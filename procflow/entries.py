@@ -10,6 +10,7 @@ from typing import Any
 from .caching import Memory, Plan
 from .futures import TaskFuture
 from .lifetimes import HeldResults
+from .states import State
 from .records import FlowRun, TaskRun
 
 
@@ -24,6 +25,9 @@ class Tracker:
     cache: Memory = field(default_factory=dict)  # this flow run's completed runs that persist, by key
     persist_default: bool | None = None  # the flow's persist_result, for its tasks (`caching.plan`)
     storage: Path | None = None  # where its results persist, read when it started
+    subflows: dict[tuple[str, int], State] = field(default_factory=dict)  # completed, persisting: for retries
+    subflow_counts: dict[str, int] = field(default_factory=dict)  # subflow calls of the current attempt
+    subflow_attempt: int = 0
 
 
 @dataclass(slots=True, eq=False)

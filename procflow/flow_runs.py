@@ -55,6 +55,7 @@ def run_sync(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state:
     upstream, needs = _upstreams(args, kwargs, wait_for)
     wait_all(upstream)
     args, kwargs, blocked = _inputs(args, kwargs, upstream, needs)
+    call, blocked = caching.subflow_call(flow, blocked)
     if blocked is not None:
         return blocked if return_state else blocked._result()
     context, args, kwargs = _start(flow, args, kwargs, is_async=False)
@@ -65,7 +66,7 @@ def run_sync(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state:
     except KeyboardInterrupt:
         _cancelled(flow, context)
         raise
-    return _finish(flow, context, state, return_state)
+    return _finish(flow, context, state, return_state, call)
 
 
 async def run_async(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
@@ -73,6 +74,7 @@ async def run_async(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return
     if not all(future.done() for future, _ in upstream):  # waiting must not block the loop
         await asyncio.to_thread(wait_all, upstream)
     args, kwargs, blocked = _inputs(args, kwargs, upstream, needs)
+    call, blocked = caching.subflow_call(flow, blocked)
     if blocked is not None:
         return blocked if return_state else blocked._result()
     context, args, kwargs = _start(flow, args, kwargs, is_async=True)
@@ -82,7 +84,7 @@ async def run_async(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return
     except (KeyboardInterrupt, asyncio.CancelledError):
         _cancelled(flow, context)
         raise
-    return _finish(flow, context, state, return_state)
+    return _finish(flow, context, state, return_state, call)
 
 
 def _start(flow: Flow, args: tuple, kwargs: dict, is_async: bool) -> tuple[FlowContext, tuple, dict]:
@@ -110,8 +112,9 @@ def _start(flow: Flow, args: tuple, kwargs: dict, is_async: bool) -> tuple[FlowC
     return context, args, kwargs
 
 
-def _finish(flow: Flow, context: FlowContext, state: State, return_state: bool) -> Any:
+def _finish(flow: Flow, context: FlowContext, state: State, return_state: bool, call: Any = None) -> Any:
     flow_run = context.flow_run
+    caching.remember_subflow(call, state)
     flow_run.state, flow_run.end_time = state, time.time()
     FLOW_LOGGER.info(f"Flow run '{flow_run.name}' - Finished in state {state!r}")
     _run_hooks(flow, context, state)

@@ -59,7 +59,9 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         # for its tasks' results (`caching.py`); as in Prefect, a result_storage turns persistence on
         self.result_storage = caching.storage_path(owner, prefect_options.pop("result_storage", None))
         persist_result = options.flag(owner, "persist_result", prefect_options.pop("persist_result", None))
-        self.persist_result = True if persist_result is None and self.result_storage is not None else persist_result
+        self.result_serializer = prefect_options.get("result_serializer")  # without effect (options.py)
+        self.persist_result = True if persist_result is None and (
+            self.result_storage is not None or self.result_serializer is not None) else persist_result
         kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
         self.description: str | None = kept["description"] or inspect.getdoc(fn)
         self.version: str | None = kept["version"] or _source_file_hash(fn)
@@ -71,7 +73,7 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
     def with_options(self, **options: Any) -> Flow[P, R]:
         current = {name: getattr(self, name) for name in (
             "name", "task_runner", "log_prints", "flow_run_name", "timeout_seconds", "retries", "retry_delay_seconds",
-            "description", "version", "persist_result", "result_storage")}
+            "description", "version", "persist_result", "result_storage", "result_serializer")}
         current.update({name: list(hook_list) for name, hook_list in self.state_hooks.items()})
         current.update(options)
         made = Flow(self.fn, **current)

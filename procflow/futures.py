@@ -8,12 +8,15 @@ outside the lock, in the engine's thread.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Generic, NamedTuple, TypeVar
 
+from .future_kinds import (PrefectConcurrentFuture, PrefectDistributedFuture, PrefectFuture,
+                           PrefectWrappedFuture)
 from .pickling import identity
 from .records import TaskRun
 from .results.entries import StoredResult
@@ -101,8 +104,6 @@ class TaskFuture(Generic[R]):
         return f"TaskFuture({self.task_run.name!r}, state={self.task_run.state!r})"
 
 
-PrefectFuture = TaskFuture
-
 
 class FutureList(list):
     """What `.map()` returns: a list of futures with `.result()` and `.wait()`."""
@@ -113,11 +114,18 @@ class FutureList(list):
             future.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[Any]:
+        _check_timeout(timeout)
         self.wait(timeout)
+        if timeout is not None and not all(future.done() for future in self):
+            raise TimeoutError(f"Timed out waiting for all futures to complete within {timeout} seconds")
         return [future.result(0 if timeout is not None else None, raise_on_failure) for future in self]
 
 
 PrefectFutureList = FutureList
+PrefectFuture.register(TaskFuture)
+__all__ = ["DoneAndNotDoneFutures", "FutureList", "PrefectConcurrentFuture", "PrefectDistributedFuture",
+           "PrefectFuture", "PrefectFutureList", "PrefectWrappedFuture", "TaskFuture", "as_completed",
+           "resolve_futures_to_results", "resolve_futures_to_states", "wait"]
 
 
 class DoneAndNotDoneFutures(NamedTuple):
@@ -125,8 +133,15 @@ class DoneAndNotDoneFutures(NamedTuple):
     not_done: set
 
 
-def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> DoneAndNotDoneFutures:
-    """Wait for all futures, at most `timeout` seconds; returns `(done, not_done)`."""
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"'timeout' must be a non-negative number, got {timeout}")  # Prefect's words
+
+
+def wait(futures: Iterable[Any], timeout: float | None = None) -> DoneAndNotDoneFutures:
+    """Wait for all futures (procflow's or Prefect's kinds), at most `timeout` seconds; returns
+    `(done, not_done)`."""
+    _check_timeout(timeout)
     futures = list(futures)
     deadline = None if timeout is None else time.monotonic() + timeout
     for future in futures:
@@ -135,8 +150,9 @@ def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> DoneAnd
     return DoneAndNotDoneFutures(done, set(futures) - done)
 
 
-def as_completed(futures: Iterable[TaskFuture], timeout: float | None = None) -> Iterator[TaskFuture]:
+def as_completed(futures: Iterable[Any], timeout: float | None = None) -> Iterator[Any]:
     """Yield futures as they finish; `TimeoutError` if some are not done in time."""
+    _check_timeout(timeout)
     pending = set(futures)
     total = len(pending)
     finished: queue.SimpleQueue = queue.SimpleQueue()
@@ -155,19 +171,43 @@ def as_completed(futures: Iterable[TaskFuture], timeout: float | None = None) ->
 
 def resolve_futures_to_states(expr: Any) -> Any:
     """`expr` with every future in it (at any depth) waited for and replaced by its State (Prefect's)."""
-    return _resolved(expr, lambda future, _: future.state)
+    return _resolved(expr, lambda future, _: future.state, _final_state)
 
 
 def resolve_futures_to_results(expr: Any) -> Any:
     """`expr` with every future in it waited for and replaced by its result (Prefect's);
     a failed one raises its exception."""
-    return _resolved(expr, lambda future, _: future.result())
+    return _resolved(expr, lambda future, _: future.result(), lambda future: future.result())
 
 
-def _resolved(expr: Any, replace: Callable[[TaskFuture, bool], Any]) -> Any:
+def _final_state(future: PrefectFuture) -> State:
+    future.wait()
+    return future.state
+
+
+def _resolved(expr: Any, replace: Callable[[TaskFuture, bool], Any], foreign: Callable[[Any], Any]) -> Any:
     from .resolve import Found, collect, substitute, wait_all  # resolve imports this module
 
     found: Found = []
     collect(expr, found)
     wait_all(found)
-    return substitute(expr, replace)
+    return _replace_foreign(substitute(expr, replace), foreign)
+
+
+def _replace_foreign(value: Any, replace: Callable[[Any], Any]) -> Any:
+    """Prefect-kind futures (`PrefectWrappedFuture` subclasses, ...) in lists, tuples, sets,
+    dicts (keys too) and dataclasses, replaced; a PrefectFutureList becomes a plain list."""
+    if isinstance(value, PrefectFuture) and type(value) is not TaskFuture:
+        return replace(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_replace_foreign(item, replace) for item in value]
+        if isinstance(value, FutureList) or type(value) is list:
+            return items
+        return type(value)(items) if not hasattr(value, "_fields") else type(value)(*items)
+    if isinstance(value, dict):
+        return type(value)((_replace_foreign(key, replace), _replace_foreign(item, replace))
+                           for key, item in value.items())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{field.name: _replace_foreign(getattr(value, field.name), replace)
+                                             for field in dataclasses.fields(value) if field.init})
+    return value

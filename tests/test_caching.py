@@ -85,6 +85,26 @@ def test_a_flow_retry_does_not_run_again_the_tasks_whose_results_persisted(tmp_p
     assert count(calls) == 1
 
 
+def test_a_parent_flow_retry_does_not_run_again_a_subflow_that_completed_and_persists(tmp_path):
+    calls = tmp_path / "calls"
+
+    @flow(persist_result=True)
+    def child(x):
+        return counted(calls, x)
+
+    @flow(retries=1)
+    def parent():
+        first = child(1)
+        child(2)
+        if not (tmp_path / "failed-once").exists():
+            (tmp_path / "failed-once").touch()
+            raise RuntimeError("the first attempt fails after its subflows ran")
+        return first
+
+    assert parent() == 1
+    assert calls.read_text().split() == ["1", "2"]
+
+
 def test_inputs_on_a_task_without_parameters_never_caches(tmp_path, result_store):
     calls = tmp_path / "calls"
 

@@ -167,6 +167,14 @@ def read_header(path: str) -> Header:
     """The entry's header, checked; Damaged when it cannot be trusted, OSError when it is not there."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
+        return _header(fd)
+    finally:
+        os.close(fd)
+
+
+def _header(fd: int) -> Header:
+    """The header of the open entry file, checked (ours, whole, its own length)."""
+    try:
         info = os.fstat(fd)
         if info.st_uid != os.geteuid() or info.st_mode & 0o022:
             raise Damaged("it is not this user's own file (or others may write it)")
@@ -189,8 +197,6 @@ def read_header(path: str) -> Header:
         return header
     except (ValueError, TypeError, KeyError) as error:
         raise Damaged(f"its header is damaged ({error})") from None
-    finally:
-        os.close(fd)
 
 
 def verify_entry(path: str, header: Header, whole: bool = False) -> None:
@@ -214,16 +220,26 @@ def verify_entry(path: str, header: Header, whole: bool = False) -> None:
 
 
 def load_entry(path: str, header: Header) -> Any:
-    """The value, its buffers mapped copy-on-write from the file."""
-    with open(path, "rb") as file:
-        if os.fstat(file.fileno()).st_size != header.size:
-            raise Damaged(f"{path}: the entry changed after it was checked")
+    """The value, its buffers mapped copy-on-write from the file.
+
+    The layout is read again from the file opened: another process may have renamed its own
+    entry of the same key over this one since `header` was read (the same value, written at
+    another time, so other offsets)."""
+    with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NOFOLLOW)) as file:
+        found = _header(file.fileno())
+        if found.key != header.key:
+            raise Damaged(f"{path} now holds the entry of another key")
+        header = found
+        start, nbytes, crc = header.pickle
         if not header.buffers:
-            start, nbytes, _ = header.pickle
-            return pickle.loads(os.pread(file.fileno(), nbytes, start))
+            data = os.pread(file.fileno(), nbytes, start)
+            if zlib.crc32(data) != crc:
+                raise Damaged(f"{path}: its pickle is damaged")
+            return pickle.loads(data)
         mapping = mmap.mmap(file.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
     view = memoryview(mapping)
-    start, nbytes, _ = header.pickle
+    if zlib.crc32(view[start:start + nbytes]) != crc:
+        raise Damaged(f"{path}: its pickle is damaged")
     return pickle.loads(view[start:start + nbytes],
                         buffers=[view[offset:offset + size] for offset, size, *_ in header.buffers])
 
