@@ -31,6 +31,9 @@ from .entries import Entry, Tracker
 from .events import Observer
 from .futures import Waiter
 from . import caching
+from .results.store import storage_directory
+from .shm import ResultRef
+from .spill import Spiller
 from .hooks import HookThreads, call_hooks, hooks_for
 from .lifetimes import HeldResults
 from .messages import Outcome, Status
@@ -100,6 +103,8 @@ class Engine:
     def close_flow(self, tracker: Tracker) -> None:
         """The flow run ended: free its stored results (values already read stay valid)."""
         tracker.results.close()
+        if tracker.spiller is not None:  # after close(): what users still hold is mapped by now
+            tracker.spiller.close()
 
     def stop(self) -> None:
         self._events.put(("stop",))
@@ -241,7 +246,14 @@ class Engine:
         state = Completed(value)
         caching.remember(entry.cache_plan, entry.tracker.cache, state, entry.run)
         if isinstance(value, LazyResult) and value.holds_storage:
-            entry.tracker.results.hold(entry.run.id, entry.future() if entry.future else None, value)
+            tracker = entry.tracker
+            if isinstance(value, ResultRef):  # in shared memory: spilled to disk if memory runs short
+                if tracker.spiller is None:
+                    tracker.spiller = Spiller(tracker.flow_run.name, tracker.storage or storage_directory())
+                tracker.spiller.place(value)
+            tracker.results.hold(entry.run.id, entry.future() if entry.future else None, value)
+            if tracker.spiller is not None:
+                tracker.spiller.check(tracker.results.results)
         self._finish(entry, state, True)
 
     def _retry(self, entry: Entry, reason: str, allowed: bool = True) -> bool:

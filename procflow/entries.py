@@ -10,6 +10,7 @@ from typing import Any
 from .caching import Memory, Plan
 from .futures import TaskFuture
 from .lifetimes import HeldResults
+from .spill import Spiller
 from .states import State
 from .records import FlowRun, TaskRun
 
@@ -28,6 +29,7 @@ class Tracker:
     subflows: dict[tuple[str, int], State] = field(default_factory=dict)  # completed, persisting: for retries
     subflow_counts: dict[str, int] = field(default_factory=dict)  # subflow calls of the current attempt
     subflow_attempt: int = 0
+    spiller: Spiller | None = None  # made when its first result lands in shared memory (`spill.py`)
 
 
 @dataclass(slots=True, eq=False)

@@ -36,7 +36,7 @@ from .context import FlowContext, current_flow, open_context
 from .records import FlowRun, TaskRun
 from .resolve import Found, collect, not_ready, substitute, wait_all
 from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter, release_prints
-from .runners.threads import interrupt_thread
+from .flow_deadline import FlowTimedOut, deadline, timeout_message
 from .states import Cancelled, Completed, Failed, ParameterBindError, Running, State, describe_error
 
 if TYPE_CHECKING:
@@ -45,10 +45,6 @@ if TYPE_CHECKING:
 _last_flow_run: FlowRun | None = None
 
 Attempt = tuple[Any, BaseException | None, bool]  # (value, error, whether the flow's own deadline ended it)
-
-
-class FlowTimedOut(TimeoutError):
-    """Raised in a flow's thread when it runs past its `timeout_seconds`."""
 
 
 def run_sync(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
@@ -141,7 +137,7 @@ def _attempts(flow: Flow, context: FlowContext, args: tuple, kwargs: dict) -> St
         if error is None and flow.timeout_seconds is not None:  # the limit covers the runs it left going too
             left = flow.timeout_seconds - (time.monotonic() - started)
             if not context.engine.wait_for(context.tracker, max(left, 0.0)):
-                value, error, timed_out = None, FlowTimedOut(_timeout_message(flow.timeout_seconds)), True
+                value, error, timed_out = None, FlowTimedOut(timeout_message(flow.timeout_seconds)), True
         if timed_out:
             context.engine.cancel(context.tracker, only_this_flow=not context.owns_engine)
         context.engine.wait_for(context.tracker)
@@ -159,7 +155,7 @@ async def _async_attempts(flow: Flow, context: FlowContext, args: tuple, kwargs:
         if error is None and flow.timeout_seconds is not None:
             left = flow.timeout_seconds - (time.monotonic() - started)
             if not await asyncio.to_thread(context.engine.wait_for, context.tracker, max(left, 0.0)):
-                value, error, timed_out = None, FlowTimedOut(_timeout_message(flow.timeout_seconds)), True
+                value, error, timed_out = None, FlowTimedOut(timeout_message(flow.timeout_seconds)), True
         if timed_out:
             await asyncio.to_thread(context.engine.cancel, context.tracker, only_this_flow=not context.owns_engine)
         await asyncio.to_thread(context.engine.wait_for, context.tracker)
@@ -189,11 +185,11 @@ def _call_fn(flow: Flow, context: FlowContext, args: tuple, kwargs: dict) -> Att
     try:
         with _current(context), contextlib.ExitStack() as stack:
             if flow.timeout_seconds is not None:
-                fired = stack.enter_context(_deadline(flow.timeout_seconds))
+                fired = stack.enter_context(deadline(flow.timeout_seconds))
             return flow.fn(*args, **kwargs), None, False
     except Exception as error:  # noqa: BLE001 - the flow's failure is its state
         if fired.is_set():  # this flow's own deadline; a nested flow's timeout is an ordinary error here
-            own = error if error.args else FlowTimedOut(_timeout_message(flow.timeout_seconds))  # bare: a thread's
+            own = error if error.args else FlowTimedOut(timeout_message(flow.timeout_seconds))  # bare: a thread's
             return None, own, True
         return None, error, False
 
@@ -206,7 +202,7 @@ async def _async_call_fn(flow: Flow, context: FlowContext, args: tuple, kwargs: 
                 return await flow.fn(*args, **kwargs), None, False
     except TimeoutError as error:
         if deadline.expired():
-            return None, FlowTimedOut(_timeout_message(flow.timeout_seconds)), True
+            return None, FlowTimedOut(timeout_message(flow.timeout_seconds)), True
         return None, error, False
     except Exception as error:  # noqa: BLE001 - the flow's failure is its state
         return None, error, False
@@ -310,44 +306,6 @@ def _close(context: FlowContext) -> None:
     context.engine.close_flow(context.tracker)
     if context.owns_engine:
         context.engine.stop()
-
-
-def _timeout_message(seconds: float | None) -> str:
-    return f"Flow run exceeded timeout of {seconds} second(s)"
-
-
-@contextlib.contextmanager
-def _deadline(seconds: float) -> Iterator[threading.Event]:
-    """Raise FlowTimedOut in this thread after `seconds`: by SIGALRM in the main thread (it
-    interrupts a blocking call such as sleep), else at the thread's next bytecode. The event
-    it yields is set when it fires: a FlowTimedOut without it is a nested flow's, raised on."""
-    message = _timeout_message(seconds)
-    fired = threading.Event()
-    if threading.current_thread() is threading.main_thread() and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
-        def on_alarm(signum: int, frame: Any) -> None:
-            fired.set()
-            raise FlowTimedOut(message)
-
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            yield fired
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-        return
-
-    def on_timer(thread_id: int) -> None:
-        fired.set()
-        interrupt_thread(thread_id, FlowTimedOut)
-
-    timer = threading.Timer(seconds, on_timer, (threading.get_ident(),))
-    timer.daemon = True
-    timer.start()
-    try:
-        yield fired
-    finally:
-        timer.cancel()
 
 
 @contextlib.contextmanager

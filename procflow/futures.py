@@ -21,6 +21,7 @@ from .pickling import identity
 from .records import TaskRun
 from .results.entries import StoredResult
 from .shm import ResultRef, load_value
+from .spill import load_shared_or_spilled
 from .states import State, is_terminal
 
 R = TypeVar("R")
@@ -94,6 +95,8 @@ class TaskFuture(Generic[R]):
         # A small result (no segment) goes as its stored bytes too: the parent neither unpickles
         # nor pickles it again, and a result that cannot load fails in the consumer, as a load.
         if state.is_completed() and isinstance(data, ResultRef) and not data.released:
+            if data.spill is not None:  # its segment may go to disk before the worker maps it
+                return (load_shared_or_spilled, (data.data, data.segment, data.spans, data.spill))
             return (load_value, (data.data, data.segment, data.spans))
         if state.is_completed() and isinstance(data, StoredResult):  # mapped from the store by the worker
             return data.reference()

@@ -48,5 +48,8 @@ class HeldResults:
                     pass
             self._release(result)
 
+    def results(self) -> list[LazyResult]:
+        return [result for _, result in list(self._held.values())]
+
     def __len__(self) -> int:
         return len(self._held)

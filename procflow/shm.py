@@ -65,7 +65,8 @@ class Segment(NamedTuple):
 class ResultRef(LazyResult):
     """A pickled result whose large buffers live in one shared-memory segment (or none)."""
 
-    __slots__ = ("data", "segment", "spans", "fell_back", "released", "_value", "_loaded", "__weakref__")
+    __slots__ = ("data", "segment", "spans", "fell_back", "released", "spill", "spilled", "_value", "_loaded",
+                 "__weakref__")
 
     def __init__(self, data: bytes, segment: Segment | None = None,
                  spans: tuple[tuple[int, int], ...] = (), fell_back: bool = False) -> None:
@@ -74,6 +75,8 @@ class ResultRef(LazyResult):
         self.spans = spans
         self.fell_back = fell_back
         self.released = False  # its segment went back to the pool: another result may fill it
+        self.spill: str | None = None  # where it goes if memory runs short (`spill.py`)
+        self.spilled = False  # it is there now, and its segment is gone
         self._loaded = False
         self._value: Any = None
 
@@ -81,7 +84,12 @@ class ResultRef(LazyResult):
         if not self._loaded:
             if self.released:
                 raise _released(self.segment.name if self.segment else "?")
-            self._value = load_value(self.data, self.segment, self.spans)
+            if self.spill is not None:
+                from .spill import load_shared_or_spilled  # the rare path: spilled, or may be by now
+
+                self._value = load_shared_or_spilled(self.data, self.segment, self.spans, self.spill)
+            else:
+                self._value = load_value(self.data, self.segment, self.spans)
             self._loaded = True
         return self._value
 

@@ -12,18 +12,15 @@ in it are ignored, as Prefect does (a value returned by a direct call is already
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
-import gc
 import inspect
-import io
 import string
-from typing import Any, Callable, Generic, Iterable, Iterator, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Callable, Generic, Iterable, Literal, ParamSpec, TypeVar, overload
 
 
-from . import caching, direct, hooks, options, settings
-from .annotations import allow_failure, quote, unmapped
+from . import caching, direct, hooks, mapping, options, settings
+from .annotations import unmapped
 from .context import FlowContext, context_or_detached
 from .current import TaskRunInfo, call_naming, current_task_run
 from .entries import Entry
@@ -31,8 +28,7 @@ from .futures import FutureList, TaskFuture
 from .records import EdgeKind, TaskRun
 from .resolve import Found, collect, substitute
 from .utilities.hashing import hash_objects
-from .states import (MappingLengthMismatch, MappingMissingIterable, ParameterBindError,
-                     State)
+from .states import ParameterBindError, State
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -206,14 +202,14 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         args = self._with_instance(args, whole=True)
         context = context_or_detached()
         arguments = self._bind(args, kwargs).arguments
-        iterables, statics = self._split_mapped(arguments)
+        iterables, statics = mapping.split_mapped(self.name, self._signature, arguments)
         waits = _wait_futures(wait_for)
         group = next(context.map_groups)
         parameters = self._signature.parameters.values()
         keyword_only = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in parameters)
         count = len(next(iter(iterables.values())))
         entries = []
-        with _collector_paused():  # 100 000 children: full collections would rescan them all, repeatedly
+        with mapping.collector_paused():  # 100 000 children: full collections would rescan them all, repeatedly
             for index in range(count):
                 entries.append(self._child(context, statics, iterables, index, keyword_only, waits, group))
         return FutureList(context.submit(entries, mapped=True))
@@ -226,46 +222,8 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
             child[name] = items[index]
         if keyword_only:
             return self._entry(context, (), child, waits, group)
-        bound = inspect.BoundArguments(self._signature, _gather_variadic(self._signature, child))
+        bound = inspect.BoundArguments(self._signature, mapping.gather_variadic(self._signature, child))
         return self._entry(context, bound.args, bound.kwargs, waits, group)
-
-    def _split_mapped(self, arguments: dict[str, Any]) -> tuple[dict[Slot, list], dict[Slot, Any]]:
-        """The zipped iterables and the values passed whole, per parameter; each item of
-        `*args` and each value of `**kwargs` counts as a parameter of its own."""
-        iterables: dict[Slot, list] = {}
-        statics: dict[Slot, Any] = {}
-        for name, value in _spread_variadic(self._signature, arguments):
-            annotation = type(value) if isinstance(value, (allow_failure, quote)) else None
-            if annotation is not None:  # as Prefect: map over what it wraps, each item wrapped again
-                inner = value.value
-                if isinstance(inner, (unmapped, TaskFuture)) or not _is_iterable(inner):  # passed whole
-                    statics[name] = annotation(inner.value if isinstance(inner, unmapped) else inner)
-                else:
-                    iterables[name] = [annotation(item) for item in inner]
-            elif isinstance(value, unmapped):
-                statics[name] = value.value
-            elif isinstance(value, (TaskFuture, State)):  # a state maps over its result, as in Prefect
-                # its items are the children's: wait for it now
-                result = value.result() if isinstance(value, TaskFuture) else value._result()
-                if _is_iterable(result):
-                    iterables[name] = list(result)
-                else:
-                    statics[name] = value
-            elif _is_iterable(value):
-                iterables[name] = list(value)
-            else:
-                statics[name] = value
-        if not iterables:
-            raise MappingMissingIterable(
-                f"task {self.name!r}: .map() received no iterable parameters. Parameters for map must "
-                f"include at least one iterable; wrap values to pass whole in unmapped(). "
-                f"Parameters: {sorted(arguments)}")
-        lengths = {_slot_label(name): len(items) for name, items in iterables.items()}
-        if len(set(lengths.values())) > 1:
-            raise MappingLengthMismatch(
-                f"task {self.name!r}: received iterable parameters with different lengths. Parameters for "
-                f"map must all be the same length. Got lengths: {lengths}")
-        return iterables, statics
 
     def _entry(self, context: FlowContext, args: tuple, kwargs: dict, waits: Found, group: int | None) -> Entry:
         found: Found = []
@@ -312,52 +270,6 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         return run, found + waits, needs, provisional
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-Slot = str | tuple[str, Any]  # a parameter's name; (name, index or key) inside *args / **kwargs
-
-
-def _spread_variadic(signature: inspect.Signature, arguments: dict[str, Any]) -> Iterator[tuple[Slot, Any]]:
-    for name, value in arguments.items():
-        kind = signature.parameters[name].kind
-        if kind is inspect.Parameter.VAR_POSITIONAL:
-            yield from (((name, index), item) for index, item in enumerate(value))
-        elif kind is inspect.Parameter.VAR_KEYWORD:
-            yield from (((name, key), item) for key, item in value.items())
-        else:
-            yield name, value
-
-
-def _gather_variadic(signature: inspect.Signature, child: dict[Slot, Any]) -> dict[str, Any]:
-    """A child's arguments by parameter name again: its `*args` a tuple, its `**kwargs` a dict."""
-    gathered: dict[str, Any] = {}
-    for name, parameter in signature.parameters.items():
-        spread = [(slot[1], value) for slot, value in child.items() if isinstance(slot, tuple) and slot[0] == name]
-        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-            gathered[name] = tuple(value for _, value in sorted(spread, key=lambda pair: pair[0]))
-        elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            gathered[name] = dict(spread)
-        elif name in child:
-            gathered[name] = child[name]
-    return gathered
-
-
-def _slot_label(slot: Slot) -> str:
-    if isinstance(slot, str):
-        return slot
-    name, key = slot
-    return f"{name}[{key}]" if isinstance(key, int) else key
-
-
 def _positional_range(signature: inspect.Signature) -> tuple[int, int]:
     """How many positional arguments a call may pass with no keywords (-1, -1: always bind)."""
     kinds = [p.kind for p in signature.parameters.values()]
@@ -397,17 +309,6 @@ def _edges(found: Found, waits: Found) -> list[tuple[int, EdgeKind]]:
     for future, _ in waits:
         edges[(future.task_run.id, "wait_for")] = None
     return list(edges)
-
-
-def _is_iterable(value: Any) -> bool:
-    """Prefect's rule: anything iterable but strings, bytes and files."""
-    if isinstance(value, (str, bytes, bytearray, io.IOBase)):
-        return False
-    try:
-        iter(value)
-    except TypeError:
-        return False
-    return True
 
 
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:

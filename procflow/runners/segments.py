@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from ..messages import Outcome, WorkItem
 from ..shm import ResultRef, Segment, SegmentWriter, unlink
 from ..shm_pool import SegmentPool
+from ..spill import SPILL_LOCK, forget_spilled
 from ..states import LazyResult
 
 SEGMENT_POOL = SegmentPool()
@@ -63,8 +64,11 @@ class SegmentLedger:
         """Nobody can read `result` any more: its segment goes back to the pool."""
         if not isinstance(result, ResultRef) or result.segment is None:
             return
-        result.released = True  # a run record may still hold it: it must not read the next result
-        if result.loaded:  # the parent maps it: a reused segment would change the user's unwritten pages
+        with SPILL_LOCK:  # a spill that is finishing either made it spilled, or sees it released
+            result.released = True  # a run record may still hold it: it must not read the next result
+        if result.spilled:  # on disk: its segment is gone already
+            forget_spilled(result)
+        elif result.loaded:  # the parent maps it: a reused segment would change the user's unwritten pages
             unlink(result.segment.name)
         else:
             SEGMENT_POOL.give_back(result.segment)

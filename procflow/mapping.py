@@ -1,0 +1,117 @@
+""".map()'s arguments: which are zipped iterables and which pass whole, per parameter.
+
+Iterable arguments (lists, tuples, ranges, a future whose result is iterable) are zipped;
+`unmapped(...)`, strings, bytes and other scalars go whole to every child; an `allow_failure`
+or `quote` around an iterable maps over its items, each wrapped again (as Prefect). Each item
+of `*args` and each value of `**kwargs` counts as a parameter of its own (a `Slot`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import inspect
+import io
+from typing import Any, Iterator
+
+from .annotations import allow_failure, quote, unmapped
+from .futures import TaskFuture
+from .states import MappingLengthMismatch, MappingMissingIterable, State
+
+
+def split_mapped(task_name: str, signature: inspect.Signature,
+                 arguments: dict[str, Any]) -> tuple[dict[Slot, list], dict[Slot, Any]]:
+    """The zipped iterables and the values passed whole, per parameter; each item of
+    `*args` and each value of `**kwargs` counts as a parameter of its own."""
+    iterables: dict[Slot, list] = {}
+    statics: dict[Slot, Any] = {}
+    for name, value in _spread_variadic(signature, arguments):
+        annotation = type(value) if isinstance(value, (allow_failure, quote)) else None
+        if annotation is not None:  # as Prefect: map over what it wraps, each item wrapped again
+            inner = value.value
+            if isinstance(inner, (unmapped, TaskFuture)) or not is_iterable(inner):  # passed whole
+                statics[name] = annotation(inner.value if isinstance(inner, unmapped) else inner)
+            else:
+                iterables[name] = [annotation(item) for item in inner]
+        elif isinstance(value, unmapped):
+            statics[name] = value.value
+        elif isinstance(value, (TaskFuture, State)):  # a state maps over its result, as in Prefect
+            # its items are the children's: wait for it now
+            result = value.result() if isinstance(value, TaskFuture) else value._result()
+            if is_iterable(result):
+                iterables[name] = list(result)
+            else:
+                statics[name] = value
+        elif is_iterable(value):
+            iterables[name] = list(value)
+        else:
+            statics[name] = value
+    if not iterables:
+        raise MappingMissingIterable(
+            f"task {task_name!r}: .map() received no iterable parameters. Parameters for map must "
+            f"include at least one iterable; wrap values to pass whole in unmapped(). "
+            f"Parameters: {sorted(arguments)}")
+    lengths = {_slot_label(name): len(items) for name, items in iterables.items()}
+    if len(set(lengths.values())) > 1:
+        raise MappingLengthMismatch(
+            f"task {task_name!r}: received iterable parameters with different lengths. Parameters for "
+            f"map must all be the same length. Got lengths: {lengths}")
+    return iterables, statics
+
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+Slot = str | tuple[str, Any]  # a parameter's name; (name, index or key) inside *args / **kwargs
+
+
+def _spread_variadic(signature: inspect.Signature, arguments: dict[str, Any]) -> Iterator[tuple[Slot, Any]]:
+    for name, value in arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            yield from (((name, index), item) for index, item in enumerate(value))
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            yield from (((name, key), item) for key, item in value.items())
+        else:
+            yield name, value
+
+
+def gather_variadic(signature: inspect.Signature, child: dict[Slot, Any]) -> dict[str, Any]:
+    """A child's arguments by parameter name again: its `*args` a tuple, its `**kwargs` a dict."""
+    gathered: dict[str, Any] = {}
+    for name, parameter in signature.parameters.items():
+        spread = [(slot[1], value) for slot, value in child.items() if isinstance(slot, tuple) and slot[0] == name]
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            gathered[name] = tuple(value for _, value in sorted(spread, key=lambda pair: pair[0]))
+        elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            gathered[name] = dict(spread)
+        elif name in child:
+            gathered[name] = child[name]
+    return gathered
+
+
+def _slot_label(slot: Slot) -> str:
+    if isinstance(slot, str):
+        return slot
+    name, key = slot
+    return f"{name}[{key}]" if isinstance(key, int) else key
+
+
+def is_iterable(value: Any) -> bool:
+    """Prefect's rule: anything iterable but strings, bytes and files."""
+    if isinstance(value, (str, bytes, bytearray, io.IOBase)):
+        return False
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
