@@ -17,6 +17,7 @@ let them pre-create our files, read or alter our results, or run code as us. So:
 - `sweep()`, at every runner start: one `listdir` of `/dev/shm` and of `TMPDIR`; for each
   other owner whose lock it can take (or whose lock is gone), it removes that owner's
   entries, but only those of this user; any other name is left alone, whatever it looks like.
+  Among them are the loky semaphores it noted in its directory (`note_semaphores`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _SHM_NAME = re.compile(rf"^procflow-([a-z0-9]{{{TOKEN_CHARS}}})(?:-[a-z0-9]{{{RANDOM_CHARS}}}|(\.lock))$")
 _RUN_DIR_NAME = re.compile(rf"^procflow-([a-z0-9]{{{TOKEN_CHARS}}})-[A-Za-z0-9_]+$")
 _LOCK_IN_DIR = "lock"
+_SEMAPHORES_IN_DIR = "semaphores"
+LOKY_SEMAPHORE = "sem.loky-"
 _ORPHAN_DIR_SECONDS = 60.0  # a run directory without its lock this old was left mid-creation
 
 
@@ -87,6 +90,7 @@ class Owner:
         self.pid = os.getpid()
         self._dir_lock: int | None = None
         self._dir: str | None = None
+        self._semaphores_noted = ""
         self._lock = threading.Lock()
         self.token, self._shm_lock = self._claim_token()
 
@@ -148,6 +152,22 @@ class Owner:
 
     def segments(self) -> list[str]:
         return owned_segments(self.token)
+
+    def note_semaphores(self) -> None:
+        """Write the names of this process's loky semaphores (`sem.loky-<pid>-*`) into the
+        private directory, for the sweep: when the resource tracker dies with us, nobody else
+        removes them. Exact names, because a pid says nothing across PID namespaces."""
+        prefix = f"{LOKY_SEMAPHORE}{os.getpid()}-"
+        try:
+            names = sorted(name for name in os.listdir(SHM_DIR) if name.startswith(prefix))
+        except OSError:  # pragma: no cover - no /dev/shm (macOS)
+            return
+        text = "\n".join(names)
+        with self._lock:
+            if text == self._semaphores_noted:
+                return
+            self._semaphores_noted = text
+        create_file(os.path.join(self.directory, _SEMAPHORES_IN_DIR), text.encode())
 
 
 _owner: Owner | None = None
@@ -242,12 +262,24 @@ def _sweep_run_dirs(mine: str | None) -> list[str]:
         if held is None and _age(info) < _ORPHAN_DIR_SECONDS:
             continue  # being made right now, its lock not renamed into place yet
         try:
+            swept += _remove_noted_semaphores(path)
             shutil.rmtree(path, ignore_errors=True)
             swept.append(path)
         finally:
             if held is not None:
                 os.close(held)
     return swept
+
+
+def _remove_noted_semaphores(run_dir: str) -> list[str]:
+    """A dead owner's loky semaphores, by the names it noted (issue 19)."""
+    try:
+        with open(os.path.join(run_dir, _SEMAPHORES_IN_DIR), "rb") as file:
+            names = file.read().decode("ascii").split()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [name for name in names if name.startswith(LOKY_SEMAPHORE) and "/" not in name
+            and _remove_if_ours(os.path.join(SHM_DIR, name))]
 
 
 def _take_lock(path: str) -> int | None | bool:

@@ -237,6 +237,12 @@ def start_worker(parent_pid: int, pickled_initializer: bytes | None, initargs: t
     # Ctrl-C in a terminal reaches the whole process group: the parent decides (it cancels
     # and stops the workers), so a worker must not end its run as a failure on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Our own process group: what a task starts is in it, so a crash or the guardian
+    # (`runners.guardian`) ends them with one killpg.
+    try:
+        os.setpgid(0, 0)
+    except OSError:  # pragma: no cover - a session leader already
+        pass
     mappings = keep_mappings_warm()
     threading.Thread(target=_housekeeping, args=(parent_pid, mappings), daemon=True,
                      name="procflow-housekeeping").start()

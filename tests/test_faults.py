@@ -243,6 +243,22 @@ def test_a_stuck_worker_killed_at_its_timeout_takes_the_processes_its_task_start
         time.sleep(0.1)
 
 
+@task
+def start_a_subprocess_then_crash(pid_file):
+    sleeper = subprocess.Popen(["sleep", "60"])
+    with open(pid_file, "w") as file:
+        file.write(str(sleeper.pid))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_crashed_worker_takes_the_processes_its_task_started(tmp_path):
+    """Issue 19: reparented to init, they would run on; a worker leads its own process group."""
+    pid_file = tmp_path / "sleeper.pid"
+    on_processes(lambda: start_a_subprocess_then_crash.submit(str(pid_file)))(return_state=True)
+    assert body_last_run().task_runs[0].state.is_crashed()
+    wait_until_gone({int(pid_file.read_text())}, "the task's subprocess outlived its crashed worker")
+
+
 def test_worker_memory_is_reported_when_it_is_killed(tmp_path):
     @task
     def hog():
@@ -330,10 +346,10 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def start_long_flow(tmp_path, new_session=False):
+def start_long_flow(tmp_path, new_session=False, script=SCRIPT):
     """`procflow run` of a flow whose runs hold shared memory and sleep; returns once both workers run."""
-    script = tmp_path / "long_flow.py"
-    script.write_text(SCRIPT)
+    text, script = script, tmp_path / "long_flow.py"
+    script.write_text(text)
     started = tmp_path / "started"
     started.mkdir()
     parent = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(script), "--workers", "2", "--",
@@ -380,10 +396,80 @@ def test_interrupt_cancels_pending_stops_workers_and_frees_memory(tmp_path, sign
     assert not owned_segments(token)
 
 
+GIL_SCRIPT = SCRIPT.replace(  # backtracks for ever, holding the GIL
+    "time.sleep(60)", "re.match(r'(a+)+$', 'a' * 64 + 'b')").replace("import os,", "import os, re,")
+
+
+def guardian_of(pid):
+    from procflow.runners.guardian import NAME
+
+    return [child for child in psutil.Process(pid).children() if NAME in child.cmdline()]
+
+
+@pytest.mark.parametrize("script", [SCRIPT, GIL_SCRIPT], ids=["sleeping", "in-C-holding-the-GIL"])
+def test_parent_killed_its_guardian_ends_workers_their_processes_and_segments(tmp_path, script):
+    """Issue 19: a worker whose task holds the GIL cannot watch its parent; the guardian can."""
+    parent, workers = start_long_flow(tmp_path, script=script)
+    token = owner_token(parent.pid)
+    assert owned_segments(token) and len(guardian_of(parent.pid)) == 1
+    killed = time.monotonic()
+    parent.kill()
+    parent.wait(timeout=15)
+    parent.stderr.close()
+    wait_until_gone(workers | started_subprocesses(tmp_path), "workers or their tasks' processes outlived the parent")
+    assert time.monotonic() - killed < 5
+    deadline = time.monotonic() + 10
+    while owned_segments(token):
+        assert time.monotonic() < deadline, "the guardian swept the dead parent's segments"
+        time.sleep(0.1)
+
+
+def loky_semaphores(pid):
+    return [name for name in os.listdir(SHM_DIR) if name.startswith(f"sem.loky-{pid}-")]
+
+
+def test_the_whole_job_killed_its_semaphores_and_segments_go_too(tmp_path):
+    """Issue 19: SIGKILL to the job's process group takes loky's resource tracker too, which
+    would have removed the semaphores; the guardian (a session of its own) does it."""
+    parent, workers = start_long_flow(tmp_path, new_session=True)
+    token = owner_token(parent.pid)
+    assert loky_semaphores(parent.pid) and owned_segments(token)
+    os.killpg(parent.pid, signal.SIGKILL)
+    parent.wait(timeout=15)
+    parent.stderr.close()
+    wait_until_gone(workers | started_subprocesses(tmp_path), "workers or their tasks' processes outlived the job")
+    deadline = time.monotonic() + 10
+    while loky_semaphores(parent.pid) or owned_segments(token):
+        assert time.monotonic() < deadline, (loky_semaphores(parent.pid), owned_segments(token))
+        time.sleep(0.1)
+
+
+def test_the_next_start_sweeps_the_semaphores_a_dead_owner_noted(tmp_path):
+    """With the guardian killed as well, the next start removes the semaphores by the names noted."""
+    from procflow.ownership import sweep
+
+    parent, workers = start_long_flow(tmp_path, new_session=True)
+    made = set(loky_semaphores(parent.pid))
+    for guardian in guardian_of(parent.pid):
+        guardian.kill()
+    os.killpg(parent.pid, signal.SIGKILL)
+    for pid in workers:
+        os.killpg(pid, signal.SIGKILL)
+    parent.wait(timeout=15)
+    parent.stderr.close()
+    wait_until_gone(workers, "workers outlived the job")
+    assert set(loky_semaphores(parent.pid)) == made, "nobody removed them yet"
+    sweep()
+    assert not loky_semaphores(parent.pid)
+
+
 def test_parent_killed_workers_exit_and_next_start_sweeps_its_segments(tmp_path):
+    """Without the guardian too (killed with the parent), the next start sweeps."""
     parent, workers = start_long_flow(tmp_path)
     token = owner_token(parent.pid)
     assert owned_segments(token), "the flow holds a shared-memory result"
+    for guardian in guardian_of(parent.pid):
+        guardian.kill()
     parent.kill()
     parent.wait(timeout=15)  # not communicate(): its stderr stays open in whatever outlives it
     parent.stderr.close()
@@ -497,7 +583,8 @@ def test_a_failed_link_in_the_middle_of_a_chain_stops_the_rest(tmp_path, how):
 
 
 def test_ctrl_c_on_the_whole_process_group_cancels_and_exits_130(tmp_path):
-    """A terminal's Ctrl-C reaches the workers too; the parent still cancels and exits 130."""
+    """A terminal's Ctrl-C reaches the whole job (workers lead groups of their own); the parent
+    still cancels and exits 130."""
     parent, _ = start_long_flow(tmp_path, new_session=True)  # its own process group, as a terminal's job
     os.killpg(parent.pid, signal.SIGINT)
     assert parent.wait(timeout=15) == 130

@@ -10,6 +10,7 @@ the crash to. A `WorkerWatch` thread samples worker memory, for "probably out of
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import weakref
@@ -31,19 +32,29 @@ def alive(pid: int) -> bool:
 
 def kill_with_its_children(pid: int) -> None:
     """SIGKILL a worker and every process its task started: a timed-out task's subprocesses
-    would otherwise outlive it. Stopped first, so it starts none while they are listed."""
+    would otherwise outlive it. Stopped first, so it starts none while they are listed;
+    its process group (a worker leads its own) catches those that left the tree."""
     try:
         worker = psutil.Process(pid)
         worker.suspend()
         family = worker.children(recursive=True)
         worker.kill()
     except psutil.NoSuchProcess:
-        return
+        family = []
     for child in family:
         try:
             child.kill()
         except psutil.NoSuchProcess:
             pass
+    kill_group(pid)
+
+
+def kill_group(pid: int) -> None:
+    """What a crashed worker's task started, reparented to init but still in its group."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:  # no such group (left already), or not ours
+        pass
 
 
 class WorkerWatch:
@@ -130,6 +141,7 @@ class CrashLedger:
         for pid, process in processes.items():
             run_id = boards.get(pid, (0, 0.0))[0]
             if not alive(pid):
+                kill_group(pid)
                 if run_id:
                     victims[run_id] = (pid, process.exitcode, self.watch.last_rss.get(pid))
                 self.boards.remove_orphans(pid)

@@ -41,6 +41,7 @@ from .base import Call, Sink, worker_count
 from .batching import batch_size, group_calls
 from .crashes import CrashLedger, WorkerWatch, alive, kill_with_its_children
 from .directory import FunctionFiles, WorkerBoards
+from .guardian import GUARDIAN
 from .segments import SEGMENT_POOL, ArgumentSegments, SegmentLedger
 
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -144,6 +145,7 @@ class ProcessPoolTaskRunner:
         self._owner = me.token
         self._boards = WorkerBoards(me)
         self._dir = self._boards.dir  # checked (made again if a tmp cleaner took it) once per flow run
+        GUARDIAN.watch(self._dir)
         _FUNCTION_FILES.verify(self._dir)
         self._watch = WorkerWatch(self._boards)
         self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple, Any]] = {}
@@ -155,6 +157,7 @@ class ProcessPoolTaskRunner:
         self._crashes = CrashLedger(self._boards, self._watch)
         self._fallback_warned = False
         self._executor = self._get_executor()
+        self._noted: ProcessPoolExecutor | None = None  # the pool whose semaphores were noted
 
     def _get_executor(self, fresh: bool = False):
         return shared_pool(self.max_workers, self._worker_env(), self.initializer, self.initargs,
@@ -182,6 +185,7 @@ class ProcessPoolTaskRunner:
         self._arguments.close()
         self._segments.close()
         self._boards.remove_orphans_of_dead(alive)
+        ownership.owner().note_semaphores()  # the workers' own, made when they started
 
     @staticmethod
     def release_segments() -> None:
@@ -239,6 +243,9 @@ class ProcessPoolTaskRunner:
         except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
             self._executor = self._get_executor(fresh=True)  # a crash broke the last one
             future = self._executor.submit(run_batch, message)
+        if self._noted is not self._executor:  # its workers (and their loky locks) exist now
+            self._noted = self._executor
+            ownership.owner().note_semaphores()
         with self._lock:
             self._batches[batch_id] = (batch.items, lent, self._executor)
         future.add_done_callback(functools.partial(self._on_done, batch_id))
@@ -348,6 +355,7 @@ def cleanup_at_exit() -> None:
         SEGMENT_POOL.clear()
         if ownership.current_token() is not None:
             ownership.owner().release()
+        GUARDIAN.stop()
 
 
 atexit.register(cleanup_at_exit)
