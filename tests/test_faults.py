@@ -791,3 +791,43 @@ def test_ctrl_c_during_a_retry_delay_cancels_that_run_at_once_in_a_session_that_
     elapsed = time.monotonic() - interrupted
     assert out.split() == ["Cancelled", "CANCELLED"], err[-2000:]
     assert elapsed < 5, f"took {elapsed:.1f} s"
+
+
+MAKING_SCRIPT = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    from procflow import flow, task
+
+    @task
+    def big(i, started):
+        open(os.path.join(started, str(i)), "w").close()
+        return np.full(16 << 20, i, dtype=np.float64)  # 128 MB, written into a new segment
+
+    @flow
+    def making(started: str):
+        return [big.submit(i, started) for i in range(24)]
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_large_results_are_being_made_leaves_no_segment(tmp_path, signum):
+    """Issue 19: the segments a worker is creating or filling when the signal lands go too
+    (5 of 14 runs left 128 MB each before). Repeated, at a different moment each time."""
+    script = tmp_path / "making.py"
+    script.write_text(MAKING_SCRIPT)
+    for attempt in range(5):
+        started = tmp_path / f"started-{attempt}"
+        started.mkdir()
+        log = tmp_path / f"stderr-{attempt}"
+        with open(log, "w") as stderr:
+            parent = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(script), "--workers", "2",
+                                       "--", "--started", str(started)], stderr=stderr)
+        deadline = time.monotonic() + 60
+        while len(os.listdir(started)) < 2 + attempt:
+            assert time.monotonic() < deadline and parent.poll() is None, log.read_text()
+            time.sleep(0.01)
+        token = owner_token(parent.pid)
+        time.sleep(0.013 * attempt)
+        parent.send_signal(signum)
+        assert parent.wait(timeout=30) == 130, log.read_text()
+        assert not owned_segments(token), f"attempt {attempt}: segments left in /dev/shm"
