@@ -9,16 +9,15 @@ say (`typed_parameters`).
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import importlib.util
 import inspect
 import json
-import logging
 import os
 import signal
 import subprocess
 import sys
-import threading
 import typing
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,11 @@ from typing import Any
 import cloudpickle
 
 from . import cache_cli
+from .launch import INTERRUPTED, interrupt_once
 from .flows import Flow, last_flow_run, second_interrupt_exits_at_once
 from .records import FlowRun
-from .runners.processes import ProcessPoolTaskRunner, cleanup_at_exit
-from .runners.threads import TASK_THREAD_PREFIX, SequentialTaskRunner, ThreadPoolTaskRunner
+from .runners.processes import ProcessPoolTaskRunner
+from .runners.threads import SequentialTaskRunner, ThreadPoolTaskRunner
 
 
 class UsageError(Exception):
@@ -93,12 +93,12 @@ def run(options: argparse.Namespace, flow_args: list[str]) -> int:
     runner = make_runner(options.runner, options.workers, options.address)
     parameters = typed_parameters(chosen.fn, parse_flow_args(flow_args))
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt_once)
+        signal.signal(signum, interrupt_once)  # again: the script may have set its own
     try:
         state = chosen.with_options(task_runner=runner)(return_state=True, **parameters)
     except KeyboardInterrupt:
         _end_after_interrupt()
-        return 130
+        return INTERRUPTED
     except TypeError as error:
         raise UsageError(str(error)) from None
     flow_run = last_flow_run()
@@ -110,34 +110,19 @@ def run(options: argparse.Namespace, flow_args: list[str]) -> int:
     return 1
 
 
-def _interrupt_once(signum: int, frame: Any) -> None:
-    """The first Ctrl-C (or SIGTERM) interrupts the flow; from then on the flow's own handlers
-    take over while it cleans up, and once it has, further signals are ignored.
-
-    Ignoring starts here, in the handler, rather than after the flow's `KeyboardInterrupt`
-    reaches `run`: a Ctrl-C landing in between would otherwise escape as a second
-    `KeyboardInterrupt` and end the process with a traceback instead of 130.
-    """
-    for ignored in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(ignored, signal.SIG_IGN)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def _end_after_interrupt() -> None:
-    """The flow run has cancelled its runs, stopped its workers and freed its memory.
+    """The flow run has cancelled its runs, stopped its workers and freed its memory; exit now.
 
-    A task thread blocked in C code (a thread runner cannot interrupt it) would hold the
-    interpreter's exit until its call returns: then exit now, after procflow's and
-    logging's cleanup. Otherwise only the interpreter's exit is left, and it takes
-    milliseconds; further Ctrl-Cs are ignored (`_interrupt_once`).
+    The exit functions run (procflow's, loky's, logging's, the user's), then `os._exit`:
+    neither a task thread blocked in C code (a thread runner cannot interrupt it) nor the
+    teardown of a million cancelled runs' records may hold the exit. Further Ctrl-Cs are
+    ignored (`launch.interrupt_once`), or end it at once while the exit functions run.
     """
-    if any(thread.name.startswith(TASK_THREAD_PREFIX) for thread in threading.enumerate()):
-        with second_interrupt_exits_at_once():
-            cleanup_at_exit()
-            logging.shutdown()
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(130)
+    with second_interrupt_exits_at_once():
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(INTERRUPTED)
 
 
 def load_flow(target: str) -> Flow:

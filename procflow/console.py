@@ -5,7 +5,9 @@ An observer of the engine (which never imports this). Records go through `loggin
 stderr is not a terminal (never wrapped, so logs grep), rich on a terminal.
 `PROCFLOW_LOGGING_LEVEL` sets the level (else a level the user set on the logger stays).
 A `.map()` of more than `MAP_LINES_ABOVE` children gets one Created/Submitted line and
-one summary line; failures always get their own line.
+one summary line; failures always get their own line. Cancellations (Ctrl-C on a large
+map or loop) are not failures of their own: the first `CANCELLED_LINES` of a flow run get a
+line, the rest one line with their count, so a million pending runs still exit at once.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from .graph import GROUP_ABOVE
 from .records import FlowRun, TaskRun
 from .runlog import FLOW_LOGGER, TASK_LOGGER
 from .shm_pool import shm_used_bytes
-from .states import FailedRun, RemoteTraceback
+from .states import FailedRun, RemoteTraceback, State, StateType
 from .execution import task_traceback
 
 MAP_LINES_ABOVE = GROUP_ABOVE
+CANCELLED_LINES = 3
 PLAIN_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(message)s"
 
 _configured = False
@@ -102,6 +105,7 @@ class _MapGroup:
     total: int
     flow_run_name: str
     states: Counter = field(default_factory=Counter)
+    done: int = 0
 
 
 class ConsoleObserver(Observer):
@@ -109,6 +113,7 @@ class ConsoleObserver(Observer):
 
     def __init__(self, live: bool) -> None:
         self._groups: dict[tuple[str, int | None], _MapGroup] = {}
+        self._cancelled_said: Counter = Counter()  # flow run name -> cancelled runs logged
         self._live = live
         self._view: _LiveView | None = None
 
@@ -137,24 +142,38 @@ class ConsoleObserver(Observer):
             FLOW_LOGGER.info(f"{prefix}Submitted task run '{run.name}' for execution.")
 
     def runs_finished(self, runs: list[TaskRun]) -> None:
+        groups, said = self._groups, self._cancelled_said
         for run in runs:
-            group = self._groups.get((run.flow_run_name, run.map_group)) if run.map_group is not None else None
-            ok = run.state.is_completed()
-            if group is None or not ok:
-                level = logging.INFO if ok else logging.ERROR
-                if TASK_LOGGER.isEnabledFor(level):
-                    if run.state.is_failed():
-                        _log_failure(run)
-                    TASK_LOGGER.log(level, f"Task run '{run.name}' - Finished in state {run.state!r}")
+            state = run.state
+            group = groups.get((run.flow_run_name, run.map_group)) if run.map_group is not None else None
+            if state.type is StateType.CANCELLED:
+                said[run.flow_run_name] += 1  # the first few get a line; the rest one line at the end
+                if said[run.flow_run_name] <= CANCELLED_LINES:
+                    self._log_end(run, state)
+            elif group is None or state.type is not StateType.COMPLETED:
+                self._log_end(run, state)
             if group is not None:
-                group.states[run.state.name] += 1
-                if sum(group.states.values()) == group.total:
-                    del self._groups[(run.flow_run_name, run.map_group)]
+                group.states[state.name] += 1
+                group.done += 1
+                if group.done == group.total:
+                    del groups[(run.flow_run_name, run.map_group)]
                     counts = ", ".join(f"{name} {count}" for name, count in group.states.most_common())
                     FLOW_LOGGER.info(f"Flow run '{group.flow_run_name}' - All {group.total} task runs of "
                                      f"map '{group.task_name}' finished: {counts}")
 
+    @staticmethod
+    def _log_end(run: TaskRun, state: State) -> None:
+        level = logging.INFO if state.is_completed() else logging.ERROR
+        if TASK_LOGGER.isEnabledFor(level):
+            if state.is_failed():
+                _log_failure(run)
+            TASK_LOGGER.log(level, f"Task run '{run.name}' - Finished in state {state!r}")
+
     def flow_finished(self, flow_run: FlowRun) -> None:
+        unsaid = self._cancelled_said.pop(flow_run.name, 0) - CANCELLED_LINES
+        if unsaid > 0:
+            TASK_LOGGER.error(f"Flow run '{flow_run.name}' - {unsaid} more task run(s) finished in state "
+                              "Cancelled (the first few are above)")
         if flow_run.parent is None and self._view is not None:
             self._view.stop()
             self._view = None

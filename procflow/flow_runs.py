@@ -234,8 +234,8 @@ def _cancelled(flow: Flow, context: FlowContext) -> None:
         FLOW_LOGGER.error(f"Flow run '{flow_run.name}' - Interrupted: {len(unfinished)} of "
                           f"{len(flow_run.task_runs)} task runs did not finish; workers stopped")
         _run_hooks(flow, context, flow_run.state)
+        _close(context)  # the engine publishes every cancelled run before it stops
         context.observer.flow_finished(flow_run)
-        _close(context)
 
 
 def final_state(value: Any, error: BaseException | None, runs: list[TaskRun], timed_out: bool = False) -> State:

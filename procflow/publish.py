@@ -10,6 +10,7 @@ flow run's end is logged after its runs'; then future callbacks, outside the loc
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable
 
 from .events import Observer
@@ -62,9 +63,10 @@ class Publisher:
                 waiter.condition.notify_all()  # futures of these runs are done
         self._tell(finished, lines)
         if finished:  # only now may a flow run end: its "Finished" line comes after its runs' lines
+            ends = Counter(tracker for _, tracker in finished)
             with waiter.condition:
-                for _, tracker in finished:
-                    tracker.unfinished -= 1
+                for tracker, count in ends.items():
+                    tracker.unfinished -= count
                 waiter.condition.notify_all()
         for fn, future in due:
             try:
@@ -77,7 +79,9 @@ class Publisher:
         by_run: dict[int, list[tuple[int, str]]] = {}
         for run, lines in printed:
             by_run.setdefault(run.id, []).extend(lines)
-        for run, _ in finished:
+        if not by_run:  # nothing printed: one call (a cancelled million-run map is told at once)
+            self.observer.runs_finished([run for run, _ in finished])
+        for run, _ in finished if by_run else ():
             _log_lines(run, by_run.pop(run.id, ()))
             self.observer.runs_finished([run])
         for run, _ in printed:  # runs going round again (retries): their lines still count

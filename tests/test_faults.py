@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -831,3 +832,96 @@ def test_a_signal_while_large_results_are_being_made_leaves_no_segment(tmp_path,
         parent.send_signal(signum)
         assert parent.wait(timeout=30) == 130, log.read_text()
         assert not owned_segments(token), f"attempt {attempt}: segments left in /dev/shm"
+
+
+SLOW_START_SCRIPT = textwrap.dedent("""
+    import time
+    from procflow import flow, task
+    time.sleep(1.5)  # a slow import of the user's script
+
+    @task
+    def one():
+        return 1
+
+    @flow
+    def tiny():
+        return one.submit()
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_procflow_run_signalled_while_it_starts_exits_130_with_one_line(tmp_path, signum):
+    """Issue 19: importing procflow, importing the script, then the flow starting its pool."""
+    script = tmp_path / "slow_start.py"
+    script.write_text(SLOW_START_SCRIPT)
+    for delay in (0.3, 0.8, 1.6):
+        parent = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(script)],
+                                  stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        parent.send_signal(signum)
+        stderr = parent.communicate(timeout=30)[1]
+        assert parent.returncode == 130, (delay, stderr)
+        assert "Traceback" not in stderr, (delay, stderr)
+        if delay < 1.5:
+            assert stderr.strip().splitlines() == [
+                f"procflow: interrupted ({signal.Signals(signum).name}) before the flow started"], stderr
+
+
+HUGE_MAP_SCRIPT = textwrap.dedent("""
+    import os, time
+    from procflow import flow, task
+
+    @task
+    def nap(i):
+        time.sleep(60)
+
+    @flow
+    def huge(started: str):
+        futures = nap.map(range(200_000))
+        open(started, "w").close()
+        return futures
+""")
+
+
+def test_ctrl_c_on_a_huge_map_in_a_terminal_says_it_in_a_few_lines_and_exits_at_once(tmp_path):
+    """Issue 19: one ERROR line per cancelled run took 10 s for 20 000 runs in a terminal."""
+    import pty
+    import threading
+
+    script = tmp_path / "huge.py"
+    script.write_text(HUGE_MAP_SCRIPT)
+    started = tmp_path / "started"
+    main_end, terminal = pty.openpty()
+    parent = subprocess.Popen([sys.executable, "-m", "procflow", "run", str(script), "--", "--started", str(started)],
+                              stdin=terminal, stdout=terminal, stderr=terminal, env={**os.environ, "COLUMNS": "200"})
+    os.close(terminal)
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(main_end, 65536)
+            except OSError:  # the terminal closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert time.monotonic() < deadline and parent.poll() is None, b"".join(chunks).decode(errors="replace")
+        time.sleep(0.05)
+    time.sleep(0.5)
+    interrupted = time.monotonic()
+    parent.send_signal(signal.SIGINT)
+    code = parent.wait(timeout=60)
+    elapsed = time.monotonic() - interrupted
+    reader.join(timeout=10)
+    os.close(main_end)
+    output = " ".join(re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", b"".join(chunks).decode(errors="replace")).split())
+    assert code == 130, output
+    assert elapsed < 5, f"took {elapsed:.1f} s to exit"
+    assert "199997 more task run(s) finished in state Cancelled" in output, output[-3000:]
+    assert output.count("Finished in state Cancelled") <= 3, output[-3000:]

@@ -347,15 +347,26 @@ class ProcessPoolTaskRunner:
 
 
 def cleanup_at_exit() -> None:
-    """The pool's workers, then everything this process owns: segments, directory, locks."""
+    """The pool's workers, then everything this process owns: segments, directory, locks.
+
+    Only once every worker that ran something is gone: one killed at Ctrl-C may still be
+    inside the call that creates a segment when loky's shutdown returns."""
     try:
         if _pool is not None:
             _pool[1].shutdown(wait=True)
+        if ownership.current_token() is not None:
+            _wait_until_gone(list(WorkerBoards(ownership.owner()).read()), timeout=2.0)
     finally:
         SEGMENT_POOL.clear()
         if ownership.current_token() is not None:
             ownership.owner().release()
         GUARDIAN.stop()
+
+
+def _wait_until_gone(pids: list[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 atexit.register(cleanup_at_exit)
