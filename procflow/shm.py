@@ -27,7 +27,6 @@ parent; its side (the pool) is in `shm_pool.py`, the sweep of dead owners in `ow
 
 from __future__ import annotations
 
-import io
 import mmap
 import os
 import pickle
@@ -35,10 +34,10 @@ import threading
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, NamedTuple
 
-import cloudpickle
 import psutil
 
 from .ownership import PREFIX, SHM_DIR, owns, segment_name
+from .pickling import dumps_out_of_band, wrap_large_buffers
 from .states import LazyResult
 
 try:  # cpython: multiprocessing.shared_memory is built on this module
@@ -107,42 +106,6 @@ class ResultRef(LazyResult):
 
 # -- worker side: storing ----------------------------------------------------------
 
-class _BufferPicklerMixin:
-    """Sends bytes and bytearray at or above the threshold out of band, like arrays."""
-
-    threshold: int
-
-    def reducer_override(self, obj: Any) -> Any:
-        kind = type(obj)
-        if (kind is bytes or kind is bytearray) and len(obj) >= self.threshold:
-            return (kind, (pickle.PickleBuffer(obj),))
-        parent = super()
-        return parent.reducer_override(obj) if hasattr(parent, "reducer_override") else NotImplemented  # type: ignore[misc]
-
-
-class _StdPickler(_BufferPicklerMixin, pickle.Pickler):
-    pass
-
-
-class _CloudPickler(_BufferPicklerMixin, cloudpickle.Pickler):
-    pass
-
-
-def dumps_out_of_band(value: Any, threshold: int, keep: Callable[[pickle.PickleBuffer], bool] | None) -> bytes:
-    """Pickle 5; functions and classes defined in `__main__` pickle by value."""
-    for pickler_class in (_StdPickler, _CloudPickler):
-        out = io.BytesIO()
-        pickler = pickler_class(out, protocol=5, buffer_callback=keep)
-        pickler.threshold = threshold
-        try:
-            pickler.dump(value)
-            return out.getvalue()
-        except (pickle.PicklingError, AttributeError, TypeError):
-            if pickler_class is _CloudPickler:
-                raise
-    raise AssertionError("unreachable")
-
-
 class SegmentWriter:
     """Worker side: turns results into ResultRefs, writing large buffers to segments.
 
@@ -167,8 +130,8 @@ class SegmentWriter:
                 return False  # out of band
             return True
 
-        try:  # C pickle first: arrays still go out of band; only large bytes objects need the override
-            data = pickle.dumps(value, protocol=5, buffer_callback=keep)
+        try:  # C pickle first: arrays go out of band, and large bytes-like ones once wrapped
+            data = pickle.dumps(wrap_large_buffers(value, threshold), protocol=5, buffer_callback=keep)
         except (pickle.PicklingError, AttributeError, TypeError):
             data = b""
         if not data or len(data) >= threshold:

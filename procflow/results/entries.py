@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..ownership import random_part
-from ..shm import dumps_out_of_band
+from ..pickling import dumps_out_of_band
 from ..states import LazyResult
 
 MAGIC = b"PFRESULT"

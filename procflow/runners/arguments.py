@@ -16,7 +16,7 @@ import cloudpickle
 
 from ..annotations import allow_failure, quote
 from ..futures import TaskFuture
-from ..pickling import OutOfBand, dumps_plain, identity
+from ..pickling import OutOfBand, dumps_plain, identity, wrap_large_arguments
 from ..states import State
 from ..worker import batch_value
 
@@ -31,6 +31,8 @@ def pickle_arguments(args: tuple, kwargs: dict, has_futures: bool, in_batch: fro
     their stored results over itself (`worker.batch_value`). `out_of_band` takes large
     buffers (arrays the flow passes) out of the pickle.
     """
+    if out_of_band is not None:
+        args, kwargs = wrap_large_arguments(args, kwargs, out_of_band.threshold)
     if not has_futures:
         return dumps_plain((args, kwargs), out_of_band)
     swapped = _swap_top_level(args, kwargs, in_batch)
