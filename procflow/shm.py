@@ -106,6 +106,10 @@ class ResultRef(LazyResult):
 
 # -- worker side: storing ----------------------------------------------------------
 
+class SharedMemoryError(OSError):
+    """A result that pickles could not be written to shared memory (I/O error, permission)."""
+
+
 class SegmentWriter:
     """Worker side: turns results into ResultRefs, writing large buffers to segments.
 
@@ -139,7 +143,10 @@ class SegmentWriter:
             data = dumps_out_of_band(value, threshold, keep)
         if not buffers:
             return ResultRef(data)
-        written = self.write_buffers([buffer.raw() for buffer in buffers], lent)
+        try:
+            written = self.write_buffers([buffer.raw() for buffer in buffers], lent)
+        except OSError as error:  # not a problem of the value: say what the system said
+            raise SharedMemoryError(f"could not write it to {SHM_DIR}: {type(error).__name__}: {error}") from error
         if written is None:  # no room in /dev/shm: the pipe carries the buffers in band
             return ResultRef(dumps_out_of_band(value, threshold, None), fell_back=True)
         return ResultRef(data, *written)

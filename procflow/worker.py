@@ -28,8 +28,8 @@ from .execution import RunTimedOut, execute, task_traceback
 from .messages import Batch, Outcome, Status, WorkItem
 from .pickling import find_unpicklable, loads_function
 from .results import store as results_store
-from .shm import (ResultRef, SegmentWriter, SharedArguments, WarmMappings, keep_mappings_warm, load_arguments,
-                  load_value, unlink)
+from .shm import (ResultRef, SegmentWriter, SharedArguments, SharedMemoryError, WarmMappings, keep_mappings_warm,
+                  load_arguments, load_value, unlink)
 from .states import RemoteError, RemoteTraceback
 
 
@@ -136,14 +136,29 @@ def _run_item(batch: Batch, item: WorkItem, arguments: bytes | SharedArguments, 
                            transfer=(began - loaded) + (time.time() - end))
     try:
         ref = _writer.store(value, batch.threshold, lent)
-    except BaseException:  # noqa: BLE001
-        where = find_unpicklable(value, "result")
-        return _failure(item, TypeError(
-            f"the result of task run {item.run_name!r} cannot be pickled: {where}"), start, pid, logs,
-            end=end, transfer=began - loaded)
+    except BaseException as error:  # noqa: BLE001
+        return _failure(item, _storing_failed(item.run_name, value, error), start, pid, logs,
+                        end=end, transfer=began - loaded)
     stored = time.time()
     return Outcome(item.run_id, Status.COMPLETED, ref, start=start, end=end, worker=pid,
                    logs=tuple(logs), transfer=(began - loaded) + (stored - end))
+
+
+def _storing_failed(run_name: str, value: Any, error: BaseException) -> BaseException:
+    """What went wrong storing a result, by its real cause (issue 19: every error read as
+    "cannot be pickled: result: pickles fine"): the system, the memory, or the value."""
+    failure: BaseException
+    if isinstance(error, SharedMemoryError):
+        failure = OSError(f"the result of task run {run_name!r} could not be stored: {error}")
+    elif isinstance(error, MemoryError):
+        failure = MemoryError(f"the result of task run {run_name!r} could not be stored: out of memory")
+    else:
+        where = find_unpicklable(value, "result")
+        if where.endswith("pickles fine"):  # it failed for another reason: that one
+            where = f"{type(error).__name__}: {error}"
+        failure = TypeError(f"the result of task run {run_name!r} cannot be pickled: {where}")
+    failure.__cause__ = error
+    return failure
 
 
 def _failure(item: WorkItem, error: BaseException, start: float, pid: int, logs: list,

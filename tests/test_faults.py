@@ -698,8 +698,11 @@ def test_the_unpicklable_part_is_named_even_beside_futures_and_its_chain_is_not_
 
     on_processes(body)(return_state=True)
     _, bad, follower = body_last_run().task_runs
-    message = str(bad.state.result(raise_on_failure=False))
+    error = bad.state.result(raise_on_failure=False)
+    message = str(error)
     assert "args[1]['conn']" in message and "_thread.lock" in message, message
+    # Issue 19: no traceback of procflow's own pickling (about 40 lines of the log) rides along.
+    assert error.__traceback__ is None and error.__cause__ is None and error.__suppress_context__
     assert follower.state.name == "NotReady"
     assert follower.state.message == f"Upstream task run '{bad.name}' did not reach a 'COMPLETED' state."
 
@@ -925,3 +928,45 @@ def test_ctrl_c_on_a_huge_map_in_a_terminal_says_it_in_a_few_lines_and_exits_at_
     assert elapsed < 5, f"took {elapsed:.1f} s to exit"
     assert "199997 more task run(s) finished in state Cancelled" in output, output[-3000:]
     assert output.count("Finished in state Cancelled") <= 3, output[-3000:]
+
+
+def _writes_fail_with_eio():
+    """Worker initializer: every write of a result to /dev/shm fails as a bad disk would."""
+    import errno
+
+    from procflow.shm import SegmentWriter
+
+    def broken(self, raws, lent):
+        raise OSError(errno.EIO, "Input/output error")
+
+    SegmentWriter.write_buffers = broken
+
+
+@task
+def large_or_odd(kind):
+    if kind == "lock":
+        import threading
+
+        return {"fine": 1, "lock": threading.Lock()}
+    if kind == "raises":
+        class Refuses:
+            def __reduce__(self):
+                raise ValueError("no pickling for this one")
+
+        return Refuses()
+    return np.ones(1 << 20)
+
+
+def test_an_error_storing_a_result_is_reported_by_its_real_cause():
+    """Issue 19: each of these read 'cannot be pickled: result: pickles fine'."""
+    def body():
+        return [large_or_odd.submit(kind).result(raise_on_failure=False) for kind in ("array", "lock", "raises")]
+
+    broken = flow(task_runner=ProcessPoolTaskRunner(max_workers=1, initializer=_writes_fail_with_eio))(body)
+    array_error, lock_error, raising_error = broken()
+    assert isinstance(array_error, OSError), array_error
+    assert "could not be stored: could not write it to /dev/shm: OSError: [Errno 5] Input/output error" \
+        in str(array_error)
+    assert "cannot be pickled: result['lock'] (lock)" in str(lock_error)
+    assert "cannot be pickled" in str(raising_error) and "no pickling for this one" in str(raising_error)
+    assert "pickles fine" not in str(raising_error)

@@ -221,7 +221,9 @@ class ProcessPoolTaskRunner:
                 arguments.append(self._pickle_arguments(call, frozenset(ahead) if call.after else frozenset()))
                 key = self._function_key(call)
             except Exception as error:  # noqa: BLE001 - that run fails, the others go
-                failures.append(Outcome(call.run_id, Status.FAILED, error=error))
+                # Its message names the run, the part and pickle's reason; where in procflow
+                # it was found would only bury that (issue 19).
+                failures.append(Outcome(call.run_id, Status.FAILED, error=error.with_traceback(None)))
                 continue
             ahead.add(call.run_id)
             items.append(WorkItem(call.run_id, call.run_name, call.task_name, key, call.timeout, call.log_prints,
@@ -265,7 +267,7 @@ class ProcessPoolTaskRunner:
     def _pickled(self, call: Call, in_batch: frozenset[int], out_of_band: OutOfBand | None) -> bytes:
         try:
             return pickle_arguments(call.args, call.kwargs, call.needs_substitution, in_batch, out_of_band)
-        except Exception as error:
+        except Exception:
             # Look for the culprit the way the runner pickles, so futures are not blamed.
             def dumps(value: Any) -> bytes:
                 return pickle_arguments((value,), {}, True, in_batch)
@@ -273,9 +275,11 @@ class ProcessPoolTaskRunner:
             where = find_unpicklable(call.args, "args", dumps)
             if where.endswith("pickles fine"):
                 where = find_unpicklable(call.kwargs, "kwargs", dumps)
-            raise TypeError(f"task run {call.run_name!r}: an argument cannot be pickled for a worker "
-                            f"process: {where}. Use ThreadPoolTaskRunner for unpicklable "
-                            f"arguments") from error
+            message = (f"task run {call.run_name!r}: an argument cannot be pickled for a worker process: "
+                       f"{where}. Use ThreadPoolTaskRunner for unpicklable arguments")
+        # The path, the type and pickle's reason say it all: no traceback of procflow's own
+        # pickling (40 lines in the log, issue 19).
+        raise TypeError(message).with_traceback(None) from None
 
     def _function_key(self, call: Call) -> str:
         return _FUNCTION_FILES.key(call.fn, call.task_name, self._dir)
