@@ -190,6 +190,36 @@ def test_a_script_calling_a_dask_flow_without_a_main_guard_is_told_why_the_clust
     """))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
-    ours = [line for line in done.stderr.splitlines()  # the worker processes, which ran the script too, say it
-            if line.startswith("RuntimeError: DaskTaskRunner could not start a local Dask cluster")]  # as well
-    assert ours and all(line.endswith('put that call under `if __name__ == "__main__":`') for line in ours)
+    # Issue 19: one line, not Dask's and each worker process's tracebacks (502 lines).
+    assert done.stderr.splitlines() == [
+        "procflow: unguarded.py calls a flow with DaskTaskRunner at its top level: Dask's worker processes "
+        'import the script again and cannot start; put that call under `if __name__ == "__main__":`'], done.stderr
+    guarded = script.read_text().replace("print(squares())", 'if __name__ == "__main__":\n    print(squares())')
+    script.write_text(guarded)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[0, 1, 4]", done.stderr
+
+
+def test_a_module_missing_on_a_worker_is_named_with_the_worker(dask_cluster, tmp_path):
+    """Issue 19: it read "Dask lost the worker running this task"."""
+    (tmp_path / "helpers_only_here.py").write_text("def double(x):\n    return 2 * x\n")
+    script = tmp_path / "uses_helper.py"
+    script.write_text(textwrap.dedent("""
+        import helpers_only_here
+        from procflow import flow, task
+
+        @task
+        def work(x):
+            return helpers_only_here.double(x)
+
+        @flow
+        def doubles():
+            return work.map([1, 2])
+    """))
+    done = subprocess.run([sys.executable, "-m", "procflow", "run", str(script), "--runner", "dask", "--address",
+                           dask_cluster.scheduler_address], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 1
+    workers = dask_cluster.scheduler_info["workers"]
+    assert any(f"Dask worker {worker} cannot import module 'helpers_only_here', which this task needs"
+               in done.stderr for worker in workers), done.stderr
+    assert "lost the worker" not in done.stderr

@@ -22,13 +22,16 @@ share one. Workers need procflow installed (`pip install 'procflow[dask]'`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
+import sys
 import threading
 import time
+import types
 import uuid
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import psutil
 from distributed import Client, LocalCluster, get_worker
@@ -78,6 +81,40 @@ class DaskResult(LazyResult):
         return True
 
 
+def _called_at_top_level_of_script(main_name: str) -> bool:
+    """The flow is called from the top-level code of a script running as `main_name`
+    (`__main__`; `__mp_main__` where a spawned process imports it again). Not in an
+    interactive session, nor under `procflow run` (the script is not `__main__` there)."""
+    frame: types.FrameType | None = sys._getframe(2)
+    while frame is not None:
+        names = frame.f_globals
+        if frame.f_code.co_name == "<module>" and names.get("__name__") == main_name and names.get("__file__"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _unguarded_script_message() -> str:
+    name = os.path.basename(getattr(sys.modules.get("__main__"), "__file__", "") or "the script")
+    return (f"procflow: {name} calls a flow with DaskTaskRunner at its top level: Dask's worker processes "
+            "import the script again and cannot start; put that call under `if __name__ == \"__main__\":`")
+
+
+@contextlib.contextmanager
+def _quiet_dask_start() -> Iterator[None]:
+    """Dask logs each worker that failed to start, with its traceback: the error we raise
+    says why in one line."""
+    loggers = [logging.getLogger(name) for name in ("distributed", "distributed.nanny", "distributed.core")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 class DaskTaskRunner:
     """Runs tasks on Dask: a new `LocalCluster` per flow run, or the cluster at `address`."""
 
@@ -109,11 +146,18 @@ class DaskTaskRunner:
         self._early: dict[int, dict] = {}  # events that came before submit() recorded the future
         self._lock = threading.Lock()
         if self.address is None:
+            if _called_at_top_level_of_script("__mp_main__"):
+                # A Dask worker process importing an unguarded script (issue 19: 502 lines):
+                # end here, silently; the script's own process says why in one line.
+                os._exit(1)
             options = {"processes": True, "dashboard_address": ":0", "host": "127.0.0.1",
                        "threads_per_worker": 1, **self.cluster_kwargs}
             try:
-                self._cluster = LocalCluster(**options)
+                with _quiet_dask_start():
+                    self._cluster = LocalCluster(**options)
             except Exception as error:
+                if _called_at_top_level_of_script("__main__"):
+                    raise SystemExit(_unguarded_script_message()) from None
                 cause = f"{type(error).__name__}: {str(error).rstrip('.')}"
                 raise RuntimeError(
                     f"DaskTaskRunner could not start a local Dask cluster ({cause}). "
@@ -223,8 +267,30 @@ class DaskTaskRunner:
                     "Dask cancelled this task: an input it needed was released or lost on the cluster"))])
             return
         error = future.exception()
+        if isinstance(error, ImportError):  # the task itself never ran: say what the worker lacks
+            self._sink([Outcome(run_id, Status.FAILED, error=self._missing_module(future, error), end=time.time())])
+            return
         text = f"Dask lost the worker running this task: {type(error).__name__}: {error}"
         self._sink([Outcome(run_id, Status.CRASHED, error_text=text, end=time.time())])
+
+    def _missing_module(self, future: Any, error: ImportError) -> ImportError:
+        """Issue 19: it read "Dask lost the worker"; name the module and the worker."""
+        def erred_on(key: Any, dask_scheduler: Any = None) -> list[str]:  # runs on the scheduler (by value)
+            task = dask_scheduler.tasks.get(key)
+            return sorted(getattr(task, "erred_on", ()) or ()) if task is not None else []
+
+        try:
+            assert self._client is not None
+            workers = self._client.run_on_scheduler(erred_on, future.key)
+        except Exception:  # noqa: BLE001 - an older scheduler, or it went: the module still gets named
+            workers = []
+        where = f"Dask worker {', '.join(workers)}" if workers else "a Dask worker"
+        module = error.name or str(error)
+        missing = ImportError(f"{where} cannot import module {module!r}, which this task needs "
+                              f"({type(error).__name__}: {error}): install it where the workers run, "
+                              "or send it with client.upload_file()", name=error.name)
+        missing.__cause__ = error
+        return missing
 
     def interrupt(self, run_id: int, timeout: float) -> float | None:
         """The in-thread TimeoutError did not end it: report it timed out and let it go."""
