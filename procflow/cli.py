@@ -27,7 +27,9 @@ import cloudpickle
 from . import cache_cli
 from .launch import INTERRUPTED, interrupt_once
 from .flows import Flow, last_flow_run, second_interrupt_exits_at_once
+from .execution import task_traceback
 from .records import FlowRun
+from .states import State
 from .runners.processes import ProcessPoolTaskRunner
 from .runners.threads import SequentialTaskRunner, ThreadPoolTaskRunner
 
@@ -74,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--graph", default=None, metavar="OUT.(dot|mmd|json|svg)")
     run_parser.add_argument("--timeline", default=None, metavar="OUT.html")
     run_parser.add_argument("--stats", default=None, metavar="OUT.(json|csv)")
+    run_parser.add_argument("--report", default=None, metavar="OUT.html",
+                            help="one self-contained page: summary, timeline, dependency graph, artifacts")
+    run_parser.add_argument("--trace", default=None, metavar="OUT.json",
+                            help="Chrome's Trace Event Format, for Perfetto or chrome://tracing")
+    run_parser.add_argument("--json", action="store_true", help="print the flow's return value as JSON")
     cache_cli.add_parser(commands)
     bench_parser = commands.add_parser("bench", help="run the benchmarks in benchmarks/")
     bench_parser.add_argument("--quick", action="store_true", help="smaller workloads, fewer repeats")
@@ -84,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(options: argparse.Namespace, flow_args: list[str]) -> int:
     for path, suffixes in ((options.graph, (".dot", ".mmd", ".json", ".svg")), (options.timeline, (".html",)),
-                           (options.stats, (".json", ".csv"))):
+                           (options.stats, (".json", ".csv")), (options.report, (".html",)),
+                           (options.trace, (".json",))):
         if path is not None and not path.endswith(suffixes):
             raise UsageError(f"{path!r}: the file name must end in {' or '.join(suffixes)}")
     if options.address and options.runner != "dask":
@@ -105,9 +113,32 @@ def run(options: argparse.Namespace, flow_args: list[str]) -> int:
     assert flow_run is not None
     write_outputs(flow_run, options)
     if state.is_completed():
+        print_result(state.result(raise_on_failure=False), options.json)
         return 0
+    raised = state.data
+    if isinstance(raised, BaseException) and raised.__traceback__ is not None:  # the user's frames, not ours
+        print(task_traceback(raised).rstrip(), file=sys.stderr)
     print(f"procflow: flow run {flow_run.name!r} ended {state!r}", file=sys.stderr)
     return 1
+
+
+def print_result(value: Any, as_json: bool) -> None:
+    """The flow's return value on stdout (the Monte-Carlo price was thrown away): as JSON with
+    `--json` (States as their names, other objects as their repr), else as `print` shows it;
+    nothing for None, unless as JSON."""
+    if as_json:
+        print(json.dumps(value, default=_jsonable))
+    elif value is not None:
+        print(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, State):
+        return {"state": value.name, "type": value.type.value, "message": value.message}
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
+    if callable(tolist):
+        return tolist()
+    return repr(value)
 
 
 def _end_after_interrupt() -> None:
@@ -236,6 +267,11 @@ def write_outputs(flow_run: FlowRun, options: argparse.Namespace) -> None:
         flow_run.graph.save(options.graph)
     if options.timeline:
         flow_run.timeline_html(options.timeline)
+    if options.report:
+        flow_run.report_html(options.report)
+    if options.trace:
+        with open(options.trace, "w", encoding="utf-8") as out:
+            json.dump(flow_run.to_chrome_trace(), out)
     if options.stats:
         rows = flow_run.summary()
         with open(options.stats, "w", newline="", encoding="utf-8") as out:

@@ -1,4 +1,4 @@
-"""Console output: Prefect's log lines, a live progress view and an end table on a terminal.
+"""Console output: Prefect's log lines, a live progress view on a terminal, a closing summary.
 
 An observer of the engine (which never imports this). Records go through `logging`
 (`procflow.flow_runs`, `procflow.task_runs`) to stderr: plain one-line records when
@@ -12,25 +12,23 @@ line, the rest one line with their count, so a million pending runs still exit a
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
 import threading
-from typing import Any
 from collections import Counter
 from dataclasses import dataclass, field
 
 from rich.console import Console, Group
-from rich.live import Live
 from rich.logging import RichHandler
-from rich.table import Table
 from rich.text import Text
 
 from .events import Observer
 from .graph import GROUP_ABOVE
 from .records import FlowRun, TaskRun
 from .runlog import FLOW_LOGGER, TASK_LOGGER
-from .shm_pool import shm_used_bytes
+from .live_view import LiveView, end_summary
 from .states import FailedRun, RemoteTraceback, State, StateType
 from .execution import task_traceback
 
@@ -115,18 +113,20 @@ class ConsoleObserver(Observer):
         self._groups: dict[tuple[str, int | None], _MapGroup] = {}
         self._cancelled_said: Counter = Counter()  # flow run name -> cancelled runs logged
         self._live = live
-        self._view: _LiveView | None = None
+        self._view: LiveView | None = None
 
     def flow_started(self, flow_run: FlowRun) -> None:
         if flow_run.parent is None:
             FLOW_LOGGER.info(f"Created flow run '{flow_run.name}' for flow '{flow_run.flow_name}'")
             if self._live:
-                self._view = _LiveView(flow_run)
+                self._view = LiveView(flow_run, _rich_console())
         else:
             FLOW_LOGGER.info(f"Flow run '{flow_run.parent.name}' - Created subflow run '{flow_run.name}' "
                              f"for flow '{flow_run.flow_name}'")
 
     def runs_created(self, flow_run: FlowRun, runs: list[TaskRun], mapped: bool) -> None:
+        if self._view is not None:
+            self._view.created(runs)
         if not FLOW_LOGGER.isEnabledFor(logging.INFO):
             return
         prefix = f"Flow run '{flow_run.name}' - "
@@ -142,6 +142,8 @@ class ConsoleObserver(Observer):
             FLOW_LOGGER.info(f"{prefix}Submitted task run '{run.name}' for execution.")
 
     def runs_finished(self, runs: list[TaskRun]) -> None:
+        if self._view is not None:
+            self._view.finished(runs)
         groups, said = self._groups, self._cancelled_said
         for run in runs:
             state = run.state
@@ -174,10 +176,15 @@ class ConsoleObserver(Observer):
         if unsaid > 0:
             TASK_LOGGER.error(f"Flow run '{flow_run.name}' - {unsaid} more task run(s) finished in state "
                               "Cancelled (the first few are above)")
-        if flow_run.parent is None and self._view is not None:
+        if flow_run.parent is not None:
+            return
+        if self._view is not None:
             self._view.stop()
             self._view = None
-            _rich_console().print(end_table(flow_run))
+        if self._live and _interactive():  # a session that goes on: after each flow run
+            _rich_console().print(end_summary(flow_run))
+        else:
+            _remember_for_exit(flow_run)
 
 
 def _log_failure(run: TaskRun) -> None:
@@ -199,59 +206,50 @@ def traceback_text(error: BaseException) -> str:
     return ""
 
 
-class _LiveView:
-    """Finished / total per task name, busy workers, shared memory in use."""
-
-    def __init__(self, flow_run: FlowRun) -> None:
-        self.flow_run = flow_run
-        self._live = Live(get_renderable=self._render, console=_rich_console(), refresh_per_second=4,
-                          transient=True)
-        self._live.start()
-
-    def _render(self) -> Table:
-        runs = list(self.flow_run.task_runs)
-        totals: Counter = Counter(run.task_name for run in runs)
-        done: Counter = Counter(run.task_name for run in runs if run.state.is_final() or run.state.name == "NotReady")
-        running = sum(1 for run in runs if run.state.is_running())
-        table = Table(title=f"Flow run '{self.flow_run.name}'", expand=False)
-        table.add_column("task")
-        table.add_column("finished / total", justify="right")
-        for name, total in totals.items():
-            table.add_row(name, f"{done[name]} / {total}")
-        table.caption = f"workers busy: {running} · shared memory in use: {shm_used_bytes() / 2**20:.1f} MiB"
-        return table
-
-    def stop(self) -> None:
-        self._live.stop()
-
-
 def end_table(flow_run: FlowRun) -> Group:
-    """Runs per state, the slowest runs, and the failed ones with their errors."""
-    runs = flow_run.task_runs
-    cached = [run for run in runs if run.state.name == "Cached"]
-    per_state = Table(title=f"Flow run '{flow_run.name}': {flow_run.state!r}")
-    per_state.add_column("state")
-    per_state.add_column("runs", justify="right")
-    for name, count in Counter(run.state.name for run in runs).most_common():
-        per_state.add_row(name, str(count))
-    slowest = Table(title="Slowest runs")
-    slowest.add_column("run")
-    slowest.add_column("seconds", justify="right")
-    for run in sorted(runs, key=lambda r: r.timings["running"], reverse=True)[:5]:
-        slowest.add_row(run.name, f"{run.timings['running']:.3f}")
-    parts: list[Any] = [per_state, slowest]
-    if cached:
-        parts.append(Text(f"{len(cached)} runs served from the cache, saving "
-                          f"{sum(run.cached_seconds for run in cached):.1f} s of run time"))
-    failed = [run for run in runs if not run.state.is_completed()]
-    if failed:
-        failures = Table(title="Did not complete")
-        failures.add_column("run")
-        failures.add_column("state")
-        for run in failed[:20]:
-            failures.add_row(run.name, repr(run.state))
-        parts.append(failures)
-    return Group(*parts)
+    """The end summary of one flow run (`live_view.end_summary`)."""
+    return end_summary(flow_run)
+
+
+SHOW_CLOSING_SUMMARY = True  # PROCFLOW_END_SUMMARY=0 turns it off too (a test session sets this False)
+_ended: list[FlowRun] = []  # outermost flow runs of this process, for the closing summary
+_ended_lock = threading.Lock()
+_summary_registered = False
+
+
+def _interactive() -> bool:
+    return hasattr(sys, "ps1") or bool(sys.flags.interactive) or "ipykernel" in sys.modules
+
+
+def _remember_for_exit(flow_run: FlowRun) -> None:
+    global _summary_registered
+    with _ended_lock:
+        _ended.append(flow_run)
+        if not _summary_registered:
+            _summary_registered = True
+            atexit.register(closing_summary)
+
+
+def closing_summary() -> None:
+    """Once, as the process ends: a line per outermost flow run, then the last one in full
+    (a script that calls its flow four times prints one summary, not four). On a terminal
+    with colour; in a pipe or a file as plain lines that do not wrap."""
+    with _ended_lock:
+        ended = list(_ended)
+        _ended.clear()
+    if not ended or not SHOW_CLOSING_SUMMARY or os.environ.get("PROCFLOW_END_SUMMARY", "1") == "0":
+        return
+    console = _rich_console() if stderr_is_terminal() else Console(file=sys.stderr, width=200, no_color=True,
+                                                                    highlight=False)
+    try:
+        if len(ended) > 1:
+            console.print(Text(f"{len(ended)} flow runs:", style="bold"))
+            for flow_run in ended[:-1]:
+                console.print(Text(f"  '{flow_run.name}' {flow_run.state!r} · {len(flow_run.task_runs)} task runs",
+                                   no_wrap=True, overflow="ellipsis"))
+        console.print(end_summary(ended[-1]))
+    except (OSError, ValueError):  # stderr closed at exit
+        pass
 
 
 def default_observer() -> Observer:

@@ -97,6 +97,7 @@ def open_context(flow_run: FlowRun, runner: Runner | None, log_prints: bool,
         observer = default_observer()
         engine, owns = Engine(runner, observer), True
         engine.start()
+    flow_run.workers = getattr(engine.runner, "max_workers", None)  # for utilisation in the summary
     return FlowContext(flow_run, engine, engine.new_tracker(flow_run, log_prints), observer, owns)
 
 

@@ -102,6 +102,7 @@ class Engine:
 
     def close_flow(self, tracker: Tracker) -> None:
         """The flow run ended: free its stored results (values already read stay valid)."""
+        tracker.flow_run.held_bytes_peak = tracker.results.peak
         tracker.results.close()
         if tracker.spiller is not None:  # after close(): what users still hold is mapped by now
             tracker.spiller.close()
@@ -217,9 +218,10 @@ class Engine:
         run.start_time, run.end_time = outcome.start or None, outcome.end or None
         run.worker, run.transfer_seconds = outcome.worker, outcome.transfer
         if outcome.logs:
-            self._out.printed(run, outcome.logs)
+            self._out.printed(run, outcome.logs, entry.tracker.flow_run)
         status = outcome.status
         if status is Status.COMPLETED:
+            run.result_bytes = outcome.value.nbytes if isinstance(outcome.value, LazyResult) else 0
             self._complete(entry, outcome.value)
         elif status is Status.CANCELLED:
             self._finish(entry, Cancelled("The run was interrupted (Ctrl-C or SIGTERM)."), False)

@@ -99,7 +99,8 @@ def _collapse(runs: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any
         state = run.state.type.value
         nodes.append(
             {"id": run.id, "label": run.name, "task": run.task_name, "state": run.state.name,
-             "colour": STATE_COLOURS[state], "runs": 1}
+             "colour": STATE_COLOURS[state], "runs": 1, "seconds": run.timings["running"],
+             "result_bytes": run.result_bytes}
         )
     for members in group_members.values():
         node_id = members[0].id
@@ -109,16 +110,19 @@ def _collapse(runs: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any
         nodes.append(
             {"id": node_id, "label": f"{members[0].task_name} ×{len(members)} ({summary})",
              "task": members[0].task_name, "state": worst, "colour": STATE_COLOURS[worst],
-             "runs": len(members)}
+             "runs": len(members), "seconds": sum(run.timings["running"] for run in members),
+             "result_bytes": sum(run.result_bytes for run in members)}
         )
         for run in members:
             node_of[run.id] = node_id
-    edges: dict[tuple[int, int, str], None] = {}
+    edges: dict[tuple[int, int, str], int] = {}  # -> the bytes that went along it (data edges)
+    size_of = {run.id: run.result_bytes for run in runs}
     for run in runs:
         for upstream_id, kind in run.upstream:
             if upstream_id in node_of:
-                edges[(node_of[upstream_id], node_of[run.id], kind)] = None
-    return nodes, [{"source": s, "target": t, "kind": k} for s, t, k in edges]
+                key = (node_of[upstream_id], node_of[run.id], kind)
+                edges[key] = edges.get(key, 0) + (size_of.get(upstream_id, 0) if kind == "data" else 0)
+    return nodes, [{"source": s, "target": t, "kind": k, "bytes": b} for (s, t, k), b in edges.items()]
 
 
 def _worst_state(types: Iterable[str]) -> str:

@@ -21,6 +21,8 @@ class HeldResults:
     def __init__(self, release: Callable[[LazyResult], None]) -> None:
         self._release = release
         self._held: dict[int, tuple[weakref.finalize, LazyResult]] = {}
+        self.bytes = 0  # what is held now, as stored
+        self.peak = 0  # the most held at once (the end summary's and report's "held at peak")
 
     def hold(self, run_id: int, future: Any | None, result: LazyResult) -> None:
         """Keep `result` while `future` lives (free it now when nobody can read it)."""
@@ -28,10 +30,13 @@ class HeldResults:
             self._release(result)
             return
         self._held[run_id] = (weakref.finalize(future, self._drop, run_id), result)
+        self.bytes += result.nbytes
+        self.peak = max(self.peak, self.bytes)
 
     def _drop(self, run_id: int) -> None:
         held = self._held.pop(run_id, None)  # any thread: the one that dropped the future
         if held is not None:
+            self.bytes -= held[1].nbytes
             self._release(held[1])
 
     def close(self) -> None:

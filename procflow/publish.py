@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable
 
+from .artifacts import ARTIFACT, receive
 from .events import Observer
 from .futures import TaskFuture, Waiter
 from .records import TaskRun
@@ -39,7 +40,12 @@ class Publisher:
         self._changes.append((run, state))
         self._finished.append((run, tracker))
 
-    def printed(self, run: TaskRun, lines: Lines) -> None:
+    def printed(self, run: TaskRun, lines: Lines, flow_run: Any) -> None:
+        """A run's log lines; the artifacts that came back among them go to its flow run's record."""
+        if any(level == ARTIFACT for level, _ in lines):
+            for _, text in (line for line in lines if line[0] == ARTIFACT):
+                receive(flow_run, text)
+            lines = tuple(line for line in lines if line[0] != ARTIFACT)
         self._lines.append((run, lines))
 
     def newest_state(self, run: TaskRun) -> State:

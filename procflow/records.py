@@ -6,12 +6,14 @@ are `time.time()` seconds, comparable across worker processes on one machine.
 
 from __future__ import annotations
 
-import statistics
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .graph import FlowRunGraph, write_timeline_html
+from .report import write_report
+from .run_summary import summarise
+from .trace import chrome_trace
 from .states import Pending, State
 
 EdgeKind = Literal["data", "wait_for"]
@@ -36,6 +38,7 @@ class TaskRun:
     tags: frozenset[str] = frozenset()  # its task's, and those of `with procflow.tags(...)` around it
     flow_run_id: str | None = None  # Prefect's field: the id of its flow run (one shared string)
     cached_seconds: float = 0.0  # served from the cache: the run time of the run that made the entry
+    result_bytes: int = 0  # its result as stored (pickle and out-of-band buffers), when known
 
     @property
     def run_count(self) -> int:
@@ -71,6 +74,9 @@ class FlowRun:
     parent: FlowRun | None = None
     run_count: int = 1  # its attempts so far: `flow(retries=...)` runs the function again
     id: str = field(default_factory=lambda: str(uuid.uuid4()))  # Prefect's flow run id: a UUID
+    artifacts: list[dict[str, Any]] = field(default_factory=list)  # `procflow.artifacts`, in order made
+    workers: int | None = None  # the runner's pool size, when it has one
+    held_bytes_peak: int = 0  # the most result bytes it held at once (shared memory, mostly)
 
     @property
     def graph(self) -> FlowRunGraph:
@@ -81,38 +87,18 @@ class FlowRun:
         return write_timeline_html(self, path)
 
     def summary(self) -> list[dict[str, Any]]:
-        """Timings per task name: count, run time total/p50/p95, overhead (benchmarks)."""
-        by_task: dict[str, list[TaskRun]] = {}
-        for run in self.task_runs:
-            by_task.setdefault(run.task_name, []).append(run)
-        rows = []
-        for task_name, runs in by_task.items():
-            timings = [run.timings for run in runs]
-            running = sorted(t["running"] for t in timings)
-            overhead = [t["queued"] + t["transfer"] for t in timings]
-            rows.append(
-                {
-                    "task": task_name,
-                    "count": len(runs),
-                    "completed": sum(run.state.is_completed() for run in runs),
-                    "cached": sum(run.state.name == "Cached" for run in runs),
-                    "cache_saved_s": sum(run.cached_seconds for run in runs),
-                    "run_total_s": sum(running),
-                    "run_p50_s": _percentile(running, 0.50),
-                    "run_p95_s": _percentile(running, 0.95),
-                    "wait_total_s": sum(t["waiting"] for t in timings),
-                    "overhead_total_s": sum(overhead),
-                    "overhead_mean_s": statistics.fmean(overhead) if overhead else 0.0,
-                }
-            )
-        return rows
+        """Per task name: counts, run time total/p50/p95, and the seconds spent waiting for
+        upstream runs, queued for a worker and moving data (`--stats`; `run_summary`)."""
+        return [task.row() for task in summarise(self).tasks]
+
+    def report_html(self, path: str) -> str:
+        """One self-contained page: the summary, a timeline, the dependency graph, artifacts."""
+        return write_report(self, path)
+
+    def to_chrome_trace(self) -> dict[str, Any]:
+        """The runs in Chrome's Trace Event Format (Perfetto, chrome://tracing): a track per
+        worker, a slice per run, flow arrows for dependencies."""
+        return chrome_trace(self)
 
     def __repr__(self) -> str:
         return f"FlowRun(name={self.name!r}, state={self.state!r}, task_runs={len(self.task_runs)})"
-
-
-def _percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return 0.0
-    index = min(len(sorted_values) - 1, int(round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index]

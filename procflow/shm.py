@@ -79,6 +79,10 @@ class ResultRef(LazyResult):
         self._loaded = False
         self._value: Any = None
 
+    @property
+    def nbytes(self) -> int:
+        return len(self.data) + sum(size for _, size in self.spans)
+
     def load(self) -> Any:
         if not self._loaded:
             if self.released:

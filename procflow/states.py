@@ -142,6 +142,11 @@ class LazyResult:
         """True when something (a segment, a remote worker) keeps it until released."""
         return False
 
+    @property
+    def nbytes(self) -> int:
+        """Its size as stored, when known (0 when not): for the run records and the report."""
+        return 0
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class State:

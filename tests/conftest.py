@@ -15,6 +15,7 @@ import time
 import psutil
 import pytest
 
+import procflow.console
 from procflow.ownership import current_token, owned_segments
 from procflow.task_runners import ProcessPoolTaskRunner, SequentialTaskRunner, ThreadPoolTaskRunner
 
@@ -24,6 +25,8 @@ RUNNERS = {
     "sequential": SequentialTaskRunner,
     "dask": None,  # needs the cluster below
 }
+
+procflow.console.SHOW_CLOSING_SUMMARY = False  # the test session's own flow runs: no summary at its exit
 
 
 _SESSION_CHILDREN: set[int] = set()  # processes of session fixtures (the Dask cluster's nannies)
@@ -206,3 +209,37 @@ def interrupt_blocked_flow(tmp_path):
         return code, elapsed, parent.communicate()[1], children
 
     return interrupt
+
+
+class Terminal:
+    """A command run under a real pseudo-terminal; `screen()` is what it drew, escape codes removed."""
+
+    def __init__(self, argv: list[str], **env: str) -> None:
+        import pty
+
+        self._main, child = pty.openpty()
+        self.process = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child,
+                                        env={**os.environ, "COLUMNS": "200", "LINES": "40", **env})
+        os.close(child)
+        self._chunks: list[bytes] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self._main, 65536)
+            except OSError:  # the terminal closed
+                return
+            if not data:
+                return
+            self._chunks.append(data)
+
+    def finish(self, timeout: float = 120) -> int:
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        os.close(self._main)
+        return code
+
+    def screen(self) -> str:
+        return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", b"".join(self._chunks).decode(errors="replace"))

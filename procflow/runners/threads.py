@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..current import TaskRunInfo
 from ..messages import Outcome, Status
 from ..resolve import substitute
+from ..artifacts import ARTIFACT
 from ..runlog import task_emitter
 from ..states import LazyResult
 from ..execution import RunTimedOut, execute
@@ -94,7 +95,15 @@ class ThreadPoolTaskRunner:
         self._sink([outcome])
 
     def _execute(self, call: Call) -> Outcome:
-        emit = task_emitter(call.run_name)
+        to_log = task_emitter(call.run_name)
+        artifacts: list[tuple[int, str]] = []  # they go back with the outcome, as a worker's do
+
+        def emit(level: int, text: str) -> None:
+            if level == ARTIFACT:
+                artifacts.append((level, text))
+            else:
+                to_log(level, text)
+
         try:
             args, kwargs = (substitute(call.args), substitute(call.kwargs)) if call.needs_substitution \
                 else (call.args, call.kwargs)
@@ -106,7 +115,7 @@ class ThreadPoolTaskRunner:
         if call.persist is not None and status is Status.COMPLETED:
             store.write(call.persist, value, end - start, call.run_name)
         return Outcome(call.run_id, status, value, error, start=start, end=end,
-                       worker=threading.current_thread().name)
+                       worker=threading.current_thread().name, logs=tuple(artifacts))
 
     def interrupt(self, run_id: int, timeout: float) -> float | None:
         with self._lock:
