@@ -98,6 +98,7 @@ def open_context(flow_run: FlowRun, runner: Runner | None, log_prints: bool,
         engine, owns = Engine(runner, observer), True
         engine.start()
     flow_run.workers = getattr(engine.runner, "max_workers", None)  # for utilisation in the summary
+    flow_run.busy_workers = getattr(engine.runner, "busy_workers", None)  # for the live view
     return FlowContext(flow_run, engine, engine.new_tracker(flow_run, log_prints), observer, owns)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 import psutil
 from rich.console import Group
@@ -79,7 +79,7 @@ class LiveView:
         elapsed = time.time() - self.flow_run.start_time
         used = shm_used_bytes()
         self._shm_peak = max(self._shm_peak, used)
-        busy, cpu, size = self._workers.sample(self.flow_run.workers)
+        busy, cpu, size = self._workers.sample(self.flow_run.workers, self.flow_run.busy_workers)
         line = Text(f"Flow run '{self.flow_run.name}' · {human_seconds(elapsed)} · workers busy {busy}/{size} · "
                     f"CPU {cpu:.0f}% · shared memory {human_bytes(used)} (peak {human_bytes(self._shm_peak)})",
                     no_wrap=True, overflow="ellipsis")
@@ -100,7 +100,9 @@ class _PoolSampler:
         self._last = (0, 0.0, 0)
         self._children: dict[int, psutil.Process] = {}
 
-    def sample(self, pool_size: int | None) -> tuple[int, float, int]:
+    def sample(self, pool_size: int | None, busy_workers: Callable[[], int] | None) -> tuple[int, float, int]:
+        """(busy workers, their CPU %, pool size): busy by the runner's own count when it has one
+        (the process runner's scoreboards), else by CPU use."""
         now = time.monotonic()
         if now - self._at < 1.0:
             return self._last
@@ -118,7 +120,8 @@ class _PoolSampler:
             except psutil.Error:
                 continue
         size = pool_size or len(loads)
-        self._last = (min(size, sum(load > self.BUSY_CPU for load in loads)), sum(loads), size)
+        busy = busy_workers() if busy_workers is not None else sum(load > self.BUSY_CPU for load in loads)
+        self._last = (min(size, busy), sum(loads), size)
         return self._last
 
 

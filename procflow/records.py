@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from .graph import FlowRunGraph, write_timeline_html
 from .report import write_report
@@ -77,6 +77,7 @@ class FlowRun:
     artifacts: list[dict[str, Any]] = field(default_factory=list)  # `procflow.artifacts`, in order made
     workers: int | None = None  # the runner's pool size, when it has one
     held_bytes_peak: int = 0  # the most result bytes it held at once (shared memory, mostly)
+    busy_workers: Callable[[], int] | None = field(default=None, repr=False)  # the runner's count, while it runs
 
     @property
     def graph(self) -> FlowRunGraph:

@@ -295,8 +295,8 @@ function draw() {
       const r = runs[i];
       if (r[4] < view[0] || r[1] > view[1]) continue;
       const xs = xOf(r[2], w), xe = Math.max(xs + 1, xOf(r[4], w));
-      const xq = xOf(r[1], w), xt = xOf(r[2] - r[3], w);
-      if (xt - xq > 1) { ctx.fillStyle = "#ddd"; ctx.fillRect(xq, y + hgt / 2 - 2, xt - xq, 4); }
+      const xq = xOf(r[1], w), xt = xOf(r[2] - r[3], w);  // queued: a thin line under the row's bars
+      if (xt - xq > 1) { ctx.fillStyle = "#c8c8c8"; ctx.fillRect(xq, y + hgt + 1, xt - xq, 2); }
       if (xs - xt > 0.5) { ctx.fillStyle = "#555"; ctx.fillRect(xt, y + 3, xs - xt, hgt - 6); }
       ctx.fillStyle = T.colours[r[5]]; ctx.fillRect(xs, y, xe - xs, hgt);
       if (r[6] === "Cached") { ctx.fillStyle = "rgba(255,255,255,.5)";

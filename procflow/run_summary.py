@@ -143,7 +143,7 @@ def summarise(flow_run: Any) -> RunSummary:
             workers_seen.add(run.worker)
     end_time = flow_run.end_time or time.time()
     return RunSummary(flow_run.name, repr(flow_run.state), max(0.0, end_time - flow_run.start_time),
-                      max(flow_run.workers or 0, len(workers_seen), 1), busy, flow_run.held_bytes_peak, cached,
+                      max(flow_run.workers or len(workers_seen), 1), busy, flow_run.held_bytes_peak, cached,
                       cache_saved, list(by_task.values()), failures, failed_total, more)
 
 

@@ -194,6 +194,13 @@ class ProcessPoolTaskRunner:
 
     # -- dispatch -----------------------------------------------------------------
 
+    def busy_workers(self) -> int:
+        """Workers inside a run now, by their scoreboards (for the live view)."""
+        try:
+            return sum(1 for run_id, _ in self._boards.read().values() if run_id)
+        except OSError:
+            return 0
+
     def capacity(self) -> int:
         with self._lock:
             free = self.max_workers * self.MESSAGES_PER_WORKER - len(self._batches)

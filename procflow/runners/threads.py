@@ -68,6 +68,10 @@ class ThreadPoolTaskRunner:
         self._in_flight = 0
         self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix=TASK_THREAD_PREFIX)
 
+    def busy_workers(self) -> int:
+        """Threads inside a run now (for the live view)."""
+        return len(self._threads)
+
     def capacity(self) -> int:
         return self.max_workers - self._in_flight
 
