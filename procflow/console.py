@@ -34,6 +34,7 @@ from .execution import task_traceback
 
 MAP_LINES_ABOVE = GROUP_ABOVE
 CANCELLED_LINES = 3
+TRACEBACKS_IN_FULL = 5
 PLAIN_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(message)s"
 
 _configured = False
@@ -112,6 +113,7 @@ class ConsoleObserver(Observer):
     def __init__(self, live: bool) -> None:
         self._groups: dict[tuple[str, int | None], _MapGroup] = {}
         self._cancelled_said: Counter = Counter()  # flow run name -> cancelled runs logged
+        self._tracebacks: Counter = Counter()  # flow run name -> failures logged (with a traceback for the first few)
         self._live = live
         self._view: LiveView | None = None
 
@@ -163,15 +165,16 @@ class ConsoleObserver(Observer):
                     FLOW_LOGGER.info(f"Flow run '{group.flow_run_name}' - All {group.total} task runs of "
                                      f"map '{group.task_name}' finished: {counts}")
 
-    @staticmethod
-    def _log_end(run: TaskRun, state: State) -> None:
+    def _log_end(self, run: TaskRun, state: State) -> None:
         level = logging.INFO if state.is_completed() else logging.ERROR
         if TASK_LOGGER.isEnabledFor(level):
             if state.is_failed():
-                _log_failure(run)
+                self._tracebacks[run.flow_run_name] += 1
+                _log_failure(run, with_traceback=self._tracebacks[run.flow_run_name] <= TRACEBACKS_IN_FULL)
             TASK_LOGGER.log(level, f"Task run '{run.name}' - Finished in state {state!r}")
 
     def flow_finished(self, flow_run: FlowRun) -> None:
+        self._tracebacks.pop(flow_run.name, None)
         unsaid = self._cancelled_said.pop(flow_run.name, 0) - CANCELLED_LINES
         if unsaid > 0:
             TASK_LOGGER.error(f"Flow run '{flow_run.name}' - {unsaid} more task run(s) finished in state "
@@ -187,14 +190,18 @@ class ConsoleObserver(Observer):
             _remember_for_exit(flow_run)
 
 
-def _log_failure(run: TaskRun) -> None:
+def _log_failure(run: TaskRun, with_traceback: bool = True) -> None:
     """Prefect's line for a run that failed with an exception: the exception and where it
-    was raised, in the task's own process."""
+    was raised, in the task's own process. Past the first `TRACEBACKS_IN_FULL` of a flow run,
+    the line alone (100 failed runs printed 1 156 lines; the end summary counts them)."""
     error = run.state.data
     if not isinstance(error, BaseException) or isinstance(error, FailedRun):  # FailedRun: a declared failure
         return
-    TASK_LOGGER.error(f"Task run '{run.name}' - Task run failed with exception: {error!r} - Retries are exhausted"
-                      f"\n{traceback_text(error)}".rstrip())
+    line = f"Task run '{run.name}' - Task run failed with exception: {error!r} - Retries are exhausted"
+    if with_traceback:
+        TASK_LOGGER.error(f"{line}\n{traceback_text(error)}".rstrip())
+    else:
+        TASK_LOGGER.error(f"{line} (traceback shown for the first {TRACEBACKS_IN_FULL} failures of the flow run)")
 
 
 def traceback_text(error: BaseException) -> str:

@@ -14,6 +14,8 @@ import subprocess
 from collections import Counter
 from typing import Any, Iterable
 
+from .run_summary import human_bytes, human_seconds
+
 GROUP_ABOVE = 10  # the console summarises maps above the same size
 
 STATE_COLOURS = {
@@ -40,12 +42,17 @@ class FlowRunGraph:
         return json.dumps({"nodes": self.nodes, "edges": self.edges}, indent=1)
 
     def to_dot(self) -> str:
-        lines = ["digraph flow_run {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled", fontcolor=white];']
+        """Top to bottom (a long pipeline would scroll sideways at LR); run time and result
+        size under each name, the bytes that moved on each data arrow."""
+        lines = ["digraph flow_run {", "  rankdir=TB;", '  node [shape=box, style="rounded,filled", fontcolor=white];']
         for node in self.nodes:
-            label = node["label"].replace('"', r"\"")
+            label = (node["label"] + "\\n" + _node_detail(node)).replace('"', r"\"")
             lines.append(f'  n{node["id"]} [label="{label}", fillcolor="{node["colour"]}"];')
         for edge in self.edges:
-            style = " [style=dashed]" if edge["kind"] == "wait_for" else ""
+            attributes = ["style=dashed"] if edge["kind"] == "wait_for" else []
+            if edge.get("bytes"):
+                attributes.append(f'label="{human_bytes(edge["bytes"])}", fontsize=10')
+            style = f" [{', '.join(attributes)}]" if attributes else ""
             lines.append(f"  n{edge['source']} -> n{edge['target']}{style};")
         lines.append("}")
         return "\n".join(lines) + "\n"
@@ -123,6 +130,11 @@ def _collapse(runs: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any
                 key = (node_of[upstream_id], node_of[run.id], kind)
                 edges[key] = edges.get(key, 0) + (size_of.get(upstream_id, 0) if kind == "data" else 0)
     return nodes, [{"source": s, "target": t, "kind": k, "bytes": b} for (s, t, k), b in edges.items()]
+
+
+def _node_detail(node: dict[str, Any]) -> str:
+    text = human_seconds(node.get("seconds", 0.0))
+    return text + (f" · {human_bytes(node['result_bytes'])}" if node.get("result_bytes") else "")
 
 
 def _worst_state(types: Iterable[str]) -> str:

@@ -252,3 +252,26 @@ def test_the_live_view_draws_bars_and_the_real_worker_count_in_a_terminal(tmp_pa
     assert "workers busy" in screen and "/2 · CPU" in screen, "out of the pool's size, not messages in flight"
     assert re.search(r"workers busy [0-2]/2", screen)
     assert "shared memory" in screen and "peak" in screen
+
+
+def test_many_failures_log_a_traceback_for_the_first_few_only(tmp_path):
+    """Issue 21: 100 failed runs printed 1 156 lines; each still gets its line."""
+    script = tmp_path / "failing.py"
+    script.write_text(textwrap.dedent("""
+        from procflow import flow, task
+
+        @task
+        def bad(i):
+            raise ValueError(f"bad {i}")
+
+        @flow
+        def failing():
+            return bad.map(range(30))
+    """))
+    done = subprocess.run([sys.executable, "-m", "procflow", "run", str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    failed = [line for line in done.stderr.splitlines() if "Task run failed with exception" in line]
+    assert len(failed) == 30
+    assert sum("Traceback (most recent call last)" in line for line in failed) == 5
+    assert "Did not complete: 30" in done.stderr and "and 25 more: ValueError ×25" in done.stderr
