@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--quick", action="store_true", help="smaller workloads, fewer repeats")
     bench_parser.add_argument("--only", default="", metavar="NAMES",
                               help="comma-separated parts of workload names (e.g. chain,fan-out)")
+    bench_parser.add_argument("--workloads", action="store_true",
+                              help="the three real batch workloads against joblib, concurrent.futures and Dask "
+                                   "(benchmarks/real_workloads.py; --quick: one round)")
+    bench_parser.add_argument("--json", action="store_true", help="JSON lines instead of the table")
     return parser
 
 
@@ -285,9 +289,15 @@ def write_outputs(flow_run: FlowRun, options: argparse.Namespace) -> None:
 
 def bench(options: argparse.Namespace) -> int:
     harness = find_benchmarks()
-    command = [sys.executable, str(harness)] + (["--quick"] if options.quick else [])
+    if options.workloads:
+        command = [sys.executable, str(harness.parent / "real_workloads.py"), "--rounds",
+                   "1" if options.quick else "3"]
+    else:
+        command = [sys.executable, str(harness)] + (["--quick"] if options.quick else [])
     if options.only:
         command += ["--only", options.only]
+    if options.json:
+        command += ["--json"]
     return subprocess.call(command)
 
 

@@ -218,7 +218,7 @@ def end_table(flow_run: FlowRun) -> Group:
     return end_summary(flow_run)
 
 
-SHOW_CLOSING_SUMMARY = True  # PROCFLOW_END_SUMMARY=0 turns it off too (a test session sets this False)
+SHOW_CLOSING_SUMMARY = True  # off: PROCFLOW_END_SUMMARY=0, or any pytest session (its flows are tests)
 _ended: list[FlowRun] = []  # outermost flow runs of this process, for the closing summary
 _ended_lock = threading.Lock()
 _summary_registered = False
@@ -244,7 +244,8 @@ def closing_summary() -> None:
     with _ended_lock:
         ended = list(_ended)
         _ended.clear()
-    if not ended or not SHOW_CLOSING_SUMMARY or os.environ.get("PROCFLOW_END_SUMMARY", "1") == "0":
+    if not ended or not SHOW_CLOSING_SUMMARY or os.environ.get("PROCFLOW_END_SUMMARY", "1") == "0" \
+            or "_pytest" in sys.modules:  # a test session's flow runs: noise after its report
         return
     console = _rich_console() if stderr_is_terminal() else Console(file=sys.stderr, width=200, no_color=True,
                                                                     highlight=False)

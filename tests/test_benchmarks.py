@@ -23,15 +23,16 @@ def test_large_result_checks_compare_procflow_with_the_floor_and_dask():
     harness = load_harness()
     rows = [
         {"workload": "big", "engine": "procflow", "seconds": 0.15},
-        {"workload": "big", "engine": "floor (one process)", "seconds": 0.05},
+        {"workload": "big", "engine": harness.FLOOR, "seconds": 0.05},
         {"workload": "big", "engine": "dask distributed", "seconds": 0.06},
         {"workload": "kept", "engine": "procflow", "seconds": 0.07},
-        {"workload": "kept", "engine": "floor (one process)", "seconds": 0.05},
+        {"workload": "kept", "engine": harness.FLOOR, "seconds": 0.05},
         {"workload": "fan-out", "engine": "procflow", "seconds": 0.07},  # no floor: no line
     ]
     assert harness.large_result_checks(rows) == [
-        "big: procflow ÷ floor = 3.00 (✗ ≤ 2), procflow ÷ dask distributed = 2.50 (✗ < 1)",
-        "kept: procflow ÷ floor = 1.40 (✓ ≤ 2)",
+        "big: procflow ÷ lower bound = 3.00 (goal ≤ 2: not yet), procflow ÷ dask distributed = 2.50 "
+        "(goal < 1: not yet)",
+        "kept: procflow ÷ lower bound = 1.40 (goal ≤ 2: met)",
     ]
 
 
@@ -52,7 +53,7 @@ def test_engines_report_their_median_and_the_floor_its_best_time():
 
 
 def test_procflow_bench_runs_a_workload_on_procflow_and_its_peers_and_reports_ratios():
-    done = subprocess.run([sys.executable, "-m", "procflow", "bench", "--quick", "--only", "chain"],
+    done = subprocess.run([sys.executable, "-m", "procflow", "bench", "--quick", "--only", "chain", "--json"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {row["engine"]: row for row in map(json.loads, (line for line in done.stdout.splitlines()
@@ -63,4 +64,12 @@ def test_procflow_bench_runs_a_workload_on_procflow_and_its_peers_and_reports_ra
     for row in rows.values():
         assert row["seconds"] > 0 and abs(row["ratio_to_loky"] - row["seconds"] / loky) < 1e-9
     assert rows["procflow"]["target"] == 1.0
-    assert "procflow benchmarks" in done.stdout and "× raw loky" in done.stdout
+    assert "procflow benchmarks" not in done.stdout, "--json: JSON lines, no table"
+    table = subprocess.run([sys.executable, "-m", "procflow", "bench", "--quick", "--only", "chain"],
+                           capture_output=True, text=True, timeout=300)
+    assert table.returncode == 0, table.stderr[-2000:]
+    lines = table.stdout.splitlines()
+    assert not any(line.startswith("{") for line in lines), "issue 22: JSON only with --json"
+    assert "procflow benchmarks" in table.stdout and "× raw loky" in table.stdout and "goal" in table.stdout
+    assert all(len(line) <= 150 for line in lines) and "✗" not in table.stdout
+    assert any(line.startswith("median: ") for line in lines), "each column explained"

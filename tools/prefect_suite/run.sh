@@ -16,6 +16,7 @@ files=("${@:-tests/test_tasks.py tests/test_flows.py tests/test_states.py tests/
 cat > "$checkout/tests/conftest.py" <<PY
 import os, sys, tempfile
 os.environ["PROCFLOW_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="prefect-suite-results-")  # as Prefect's own conftest: a fresh store per session
+os.environ["PROCFLOW_END_SUMMARY"] = "0"  # thousands of flow runs: no closing summary at the session's exit
 sys.path.insert(0, "$here")
 import prefect_shim  # noqa: F401,E402
 PY
