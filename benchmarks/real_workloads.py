@@ -49,9 +49,10 @@ def run_once(function: str, out: str) -> float | None:
     code = ("import time, engines; start = time.perf_counter(); engines.%s(); "
             "print('SECONDS', time.perf_counter() - start)" % function)
     env = {**os.environ, "WORKLOAD_OUT": out, "PROCFLOW_LOGGING_LEVEL": "WARNING", "PROCFLOW_END_SUMMARY": "0",
-           "PROCFLOW_MAX_WORKERS": "2"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=HERE, env=env, capture_output=True, text=True,
-                          timeout=1800)
+           "PROCFLOW_MAX_WORKERS": "2",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], cwd=out, env=env, capture_output=True, text=True,
+                          timeout=1800)  # cwd: the files a workload writes (orders.parquet) go there
     for line in done.stdout.splitlines():
         if line.startswith("SECONDS "):
             return float(line.split()[1])

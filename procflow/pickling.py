@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import collections
+import copyreg
 import io
 import pickle
+import sys
 import types
 from dataclasses import fields, is_dataclass
 from typing import Any, Callable
@@ -24,7 +27,7 @@ def dumps_plain(value: Any, out_of_band: OutOfBand | None = None) -> bytes:
     is redone with cloudpickle, which sends them by value.
     """
     try:
-        data = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+        data = dumps_fast(value, out_of_band) if out_of_band is not None else pickle.dumps(value, protocol=5)
     except (pickle.PicklingError, AttributeError, TypeError):
         return _cloudpickled(value, out_of_band)
     if b"__main__" in data or any(name.encode() in data for name in cloudpickle.list_registry_pickle_by_value()):
@@ -104,12 +107,48 @@ def wrap_large_arguments(args: tuple, kwargs: dict, threshold: int) -> tuple[tup
             {name: wrap_large_buffers(value, threshold) for name, value in kwargs.items()})
 
 
+def _datetime_array(array: Any) -> tuple:
+    """numpy pickles datetime64 / timedelta64 arrays in band (they have no buffer
+    protocol): a pandas frame's timestamp column, 16 MB of each ETL partition, went through
+    the pipe (issue 22). Sent as its int64 view, out of band, and viewed back."""
+    if array.dtype.kind in "mM":
+        return (_viewed_as, (array.view("i8") if array.flags.c_contiguous else array.copy().view("i8"), array.dtype))
+    return array.__reduce_ex__(5)
+
+
+def _viewed_as(values: Any, dtype: Any) -> Any:
+    return values.view(dtype)
+
+
+def dispatch_table(base: Any = None) -> Any:
+    """`base` (copyreg's) plus `_datetime_array` for numpy arrays, once numpy is imported
+    (procflow does not need numpy; a process without it pickles as before)."""
+    base = copyreg.dispatch_table if base is None else base
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return base
+    return collections.ChainMap({numpy.ndarray: _datetime_array}, base)
+
+
+def dumps_fast(value: Any, keep: Callable[[pickle.PickleBuffer], bool] | None) -> bytes:
+    """C pickle 5, with datetime arrays out of band too."""
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=5, buffer_callback=keep)
+    pickler.dispatch_table = dispatch_table()
+    pickler.dump(value)
+    return out.getvalue()
+
+
 class _StdPickler(_BufferPicklerMixin, pickle.Pickler):
-    pass
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dispatch_table = dispatch_table()
 
 
 class _CloudPickler(_BufferPicklerMixin, cloudpickle.Pickler):
-    pass
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dispatch_table = dispatch_table(getattr(self, "dispatch_table", None))
 
 
 def dumps_out_of_band(value: Any, threshold: int, keep: Callable[[pickle.PickleBuffer], bool] | None) -> bytes:

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 import psutil
 
 from .ownership import PREFIX, SHM_DIR, owns, segment_name
-from .pickling import dumps_out_of_band, wrap_large_buffers
+from .pickling import dumps_fast, dumps_out_of_band, wrap_large_buffers
 from .states import LazyResult
 
 try:  # cpython: multiprocessing.shared_memory is built on this module
@@ -139,7 +139,7 @@ class SegmentWriter:
             return True
 
         try:  # C pickle first: arrays go out of band, and large bytes-like ones once wrapped
-            data = pickle.dumps(wrap_large_buffers(value, threshold), protocol=5, buffer_callback=keep)
+            data = dumps_fast(wrap_large_buffers(value, threshold), keep)
         except (pickle.PicklingError, AttributeError, TypeError):
             data = b""
         if not data or len(data) >= threshold:

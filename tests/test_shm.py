@@ -82,7 +82,10 @@ def make_frame(rows):
     import pyarrow as pa
 
     columns = {"x": np.arange(rows, dtype="float64"), "group": np.arange(rows) % 3}
-    return {"frame": pd.DataFrame(columns), "table": pa.table(columns)}
+    when = np.datetime64("2025-01-01") + np.arange(rows).astype("timedelta64[s]")
+    frame = pd.DataFrame({**columns, "when": when,  # issue 22: numpy pickles datetimes in band
+                          "utc": pd.Series(when).dt.tz_localize("UTC"), "lag": when - when[0]})
+    return {"frame": frame, "table": pa.table(columns)}
 
 
 @task
