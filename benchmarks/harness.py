@@ -307,6 +307,28 @@ def many_runs_memory(peers: Peers, n: int) -> dict[str, float]:
             "parent memory growth MB": peak_growth / 2**20, "seconds for 100k": large_s}
 
 
+def parent_cpu_per_task(peers: Peers, n: int) -> dict[str, float]:
+    """Issue 22, measured without a bar yet: the parent's CPU time per task (every thread of
+    this process, workers excluded), a proxy for how many workers one parent can feed, for a
+    `.submit()` loop of 2 000 and of `n` runs (full garbage collections over a growing heap
+    made the large loop cost more per task)."""
+    small = flow_call(w.fanout_flow, peers.procflow_runner, 2_000)
+    large = flow_call(w.fanout_flow, peers.procflow_runner, n)
+    small()  # warm
+
+    def cpu_per_task(run: Callable[[], object], count: int) -> float:
+        gc.collect()
+        start = time.process_time()
+        run()
+        return (time.process_time() - start) / count
+
+    per_small = statistics.median(cpu_per_task(small, 2_000) for _ in range(3))
+    per_large = cpu_per_task(large, n)
+    return {"parent CPU µs per task (2k submits)": per_small * 1e6,
+            f"parent CPU µs per task ({n // 1000}k submits)": per_large * 1e6,
+            "tasks/s one parent can feed (2k)": 1 / per_small, "growth (large / 2k)": per_large / per_small}
+
+
 # -- harness ---------------------------------------------------------------------------------
 
 
@@ -346,6 +368,7 @@ def main() -> int:
                         help="JSON lines instead of the table (to FILE: appended, and the table too)")
     options = parser.parse_args()
     os.environ.setdefault("PROCFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PROCFLOW_END_SUMMARY", "0")  # the harness prints its own table
     logging.getLogger("distributed").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="Sending large graph")  # procflow on dask: the flow's array
     repeats = 3 if options.quick else 7
@@ -388,6 +411,8 @@ def main() -> int:
                 extra["Prefect 3, 50-task fan-out"] = compared
         if not only or "100k" in only:
             extra["100 000-task map"] = many_runs_memory(peers, 20_000 if options.quick else 100_000)
+        if not only or "parent" in only:
+            extra["parent CPU per task"] = parent_cpu_per_task(peers, 20_000 if options.quick else 100_000)
         if options.json == "-":
             for name, values in extra.items():
                 print(json.dumps({"workload": name, **values}), flush=True)
