@@ -4,7 +4,7 @@ The engine's thread calls `Dispatcher.dispatch()` after each round of events. A 
 run becomes a `Call` (its function, its arguments with futures still inside, its
 timeout); with room to spare in the runner, the run's chain of sole followers rides
 behind it in the same message (linear fusion, as Dask does), and comes back
-`DEFERRED` when the run before it did not complete with a small result.
+`DEFERRED` when the run before it did not complete.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ class Dispatcher:
         """The chain of runs that wait on `run_id` alone, to run right behind it in one message.
 
         Like Dask's linear fusion: a chain link costs no round trip through the parent. The
-        worker runs a follower only when the run before it completed with a small result.
+        worker runs a follower only when the run before it completed; it takes that run's value
+        as made (`worker.batch_value`), whatever its size.
         """
         followers: list[Call] = []
         current = run_id

@@ -39,6 +39,10 @@ MADE_PREFIX = "made-"  # the segments this worker created in its current batch (
 
 _functions: dict[str, Callable[..., Any]] = {}
 _batch_results: dict[int, Any] = {}  # completed runs of the batch being run
+# The values themselves of the runs a fused follower of this batch waits for: it takes the
+# object at once (no read back from the segment), and it is dropped when that follower ran.
+_batch_values: dict[int, Any] = {}
+_wanted: set[int] = set()
 _writer: SegmentWriter | None = None
 _runs_done = 0  # in this worker process's life, for max_tasks_per_worker
 _initializer_failure: BaseException | None = None  # every run here fails with it
@@ -63,24 +67,28 @@ def _run_batch(batch: Batch) -> list[Outcome]:
     prepared = _writer.prepare(batch.expected)
     lent = list(batch.lent) + prepared
     outcomes = []
+    _wanted.update(item.after for item in batch.items if item.after)
     try:
         for item, arguments in zip(batch.items, batch.arguments, strict=True):
             if batch.max_runs and _runs_done >= batch.max_runs:  # the parent renews the pool, runs it elsewhere
                 outcomes.append(Outcome(item.run_id, Status.SPENT))
                 continue
-            if item.after:  # fused: only behind a run of this batch that completed, in band
+            if item.after:  # fused: only behind a run of this batch that completed (in band or not)
                 before = _batch_results.get(item.after)
-                if not isinstance(before, ResultRef) or before.segment is not None:
+                if not isinstance(before, ResultRef) or item.after not in _batch_values:
                     outcomes.append(Outcome(item.run_id, Status.DEFERRED))
                     continue
             struct.pack_into(BOARD_FORMAT, board, 0, item.run_id, time.time())
             outcome = _run_item(batch, item, arguments, lent)
+            _batch_values.pop(item.after, None)  # its follower ran: the value is its (or gone)
             _runs_done += 1
             if outcome.status is Status.COMPLETED:
                 _batch_results[item.run_id] = outcome.value
             outcomes.append(outcome)
     finally:
         _batch_results.clear()
+        _batch_values.clear()
+        _wanted.clear()
         struct.pack_into(BOARD_FORMAT, board, 0, 0, 0.0)
         for segment in prepared:
             if segment in lent:  # not written into: only this worker knows its name
@@ -94,7 +102,10 @@ def _record_made(fd: int, name: str) -> None:
 
 
 def batch_value(run_id: int) -> Any:
-    """A fused run's argument: the stored result of an earlier run of the same batch."""
+    """A fused run's argument: the value of an earlier run of the same batch, as it made it
+    (its stored copy, in a segment or in band, is what every other consumer reads)."""
+    if run_id in _batch_values:
+        return _batch_values[run_id]
     ref = _batch_results[run_id]
     return load_value(ref.data, ref.segment, ref.spans)
 
@@ -139,6 +150,8 @@ def _run_item(batch: Batch, item: WorkItem, arguments: bytes | SharedArguments, 
     except BaseException as error:  # noqa: BLE001
         return _failure(item, _storing_failed(item.run_name, value, error), start, pid, logs,
                         end=end, transfer=began - loaded)
+    if item.run_id in _wanted:  # a fused follower of this batch takes it as it is
+        _batch_values[item.run_id] = value
     stored = time.time()
     return Outcome(item.run_id, Status.COMPLETED, ref, start=start, end=end, worker=pid,
                    logs=tuple(logs), transfer=(began - loaded) + (stored - end))

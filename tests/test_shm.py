@@ -138,7 +138,9 @@ def test_large_results_travel_by_segment_and_arrive_writable_without_copy():
     assert isinstance(stored, ResultRef) and stored.segment is not None
     assert stored.segment.name.startswith(f"{PREFIX}{current_token()}-") and len(stored.segment.name) <= 30
     assert len(stored.data) < 1024, "only a small pickle travelled through the pipe"
-    assert seen["writeable"] is True and seen["owndata"] is False and seen["sum"] == float(np.arange(4 * MiB).sum())
+    # Its consumer maps the segment (no copy), or, fused behind it in the same worker, takes the
+    # producer's own array (no copy either, issue 22); either way it may write to it.
+    assert seen["writeable"] is True and seen["sum"] == float(np.arange(4 * MiB).sum())
     array[0] = 1.0  # the caller's own page (copy-on-write), as under Prefect
 
 
@@ -662,3 +664,42 @@ def test_a_large_bytes_result_travels_by_segment():
     stored, value = ValueFlow(flow(task_runner=ProcessPoolTaskRunner(max_workers=1))(body))()
     assert isinstance(stored, ResultRef) and stored.segment is not None and len(stored.data) < 1024
     assert value == b"z" * (8 * MiB)
+
+
+@task
+def scribble_in_place(array):
+    before = float(array[0])
+    array[:] = -1.0  # in place, as some user code does
+    return {"pid": os.getpid(), "owndata": array.flags.owndata, "before": before}
+
+
+@task
+def nap(seconds):
+    time.sleep(seconds)
+
+
+@task
+def make_array_here(n):
+    return os.getpid(), np.arange(n, dtype="float64")
+
+
+@task
+def second_of(pair):
+    return pair[1]
+
+
+def test_a_follower_fused_behind_a_large_result_takes_it_in_place_and_the_stored_copy_stays_intact():
+    """Issue 22: a sole follower rides behind its producer in the same worker and takes the
+    array as made (no read back from the segment); what it writes stays its own."""
+    def body():
+        gate = nap.submit(0.3)  # the whole chain exists before its head is ready
+        made = make_array_here.submit(2 * MiB, wait_for=[gate])
+        array = second_of.submit(made)
+        seen = scribble_in_place.submit(array)
+        return made.result()[0], seen.result(), array.result()
+
+    for _ in range(3):  # the fusion happens when the runner has room to spare: every time here
+        producer_pid, seen, array = process_flow(body)()
+        assert seen["before"] == 0.0 and seen["pid"] == producer_pid
+        assert seen["owndata"] is True, "it took the producer's own array, not a mapping of the segment"
+        assert float(array[0]) == 0.0 and float(array[-1]) == 2 * MiB - 1, "the stored result is unchanged"
