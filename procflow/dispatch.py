@@ -78,8 +78,8 @@ class Dispatcher:
         """The chain of runs that wait on `run_id` alone, to run right behind it in one message.
 
         Like Dask's linear fusion: a chain link costs no round trip through the parent. The
-        worker runs a follower only when the run before it completed; it takes that run's value
-        as made (`worker.batch_value`), whatever its size.
+        worker runs a follower only when the run before it completed; a large value it takes
+        as made (`worker.batch_value`).
         """
         followers: list[Call] = []
         current = run_id

@@ -122,12 +122,19 @@ def _viewed_as(values: Any, dtype: Any) -> Any:
 
 def dispatch_table(base: Any = None) -> Any:
     """`base` (copyreg's) plus `_datetime_array` for numpy arrays, once numpy is imported
-    (procflow does not need numpy; a process without it pickles as before)."""
+    (procflow does not need numpy; a process without it pickles as before). Made once per
+    base: every result and every call's arguments pickle with it."""
     base = copyreg.dispatch_table if base is None else base
     numpy = sys.modules.get("numpy")
     if numpy is None:
         return base
-    return collections.ChainMap({numpy.ndarray: _datetime_array}, base)
+    table = _TABLES.get(id(base))
+    if table is None or table.maps[1] is not base:
+        table = _TABLES[id(base)] = collections.ChainMap({numpy.ndarray: _datetime_array}, base)
+    return table
+
+
+_TABLES: dict[int, collections.ChainMap] = {}
 
 
 def dumps_fast(value: Any, keep: Callable[[pickle.PickleBuffer], bool] | None) -> bytes:

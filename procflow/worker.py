@@ -75,7 +75,7 @@ def _run_batch(batch: Batch) -> list[Outcome]:
                 continue
             if item.after:  # fused: only behind a run of this batch that completed (in band or not)
                 before = _batch_results.get(item.after)
-                if not isinstance(before, ResultRef) or item.after not in _batch_values:
+                if not isinstance(before, ResultRef):
                     outcomes.append(Outcome(item.run_id, Status.DEFERRED))
                     continue
             struct.pack_into(BOARD_FORMAT, board, 0, item.run_id, time.time())
@@ -102,8 +102,8 @@ def _record_made(fd: int, name: str) -> None:
 
 
 def batch_value(run_id: int) -> Any:
-    """A fused run's argument: the value of an earlier run of the same batch, as it made it
-    (its stored copy, in a segment or in band, is what every other consumer reads)."""
+    """A fused run's argument: the result of an earlier run of the same batch; a large one as
+    that run made it (every other consumer reads its stored copy), a small one from its bytes."""
     if run_id in _batch_values:
         return _batch_values[run_id]
     ref = _batch_results[run_id]
@@ -150,7 +150,10 @@ def _run_item(batch: Batch, item: WorkItem, arguments: bytes | SharedArguments, 
     except BaseException as error:  # noqa: BLE001
         return _failure(item, _storing_failed(item.run_name, value, error), start, pid, logs,
                         end=end, transfer=began - loaded)
-    if item.run_id in _wanted:  # a fused follower of this batch takes it as it is
+    if item.run_id in _wanted and ref.segment is not None:
+        # A fused follower takes a large value as made, instead of reading the segment back.
+        # A small one it unpickles from the stored bytes, as every consumer does: a result that
+        # cannot be unpickled then fails its consumers alike, fused or not.
         _batch_values[item.run_id] = value
     stored = time.time()
     return Outcome(item.run_id, Status.COMPLETED, ref, start=start, end=end, worker=pid,
