@@ -27,6 +27,9 @@ from .run_summary import PART_TITLES, PARTS, human_bytes, human_seconds, summari
 from .shm_pool import shm_used_bytes
 
 
+SHORT_PARTS = {"waiting": "waiting", "queued": "queued", "transfer": "moving", "running": "running"}
+
+
 class LiveView:
     """Bars per task name and a status line, for one outermost flow run."""
 
@@ -133,16 +136,21 @@ def end_summary(flow_run: FlowRun) -> Group:
             f"{summary.workers} workers {summary.utilisation:.0%} busy · results held at peak "
             f"{human_bytes(summary.held_bytes_peak)}")
     parts: list[Any] = [Text(head, no_wrap=True, overflow="ellipsis", style="bold")]
+    # Narrow enough for a 100-column terminal: short titles, explained on the line below,
+    # and the retried / cached columns only when a run was.
+    optional = [name for name, count in (("retried", sum(t.retried for t in summary.tasks)),
+                                         ("cached", sum(t.cached for t in summary.tasks))) if count]
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("task", "runs", "ok", "not ok", "retried", "cached", "run total", "p50", "p95"):
+    for column in ("task", "runs", "ok", "not ok", *optional, "total", "p50", "p95", *SHORT_PARTS.values()):
         table.add_column(column, justify="left" if column == "task" else "right", no_wrap=True)
-    for part in PARTS:
-        table.add_column(PART_TITLES[part], justify="right", no_wrap=True)
     for task in summary.tasks:
-        table.add_row(task.task, str(task.count), str(task.completed), str(task.failed), str(task.retried),
-                      str(task.cached), human_seconds(task.run_total), human_seconds(task.percentile(0.5)),
+        extra = [str(getattr(task, name)) for name in optional]
+        table.add_row(task.task, str(task.count), str(task.completed), str(task.failed), *extra,
+                      human_seconds(task.run_total), human_seconds(task.percentile(0.5)),
                       human_seconds(task.percentile(0.95)), *(f"{task.share(part):.0%}" for part in PARTS))
     parts.append(table)
+    parts.append(Text("total, p50, p95: run time; then each part's share of the runs' time: "
+                      + ", ".join(f"{SHORT_PARTS[part]} = {PART_TITLES[part]}" for part in PARTS), style="dim"))
     if summary.cached:
         parts.append(Text(f"{summary.cached} runs served from the cache, saving "
                           f"{summary.cache_saved_seconds:.1f} s of run time"))

@@ -222,7 +222,7 @@ def test_terminal_shows_live_progress_and_end_table(scripts):
     assert process.wait(timeout=120) == 0
     text = screen.decode(errors="replace")
     assert "\x1b[" in text, "rich draws with terminal escape codes"
-    assert " · wall " in text and "run total" in text and "Completed" in text, "the end summary"
+    assert " · wall " in text and "p95" in text and "Completed" in text, "the end summary"
     assert "workers busy" in text and "/20" in text, "the live view was drawn"
 
 
