@@ -55,6 +55,7 @@ class TaskCaching:
     refresh_cache: bool | None
     given_policy: Any  # what the user passed, for `with_options`
     given_persist: bool | None
+    given_storage: Any = None  # a Path or a `LocalFileSystem`, as passed (Prefect's `task.result_storage`)
 
     @classmethod
     def of(cls, owner: str, cache_policy: Any = NotSet, cache_key_fn: Callable[..., str | None] | None = None,
@@ -87,7 +88,7 @@ class TaskCaching:
         else:
             policy = cache_policy
         return cls(policy, cache_key_fn, persist_result, storage_path(owner, result_storage), result_storage_key,
-                   cache_expiration, refresh_cache, given_policy, given_persist)
+                   cache_expiration, refresh_cache, given_policy, given_persist, result_storage)
 
 
 def _check(owner: str, cache_policy: Any, cache_key_fn: Any, result_storage_key: Any, cache_expiration: Any) -> None:
@@ -244,8 +245,8 @@ class TaskCachingAttributes:
         return self.caching.persist_result
 
     @property
-    def result_storage(self) -> Path | None:
-        return self.caching.result_storage
+    def result_storage(self) -> Any:
+        return self.caching.given_storage
 
     @property
     def result_storage_key(self) -> str | None:
@@ -273,7 +274,7 @@ def start_flow_run(tracker: Any, flow: Any, parent: Any | None) -> None:
     parent flow run, else the settings, read now (workers keep the environment they started with)."""
     tracker.persist_default = flow.persist_result if flow.persist_result is not None else (
         parent.persist_default if parent is not None else settings.PREFECT_RESULTS_PERSIST_BY_DEFAULT.value())
-    tracker.storage = flow.result_storage or (parent.storage if parent is not None else None) or \
+    tracker.storage = flow.storage_path or (parent.storage if parent is not None else None) or \
         store.storage_directory()
 
 

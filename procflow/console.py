@@ -120,10 +120,14 @@ class ConsoleObserver(Observer):
     def flow_started(self, flow_run: FlowRun) -> None:
         if flow_run.parent is None:
             FLOW_LOGGER.info(f"Created flow run '{flow_run.name}' for flow '{flow_run.flow_name}'")
+            FLOW_LOGGER.info(f"Flow run '{flow_run.name}' - Beginning flow run '{flow_run.name}' "
+                             f"for flow '{flow_run.flow_name}'")
             if self._live:
                 self._view = LiveView(flow_run, _rich_console())
         else:
             FLOW_LOGGER.info(f"Flow run '{flow_run.parent.name}' - Created subflow run '{flow_run.name}' "
+                             f"for flow '{flow_run.flow_name}'")
+            FLOW_LOGGER.info(f"Flow run '{flow_run.name}' - Beginning subflow run '{flow_run.name}' "
                              f"for flow '{flow_run.flow_name}'")
 
     def runs_created(self, flow_run: FlowRun, runs: list[TaskRun], mapped: bool) -> None:

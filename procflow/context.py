@@ -17,7 +17,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from .console import default_observer
+from .console import ConsoleObserver, configure_logging, default_observer
 from .current import FlowRunContext, TaskRunContext, current_flow, current_task_run
 from .engine import Engine
 from .entries import Entry, Tracker
@@ -26,6 +26,7 @@ from .futures import TaskFuture
 from .records import EdgeKind, FlowRun, TaskRun
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
+from .runners.threads import ThreadPoolTaskRunner
 from .states import MissingContextError
 
 _tags: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("procflow_tags", default=frozenset())
@@ -58,6 +59,9 @@ class FlowContext:
     name_counts: dict[str, itertools.count] = field(default_factory=dict)
     map_groups: itertools.count = field(default_factory=itertools.count)
     is_async: bool = False  # an `async def` flow: `state.result()` is awaitable in its code (asyncdispatch.py)
+    flow: Any = None  # the Flow whose run this is (None for the detached context)
+    refused: BaseException | None = None  # its parameters failed validation: it ends Failed without running
+    standalone: bool = False  # task runs called outside any flow (`standalone_context`): records not kept
 
     def next_run_name(self, task_name: str) -> str:
         counter = self.name_counts.get(task_name)
@@ -125,6 +129,32 @@ def context_or_detached() -> FlowContext:
         return _detached
 
 
+_standalone: FlowContext | None = None
+
+
+class _StandaloneObserver(ConsoleObserver):
+    """A task run outside any flow logs its end only, as Prefect's standalone task runs do."""
+
+    def runs_created(self, flow_run: FlowRun, runs: list[TaskRun], mapped: bool) -> None:
+        pass
+
+
+def standalone_context() -> FlowContext:
+    """Where a task called directly outside any flow runs, as in Prefect: a task run of its own
+    (`TaskRunContext`, retries, timeout, hooks, cache, `return_state`) executed in the caller.
+    No engine thread and no pool: a direct run needs only run ids, a waiter and a tracker."""
+    global _standalone
+    with _detached_lock:
+        if _standalone is None:
+            configure_logging()
+            flow_run = FlowRun(name="standalone-task-runs", flow_name="<no flow>", start_time=time.time())
+            observer = _StandaloneObserver(live=False)
+            engine = Engine(ThreadPoolTaskRunner(), observer)  # never started: its waiter and ids are what is used
+            _standalone = FlowContext(flow_run, engine, engine.new_tracker(flow_run, False), observer, False,
+                                      standalone=True)
+        return _standalone
+
+
 def _close_detached() -> None:
     context = _detached
     if context is not None:
@@ -136,10 +166,13 @@ def _close_detached() -> None:
 def get_run_context() -> TaskRunContext | FlowRunContext:
     """Prefect's `get_run_context()`: the task run in progress, else the flow run, else
     `MissingContextError`. A flow called inside a task is the flow run."""
+    entered = TaskRunContext._entered.get() or FlowRunContext._entered.get()  # one a test entered
+    if entered is not None:
+        return entered
     task_run, flow = current_task_run.get(), current_flow.get()
     if task_run is not None and task_run.id is not None:
         if flow is None or flow.flow_run.name == task_run.flow_run_name:
             return TaskRunContext.of(task_run)
     if flow is not None:
-        return FlowRunContext(flow.flow_run)
+        return FlowRunContext(flow.flow_run, flow.flow)
     raise MissingContextError("No run context available. You are not in a flow or task run context.")

@@ -10,8 +10,9 @@ it names is current (its parameters are known, its name and id not yet).
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import inspect
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
 
 class TaskRunInfo(NamedTuple):
@@ -60,11 +61,36 @@ def call_naming(variable: contextvars.ContextVar, info: Any, name_function: Call
         variable.reset(token)
 
 
-class TaskRunContext(NamedTuple):
+class _Enterable:
+    """Prefect's run contexts are context managers: `with FlowRunContext.model_construct(...)`
+    makes that context current inside the block (Prefect's tests and users' tests do this)."""
+
+    _entered: ClassVar[contextvars.ContextVar[Any]]
+    _tokens: list[Any]
+
+    def __enter__(self) -> Any:
+        self._tokens.append(self._entered.set(self))
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._entered.reset(self._tokens.pop())
+
+    @classmethod
+    def model_construct(cls, **fields: Any) -> Any:
+        """A context with only some fields, as pydantic's `model_construct` makes one."""
+        return cls(**fields)
+
+
+@dataclasses.dataclass(eq=False)
+class TaskRunContext(_Enterable):
     """`get_run_context()` inside a task run (Prefect's name)."""
 
-    task_run: TaskRunInfo  # .id, .name, .task_name, .flow_run_name
-    parameters: dict[str, Any]
+    task_run: Any = None  # a TaskRunInfo: .id, .name, .task_name, .flow_run_name, .run_count, .tags
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    task: Any = None  # the Task, where it is known (in the flow's process)
+    _tokens: list = dataclasses.field(default_factory=list, repr=False)
+    _entered: ClassVar[contextvars.ContextVar[Any]] = contextvars.ContextVar("procflow_entered_task_run",
+                                                                              default=None)
 
     @classmethod
     def of(cls, run: TaskRunInfo) -> TaskRunContext:
@@ -73,17 +99,33 @@ class TaskRunContext(NamedTuple):
     @classmethod
     def get(cls) -> TaskRunContext | None:
         """Prefect's `TaskRunContext.get()`: the task run in progress here, else None."""
+        entered = cls._entered.get()
+        if entered is not None:
+            return entered
         run = current_task_run.get()
         return None if run is None or run.id is None else cls.of(run)
 
 
-class FlowRunContext(NamedTuple):
-    """`get_run_context()` in a flow's own code (Prefect's name): its `FlowRun` record."""
+@dataclasses.dataclass(eq=False)
+class FlowRunContext(_Enterable):
+    """`get_run_context()` in a flow's own code (Prefect's name): its `FlowRun` record and its Flow."""
 
-    flow_run: Any
+    flow_run: Any = None
+    flow: Any = None
+    parameters: dict[str, Any] | None = None  # None: the record's
+    _tokens: list = dataclasses.field(default_factory=list, repr=False)
+    _entered: ClassVar[contextvars.ContextVar[Any]] = contextvars.ContextVar("procflow_entered_flow_run",
+                                                                              default=None)
+
+    def __post_init__(self) -> None:
+        if self.parameters is None:
+            self.parameters = dict(getattr(self.flow_run, "parameters", None) or {})
 
     @classmethod
     def get(cls) -> FlowRunContext | None:
         """Prefect's `FlowRunContext.get()`: the flow run whose code runs here, else None."""
+        entered = cls._entered.get()
+        if entered is not None:
+            return entered
         context = current_flow.get()
-        return None if context is None else cls(context.flow_run)
+        return None if context is None else cls(context.flow_run, context.flow, context.flow_run.parameters)

@@ -15,13 +15,15 @@ thread, retry delays are `asyncio.sleep`, the timeout is an `asyncio` deadline, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from . import caching, hooks
-from .context import FlowContext, context_or_detached, current_flow
-from .current import TaskRunInfo
+from .context import FlowContext, current_flow, standalone_context
+from .current import TaskRunInfo, current_task_run
 from .execution import Executed, RunTimedOut, aexecute, execute
 from .futures import TaskFuture
 from .records import TaskRun
@@ -63,11 +65,12 @@ async def acall(task: Task, args: tuple, kwargs: dict, wait_for: Any, return_sta
 
 
 def _context(task: Task, return_state: bool) -> FlowContext | None:
-    """The flow's context; outside a flow, the detached one when the call needs a run (a state
-    to return, a cache to consult), else None: the function is just called."""
+    """The flow's context; outside any flow, a standalone run (as in Prefect: retries, hooks and
+    the cache apply, `TaskRunContext` is set). Inside a task running in a worker process the
+    function is just called (None): its process has no flow to record the run in."""
     context = current_flow.get()
-    if context is None and (return_state or caching.persists(task.caching, None)):
-        return context_or_detached()
+    if context is None:
+        return None if current_task_run.get() is not None else standalone_context()
     return context
 
 
@@ -102,14 +105,24 @@ def _remember(context: FlowContext, run: TaskRun, found: caching.Plan | None, st
     caching.remember(found, context.tracker.cache, state, run)
 
 
-def _after(task: Task, context: FlowContext, run: TaskRun, state: State, return_state: bool) -> Any:
+def _after(task: Task, context: FlowContext, run: TaskRun, final: State, return_state: bool) -> Any:
+    # With `return_state`, the state returned is held by a future of its run: passed to a task,
+    # it stands for that upstream. The hooks get that same object, as in Prefect, and a flow
+    # that returns it returns it (the future's `.state` is it).
+    state = final
+    if return_state:
+        holder: TaskFuture[Any] = TaskFuture(run, context.engine.waiter)
+        state = holder.given = dataclasses.replace(final, holder=holder)
     due = hooks.hooks_for(task.state_hooks, state)
     if due:
         hooks.call_hooks(due, task, run, state, task_emitter(run.name))
-    run.state = state
+    run.state = final
     context.observer.runs_finished([run])
-    if return_state:  # held by a future of its run: passed to a task, it stands for that upstream
-        return TaskFuture(run, context.engine.waiter).state
+    if context.standalone:  # no flow run to report on: a loop of calls must not grow a list
+        with contextlib.suppress(ValueError):
+            context.flow_run.task_runs.remove(run)
+    if return_state:
+        return state
     return state._result()
 
 
@@ -149,7 +162,8 @@ def _attempt(task: Task, context: FlowContext, run: TaskRun, args: tuple,
     if task.state_hooks["on_running"]:
         hooks.call_hooks(task.state_hooks["on_running"], task, run, Running(), emit)
     log_prints = task.log_prints if task.log_prints is not None else context.tracker.log_prints
-    info = TaskRunInfo(run.id, run.name, task.name, run.flow_run_name, task.fn, args, kwargs,
+    flow_run_name = None if context.standalone else run.flow_run_name  # outside a flow: no flow run, as in Prefect
+    info = TaskRunInfo(run.id, run.name, task.name, flow_run_name, task.fn, args, kwargs,
                        run.attempts, context.flow_run.run_count, tuple(sorted(run.tags)))
     return info, log_prints, emit
 
@@ -162,7 +176,7 @@ def _attempt_state(task: Task, run: TaskRun, outcome: Executed) -> State | None:
         return Completed(value)
     if isinstance(error, ReturnedState):
         return error.state()
-    if run.attempts > task.retries:
+    if run.attempts > task.retries or not task.can_retry(run, Failed(error)):
         if isinstance(error, RunTimedOut):  # the same error and state as a submitted run's
             return TimedOut(run_timeout_error(run.name, task.timeout_seconds), task.timeout_seconds)
         return Failed(error)

@@ -238,7 +238,8 @@ class Engine:
                 return
             if status is Status.TIMED_OUT:
                 error = run_timeout_error(run.name, entry.task.timeout_seconds, worker_replaced=run.worker is None)
-            if not self._retry(entry, f"{type(error).__name__}: {error}"):
+            retry = run.attempts <= entry.task.retries and entry.task.can_retry(run, Failed(error))
+            if not self._retry(entry, f"{type(error).__name__}: {error}", allowed=retry):
                 if status is Status.TIMED_OUT:
                     self._finish(entry, TimedOut(error, entry.task.timeout_seconds), False)
                 else:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import threading
@@ -37,7 +38,8 @@ from .records import FlowRun, TaskRun
 from .resolve import Found, collect, not_ready, substitute, wait_all
 from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter, release_prints
 from .flow_deadline import FlowTimedOut, deadline, timeout_message
-from .states import Cancelled, Completed, Failed, ParameterBindError, Running, State, describe_error
+from .states import (Cancelled, Completed, Failed, ParameterBindError, ParameterTypeError, Running, State,
+                     describe_error)
 
 if TYPE_CHECKING:
     from .flows import Flow
@@ -55,6 +57,8 @@ def run_sync(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state:
     if blocked is not None:
         return blocked if return_state else blocked._result()
     context, args, kwargs = _start(flow, args, kwargs, is_async=False)
+    if context.refused is not None:  # as in Prefect: failed before it ran, its on_failure hooks run
+        return _finish(flow, context, _refused_state(context.refused), return_state, call)
     try:
         with _interrupts_become_keyboard_interrupt(context.owns_engine):
             _run_hooks(flow, context, Running())
@@ -74,6 +78,8 @@ async def run_async(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return
     if blocked is not None:
         return blocked if return_state else blocked._result()
     context, args, kwargs = _start(flow, args, kwargs, is_async=True)
+    if context.refused is not None:
+        return _finish(flow, context, _refused_state(context.refused), return_state, call)
     try:
         _run_hooks(flow, context, Running())
         state = await _async_attempts(flow, context, args, kwargs)
@@ -92,6 +98,13 @@ def _start(flow: Flow, args: tuple, kwargs: dict, is_async: bool) -> tuple[FlowC
         bound = flow._signature.bind(*args, **kwargs)
     except TypeError as error:
         raise ParameterBindError(f"flow {flow.name!r}: {error} (signature: {flow.name}{flow._signature})") from None
+    refused = None
+    if flow.should_validate_parameters:
+        try:
+            bound = inspect.BoundArguments(flow._signature, flow.validate_parameters(bound.arguments))  # type: ignore[arg-type]
+            args, kwargs = bound.args, bound.kwargs
+        except ParameterTypeError as error:
+            refused = error
     bound.apply_defaults()
     parent = current_flow.get()
     flow_run = FlowRun(flow._run_name(bound.arguments), flow.name, parameters=dict(bound.arguments),
@@ -102,10 +115,19 @@ def _start(flow: Flow, args: tuple, kwargs: dict, is_async: bool) -> tuple[FlowC
     log_prints = flow.log_prints if flow.log_prints is not None else (
         parent.tracker.log_prints if parent else bool(settings.PREFECT_LOGGING_LOG_PRINTS.value()))
     context = open_context(flow_run, None if parent else flow._make_runner(), log_prints, parent)
-    context.is_async = is_async
+    context.is_async, context.flow, context.refused = is_async, flow, refused
     caching.start_flow_run(context.tracker, flow, parent.tracker if parent else None)
     context.observer.flow_started(flow_run)
+    if refused is not None:
+        FLOW_LOGGER.error(f"Flow run '{flow_run.name}' - {_REFUSED} {refused}")
     return context, args, kwargs
+
+
+_REFUSED = "Validation of flow parameters failed with error:"  # Prefect's words
+
+
+def _refused_state(error: BaseException) -> State:
+    return Failed(error, message=f"{_REFUSED} {describe_error(error)}")
 
 
 def _finish(flow: Flow, context: FlowContext, state: State, return_state: bool, call: Any = None) -> Any:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import copy
+import datetime
+import enum
 import functools
 import inspect
+import pathlib
+import uuid
 from typing import Any, Callable, Generic, ParamSpec, TypeVar, overload
 
 from . import caching, flow_runs, hooks, options, settings
 from .current import FlowRunInfo, call_naming, naming_flow_run
 from .flow_names import random_flow_run_name
+from .parameters import ParameterValidator
+from .caching import NotSet
 from .flow_runs import FlowTimedOut, final_state, last_flow_run, second_interrupt_exits_at_once, set_last_flow_run
 from .records import FlowRun
 from .runlog import flow_emitter
@@ -21,20 +27,22 @@ from .utilities.hashing import file_hash
 P = ParamSpec("P")
 R = TypeVar("R")
 
-__all__ = ["Flow", "FlowTimedOut", "final_state", "flow", "last_flow_run", "second_interrupt_exits_at_once",
-           "set_last_flow_run"]
+__all__ = ["Flow", "FlowDecorator", "FlowTimedOut", "final_state", "flow", "last_flow_run",
+           "second_interrupt_exits_at_once", "set_last_flow_run"]
 
 
 class Flow(hooks.FlowHookMethods, Generic[P, R]):
     """A function whose calls are flow runs."""
 
-    def __init__(self, fn: Callable[P, R], name: str | None = None, task_runner: Runner | type | None = None,
-                 log_prints: bool | None = None, flow_run_name: str | Callable[[], str] | None = None,
-                 timeout_seconds: float | None = None, retries: int | None = None,
-                 retry_delay_seconds: float | None = None, on_completion: list[Callable] | None = None,
-                 on_failure: list[Callable] | None = None,
-                 on_running: list[Callable] | None = None, on_crashed: list[Callable] | None = None,
-                 on_cancellation: list[Callable] | None = None, **prefect_options: Any) -> None:
+    def __init__(self, fn: Callable[P, R], name: str | None = None, version: str | None = None,
+                 flow_run_name: str | Callable[[], str] | None = None, retries: int | None = None,
+                 retry_delay_seconds: float | None = None, task_runner: Runner | type | None = None,
+                 description: str | None = None, timeout_seconds: float | None = None,
+                 validate_parameters: bool = True, persist_result: bool | None = None, result_storage: Any = None,
+                 result_serializer: Any = None, cache_result_in_memory: bool = True, log_prints: bool | None = None,
+                 on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
+                 on_cancellation: list[Callable] | None = None, on_crashed: list[Callable] | None = None,
+                 on_running: list[Callable] | None = None) -> None:
         fn, self._method = options.unwrap_method(fn)
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {type(fn).__name__}")
@@ -57,28 +65,68 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
                                             on_running=on_running, on_crashed=on_crashed,
                                             on_cancellation=on_cancellation)
         # for its tasks' results (`caching.py`); as in Prefect, a result_storage turns persistence on
-        self.result_storage = caching.storage_path(owner, prefect_options.pop("result_storage", None))
-        persist_result = options.flag(owner, "persist_result", prefect_options.pop("persist_result", None))
-        self.result_serializer = prefect_options.get("result_serializer")  # without effect (options.py)
+        self.result_storage = result_storage  # as given: a Path or a `LocalFileSystem`
+        self.storage_path = caching.storage_path(owner, result_storage)  # the directory it names
+        persist_result = options.flag(owner, "persist_result", persist_result)
+        self.result_serializer = result_serializer
+        self.cache_result_in_memory = cache_result_in_memory
+        options.prefect_extras(owner, {"result_serializer": result_serializer,  # Prefect's, without effect here
+                                       "cache_result_in_memory": None if cache_result_in_memory else False})
         self.persist_result = True if persist_result is None and (
             self.result_storage is not None or self.result_serializer is not None) else persist_result
-        kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
-        self.description: str | None = kept["description"] or inspect.getdoc(fn)
-        self.version: str | None = kept["version"] or _source_file_hash(fn)
+        self.should_validate_parameters = options.strict_flag(owner, "validate_parameters", validate_parameters)
+        self.description: str | None = description or inspect.getdoc(fn)
+        self.version: str | None = version or _source_file_hash(fn)
         self.last_run: FlowRun | None = None
         self._signature = inspect.signature(fn)
         options.no_reserved_arguments(owner, self._signature)
+        self._validator = ParameterValidator(fn, self._signature)
         functools.update_wrapper(self, fn)
 
-    def with_options(self, **options: Any) -> Flow[P, R]:
-        current = {name: getattr(self, name) for name in (
-            "name", "task_runner", "log_prints", "flow_run_name", "timeout_seconds", "retries", "retry_delay_seconds",
-            "description", "version", "persist_result", "result_storage", "result_serializer")}
-        current.update({name: list(hook_list) for name, hook_list in self.state_hooks.items()})
-        current.update(options)
-        made = Flow(self.fn, **current)
+    def with_options(self, *, name: str | None = None, version: str | None = None, retries: int | None = None,
+                     retry_delay_seconds: float | None = None, description: str | None = None,
+                     flow_run_name: Any = None, task_runner: Runner | type | None = None,
+                     timeout_seconds: float | None = None, validate_parameters: bool | None = None,
+                     persist_result: Any = NotSet, result_storage: Any = NotSet, result_serializer: Any = NotSet,
+                     cache_result_in_memory: bool | None = None, log_prints: Any = NotSet,
+                     on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
+                     on_cancellation: list[Callable] | None = None, on_crashed: list[Callable] | None = None,
+                     on_running: list[Callable] | None = None) -> Flow[P, R]:
+        """A copy with some options changed, as Prefect's: an option left out (or None) keeps its
+        value; for those Prefect marks `NotSet`, None is a value (`result_storage=None` unsets it)."""
+        def kept(value: Any, current: Any, unset: Any = None) -> Any:
+            return current if value is unset else value
+
+        hooks_now = self.state_hooks
+        made = Flow(
+            self.fn, name=name or self.name, version=version or self.version,
+            retries=kept(retries, self.retries),
+            retry_delay_seconds=kept(retry_delay_seconds, self.retry_delay_seconds),
+            description=description or self.description, flow_run_name=flow_run_name or self.flow_run_name,
+            task_runner=task_runner or self.task_runner, timeout_seconds=kept(timeout_seconds, self.timeout_seconds),
+            validate_parameters=kept(validate_parameters, self.should_validate_parameters),
+            persist_result=kept(persist_result, self.persist_result, NotSet),
+            result_storage=kept(result_storage, self.result_storage, NotSet),
+            result_serializer=kept(result_serializer, self.result_serializer, NotSet),
+            cache_result_in_memory=kept(cache_result_in_memory, self.cache_result_in_memory),
+            log_prints=kept(log_prints, self.log_prints, NotSet),
+            on_completion=on_completion or list(hooks_now["on_completion"]),
+            on_failure=on_failure or list(hooks_now["on_failure"]),
+            on_cancellation=on_cancellation or list(hooks_now["on_cancellation"]),
+            on_crashed=on_crashed or list(hooks_now["on_crashed"]),
+            on_running=on_running or list(hooks_now["on_running"]))
         made._method, made._instance = self._method, self._instance  # a bound method stays bound
         return made
+
+    def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Prefect's: `parameters` converted by the function's annotations (`parameters.py`);
+        `ParameterTypeError` for a value that cannot be."""
+        return self._validator.validate(parameters)
+
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Prefect's: the parameters as JSON-ready values; one that is not (or a future, a state) is `"<TypeName>"`."""
+        return {name: _jsonable(value) for name, value in parameters.items()
+                if not (self._instance is not None and value is self._instance)}
 
     def _call_hooks(self, flow_run: FlowRun, state: State) -> None:
         due = hooks.hooks_for(self.state_hooks, state)
@@ -146,21 +194,59 @@ def _source_file_hash(fn: Callable) -> str | None:
         return None
 
 
-@overload
-def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
+class FlowDecorator:
+    """`@flow` or `@flow(task_runner=..., log_prints=True, ...)` (an object, as Prefect's `flow` is)."""
+
+    @overload
+    def __call__(self, __fn: Callable[P, R]) -> Flow[P, R]: ...
+
+    @overload
+    def __call__(self, __fn: None = None, *, name: str | None = None, version: str | None = None,
+                 flow_run_name: str | Callable[[], str] | None = None, retries: int | None = None,
+                 retry_delay_seconds: float | None = None, task_runner: Runner | type | None = None,
+                 description: str | None = None, timeout_seconds: float | None = None,
+                 validate_parameters: bool = True, persist_result: bool | None = None, result_storage: Any = None,
+                 result_serializer: Any = None, cache_result_in_memory: bool = True, log_prints: bool | None = None,
+                 on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
+                 on_cancellation: list[Callable] | None = None, on_crashed: list[Callable] | None = None,
+                 on_running: list[Callable] | None = None) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+
+    def __call__(self, __fn: Any = None, *, name: Any = None, version: Any = None, flow_run_name: Any = None,
+                 retries: Any = None, retry_delay_seconds: Any = None, task_runner: Any = None,
+                 description: Any = None, timeout_seconds: Any = None, validate_parameters: Any = True,
+                 persist_result: Any = None, result_storage: Any = None, result_serializer: Any = None,
+                 cache_result_in_memory: Any = True, log_prints: Any = None, on_completion: Any = None,
+                 on_failure: Any = None, on_cancellation: Any = None, on_crashed: Any = None,
+                 on_running: Any = None) -> Any:
+        chosen = dict(locals())
+        del chosen["self"], chosen["_FlowDecorator__fn"]
+        if __fn is not None:
+            return Flow(__fn, **chosen)
+        return lambda fn: Flow(fn, **chosen)
 
 
-@overload
-def flow(*, name: str | None = None, task_runner: Runner | type | None = None, log_prints: bool | None = None,
-         flow_run_name: str | Callable[[], str] | None = None, timeout_seconds: float | None = None,
-         retries: int | None = None, retry_delay_seconds: float | None = None, description: str | None = None,
-         version: str | None = None, **prefect_options: Any) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+flow = FlowDecorator()
 
 
-def flow(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
-    """`@flow` or `@flow(task_runner=..., log_prints=True, ...)`."""
-    if __fn is not None:
-        return Flow(__fn, **options)
-    return lambda fn: Flow(fn, **options)
-
-
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """A value as JSON holds it: containers walked (to a depth of 32), anything else `"<TypeName>"`."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if depth < 32 and isinstance(value, dict):
+        return {str(key): _jsonable(item, depth + 1) for key, item in value.items()}
+    if depth < 32 and isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(item, depth + 1) for item in value]
+    for kind in (datetime.datetime, datetime.date, datetime.time):
+        if isinstance(value, kind):
+            return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return _jsonable(value.value, depth + 1)
+    if isinstance(value, (pathlib.PurePath, uuid.UUID)):
+        return str(value)
+    dump = getattr(value, "model_dump", None)  # a pydantic model
+    if callable(dump) and not isinstance(value, State):
+        try:
+            return _jsonable(dump(mode="json"), depth + 1)
+        except Exception:  # noqa: BLE001 - not one after all
+            pass
+    return f"<{type(value).__name__}>"

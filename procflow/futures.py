@@ -38,16 +38,20 @@ class Waiter:
 class TaskFuture(Generic[R]):
     """What `.submit()` returns: the handle of one task run."""
 
-    __slots__ = ("task_run", "_waiter", "__weakref__")
+    __slots__ = ("task_run", "_waiter", "given", "__weakref__")
 
     def __init__(self, task_run: TaskRun, waiter: Waiter) -> None:
         self.task_run = task_run
         self._waiter = waiter
+        self.given: State | None = None  # the state a direct call returned (`return_state=True`)
 
     @property
     def state(self) -> State:
         state = self.task_run.state
         if is_terminal(state):  # held by this future: see `State.holder`
+            given = self.given
+            if given is not None and given.type is state.type and given.data is state.data:
+                return given  # the very object the caller and the hooks got, as in Prefect
             return State(state.type, state.name, state.message, state.data, self)
         return state
 
@@ -121,7 +125,14 @@ class FutureList(list):
         self.wait(timeout)
         if timeout is not None and not all(future.done() for future in self):
             raise TimeoutError(f"Timed out waiting for all futures to complete within {timeout} seconds")
-        return [future.result(0 if timeout is not None else None, raise_on_failure) for future in self]
+        if timeout is None:
+            return [future.result(None, raise_on_failure) for future in self]
+        deadline, results = time.monotonic() + timeout, []
+        for future in self:  # the timeout bounds reading the results too, as in Prefect
+            results.append(future.result(max(0.0, deadline - time.monotonic()), raise_on_failure))
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Timed out waiting for all futures to complete within {timeout} seconds")
+        return results
 
 
 PrefectFutureList = FutureList

@@ -56,11 +56,31 @@ def timeout(owner: str, option: str, value: Any) -> float | None:
     return None if limit is None or limit == 0 or limit >= threading.TIMEOUT_MAX else limit
 
 
+MAX_RETRY_DELAYS = 50  # Prefect's bound on a list of retry delays
+
+
 def delays(owner: str, option: str, value: Any) -> Any:
-    """`retry_delay_seconds`: a number of seconds, or a list of them (one per retry)."""
+    """`retry_delay_seconds`: a number of seconds, or a list of them (one per retry, at most 50)."""
     if isinstance(value, (list, tuple)):
+        if len(value) > MAX_RETRY_DELAYS:
+            raise ValueError(f"{owner}: Can not configure more than {MAX_RETRY_DELAYS} retry delays per task "
+                             f"({option} has {len(value)}).")
         return [seconds(owner, option, item) for item in value]
+    if value is not None and (not isinstance(value, numbers.Real) or isinstance(value, bool)):
+        raise TypeError(f"{owner}: Invalid {option}: a number of seconds or a list of them, got "
+                        f"{type(value).__name__} {value!r}")
     return seconds(owner, option, value if value is not None else 0)
+
+
+def jitter(owner: str, value: Any) -> float | None:
+    """`retry_jitter_factor`: None, or a number of at least 0 (how far a retry delay may stray, as a fraction)."""
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or math.isnan(value):
+        raise TypeError(f"{owner}: retry_jitter_factor must be a number, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{owner}: `retry_jitter_factor` must be >= 0.")
+    return float(value)
 
 
 def unwrap_method(fn: Any) -> tuple[Any, str | None]:
@@ -177,12 +197,10 @@ KEPT = ("description", "version")
 WITHOUT_EFFECT = {
     "result_serializer": "results are pickled (protocol 5), in shared memory and in the result store",
     "cache_result_in_memory": "a result stays where it was made (memory, shared memory, the store) while held",
-    "retry_jitter_factor": "retry delays are used as given",
-    "validate_parameters": "parameters are passed as given, never coerced",
     "viz_return_value": "the flow run graph is built from the runs themselves",
+    "asset_deps": "assets live in Prefect's server",
 }
 REFUSED = {
-    "retry_condition_fn": "every failed attempt is retried up to `retries`",
     "on_rollback": "transactions are not supported",
     "on_commit": "transactions are not supported",
 }

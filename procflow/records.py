@@ -6,6 +6,8 @@ are `time.time()` seconds, comparable across worker processes on one machine.
 
 from __future__ import annotations
 
+import dataclasses
+import types
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
@@ -17,6 +19,18 @@ from .trace import chrome_trace
 from .states import Pending, State
 
 EdgeKind = Literal["data", "wait_for"]
+
+
+def _construct(cls: type, required: tuple[str, ...], fields: dict[str, Any]) -> Any:
+    """Prefect's `Model.model_construct(**some_fields)`, which users' tests use to build a run
+    context: a record with the fields given and the others as made; a field the record does not
+    have (`job_variables`, `parent_task_run_id`, ...) makes it a plain namespace with them all."""
+    known = {item.name for item in dataclasses.fields(cls)}
+    record = cls(**{**{name: None for name in required}, **{k: v for k, v in fields.items() if k in known}})
+    extras = {k: v for k, v in fields.items() if k not in known}
+    if not extras:
+        return record
+    return types.SimpleNamespace(**{name: getattr(record, name) for name in known}, **extras)
 
 
 @dataclass(slots=True, eq=False)
@@ -39,6 +53,10 @@ class TaskRun:
     flow_run_id: str | None = None  # Prefect's field: the id of its flow run (one shared string)
     cached_seconds: float = 0.0  # served from the cache: the run time of the run that made the entry
     result_bytes: int = 0  # its result as stored (pickle and out-of-band buffers), when known
+
+    @classmethod
+    def model_construct(cls, **fields: Any) -> Any:
+        return _construct(cls, ("id", "name", "task_name", "flow_run_name"), fields)
 
     @property
     def run_count(self) -> int:
@@ -78,6 +96,10 @@ class FlowRun:
     workers: int | None = None  # the runner's pool size, when it has one
     held_bytes_peak: int = 0  # the most result bytes it held at once (shared memory, mostly)
     busy_workers: Callable[[], int] | None = field(default=None, repr=False)  # the runner's count, while it runs
+
+    @classmethod
+    def model_construct(cls, **fields: Any) -> Any:
+        return _construct(cls, ("name", "flow_name"), fields)
 
     @property
     def graph(self) -> FlowRunGraph:

@@ -50,6 +50,10 @@ class ParameterBindError(TypeError):
     """Arguments a task or flow function would refuse (Prefect's name), raised before anything runs."""
 
 
+class ParameterTypeError(Exception):
+    """A flow's argument its annotation refuses (Prefect's name): the flow run fails before it runs."""
+
+
 class ReservedArgumentError(TypeError):
     """A task or flow function has a parameter named `wait_for` or `return_state` (Prefect's name)."""
 

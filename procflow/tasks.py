@@ -13,8 +13,10 @@ in it are ignored, as Prefect does (a value returned by a direct call is already
 from __future__ import annotations
 
 import copy
+import datetime
 import functools
 import inspect
+import random
 import string
 from typing import Any, Callable, Generic, Iterable, Literal, ParamSpec, TypeVar, overload
 
@@ -26,7 +28,9 @@ from .current import TaskRunInfo, call_naming, current_task_run
 from .entries import Entry
 from .futures import FutureList, TaskFuture
 from .records import EdgeKind, TaskRun
+from .runlog import TASK_LOGGER
 from .resolve import Found, collect, substitute
+from .caching import NotSet
 from .utilities.hashing import hash_objects
 from .states import ParameterBindError, State
 
@@ -37,13 +41,20 @@ R = TypeVar("R")
 class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
     """A function that runs as task runs: `.submit()`, `.map()`, or a direct call."""
 
-    def __init__(self, fn: Callable[P, R], name: str | None = None, retries: int | None = None,
+    def __init__(self, fn: Callable[P, R], name: str | None = None, description: str | None = None,
+                 tags: Iterable[str] | None = None, version: str | None = None, cache_policy: Any = NotSet,
+                 cache_key_fn: Callable[..., str | None] | None = None,
+                 cache_expiration: datetime.timedelta | None = None,
+                 task_run_name: str | Callable[[], str] | None = None, retries: int | None = None,
                  retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
-                 timeout_seconds: float | None = None,
-                 task_run_name: str | Callable[[], str] | None = None, log_prints: bool | None = None,
-                 tags: Iterable[str] | None = None, cache_key_fn: Callable[..., str | None] | None = None,
+                 retry_jitter_factor: float | None = None, persist_result: bool | None = None,
+                 result_storage: Any = None, result_serializer: Any = None, result_storage_key: str | None = None,
+                 cache_result_in_memory: bool = True, timeout_seconds: float | None = None,
+                 log_prints: bool | None = None, refresh_cache: bool | None = None,
                  on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
-                 on_running: list[Callable] | None = None, **prefect_options: Any) -> None:
+                 on_running: list[Callable] | None = None, on_rollback: list[Callable] | None = None,
+                 on_commit: list[Callable] | None = None, retry_condition_fn: Callable[..., bool] | None = None,
+                 viz_return_value: Any = None, asset_deps: Any = None) -> None:
         fn, self._method = options.unwrap_method(fn)
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {type(fn).__name__}")
@@ -58,39 +69,105 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         if callable(retry_delay_seconds):  # Prefect's `exponential_backoff(...)`: called with the retries
             retry_delay_seconds = retry_delay_seconds(self.retries)
         self.retry_delay_seconds = options.delays(owner, "retry_delay_seconds", retry_delay_seconds)
+        self.retry_jitter_factor = options.jitter(owner, retry_jitter_factor)
         self.timeout_seconds = options.timeout(owner, "timeout_seconds", timeout_seconds)
         self.task_run_name = options.text_or_callable(owner, "task_run_name", task_run_name)
         self.log_prints = options.flag(owner, "log_prints", log_prints)
         self.tags = options.tags(owner, tags)
         self.task_key = caching.task_key(fn)
         self.caching = caching.TaskCaching.of(
-            owner, cache_key_fn=cache_key_fn, result_serializer=prefect_options.get("result_serializer"),
-            **{option: prefect_options.pop(option) for option in caching.OPTIONS if option in prefect_options})
+            owner, cache_policy=cache_policy, cache_key_fn=cache_key_fn, persist_result=persist_result,
+            result_storage=result_storage, result_storage_key=result_storage_key, cache_expiration=cache_expiration,
+            refresh_cache=refresh_cache, result_serializer=result_serializer)
         self.state_hooks = hooks.hook_lists(owner, on_completion=on_completion, on_failure=on_failure,
                                             on_running=on_running)
-        kept = options.prefect_extras(owner, prefect_options)  # Prefect's other options: see options.py
-        self.description: str | None = kept["description"] or inspect.getdoc(fn)
-        self.version: str | None = kept["version"]
+        # Prefect's options procflow keeps as words only, or refuses (options.py)
+        options.prefect_extras(owner, {"result_serializer": result_serializer, "viz_return_value": viz_return_value,
+                                       "cache_result_in_memory": None if cache_result_in_memory else False,
+                                       "on_rollback": on_rollback or None, "on_commit": on_commit or None,
+                                       "asset_deps": asset_deps})
+        self.result_serializer, self.cache_result_in_memory = result_serializer, cache_result_in_memory
+        self.viz_return_value, self.asset_deps = viz_return_value, asset_deps
+        self.retry_condition_fn = options.function(owner, "retry_condition_fn", retry_condition_fn)
+        self.description: str | None = description or inspect.getdoc(fn)
+        self.version: str | None = version
         self._signature = inspect.signature(fn)
         options.no_reserved_arguments(owner, self._signature)
         self._positional_range = _positional_range(self._signature)
         functools.update_wrapper(self, fn)
 
+    @functools.cached_property
+    def source_code(self) -> str | None:
+        """The task function's source (Prefect's attribute), None when Python cannot find it."""
+        try:
+            return inspect.getsource(self.fn)
+        except (OSError, TypeError):
+            return None
+
     def retry_delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based); a list gives one per retry."""
+        """Seconds to wait after failed attempt number `attempt` (1-based); a list gives one per
+        retry. With `retry_jitter_factor=f`, a delay d is drawn from [d(1-f), d(1+f)], as Prefect
+        spreads retries of many runs so they do not all return at once."""
         delays = self.retry_delay_seconds
         if isinstance(delays, (list, tuple)):
-            return float(delays[min(attempt - 1, len(delays) - 1)]) if delays else 0.0
-        return float(delays or 0)
+            delay = float(delays[min(attempt - 1, len(delays) - 1)]) if delays else 0.0
+        else:
+            delay = float(delays or 0)
+        if self.retry_jitter_factor:
+            delay = random.uniform(max(0.0, delay * (1 - self.retry_jitter_factor)),
+                                   delay * (1 + self.retry_jitter_factor))
+        return delay
 
-    def with_options(self, **options: Any) -> Task[P, R]:
-        current = {name: getattr(self, name) for name in (
-            "name", "retries", "retry_delay_seconds", "timeout_seconds", "task_run_name", "log_prints",
-            "tags", "description", "version")}
-        current.update(self.caching_options())
-        current.update({name: list(hook_list) for name, hook_list in self.state_hooks.items()})
-        current.update(options)
-        made = Task(self.fn, **current)
+    def can_retry(self, run: TaskRun, state: State) -> bool:
+        """Prefect's `retry_condition_fn(task, task_run, state)` for a failed attempt with retries
+        left: False (or an error in it, logged) makes this attempt the last."""
+        if self.retry_condition_fn is None:
+            return True
+        try:
+            return bool(self.retry_condition_fn(self, run, state))
+        except Exception as error:  # noqa: BLE001 - the user's function: its error ends the retries, said once
+            TASK_LOGGER.error(f"Task run '{run.name}' - retry_condition_fn raised {type(error).__name__}: {error}; "
+                              "not retrying")
+            return False
+
+    def with_options(self, *, name: str | None = None, description: str | None = None,
+                     tags: Iterable[str] | None = None, cache_policy: Any = NotSet,
+                     cache_key_fn: Callable[..., str | None] | None = None, task_run_name: Any = NotSet,
+                     cache_expiration: datetime.timedelta | None = None, retries: Any = NotSet,
+                     retry_delay_seconds: Any = NotSet, retry_jitter_factor: Any = NotSet,
+                     persist_result: Any = NotSet, result_storage: Any = NotSet, result_serializer: Any = NotSet,
+                     result_storage_key: Any = NotSet, cache_result_in_memory: bool | None = None,
+                     timeout_seconds: float | None = None, log_prints: Any = NotSet, refresh_cache: Any = NotSet,
+                     on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
+                     on_running: list[Callable] | None = None, retry_condition_fn: Callable[..., bool] | None = None,
+                     viz_return_value: Any = None, asset_deps: Any = None) -> Task[P, R]:
+        """A copy with some options changed, as Prefect's: an option left out keeps its value;
+        for those Prefect marks `NotSet`, None is a value (`result_storage=None` unsets it)."""
+        def given(value: Any, current: Any) -> Any:
+            return current if value is NotSet else value
+
+        given_options = self.caching_options()
+        made = Task(
+            self.fn, name=name or self.name, description=description or self.description,
+            tags=tags or set(self.tags), version=self.version,
+            cache_policy=given(cache_policy, given_options["cache_policy"]),
+            cache_key_fn=cache_key_fn or self.cache_key_fn, cache_expiration=cache_expiration or self.cache_expiration,
+            task_run_name=given(task_run_name, self.task_run_name), retries=given(retries, self.retries),
+            retry_delay_seconds=given(retry_delay_seconds, self.retry_delay_seconds),
+            retry_jitter_factor=given(retry_jitter_factor, self.retry_jitter_factor),
+            persist_result=given(persist_result, given_options["persist_result"]),
+            result_storage=given(result_storage, self.result_storage),
+            result_serializer=given(result_serializer, self.result_serializer),
+            result_storage_key=given(result_storage_key, self.result_storage_key),
+            cache_result_in_memory=self.cache_result_in_memory if cache_result_in_memory is None
+            else cache_result_in_memory,
+            timeout_seconds=self.timeout_seconds if timeout_seconds is None else timeout_seconds,
+            log_prints=given(log_prints, self.log_prints), refresh_cache=given(refresh_cache, self.refresh_cache),
+            on_completion=on_completion or list(self.state_hooks["on_completion"]),
+            on_failure=on_failure or list(self.state_hooks["on_failure"]),
+            on_running=on_running or list(self.state_hooks["on_running"]),
+            retry_condition_fn=retry_condition_fn or self.retry_condition_fn,
+            viz_return_value=viz_return_value or self.viz_return_value, asset_deps=asset_deps or self.asset_deps)
         made._method, made._instance = self._method, self._instance  # a bound method stays bound
         return made
 
@@ -138,7 +215,7 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         """The run's name, and whether it is provisional: a template naming an argument that
         holds futures is rendered with their results once they are in (`resolved_run_name`),
         as Prefect does; until then the run has the default name."""
-        template = self.task_run_name
+        template = options.text_or_callable(f"task {self.name!r}", "task_run_name", self.task_run_name)  # set later?
         if template is None:
             return context.next_run_name(self.name), False
         if callable(template):  # Prefect's way: it reads the run from procflow.runtime.task_run
@@ -332,17 +409,30 @@ def task(__fn: Callable[P, R]) -> Task[P, R]: ...
 
 
 @overload
-def task(*, name: str | None = None, retries: int | None = None,
+def task(*, name: str | None = None, description: str | None = None, tags: Iterable[str] | None = None,
+         version: str | None = None, cache_policy: Any = NotSet, cache_key_fn: Callable[..., str | None] | None = None,
+         cache_expiration: datetime.timedelta | None = None, task_run_name: str | Callable[[], str] | None = None,
+         retries: int | None = None,
          retry_delay_seconds: float | list[float] | Callable[[int], list[float]] | None = None,
-         timeout_seconds: float | None = None, task_run_name: str | Callable[[], str] | None = None,
-         log_prints: bool | None = None, tags: Iterable[str] | None = None,
-         cache_key_fn: Callable[..., str | None] | None = None, description: str | None = None,
-         version: str | None = None, **prefect_options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+         retry_jitter_factor: float | None = None, persist_result: bool | None = None, result_storage: Any = None,
+         result_storage_key: str | None = None, result_serializer: Any = None, cache_result_in_memory: bool = True,
+         timeout_seconds: float | None = None, log_prints: bool | None = None, refresh_cache: bool | None = None,
+         on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
+         on_running: list[Callable] | None = None, retry_condition_fn: Callable[..., bool] | None = None,
+         viz_return_value: Any = None, asset_deps: Any = None) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
-def task(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
-    """`@task` or `@task(retries=2, ...)`."""
+def task(__fn: Any = None, *, name: Any = None, description: Any = None, tags: Any = None, version: Any = None,
+         cache_policy: Any = NotSet, cache_key_fn: Any = None, cache_expiration: Any = None, task_run_name: Any = None,
+         retries: Any = None, retry_delay_seconds: Any = None, retry_jitter_factor: Any = None,
+         persist_result: Any = None, result_storage: Any = None, result_storage_key: Any = None,
+         result_serializer: Any = None, cache_result_in_memory: Any = True, timeout_seconds: Any = None,
+         log_prints: Any = None, refresh_cache: Any = None, on_completion: Any = None, on_failure: Any = None,
+         on_running: Any = None, retry_condition_fn: Any = None, viz_return_value: Any = None,
+         asset_deps: Any = None) -> Any:
+    """`@task` or `@task(retries=2, ...)`: Prefect's keywords, each checked when the decorator runs."""
+    chosen = dict(locals())
+    del chosen["__fn"]
     if __fn is not None:
-        return Task(__fn, **options)
-    return lambda fn: Task(fn, **options)
-
+        return Task(__fn, **chosen)
+    return lambda fn: Task(fn, **chosen)

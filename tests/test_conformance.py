@@ -1009,17 +1009,32 @@ def test_prefects_other_options_are_kept_accepted_with_a_warning_or_refused_clea
     assert described.with_options(retries=1).description == "loads the data"
     from procflow import options
 
-    options._warned.discard("retry_jitter_factor")
-    with pytest.warns(UserWarning, match="task 'shout': retry_jitter_factor= has no effect in procflow"):
-        task(retry_jitter_factor=0.5)(shout)
+    options._warned.discard("result_serializer")
+    with pytest.warns(UserWarning, match="task 'shout': result_serializer= has no effect in procflow"):
+        assert task(result_serializer="json")(shout).result_serializer == "json"  # kept, as Prefect's attribute
     with pytest.raises(TypeError, match="task 'shout': cache_policy must be a policy of procflow.cache_policies"):
         task(cache_policy=object())(shout)
     with pytest.raises(TypeError, match="task 'shout': Expected callables in 'on_failure'; got int instead"):
         task(on_failure=[3])(shout)
     with pytest.raises(TypeError, match="task 'shout': Expected iterable for 'on_failure'; got function instead"):
         task(on_failure=shout)(shout)  # one function alone: Prefect asks for a list
-    with pytest.raises(TypeError, match="flow 'shout': unknown option retires="):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'retires'"):
         flow(retires=2)(shout)
+
+
+def test_retry_jitter_spreads_each_delay_within_its_factor_and_bad_retry_options_are_refused():
+    """Prefect's `retry_jitter_factor`: a delay d is drawn from [d(1-f), d(1+f)]; Prefect's checks
+    of the retry options (over 50 delays, a negative factor, a delay that is not a number)."""
+    jittered = task(retries=3, retry_delay_seconds=10, retry_jitter_factor=0.5)(shout)
+    delays = [jittered.retry_delay(1) for _ in range(200)]
+    assert all(5 <= delay <= 15 for delay in delays) and len(set(delays)) > 100
+    assert task(retries=3, retry_delay_seconds=10)(shout).retry_delay(1) == 10
+    with pytest.raises(ValueError, match="Can not configure more than 50 retry delays per task"):
+        task(retries=60, retry_delay_seconds=list(range(51)))(shout)
+    with pytest.raises(ValueError, match="`retry_jitter_factor` must be >= 0"):
+        task(retries=1, retry_jitter_factor=-1)(shout)
+    with pytest.raises(TypeError, match="Invalid retry_delay_seconds"):
+        task(retries=1, retry_delay_seconds={"x": 4})(shout)
 
 
 @pytest.mark.parametrize("option, value, error, words", [

@@ -8,6 +8,6 @@ Outside a run, names are None and parameters `{}`, as in Prefect. In a worker pr
 the flow run's name is known, not its parameters (`{}`).
 """
 
-from . import flow_run, task_run
+from . import deployment, flow_run, task_run
 
-__all__ = ["flow_run", "task_run"]
+__all__ = ["deployment", "flow_run", "task_run"]
