@@ -4,8 +4,10 @@ The final state follows Prefect 2's rule (SPEC §1): the function raised -> `Fai
 exception; it returned `None` -> every task run of the flow run counts; it returned a
 future or a state, or a list, tuple, set or dict (its values) made only of those -> those
 count; a state it made itself (`return Failed(message=...)`) -> that state; anything else,
-a mix of states and other values included -> data, `Completed`. Among counted runs: any
-cancelled -> `Cancelled('1/3 states cancelled.')`, else any not completed -> `Failed`.
+a mix of states and other values included -> data, `Completed`. Among counted runs, Prefect's
+precedence (`aggregate.py`): any cancelled -> `Cancelled('1/3 states cancelled.')`, else any
+not completed -> `Failed('1/3 states failed.')` (or `'… states are not final.'`). A subflow's
+state (`return_state=True`) counts as a run's: its flow run is in its `state_details`.
 As in Prefect, futures in the return value become their *States*: `return t.submit(1)`
 makes the call return `Completed()`, whose `.result()` is 1. Calling a failed flow raises
 the exception of the first failed run that counted (an `UpstreamTaskError` for a run that
@@ -29,9 +31,11 @@ import os
 import signal
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, Iterator
 
 from . import caching, settings
+from .aggregate import aggregate
 from .annotations import quote
 from .context import FlowContext, current_flow, open_context
 from .records import FlowRun, TaskRun
@@ -55,7 +59,7 @@ def run_sync(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state:
     args, kwargs, blocked = _inputs(args, kwargs, upstream, needs)
     call, blocked = caching.subflow_call(flow, blocked)
     if blocked is not None:
-        return blocked if return_state else blocked._result()
+        return _not_run(blocked, return_state)
     context, args, kwargs = _start(flow, args, kwargs, is_async=False)
     if context.refused is not None:  # as in Prefect: failed before it ran, its on_failure hooks run
         return _finish(flow, context, _refused_state(context.refused), return_state, call)
@@ -76,7 +80,7 @@ async def run_async(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return
     args, kwargs, blocked = _inputs(args, kwargs, upstream, needs)
     call, blocked = caching.subflow_call(flow, blocked)
     if blocked is not None:
-        return blocked if return_state else blocked._result()
+        return _not_run(blocked, return_state)
     context, args, kwargs = _start(flow, args, kwargs, is_async=True)
     if context.refused is not None:
         return _finish(flow, context, _refused_state(context.refused), return_state, call)
@@ -123,6 +127,14 @@ def _start(flow: Flow, args: tuple, kwargs: dict, is_async: bool) -> tuple[FlowC
     return context, args, kwargs
 
 
+def _not_run(state: State, return_state: bool) -> Any:
+    """A subflow call that does not run: its upstream did not complete (`NotReady`, marked as
+    a flow run's state, as Prefect's has its own flow run) or its cached state is reused."""
+    if not state.state_details:
+        state = state.of_flow_run(uuid.uuid4())
+    return state if return_state else state._result()
+
+
 _REFUSED = "Validation of flow parameters failed with error:"  # Prefect's words
 
 
@@ -133,6 +145,7 @@ def _refused_state(error: BaseException) -> State:
 def _finish(flow: Flow, context: FlowContext, state: State, return_state: bool, call: Any = None) -> Any:
     flow_run = context.flow_run
     caching.remember_subflow(call, state)
+    state = state.of_flow_run(flow_run.id)
     flow_run.state, flow_run.end_time = state, time.time()
     FLOW_LOGGER.info(f"Flow run '{flow_run.name}' - Finished in state {state!r}")
     _run_hooks(flow, context, state)
@@ -251,7 +264,8 @@ def _cancelled(flow: Flow, context: FlowContext) -> None:
         context.engine.cancel(context.tracker)
         flow_run = context.flow_run
         unfinished = [run for run in flow_run.task_runs if not run.state.is_final() or run.state.is_cancelled()]
-        flow_run.state = Cancelled(f"Flow run was interrupted; {len(unfinished)} task run(s) did not finish.")
+        flow_run.state = Cancelled(f"Flow run was interrupted; {len(unfinished)} task run(s) did not finish.",
+                                   state_details={"flow_run_id": flow_run.id})
         flow_run.end_time = time.time()
         FLOW_LOGGER.error(f"Flow run '{flow_run.name}' - Interrupted: {len(unfinished)} of "
                           f"{len(flow_run.task_runs)} task runs did not finish; workers stopped")
@@ -266,7 +280,7 @@ def final_state(value: Any, error: BaseException | None, runs: list[TaskRun], ti
         if timed_out:
             return Failed(error, message=str(error), name="TimedOut")  # Prefect's message
         return Failed(error, message=f"Flow run encountered an exception: {describe_error(error)}")
-    if isinstance(value, State) and value.holder is None and not any(value is run.state for run in runs):
+    if isinstance(value, State) and _made_by_hand(value, runs):
         return value  # a state the flow made itself is its final state, as in Prefect
     if value is None:  # Prefect 2: every task run of the flow run counts; the call returns None
         states = [run.state for run in runs] or None
@@ -276,13 +290,15 @@ def final_state(value: Any, error: BaseException | None, runs: list[TaskRun], ti
         states = _returned_states(data)
     if states is None:
         return Completed(None if value is None else data)
-    not_completed = [state for state in states if not state.is_completed()]
-    if not not_completed:
-        return Completed(None if value is None else data, message="All states completed.")
-    cancelled = [state for state in not_completed if state.is_cancelled()]
-    if cancelled:  # Prefect's precedence: any cancelled run makes the flow run Cancelled
-        return Cancelled(f"{len(cancelled)}/{len(states)} states cancelled.", data=data)
-    return Failed(data=data, message=f"{len(not_completed)}/{len(states)} states failed.")
+    state = aggregate(states, data)
+    if value is None and state.is_completed():  # the call returns None, as the function did
+        return Completed(None, message=state.message)
+    return state
+
+
+def _made_by_hand(state: State, runs: list[TaskRun]) -> bool:
+    """Not a run's state: not read from a future, not a task run's, not a flow run's (a subflow's)."""
+    return state.holder is None and not state.state_details and not any(state is run.state for run in runs)
 
 
 def _returned_states(data: Any) -> list[State] | None:

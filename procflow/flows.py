@@ -81,6 +81,8 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         self._signature = inspect.signature(fn)
         options.no_reserved_arguments(owner, self._signature)
         self._validator = ParameterValidator(fn, self._signature)
+        if self.should_validate_parameters:
+            self._validator.check_names()
         functools.update_wrapper(self, fn)
 
     def with_options(self, *, name: str | None = None, version: str | None = None, retries: int | None = None,

@@ -114,6 +114,19 @@ class TaskHookMethods:
     def on_running(self, fn: Callable) -> Callable:
         return self._add_hook("on_running", fn)
 
+    # Prefect's attributes for the lists (`my_flow.on_failure_hooks`), the same list objects
+    @property
+    def on_completion_hooks(self) -> list[Callable]:
+        return self.state_hooks["on_completion"]
+
+    @property
+    def on_failure_hooks(self) -> list[Callable]:
+        return self.state_hooks["on_failure"]
+
+    @property
+    def on_running_hooks(self) -> list[Callable]:
+        return self.state_hooks["on_running"]
+
 
 class FlowHookMethods(TaskHookMethods):
     """A flow's also: `@my_flow.on_crashed`, `@my_flow.on_cancellation`."""
@@ -123,6 +136,14 @@ class FlowHookMethods(TaskHookMethods):
 
     def on_cancellation(self, fn: Callable) -> Callable:
         return self._add_hook("on_cancellation", fn)
+
+    @property
+    def on_crashed_hooks(self) -> list[Callable]:
+        return self.state_hooks["on_crashed"]
+
+    @property
+    def on_cancellation_hooks(self) -> list[Callable]:
+        return self.state_hooks["on_cancellation"]
 
 
 class HookThreads:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from .states import ParameterTypeError
 
+_VALIDATOR_NAMES = frozenset({"v__args", "v__kwargs", "v__positional_only", "v__duplicate_kwargs"})
 _SCALARS = (int, float, str, bool, bytes)  # pydantic converts between these: never pass them by isinstance
 
 
@@ -33,6 +34,13 @@ class ParameterValidator:
                              for name, parameter in signature.parameters.items()
                              if parameter.annotation is not inspect.Parameter.empty}
         self._models: dict[str, Any] = {}
+
+    def check_names(self) -> None:
+        """Prefect refuses, at decoration, the names its validator keeps for itself."""
+        taken = sorted(_VALIDATOR_NAMES.intersection(self._signature.parameters))
+        if taken:
+            raise ValueError(f"Flow function is not compatible with `validate_parameters`. Disable validation "
+                             f"or change the argument names: {', '.join(taken)}.")
 
     def validate(self, passed: dict[str, Any]) -> dict[str, Any]:
         """`passed` (parameter name -> value, as bound) with each value converted by its annotation."""

@@ -114,8 +114,8 @@ def _substitute(value: Any, replace: Callable[[Any, bool], Any], target: type, a
         return value
     if kind is target:
         return replace(value, allowed)
-    if kind is State and target is TaskFuture and value.holder is not None:
-        return replace(value.holder, allowed)
+    if kind is State:  # a state is a value, never walked into: a future's stands for that future
+        return replace(value.holder, allowed) if target is TaskFuture and value.holder is not None else value
     if kind is allow_failure:
         return _substitute(value.value, replace, target, True, memo)
     if kind is quote:

@@ -8,6 +8,7 @@ segment, a Dask worker) is a `LazyResult` that loads on `.result()`.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,6 +153,24 @@ class LazyResult:
         return 0
 
 
+@dataclass(frozen=True, slots=True)
+class StateDetails:
+    """Which run a state belongs to (Prefect's `state.state_details`): set on the states of flow
+    runs (`flow_run_id`) so that a subflow's state, returned by a flow, counts as a run's state."""
+
+    flow_run_id: Any = None
+    task_run_id: Any = None
+    child_flow_run_id: Any = None
+    retriable: bool | None = None
+    cache_key: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.flow_run_id is not None or self.task_run_id is not None
+
+
+NO_DETAILS = StateDetails()  # shared: a state made without details costs no allocation
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class State:
     """A run's state. As in Prefect, `State(type=StateType.CANCELLED)` is enough: the name
@@ -164,15 +183,28 @@ class State:
     # The future this state was read from (`TaskFuture.state`): while the user holds the
     # state, its stored result stays readable, and as an argument it is that upstream.
     holder: Any = field(default=None, repr=False)
+    state_details: StateDetails = field(default=NO_DETAILS, repr=False)  # a dict is accepted, as in Prefect
 
     def __post_init__(self) -> None:
         if not isinstance(self.type, StateType):
             object.__setattr__(self, "type", StateType(self.type))
         if self.name is None:
             object.__setattr__(self, "name", self.type.value.capitalize())
+        details: Any = self.state_details
+        if type(details) is not StateDetails:
+            object.__setattr__(self, "state_details", StateDetails(**(details or {})))
 
     def __reduce__(self) -> tuple:
-        return (State, (self.type, self.name, self.message, self.data))
+        if self.state_details is NO_DETAILS:
+            return (State, (self.type, self.name, self.message, self.data))
+        return (State, (self.type, self.name, self.message, self.data, None, self.state_details))
+
+    def of_flow_run(self, flow_run_id: Any) -> State:
+        """This state as the final state of flow run `flow_run_id` (Prefect's API gives it back so)."""
+        if self.state_details.flow_run_id == flow_run_id:
+            return self
+        details = dataclasses.replace(self.state_details, flow_run_id=flow_run_id)
+        return dataclasses.replace(self, state_details=details)
 
     async def aresult(self, raise_on_failure: bool = True, retry_result_failure: bool = True) -> Any:
         """`result()` to await, in async code (Prefect's `aresult`)."""
@@ -261,42 +293,47 @@ def _first_failure(data: Any) -> BaseException | None:
     return None
 
 
-def Pending(message: str | None = None, name: str = "Pending", data: Any = None) -> State:
-    return State(StateType.PENDING, name, message, data)
+def Pending(message: str | None = None, name: str = "Pending", data: Any = None,
+            state_details: Any = NO_DETAILS) -> State:
+    return State(StateType.PENDING, name, message, data, None, state_details)
 
 
-def Running(message: str | None = None, name: str = "Running", data: Any = None) -> State:
-    return State(StateType.RUNNING, name, message, data)
+def Running(message: str | None = None, name: str = "Running", data: Any = None,
+            state_details: Any = NO_DETAILS) -> State:
+    return State(StateType.RUNNING, name, message, data, None, state_details)
 
 
-def Completed(data: Any = None, message: str | None = None, name: str = "Completed") -> State:
-    return State(StateType.COMPLETED, name, message, data)
+def Completed(data: Any = None, message: str | None = None, name: str = "Completed",
+              state_details: Any = NO_DETAILS) -> State:
+    return State(StateType.COMPLETED, name, message, data, None, state_details)
 
 
 def Failed(error: BaseException | None = None, message: str | None = None, name: str = "Failed",
-           data: Any = None) -> State:
+           data: Any = None, state_details: Any = NO_DETAILS) -> State:
     """`Failed(error)`, or Prefect's keywords: `Failed(message=...)`, `Failed(data=...)`."""
     data = error if data is None else data
     if message is None and isinstance(data, BaseException):
         message = f"Task run encountered an exception {describe_error(data)}"
-    return State(StateType.FAILED, name, message, data)
+    return State(StateType.FAILED, name, message, data, None, state_details)
 
 
 def Crashed(message: str | None = None, error: BaseException | None = None, name: str = "Crashed",
-            data: Any = None) -> State:
+            data: Any = None, state_details: Any = NO_DETAILS) -> State:
     data = error if data is None else data
-    return State(StateType.CRASHED, name, message, data)
+    return State(StateType.CRASHED, name, message, data, None, state_details)
 
 
-def Cancelled(message: str | None = None, name: str = "Cancelled", data: Any = None) -> State:
-    return State(StateType.CANCELLED, name, message, data)
+def Cancelled(message: str | None = None, name: str = "Cancelled", data: Any = None,
+              state_details: Any = NO_DETAILS) -> State:
+    return State(StateType.CANCELLED, name, message, data, None, state_details)
 
 
 def _made(kind: StateType, default_name: str) -> Any:
     """A constructor of one of Prefect's other states; their times and options are accepted
     and not kept (nothing here schedules, pauses or suspends a run)."""
-    def make(message: str | None = None, name: str | None = None, data: Any = None, **_options: Any) -> State:
-        return State(kind, name or default_name, message, data)
+    def make(message: str | None = None, name: str | None = None, data: Any = None,
+             state_details: Any = NO_DETAILS, **_options: Any) -> State:
+        return State(kind, name or default_name, message, data, None, state_details)
 
     make.__name__ = make.__qualname__ = default_name
     make.__doc__ = f"Prefect's `{default_name}` state ({kind.value})."
@@ -410,42 +447,9 @@ def raise_state_exception(state: State) -> None:
     _raise_state_exception(state)
 
 
-class StateGroup:
-    """Prefect's counts over several states (the aggregate a flow's final state is made from)."""
-
-    def __init__(self, states: list[State]) -> None:
-        self.states = list(states)
-        self.type_counts: dict[StateType, int] = {kind: 0 for kind in StateType}
-        for state in self.states:
-            self.type_counts[state.type] += 1
-        self.total_count = len(self.states)
-        self.cancelled_count = self.type_counts[StateType.CANCELLED]
-        self.paused_count = self.type_counts[StateType.PAUSED]
-        self.final_count = sum(state.is_final() for state in self.states)
-        self.not_final_count = self.total_count - self.final_count
-
-    @property
-    def fail_count(self) -> int:
-        return self.type_counts[StateType.FAILED] + self.type_counts[StateType.CRASHED]
-
-    def all_completed(self) -> bool:
-        return self.type_counts[StateType.COMPLETED] == self.total_count
-
-    def any_cancelled(self) -> bool:
-        return self.cancelled_count > 0
-
-    def any_failed(self) -> bool:
-        return self.fail_count > 0
-
-    def any_paused(self) -> bool:
-        return self.paused_count > 0
-
-    def all_final(self) -> bool:
-        return self.final_count == self.total_count
-
-    def counts_message(self) -> str:
-        parts = [f"total={self.total_count}"] + ([f"not_final={self.not_final_count}"] if self.not_final_count else [])
-        return ", ".join(parts + [f"{kind.value!r}={count}" for kind, count in self.type_counts.items() if count])
-
-    def __repr__(self) -> str:
-        return f"StateGroup<{self.counts_message()}>"
+def __getattr__(name: str) -> Any:
+    """`StateGroup` lives with the rule that uses it (`aggregate.py`); Prefect users import it from here."""
+    if name == "StateGroup":
+        from .aggregate import StateGroup
+        return StateGroup
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -330,3 +330,72 @@ def test_a_future_lists_timeout_bounds_reading_the_results_too():
 
     with pytest.raises(TimeoutError, match="Timed out waiting for all futures to complete within 0.1 seconds"):
         FutureList([SlowResult()]).result(timeout=0.1)
+
+
+# -- subflow states, state details, hook lists ---------------------------------------------------
+
+@task
+def fails():
+    raise ValueError("upstream failed")
+
+
+@flow
+def echo(y):
+    return y
+
+
+@pytest.mark.parametrize("kind", list(RUNNERS))
+def test_a_returned_subflow_state_counts_as_a_runs_state(kind):
+    """Prefect's TestSubflowWaitForTasks: the flow's result is the subflow's State itself;
+    a subflow whose upstream failed does not run and is `NotReady`, failing its parent."""
+    from procflow import allow_failure
+
+    @flow(task_runner=RUNNERS[kind]())
+    def tolerant():
+        return echo(2, wait_for=[allow_failure(fails.submit())], return_state=True)
+
+    @flow(task_runner=RUNNERS[kind]())
+    def strict():
+        return echo(2, wait_for=[fails.submit()], return_state=True)
+
+    state = tolerant(return_state=True)
+    assert state.is_completed() and state.message == "All states completed."
+    subflow_state = state.result()
+    assert subflow_state.result() == 2
+    assert subflow_state.state_details.flow_run_id == echo.last_run.id
+    assert state.state_details.flow_run_id == tolerant.last_run.id
+
+    state = strict(return_state=True)
+    assert state.is_failed() and state.message == "1/1 states failed."
+    blocked = state.result(raise_on_failure=False)
+    assert blocked.is_pending() and blocked.name == "NotReady"
+    assert blocked.state_details.flow_run_id is not None
+
+
+def test_a_state_made_by_hand_with_details_and_the_state_group():
+    from procflow.states import Completed, StateGroup
+
+    made = Completed(data="x", state_details={"task_run_id": "abc"})
+    assert made.state_details.task_run_id == "abc" and made.state_details.flow_run_id is None
+    assert Completed().state_details.flow_run_id is None
+    group = StateGroup([made, Completed()])
+    assert group.all_completed() and group.total_count == 2
+
+    @flow
+    def returns_it():
+        return made  # a run's state (it names one): counted, and the result is the state itself
+
+    state = returns_it(return_state=True)
+    assert state.message == "All states completed." and state.result() is made
+
+
+def test_the_hook_lists_are_attributes_and_reserved_validator_names_are_refused():
+    def on_done(*_):
+        pass
+
+    made = flow(on_completion=[on_done])(lambda: None)
+    assert made.on_completion_hooks == [on_done] and made.on_failure_hooks == []
+    assert task(on_failure=[on_done])(lambda: None).on_failure_hooks == [on_done]
+    with pytest.raises(ValueError, match="not compatible with `validate_parameters`"):
+        flow(lambda v__args: None)
+    assert flow(validate_parameters=False)(lambda v__args: v__args)(3) == 3
