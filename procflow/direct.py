@@ -29,7 +29,7 @@ from .futures import TaskFuture
 from .records import TaskRun
 from .resolve import Found, not_ready, substitute, wait_all
 from .results import store
-from .runlog import task_emitter
+from .runlog import log_retry, task_emitter
 from .runners.threads import interrupt_thread
 from .states import Completed, Failed, ReturnedState, Running, State, TimedOut, run_timeout_error
 
@@ -174,10 +174,15 @@ def _attempt_state(task: Task, run: TaskRun, outcome: Executed) -> State | None:
     run.worker = "flow"
     if error is None:
         return Completed(value)
-    if isinstance(error, ReturnedState):
-        return error.state()
+    if isinstance(error, ReturnedState):  # a returned Failed state is retried, as in Prefect 3
+        state = error.state()
+        if state.is_failed() and run.attempts <= task.retries and task.can_retry(run, state):
+            log_retry(run.name, f"returned {state!r}")
+            return None
+        return state
     if run.attempts > task.retries or not task.can_retry(run, Failed(error)):
         if isinstance(error, RunTimedOut):  # the same error and state as a submitted run's
             return TimedOut(run_timeout_error(run.name, task.timeout_seconds), task.timeout_seconds)
         return Failed(error)
+    log_retry(run.name, f"{type(error).__name__}: {error}")
     return None

@@ -39,7 +39,7 @@ from .lifetimes import HeldResults
 from .messages import Outcome, Status
 from .publish import Publisher
 from .records import FlowRun, TaskRun
-from .runlog import TASK_LOGGER, task_emitter
+from .runlog import log_retry, task_emitter
 from .runners.base import Runner
 from .scheduler import Scheduler
 from .states import (Cancelled, Completed, Crashed, CrashedRun, Failed, LazyResult, NotReady, Pending, ReturnedState,
@@ -233,8 +233,11 @@ class Engine:
         else:
             entry.crashes = 0
             error = outcome.error if isinstance(outcome.error, BaseException) else RuntimeError(outcome.error_text)
-            if isinstance(error, ReturnedState):  # the task returned Failed(...): declared, not retried
-                self._finish(entry, error.state(), False)
+            if isinstance(error, ReturnedState):  # the task returned a state: a Failed one is retried, as in Prefect
+                state = error.state()
+                retry = state.is_failed() and run.attempts <= entry.task.retries and entry.task.can_retry(run, state)
+                if not self._retry(entry, f"returned {state!r}", allowed=retry):
+                    self._finish(entry, state, False)
                 return
             if status is Status.TIMED_OUT:
                 error = run_timeout_error(run.name, entry.task.timeout_seconds, worker_replaced=run.worker is None)
@@ -264,8 +267,7 @@ class Engine:
         if not allowed or run.attempts > task.retries:
             return False
         delay = task.retry_delay(run.attempts)
-        TASK_LOGGER.info(f"Task run '{run.name}' - Received non-final state 'AwaitingRetry' when proposing "
-                         f"final state 'Failed' and will attempt to run again... ({reason})")
+        log_retry(run.name, reason)
         self._out.change(run, Pending(f"Retry {run.attempts} of {task.retries} in {delay} s", "AwaitingRetry"))
         self.scheduler.set_aside(run.id)
         self._timers.push(time.time() + delay, "retry", run.id, run.attempts)

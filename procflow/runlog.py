@@ -23,6 +23,12 @@ from .states import MissingContextError
 FLOW_LOGGER = logging.getLogger("procflow.flow_runs")
 TASK_LOGGER = logging.getLogger("procflow.task_runs")
 
+
+def log_retry(run_name: str, reason: str) -> None:
+    """Prefect's line for an attempt that failed and will be run again (submitted or called)."""
+    TASK_LOGGER.info(f"Task run '{run_name}' - Received non-final state 'AwaitingRetry' when proposing "
+                     f"final state 'Failed' and will attempt to run again... ({reason})")
+
 Emit = Callable[[int, str], None]
 
 

@@ -93,7 +93,8 @@ class FailedRun(Exception):
 
 class ReturnedState(Exception):
     """A task returned a state that is not `Completed` (`return Failed(message=...)`): its run
-    ends in that state, as in Prefect, without a retry. Travels as the run's error."""
+    ends in that state, as in Prefect (a `Failed` one after its retries, if it has any).
+    Travels as the run's error."""
 
     def __init__(self, type_value: str, name: str, message: str | None, data: Any = None) -> None:
         super().__init__(type_value, name, message, data)
@@ -363,7 +364,7 @@ def NotReady(upstream_name: str, cause: BaseException | None) -> State:
 
 def run_timeout_error(run_name: str, seconds: float | None, worker_replaced: bool = False) -> TimeoutError:
     """What a run that went past `timeout_seconds` raises, on every runner and in a direct call."""
-    return TimeoutError(f"Task run '{run_name}' exceeded timeout_seconds={seconds}"
+    return TimeoutError(f"Task run '{run_name}' exceeded timeout_seconds={seconds}: timed out after {seconds} second(s)"
                         + ("; its worker did not stop and was replaced" if worker_replaced else ""))
 
 

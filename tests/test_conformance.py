@@ -346,8 +346,9 @@ def declares(ok):
 
 
 def test_a_state_a_task_returns_is_the_state_its_run_ends_in(runner, log_lines):
-    """Prefect's custom states: `return Failed(message=...)` fails the run (no retry, no
-    exception line); `return Completed(data)` completes it with that result."""
+    """Prefect's custom states: `return Failed(message=...)` fails the run once its retries are
+    spent, as Prefect 3 retries it (no exception line: nothing raised); `return Completed(data)`
+    completes it with that result."""
     def body():
         refused, accepted = declares.submit(False), declares.submit(True)
         downstream = identity.submit(refused)
@@ -356,9 +357,10 @@ def test_a_state_a_task_returns_is_the_state_its_run_ends_in(runner, log_lines):
         return (repr(refused.state), refused.task_run.attempts, repr(refused.result(raise_on_failure=False)),
                 accepted.result(), downstream.state.name, repr(called))
 
-    assert run_flow(runner, body) == ("Failed('bad data')", 1, "FailedRun('bad data')", 5, "NotReady",
+    assert run_flow(runner, body) == ("Failed('bad data')", 3, "FailedRun('bad data')", 5, "NotReady",
                                       "Failed('bad data')")
     assert not any("Task run failed with exception" in line for line in log_lines)
+    assert sum("Received non-final state 'AwaitingRetry'" in line for line in log_lines) == 4  # 2 runs x 2 retries
 
 
 def test_a_state_the_flow_makes_itself_is_its_final_state():

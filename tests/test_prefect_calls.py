@@ -399,3 +399,66 @@ def test_the_hook_lists_are_attributes_and_reserved_validator_names_are_refused(
     with pytest.raises(ValueError, match="not compatible with `validate_parameters`"):
         flow(lambda v__args: None)
     assert flow(validate_parameters=False)(lambda v__args: v__args)(3) == 3
+
+
+# -- Prefect's engine entry points, returned Failed states retried ------------------------------
+
+def test_run_task_sync_and_run_flow_take_parameters_by_name():
+    import asyncio
+
+    from procflow.flow_engine import run_flow, run_flow_sync
+    from procflow.task_engine import run_task_async, run_task_sync
+
+    @task
+    def join(a, *rest, sep="-", **extra):
+        return sep.join([a, *rest, *extra])
+
+    @task
+    async def later(x):
+        return x * 2
+
+    @flow
+    def doubled(x: int):
+        return x * 2
+
+    @flow
+    async def doubled_async(x: int):
+        return x * 2
+
+    assert run_task_sync(join, parameters={"a": "x", "rest": ("y",), "sep": "+", "extra": {"z": 1}}) == "x+y+z"
+    assert run_task_sync(join, parameters={"a": "x"}, return_type="state").result() == "x"
+    assert asyncio.run(run_task_async(later, parameters={"x": 4})) == 8
+    assert run_flow_sync(doubled, parameters={"x": "3"}) == 6  # validated: "3" becomes 3
+    assert asyncio.run(run_flow(doubled_async, parameters={"x": 5})) == 10
+    with pytest.raises(TypeError, match="no parameters named"):
+        run_task_sync(join, parameters={"b": 1})
+
+
+@pytest.mark.parametrize("kind", list(RUNNERS))
+def test_a_returned_failed_state_is_retried_as_prefect_3_does(kind, tmp_path):
+    """Prefect's test_task_retries_with_explicit_failed_state: attempts are counted in a file
+    (the process runner's attempts run in other processes)."""
+    from procflow.states import Failed
+
+    counter = tmp_path / "attempts"
+
+    @task(retries=3)
+    def flaky():
+        with open(counter, "a") as f:
+            f.write("x")
+        if len(counter.read_text()) == 2:
+            return True
+        return Failed(message="oops", data=ValueError("oops"))
+
+    @flow(task_runner=RUNNERS[kind]())
+    def submitted():
+        return flaky.submit().result()
+
+    assert submitted() is True and counter.read_text() == "xx"
+    counter.unlink()
+
+    @flow(task_runner=RUNNERS[kind]())
+    def called():
+        return flaky()
+
+    assert called() is True and counter.read_text() == "xx"

@@ -23,3 +23,16 @@ def get_call_parameters(fn: Callable[..., Any], call_args: tuple, call_kwargs: d
     if apply_defaults:
         bound.apply_defaults()
     return dict(bound.arguments)
+
+
+def parameters_to_args_kwargs(fn: Callable[..., Any], parameters: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+    """The call that binds `parameters` (by name, a `*args` one a tuple and a `**kwargs` one a
+    dict) to `fn`, as Prefect's: the inverse of `get_call_parameters`."""
+    target = getattr(fn, "fn", fn)
+    signature = inspect.signature(target)
+    unknown = set(parameters) - set(signature.parameters)
+    if unknown:
+        raise ParameterBindError(f"Function {getattr(target, '__name__', target)!r} has no parameters named "
+                                 f"{sorted(unknown)}")
+    bound = inspect.BoundArguments(signature, dict(parameters))  # type: ignore[arg-type]
+    return bound.args, bound.kwargs
