@@ -73,7 +73,7 @@ def _chosen(directory: Path, task: str | None, older_than: float | None) -> Any:
         yield path, header, size
 
 
-def _listing(directory: Path, chosen: list) -> Table:
+def _listing(directory: Path, chosen: list[Any]) -> Table:
     table = Table(title=f"Result store {directory}")
     for column in ("task", "entry", "size", "age", "expires", "saves"):
         table.add_column(column, justify="right" if column in ("size", "age", "saves") else "left")
@@ -90,7 +90,7 @@ def _listing(directory: Path, chosen: list) -> Table:
     return table
 
 
-def _usage(directory: Path, chosen: list) -> Table:
+def _usage(directory: Path, chosen: list[Any]) -> Table:
     table = Table(title=f"Result store {directory}")
     for column in ("task", "entries", "size", "run time they stand for"):
         table.add_column(column, justify="left" if column == "task" else "right")
@@ -107,7 +107,7 @@ def _usage(directory: Path, chosen: list) -> Table:
     return table
 
 
-def _verify(console: Console, chosen: list) -> int:
+def _verify(console: Console, chosen: list[Any]) -> int:
     bad = 0
     for path, header, _ in chosen:
         try:

@@ -160,7 +160,7 @@ def _end_after_interrupt() -> None:
     os._exit(INTERRUPTED)
 
 
-def load_flow(target: str) -> Flow:
+def load_flow(target: str) -> Flow[..., Any]:
     """The only flow in the script, or the one named after a colon."""
     path, _, name = target.partition(":") if not os.path.exists(target) else (target, "", "")
     script = Path(path)

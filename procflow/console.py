@@ -19,6 +19,7 @@ import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.console import Console, Group
 from rich.logging import RichHandler
@@ -103,7 +104,7 @@ class _MapGroup:
     task_name: str
     total: int
     flow_run_name: str
-    states: Counter = field(default_factory=Counter)
+    states: Counter[Any] = field(default_factory=Counter)
     done: int = 0
 
 
@@ -112,8 +113,9 @@ class ConsoleObserver(Observer):
 
     def __init__(self, live: bool) -> None:
         self._groups: dict[tuple[str, int | None], _MapGroup] = {}
-        self._cancelled_said: Counter = Counter()  # flow run name -> cancelled runs logged
-        self._tracebacks: Counter = Counter()  # flow run name -> failures logged (with a traceback for the first few)
+        self._cancelled_said: Counter[Any] = Counter()  # flow run name -> cancelled runs logged
+        # flow run name -> failures logged (with a traceback for the first few)
+        self._tracebacks: Counter[Any] = Counter()
         self._live = live
         self._view: LiveView | None = None
 

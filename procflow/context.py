@@ -56,8 +56,8 @@ class FlowContext:
     tracker: Tracker
     observer: Observer
     owns_engine: bool
-    name_counts: dict[str, itertools.count] = field(default_factory=dict)
-    map_groups: itertools.count = field(default_factory=itertools.count)
+    name_counts: dict[str, itertools.count[Any]] = field(default_factory=dict)
+    map_groups: itertools.count[Any] = field(default_factory=itertools.count)
     is_async: bool = False  # an `async def` flow: `state.result()` is awaitable in its code (asyncdispatch.py)
     flow: Any = None  # the Flow whose run this is (None for the detached context)
     refused: BaseException | None = None  # its parameters failed validation: it ends Failed without running
@@ -77,7 +77,7 @@ class FlowContext:
         self.flow_run.task_runs.append(run)
         return run
 
-    def submit(self, entries: list[Entry], mapped: bool) -> list[TaskFuture]:
+    def submit(self, entries: list[Entry], mapped: bool) -> list[TaskFuture[Any]]:
         """Hand runs to the engine; returns their futures."""
         futures = []
         waiter = self.engine.waiter

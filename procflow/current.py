@@ -13,6 +13,7 @@ import contextvars
 import dataclasses
 import inspect
 from typing import Any, Callable, ClassVar, NamedTuple
+from .shapes import Args, Kwargs
 
 
 class TaskRunInfo(NamedTuple):
@@ -21,8 +22,8 @@ class TaskRunInfo(NamedTuple):
     task_name: str
     flow_run_name: str | None
     fn: Callable[..., Any]
-    args: tuple
-    kwargs: dict
+    args: Args
+    kwargs: Kwargs
     run_count: int = 1  # this attempt: 1, then 2 on the first retry (Prefect's `task_run.run_count`)
     flow_run_count: int = 1  # the attempt of the flow run it belongs to
     tags: tuple[str, ...] = ()  # its task's and those of `with tags(...)` where it was made
@@ -52,7 +53,7 @@ naming_flow_run: contextvars.ContextVar[FlowRunInfo | None] = contextvars.Contex
     "procflow_naming_flow_run", default=None)
 
 
-def call_naming(variable: contextvars.ContextVar, info: Any, name_function: Callable[[], Any]) -> str:
+def call_naming(variable: contextvars.ContextVar[Any], info: Any, name_function: Callable[[], Any]) -> str:
     """A run-name function's result, called with the run it names current."""
     token = variable.set(info)
     try:
@@ -88,7 +89,7 @@ class TaskRunContext(_Enterable):
     task_run: Any = None  # a TaskRunInfo: .id, .name, .task_name, .flow_run_name, .run_count, .tags
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     task: Any = None  # the Task, where it is known (in the flow's process)
-    _tokens: list = dataclasses.field(default_factory=list, repr=False)
+    _tokens: list[Any] = dataclasses.field(default_factory=list, repr=False)
     _entered: ClassVar[contextvars.ContextVar[Any]] = contextvars.ContextVar("procflow_entered_task_run",
                                                                               default=None)
 
@@ -113,7 +114,7 @@ class FlowRunContext(_Enterable):
     flow_run: Any = None
     flow: Any = None
     parameters: dict[str, Any] | None = None  # None: the record's
-    _tokens: list = dataclasses.field(default_factory=list, repr=False)
+    _tokens: list[Any] = dataclasses.field(default_factory=list, repr=False)
     _entered: ClassVar[contextvars.ContextVar[Any]] = contextvars.ContextVar("procflow_entered_flow_run",
                                                                               default=None)
 

@@ -32,12 +32,13 @@ from .results import store
 from .runlog import log_retry, task_emitter
 from .runners.threads import interrupt_thread
 from .states import Completed, Failed, ReturnedState, Running, State, TimedOut, run_timeout_error
+from .shapes import Args, Kwargs
 
 if TYPE_CHECKING:
     from .tasks import Task
 
 
-def call(task: Task, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
+def call(task: Task[..., Any], args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
     context = _context(task, return_state)
     if context is None:
         return task.fn(*args, **kwargs)
@@ -50,7 +51,7 @@ def call(task: Task, args: tuple, kwargs: dict, wait_for: Any, return_state: boo
     return _after(task, context, run, state, return_state)
 
 
-async def acall(task: Task, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
+async def acall(task: Task[..., Any], args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
     context = _context(task, return_state)
     if context is None:
         return await task.fn(*args, **kwargs)
@@ -64,7 +65,7 @@ async def acall(task: Task, args: tuple, kwargs: dict, wait_for: Any, return_sta
     return _after(task, context, run, state, return_state)
 
 
-def _context(task: Task, return_state: bool) -> FlowContext | None:
+def _context(task: Task[..., Any], return_state: bool) -> FlowContext | None:
     """The flow's context; outside any flow, a standalone run (as in Prefect: retries, hooks and
     the cache apply, `TaskRunContext` is set). Inside a task running in a worker process the
     function is just called (None): its process has no flow to record the run in."""
@@ -74,8 +75,8 @@ def _context(task: Task, return_state: bool) -> FlowContext | None:
     return context
 
 
-def _before(task: Task, context: FlowContext, run: TaskRun, upstream: Found, args: tuple, kwargs: dict,
-            needs: bool, provisional_name: bool) -> tuple[State | None, tuple, dict, caching.Plan | None]:
+def _before(task: Task[..., Any], context: FlowContext, run: TaskRun, upstream: Found, args: Args, kwargs: Kwargs,
+            needs: bool, provisional_name: bool) -> tuple[State | None, Args, Kwargs, caching.Plan | None]:
     """Upstreams are done: (the state if the run ends before it runs, its inputs, its cache plan)."""
     blocked = not_ready(upstream)
     if blocked is not None:
@@ -105,7 +106,7 @@ def _remember(context: FlowContext, run: TaskRun, found: caching.Plan | None, st
     caching.remember(found, context.tracker.cache, state, run)
 
 
-def _after(task: Task, context: FlowContext, run: TaskRun, final: State, return_state: bool) -> Any:
+def _after(task: Task[..., Any], context: FlowContext, run: TaskRun, final: State, return_state: bool) -> Any:
     # With `return_state`, the state returned is held by a future of its run: passed to a task,
     # it stands for that upstream. The hooks get that same object, as in Prefect, and a flow
     # that returns it returns it (the future's `.state` is it).
@@ -126,7 +127,7 @@ def _after(task: Task, context: FlowContext, run: TaskRun, final: State, return_
     return state._result()
 
 
-def _attempts(task: Task, context: FlowContext, run: TaskRun, args: tuple, kwargs: dict) -> State:
+def _attempts(task: Task[..., Any], context: FlowContext, run: TaskRun, args: Args, kwargs: Kwargs) -> State:
     """Run here, again after each failure while retries are left."""
     while True:
         info, log_prints, emit = _attempt(task, context, run, args, kwargs)
@@ -145,7 +146,8 @@ def _attempts(task: Task, context: FlowContext, run: TaskRun, args: tuple, kwarg
         time.sleep(task.retry_delay(run.attempts))
 
 
-async def _async_attempts(task: Task, context: FlowContext, run: TaskRun, args: tuple, kwargs: dict) -> State:
+async def _async_attempts(task: Task[..., Any], context: FlowContext, run: TaskRun, args: Args,
+                          kwargs: Kwargs) -> State:
     while True:
         info, log_prints, emit = _attempt(task, context, run, args, kwargs)
         state = _attempt_state(task, run, await aexecute(info, log_prints, emit, task.timeout_seconds))
@@ -154,8 +156,8 @@ async def _async_attempts(task: Task, context: FlowContext, run: TaskRun, args: 
         await asyncio.sleep(task.retry_delay(run.attempts))
 
 
-def _attempt(task: Task, context: FlowContext, run: TaskRun, args: tuple,
-             kwargs: dict) -> tuple[TaskRunInfo, bool, Any]:
+def _attempt(task: Task[..., Any], context: FlowContext, run: TaskRun, args: Args,
+             kwargs: Kwargs) -> tuple[TaskRunInfo, bool, Any]:
     """A new attempt begins: its `on_running` hooks have run; (what runs, log_prints, emit)."""
     run.attempts += 1
     emit = task_emitter(run.name)
@@ -168,7 +170,7 @@ def _attempt(task: Task, context: FlowContext, run: TaskRun, args: tuple,
     return info, log_prints, emit
 
 
-def _attempt_state(task: Task, run: TaskRun, outcome: Executed) -> State | None:
+def _attempt_state(task: Task[..., Any], run: TaskRun, outcome: Executed) -> State | None:
     """The attempt's final state, or None: it failed and a retry is left."""
     _, value, error, run.start_time, run.end_time = outcome
     run.worker = "flow"

@@ -53,7 +53,7 @@ _RUN_IDS = itertools.count(1)
 
 class Engine:
     def __init__(self, runner: Runner, observer: Observer) -> None:
-        events: queue.SimpleQueue = queue.SimpleQueue()
+        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._events = events
         self.runner = runner.start(lambda outcomes: events.put(("outcomes", outcomes)))  # this run's session
         self.observer = observer
@@ -157,7 +157,7 @@ class Engine:
                 self._entries.pop(entry.run.id, None)
                 self._out.finish(entry.run, Failed(failure), entry.tracker)
 
-    def _handle(self, event: tuple) -> None:
+    def _handle(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
         if kind == "outcomes":
             for outcome in event[1]:

@@ -13,6 +13,7 @@ from .lifetimes import HeldResults
 from .spill import Spiller
 from .states import State
 from .records import FlowRun, TaskRun
+from .shapes import Args, Kwargs
 
 
 @dataclass(slots=True, eq=False)
@@ -38,9 +39,9 @@ class Entry:
 
     run: TaskRun
     task: Any  # tasks.Task (imported above us)
-    args: tuple
-    kwargs: dict
-    upstream: list[tuple[TaskFuture, bool]]  # (future, its failure is allowed)
+    args: Args
+    kwargs: Kwargs
+    upstream: list[tuple[TaskFuture[Any], bool]]  # (future, its failure is allowed)
     needs_substitution: bool
     tracker: Tracker
     future: weakref.ref | None = None

@@ -19,6 +19,7 @@ from .current import TaskRunInfo, current_task_run
 from .messages import Status
 from .runlog import Emit, RunLogger, capture_prints, current_logger, release_prints
 from .states import ReturnedState, State, StateType
+from .shapes import Args, Kwargs
 
 Executed = tuple[Status, Any, BaseException | None, float, float]
 
@@ -103,7 +104,7 @@ def _returned(value: Any, start: float) -> Executed:
     return Status.COMPLETED, value, None, start, time.time()
 
 
-def _call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+def _call(fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
     value = fn(*args, **kwargs)
     if inspect.iscoroutine(value):  # an `async def` task: run in its own event loop, here
         import asyncio  # only then: a worker starts faster without it

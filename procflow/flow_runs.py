@@ -44,6 +44,7 @@ from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow
 from .flow_deadline import FlowTimedOut, deadline, timeout_message
 from .states import (Cancelled, Completed, Failed, ParameterBindError, ParameterTypeError, Running, State,
                      describe_error)
+from .shapes import Args, Kwargs
 
 if TYPE_CHECKING:
     from .flows import Flow
@@ -53,7 +54,7 @@ _last_flow_run: FlowRun | None = None
 Attempt = tuple[Any, BaseException | None, bool]  # (value, error, whether the flow's own deadline ended it)
 
 
-def run_sync(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
+def run_sync(flow: Flow[..., Any], args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
     upstream, needs = _upstreams(args, kwargs, wait_for)
     wait_all(upstream)
     args, kwargs, blocked = _inputs(args, kwargs, upstream, needs)
@@ -73,7 +74,7 @@ def run_sync(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state:
     return _finish(flow, context, state, return_state, call)
 
 
-async def run_async(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return_state: bool) -> Any:
+async def run_async(flow: Flow[..., Any], args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
     upstream, needs = _upstreams(args, kwargs, wait_for)
     if not all(future.done() for future, _ in upstream):  # waiting must not block the loop
         await asyncio.to_thread(wait_all, upstream)
@@ -93,7 +94,7 @@ async def run_async(flow: Flow, args: tuple, kwargs: dict, wait_for: Any, return
     return _finish(flow, context, state, return_state, call)
 
 
-def _start(flow: Flow, args: tuple, kwargs: dict, is_async: bool) -> tuple[FlowContext, tuple, dict]:
+def _start(flow: Flow[..., Any], args: Args, kwargs: Kwargs, is_async: bool) -> tuple[FlowContext, Args, Kwargs]:
     """Bind the arguments, make the run's record and context, and announce it."""
     global _last_flow_run
     if flow._instance is not None:
@@ -142,7 +143,7 @@ def _refused_state(error: BaseException) -> State:
     return Failed(error, message=f"{_REFUSED} {describe_error(error)}")
 
 
-def _finish(flow: Flow, context: FlowContext, state: State, return_state: bool, call: Any = None) -> Any:
+def _finish(flow: Flow[..., Any], context: FlowContext, state: State, return_state: bool, call: Any = None) -> Any:
     flow_run = context.flow_run
     caching.remember_subflow(call, state)
     state = state.of_flow_run(flow_run.id)
@@ -156,7 +157,7 @@ def _finish(flow: Flow, context: FlowContext, state: State, return_state: bool, 
     return state._result()  # a failed flow raises the exception of its first failed run
 
 
-def _run_hooks(flow: Flow, context: FlowContext, state: State) -> None:
+def _run_hooks(flow: Flow[..., Any], context: FlowContext, state: State) -> None:
     """The flow's hooks for `state`, with its run current (`get_run_context()` works in them, as in Prefect)."""
     token = current_flow.set(context)
     try:
@@ -165,7 +166,7 @@ def _run_hooks(flow: Flow, context: FlowContext, state: State) -> None:
         current_flow.reset(token)
 
 
-def _attempts(flow: Flow, context: FlowContext, args: tuple, kwargs: dict) -> State:
+def _attempts(flow: Flow[..., Any], context: FlowContext, args: Args, kwargs: Kwargs) -> State:
     for attempt in range(flow.retries + 1):
         first_run, started = _attempt_begins(context, attempt)
         value, error, timed_out = _call_fn(flow, context, args, kwargs)
@@ -183,7 +184,7 @@ def _attempts(flow: Flow, context: FlowContext, args: tuple, kwargs: dict) -> St
     raise AssertionError("unreachable")
 
 
-async def _async_attempts(flow: Flow, context: FlowContext, args: tuple, kwargs: dict) -> State:
+async def _async_attempts(flow: Flow[..., Any], context: FlowContext, args: Args, kwargs: Kwargs) -> State:
     for attempt in range(flow.retries + 1):
         first_run, started = _attempt_begins(context, attempt)
         value, error, timed_out = await _async_call_fn(flow, context, args, kwargs)
@@ -207,7 +208,7 @@ def _attempt_begins(context: FlowContext, attempt: int) -> tuple[int, float]:
     return len(context.flow_run.task_runs), time.monotonic()
 
 
-def _is_last(flow: Flow, context: FlowContext, state: State, attempt: int) -> bool:
+def _is_last(flow: Flow[..., Any], context: FlowContext, state: State, attempt: int) -> bool:
     if state.is_completed() or attempt == flow.retries:
         return True
     FLOW_LOGGER.info(f"Flow run '{context.flow_run.name}' - Received non-final state 'AwaitingRetry' "
@@ -215,7 +216,7 @@ def _is_last(flow: Flow, context: FlowContext, state: State, attempt: int) -> bo
     return False
 
 
-def _call_fn(flow: Flow, context: FlowContext, args: tuple, kwargs: dict) -> Attempt:
+def _call_fn(flow: Flow[..., Any], context: FlowContext, args: Args, kwargs: Kwargs) -> Attempt:
     fired = threading.Event()  # stays unset without a deadline
     try:
         with _current(context), contextlib.ExitStack() as stack:
@@ -229,7 +230,7 @@ def _call_fn(flow: Flow, context: FlowContext, args: tuple, kwargs: dict) -> Att
         return None, error, False
 
 
-async def _async_call_fn(flow: Flow, context: FlowContext, args: tuple, kwargs: dict) -> Attempt:
+async def _async_call_fn(flow: Flow[..., Any], context: FlowContext, args: Args, kwargs: Kwargs) -> Attempt:
     deadline = asyncio.timeout(flow.timeout_seconds)
     try:
         with _current(context):
@@ -258,7 +259,7 @@ def _current(context: FlowContext) -> Iterator[None]:
         current_flow.reset(token)
 
 
-def _cancelled(flow: Flow, context: FlowContext) -> None:
+def _cancelled(flow: Flow[..., Any], context: FlowContext) -> None:
     """Ctrl-C: cancel what is pending, stop what runs, free memory, say what did not finish."""
     with second_interrupt_exits_at_once():
         context.engine.cancel(context.tracker)
@@ -319,7 +320,7 @@ def _futures_to_states(value: Any) -> Any:
     return substitute(value, lambda future, _: future.state)
 
 
-def _upstreams(args: tuple, kwargs: dict, wait_for: Any) -> tuple[Found, bool]:
+def _upstreams(args: Args, kwargs: Kwargs, wait_for: Any) -> tuple[Found, bool]:
     """A subflow call's upstreams (the futures in its arguments, then `wait_for`'s), and
     whether its arguments need their futures replaced by results."""
     found: Found = []
@@ -328,7 +329,7 @@ def _upstreams(args: tuple, kwargs: dict, wait_for: Any) -> tuple[Found, bool]:
     return found, needs
 
 
-def _inputs(args: tuple, kwargs: dict, upstream: Found, needs: bool) -> tuple[tuple, dict, State | None]:
+def _inputs(args: Args, kwargs: Kwargs, upstream: Found, needs: bool) -> tuple[Args, Kwargs, State | None]:
     """As Prefect does for a subflow, its upstreams done: the results of the futures in its
     arguments, not the futures; when an upstream did not complete (and is not `allow_failure`),
     the subflow does not run, and the third item is its `NotReady` state."""

@@ -23,6 +23,7 @@ from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
 from .states import State
 from .utilities.hashing import file_hash
+from .shapes import Hooks
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -40,9 +41,9 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
                  description: str | None = None, timeout_seconds: float | None = None,
                  validate_parameters: bool = True, persist_result: bool | None = None, result_storage: Any = None,
                  result_serializer: Any = None, cache_result_in_memory: bool = True, log_prints: bool | None = None,
-                 on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
-                 on_cancellation: list[Callable] | None = None, on_crashed: list[Callable] | None = None,
-                 on_running: list[Callable] | None = None) -> None:
+                 on_completion: Hooks | None = None, on_failure: Hooks | None = None,
+                 on_cancellation: Hooks | None = None, on_crashed: Hooks | None = None,
+                 on_running: Hooks | None = None) -> None:
         fn, self._method = options.unwrap_method(fn)
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {type(fn).__name__}")
@@ -91,9 +92,9 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
                      timeout_seconds: float | None = None, validate_parameters: bool | None = None,
                      persist_result: Any = NotSet, result_storage: Any = NotSet, result_serializer: Any = NotSet,
                      cache_result_in_memory: bool | None = None, log_prints: Any = NotSet,
-                     on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
-                     on_cancellation: list[Callable] | None = None, on_crashed: list[Callable] | None = None,
-                     on_running: list[Callable] | None = None) -> Flow[P, R]:
+                     on_completion: Hooks | None = None, on_failure: Hooks | None = None,
+                     on_cancellation: Hooks | None = None, on_crashed: Hooks | None = None,
+                     on_running: Hooks | None = None) -> Flow[P, R]:
         """A copy with some options changed, as Prefect's: an option left out (or None) keeps its
         value; for those Prefect marks `NotSet`, None is a value (`result_storage=None` unsets it)."""
         def kept(value: Any, current: Any, unset: Any = None) -> Any:
@@ -141,7 +142,7 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
     # A flow defined in a class, called on an instance (see Task.__get__): the bound copy
     # passes the instance first and records `last_run` on the flow it was made from too.
     _instance: Any = None
-    _unbound: Flow | None = None
+    _unbound: Flow[..., Any] | None = None
 
     def __get__(self, instance: Any, owner: Any = None) -> Flow[P, R]:
         target = options.bound_target(self._method, instance, owner)
@@ -187,7 +188,7 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         return options.render_name(f"flow {self.name!r}", "flow_run_name", template, parameters)
 
 
-def _source_file_hash(fn: Callable) -> str | None:
+def _source_file_hash(fn: Callable[..., Any]) -> str | None:
     """Prefect's default version: a hash of the file that defines the function (None without one)."""
     try:
         path = inspect.getsourcefile(fn)
@@ -209,9 +210,9 @@ class FlowDecorator:
                  description: str | None = None, timeout_seconds: float | None = None,
                  validate_parameters: bool = True, persist_result: bool | None = None, result_storage: Any = None,
                  result_serializer: Any = None, cache_result_in_memory: bool = True, log_prints: bool | None = None,
-                 on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
-                 on_cancellation: list[Callable] | None = None, on_crashed: list[Callable] | None = None,
-                 on_running: list[Callable] | None = None) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+                 on_completion: Hooks | None = None, on_failure: Hooks | None = None,
+                 on_cancellation: Hooks | None = None, on_crashed: Hooks | None = None,
+                 on_running: Hooks | None = None) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
     def __call__(self, __fn: Any = None, *, name: Any = None, version: Any = None, flow_run_name: Any = None,
                  retries: Any = None, retry_delay_seconds: Any = None, task_runner: Any = None,

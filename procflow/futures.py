@@ -32,7 +32,7 @@ class Waiter:
 
     def __init__(self) -> None:
         self.condition = threading.Condition()
-        self.callbacks: dict[int, list[tuple[Callable[[TaskFuture], None], TaskFuture]]] = {}
+        self.callbacks: dict[int, list[tuple[Callable[[TaskFuture[Any]], None], TaskFuture[Any]]]] = {}
 
 
 class TaskFuture(Generic[R]):
@@ -81,14 +81,14 @@ class TaskFuture(Generic[R]):
             raise RuntimeError(f"could not load the result of task run {self.task_run.name!r}: "
                                f"{type(error).__name__}: {error}") from error
 
-    def add_done_callback(self, fn: Callable[[TaskFuture], None]) -> None:
+    def add_done_callback(self, fn: Callable[[TaskFuture[Any]], None]) -> None:
         with self._waiter.condition:
             if not self.done():
                 self._waiter.callbacks.setdefault(self.task_run.id, []).append((fn, self))
                 return
         fn(self)
 
-    def reduce_for_worker(self) -> tuple:
+    def reduce_for_worker(self) -> tuple[Any, ...]:
         """How this future pickles as a call argument: as its result, by reference."""
         state = self.task_run.state
         if not is_terminal(state):
@@ -112,7 +112,7 @@ class TaskFuture(Generic[R]):
 
 
 
-class FutureList(list):
+class FutureList(list[Any]):
     """What `.map()` returns: a list of futures with `.result()` and `.wait()`."""
 
     def wait(self, timeout: float | None = None) -> None:
@@ -143,8 +143,8 @@ __all__ = ["DoneAndNotDoneFutures", "FutureList", "PrefectConcurrentFuture", "Pr
 
 
 class DoneAndNotDoneFutures(NamedTuple):
-    done: set
-    not_done: set
+    done: set[Any]
+    not_done: set[Any]
 
 
 def _check_timeout(timeout: float | None) -> None:
@@ -169,7 +169,7 @@ def as_completed(futures: Iterable[Any], timeout: float | None = None) -> Iterat
     _check_timeout(timeout)
     pending = set(futures)
     total = len(pending)
-    finished: queue.SimpleQueue = queue.SimpleQueue()
+    finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
     for future in pending:
         future.add_done_callback(finished.put)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -194,12 +194,12 @@ def resolve_futures_to_results(expr: Any) -> Any:
     return _resolved(expr, lambda future, _: future.result(), lambda future: future.result())
 
 
-def _final_state(future: PrefectFuture) -> State:
+def _final_state(future: PrefectFuture[Any]) -> State:
     future.wait()
     return future.state
 
 
-def _resolved(expr: Any, replace: Callable[[TaskFuture, bool], Any], foreign: Callable[[Any], Any]) -> Any:
+def _resolved(expr: Any, replace: Callable[[TaskFuture[Any], bool], Any], foreign: Callable[[Any], Any]) -> Any:
     from .resolve import Found, collect, substitute, wait_all  # resolve imports this module
 
     found: Found = []

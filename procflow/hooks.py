@@ -28,10 +28,10 @@ _FOR_STATE = {StateType.COMPLETED: "on_completion", StateType.FAILED: "on_failur
               StateType.CANCELLING: "on_cancellation"}  # a flow returning Cancelling(), as in Prefect
 
 
-def hook_lists(owner: str, **given: Any) -> dict[str, list[Callable]]:
+def hook_lists(owner: str, **given: Any) -> dict[str, list[Callable[..., Any]]]:
     """The hooks given as options, checked: each option a list of functions.
     A bad one raises Prefect's error text, after the task or flow it belongs to."""
-    lists: dict[str, list[Callable]] = {}
+    lists: dict[str, list[Callable[..., Any]]] = {}
     kind = owner.split()[0]  # "task" or "flow"
     for name, value in given.items():
         example = (f"Please provide a list of hooks to '{name}':\n\n"
@@ -51,13 +51,13 @@ def hook_lists(owner: str, **given: Any) -> dict[str, list[Callable]]:
     return lists
 
 
-def hooks_for(hooks: dict[str, list[Callable]], state: State) -> list[Callable]:
+def hooks_for(hooks: dict[str, list[Callable[..., Any]]], state: State) -> list[Callable[..., Any]]:
     """The hooks that entering `state` calls (none for a name it does not have)."""
     name = _FOR_STATE.get(state.type)
     return hooks.get(name, []) if name else []
 
 
-def call_hooks(hooks: list[Callable], subject: Any, run: Any, state: State, emit: Emit) -> None:
+def call_hooks(hooks: list[Callable[..., Any]], subject: Any, run: Any, state: State, emit: Emit) -> None:
     for hook in hooks:
         name = getattr(hook, "__name__", repr(hook))
         emit(logging.INFO, f"Running hook {name!r} in response to entering state {state.name!r}")
@@ -99,50 +99,50 @@ def _run_to_end(coroutine: Any) -> None:
 class TaskHookMethods:
     """Prefect's decorator forms, `@my_task.on_failure`: each adds a hook and returns it."""
 
-    state_hooks: dict[str, list[Callable]]
+    state_hooks: dict[str, list[Callable[..., Any]]]
 
-    def _add_hook(self, name: str, fn: Callable) -> Callable:
+    def _add_hook(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         self.state_hooks[name].append(fn)
         return fn
 
-    def on_completion(self, fn: Callable) -> Callable:
+    def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         return self._add_hook("on_completion", fn)
 
-    def on_failure(self, fn: Callable) -> Callable:
+    def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         return self._add_hook("on_failure", fn)
 
-    def on_running(self, fn: Callable) -> Callable:
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         return self._add_hook("on_running", fn)
 
     # Prefect's attributes for the lists (`my_flow.on_failure_hooks`), the same list objects
     @property
-    def on_completion_hooks(self) -> list[Callable]:
+    def on_completion_hooks(self) -> list[Callable[..., Any]]:
         return self.state_hooks["on_completion"]
 
     @property
-    def on_failure_hooks(self) -> list[Callable]:
+    def on_failure_hooks(self) -> list[Callable[..., Any]]:
         return self.state_hooks["on_failure"]
 
     @property
-    def on_running_hooks(self) -> list[Callable]:
+    def on_running_hooks(self) -> list[Callable[..., Any]]:
         return self.state_hooks["on_running"]
 
 
 class FlowHookMethods(TaskHookMethods):
     """A flow's also: `@my_flow.on_crashed`, `@my_flow.on_cancellation`."""
 
-    def on_crashed(self, fn: Callable) -> Callable:
+    def on_crashed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         return self._add_hook("on_crashed", fn)
 
-    def on_cancellation(self, fn: Callable) -> Callable:
+    def on_cancellation(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         return self._add_hook("on_cancellation", fn)
 
     @property
-    def on_crashed_hooks(self) -> list[Callable]:
+    def on_crashed_hooks(self) -> list[Callable[..., Any]]:
         return self.state_hooks["on_crashed"]
 
     @property
-    def on_cancellation_hooks(self) -> list[Callable]:
+    def on_cancellation_hooks(self) -> list[Callable[..., Any]]:
         return self.state_hooks["on_cancellation"]
 
 

@@ -20,7 +20,7 @@ class HeldResults:
 
     def __init__(self, release: Callable[[LazyResult], None]) -> None:
         self._release = release
-        self._held: dict[int, tuple[weakref.finalize, LazyResult]] = {}
+        self._held: dict[int, tuple[weakref.finalize[Any, Any], LazyResult]] = {}
         self.bytes = 0  # what is held now, as stored
         self.peak = 0  # the most held at once (the end summary's and report's "held at peak")
 

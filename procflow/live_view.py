@@ -59,7 +59,7 @@ class LiveView:
                 self._progress.update(bar, total=(self._progress.tasks[bar].total or 0) + count)
 
     def finished(self, runs: list[TaskRun]) -> None:
-        done: Counter = Counter()
+        done: Counter[Any] = Counter()
         for run in runs:
             name = run.task_name
             done[name] += 1

@@ -20,10 +20,10 @@ from .states import MappingLengthMismatch, MappingMissingIterable, State
 
 
 def split_mapped(task_name: str, signature: inspect.Signature,
-                 arguments: dict[str, Any]) -> tuple[dict[Slot, list], dict[Slot, Any]]:
+                 arguments: dict[str, Any]) -> tuple[dict[Slot, list[Any]], dict[Slot, Any]]:
     """The zipped iterables and the values passed whole, per parameter; each item of
     `*args` and each value of `**kwargs` counts as a parameter of its own."""
-    iterables: dict[Slot, list] = {}
+    iterables: dict[Slot, list[Any]] = {}
     statics: dict[Slot, Any] = {}
     for name, value in _spread_variadic(signature, arguments):
         annotation = type(value) if isinstance(value, (allow_failure, quote)) else None

@@ -12,6 +12,7 @@ from dataclasses import fields, is_dataclass
 from typing import Any, Callable
 
 import cloudpickle
+from .shapes import Args, Kwargs
 
 
 def identity(value: Any) -> Any:
@@ -64,7 +65,7 @@ class _LargeBuffer:
     def __init__(self, obj: bytes | bytearray | memoryview) -> None:
         self.obj = obj
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         obj = self.obj
         if type(obj) is memoryview:
             return (_memoryview_of, (pickle.PickleBuffer(obj), obj.format, obj.shape))
@@ -100,14 +101,14 @@ def wrap_large_buffers(value: Any, threshold: int) -> Any:
     return value
 
 
-def wrap_large_arguments(args: tuple, kwargs: dict, threshold: int) -> tuple[tuple, dict]:
+def wrap_large_arguments(args: Args, kwargs: Kwargs, threshold: int) -> tuple[tuple[Any, ...], dict[Any, Any]]:
     """`wrap_large_buffers` for each argument: a 1 GB bytes argument took 3.1 GB of the
     parent's memory and 11 s through the pipe (issue 19)."""
     return (tuple(wrap_large_buffers(arg, threshold) for arg in args),
             {name: wrap_large_buffers(value, threshold) for name, value in kwargs.items()})
 
 
-def _datetime_array(array: Any) -> tuple:
+def _datetime_array(array: Any) -> tuple[Any, ...]:
     """numpy pickles datetime64 / timedelta64 arrays in band (they have no buffer
     protocol): a pandas frame's timestamp column, 16 MB of each ETL partition, went through
     the pipe (issue 22). Sent as its int64 view, out of band, and viewed back."""
@@ -134,7 +135,7 @@ def dispatch_table(base: Any = None) -> Any:
     return table
 
 
-_TABLES: dict[int, collections.ChainMap] = {}
+_TABLES: dict[int, collections.ChainMap[Any, Any]] = {}
 
 
 def dumps_fast(value: Any, keep: Callable[[pickle.PickleBuffer], bool] | None) -> bytes:

@@ -59,7 +59,7 @@ class Publisher:
             return
         self._changes, self._finished, self._lines = [], [], []
         waiter = self.waiter
-        due: list[tuple[Callable[[TaskFuture], None], TaskFuture]] = []
+        due: list[tuple[Callable[[TaskFuture[Any]], None], TaskFuture[Any]]] = []
         with waiter.condition:
             for run, state in changes:
                 run.state = state

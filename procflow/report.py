@@ -156,7 +156,8 @@ def _graph_svg(task_runs: list[Any]) -> str:
     return "".join(parts)
 
 
-def _by_task(nodes: list[dict[str, Any]], edges: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+def _by_task(nodes: list[dict[str, Any]],
+             edges: list[dict[str, Any]]) -> tuple[list[dict[Any, Any]], list[dict[Any, Any]]]:
     """Too many nodes to read: one node per task name."""
     by_task: dict[str, dict[str, Any]] = {}
     task_of = {}

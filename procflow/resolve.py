@@ -25,7 +25,7 @@ _LEAVES = frozenset({int, float, str, bytes, bool, type(None), complex, bytearra
 _SEQUENCES = (list, tuple, set, frozenset)
 
 # (future, its failure is allowed)
-Found = list[tuple[TaskFuture, bool]]
+Found = list[tuple[TaskFuture[Any], bool]]
 
 
 def wait_all(found: Found) -> None:
@@ -92,7 +92,7 @@ def _children(value: Any) -> list[Any] | None:
     return None
 
 
-def result_of(future: TaskFuture, allowed: bool) -> Any:
+def result_of(future: TaskFuture[Any], allowed: bool) -> Any:
     """In-process runners: the upstream's value (its exception when its failure is allowed)."""
     return future.task_run.state._result(raise_on_failure=not allowed)
 
@@ -126,7 +126,7 @@ def _substitute(value: Any, replace: Callable[[Any, bool], Any], target: type, a
     if key in memo:
         return memo[key]
     if isinstance(value, list):
-        rebuilt: list = []
+        rebuilt: list[Any] = []
         memo[key] = rebuilt  # before the items: one of them may be this list
         rebuilt.extend(_substitute(item, replace, target, allowed, memo) for item in value)
         return rebuilt

@@ -80,7 +80,7 @@ class RunSummary:
     tasks: list[TaskSummary]
     failures: list[Failure]  # the first `FAILURES_IN_FULL`
     failure_total: int = 0
-    more_failures: Counter = field(default_factory=Counter)  # the others, by kind
+    more_failures: Counter[Any] = field(default_factory=Counter)  # the others, by kind
 
     @property
     def utilisation(self) -> float:
@@ -97,7 +97,7 @@ def summarise(flow_run: Any) -> RunSummary:
     within the exit's 5 s (`TaskRun.timings` would build a dict per run)."""
     by_task: dict[str, TaskSummary] = {}
     failures: list[Failure] = []
-    more: Counter = Counter()
+    more: Counter[Any] = Counter()
     failed_total = 0
     busy = 0.0
     workers_seen = set()

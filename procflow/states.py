@@ -195,7 +195,7 @@ class State:
         if type(details) is not StateDetails:
             object.__setattr__(self, "state_details", StateDetails(**(details or {})))
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         if self.state_details is NO_DETAILS:
             return (State, (self.type, self.name, self.message, self.data))
         return (State, (self.type, self.name, self.message, self.data, None, self.state_details))

@@ -33,6 +33,7 @@ from .resolve import Found, collect, substitute
 from .caching import NotSet
 from .utilities.hashing import hash_objects
 from .states import ParameterBindError, State
+from .shapes import Args, Kwargs, Hooks
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -51,9 +52,10 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
                  result_storage: Any = None, result_serializer: Any = None, result_storage_key: str | None = None,
                  cache_result_in_memory: bool = True, timeout_seconds: float | None = None,
                  log_prints: bool | None = None, refresh_cache: bool | None = None,
-                 on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
-                 on_running: list[Callable] | None = None, on_rollback: list[Callable] | None = None,
-                 on_commit: list[Callable] | None = None, retry_condition_fn: Callable[..., bool] | None = None,
+                 on_completion: Hooks | None = None, on_failure: Hooks | None = None,
+                 on_running: Hooks | None = None, on_rollback: Hooks | None = None,
+                 on_commit: Hooks | None = None,
+                 retry_condition_fn: Callable[..., bool] | None = None,
                  viz_return_value: Any = None, asset_deps: Any = None) -> None:
         fn, self._method = options.unwrap_method(fn)
         if not callable(fn):
@@ -138,8 +140,9 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
                      persist_result: Any = NotSet, result_storage: Any = NotSet, result_serializer: Any = NotSet,
                      result_storage_key: Any = NotSet, cache_result_in_memory: bool | None = None,
                      timeout_seconds: float | None = None, log_prints: Any = NotSet, refresh_cache: Any = NotSet,
-                     on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
-                     on_running: list[Callable] | None = None, retry_condition_fn: Callable[..., bool] | None = None,
+                     on_completion: Hooks | None = None, on_failure: Hooks | None = None,
+                     on_running: Hooks | None = None,
+                     retry_condition_fn: Callable[..., bool] | None = None,
                      viz_return_value: Any = None, asset_deps: Any = None) -> Task[P, R]:
         """A copy with some options changed, as Prefect's: an option left out keeps its value;
         for those Prefect marks `NotSet`, None is a value (`result_storage=None` unsets it)."""
@@ -187,31 +190,31 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         bound._instance = target
         return bound
 
-    def _with_instance(self, args: tuple, whole: bool = False) -> tuple:
+    def _with_instance(self, args: Args, whole: bool = False) -> tuple[Any, ...]:
         if self._instance is None:
             return args
         return (unmapped(self._instance) if whole else self._instance, *args)
 
     # -- parameters -------------------------------------------------------------------
 
-    def _check(self, args: tuple, kwargs: dict) -> None:
+    def _check(self, args: Args, kwargs: Kwargs) -> None:
         """Reject arguments the function would refuse, before anything runs."""
         low, high = self._positional_range
         if kwargs or not low <= len(args) <= high:  # the common plain positional call skips bind()
             self._bind(args, kwargs)
 
-    def _bind(self, args: tuple, kwargs: dict) -> inspect.BoundArguments:
+    def _bind(self, args: Args, kwargs: Kwargs) -> inspect.BoundArguments:
         try:
             return self._signature.bind(*args, **kwargs)
         except TypeError as error:
             raise ParameterBindError(f"task {self.name!r}: {error} (signature: {self.name}{self._signature})") from None
 
-    def parameters_of(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+    def parameters_of(self, args: Args, kwargs: Kwargs) -> dict[str, Any]:
         bound = self._bind(args, kwargs)
         bound.apply_defaults()
         return dict(bound.arguments)
 
-    def _run_name(self, context: FlowContext, args: tuple, kwargs: dict, needs: bool) -> tuple[str, bool]:
+    def _run_name(self, context: FlowContext, args: Args, kwargs: Kwargs, needs: bool) -> tuple[str, bool]:
         """The run's name, and whether it is provisional: a template naming an argument that
         holds futures is rendered with their results once they are in (`resolved_run_name`),
         as Prefect does; until then the run has the default name."""
@@ -227,7 +230,7 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
             return context.next_run_name(self.name), True
         return name, False
 
-    def resolved_run_name(self, args: tuple, kwargs: dict) -> str:
+    def resolved_run_name(self, args: Args, kwargs: Kwargs) -> str:
         """The `task_run_name` template rendered with the results of the futures it names."""
         assert isinstance(self.task_run_name, str)
         parameters = self.parameters_of(args, kwargs)
@@ -275,7 +278,7 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
             return [future.state for future in futures]
         return futures
 
-    def _map(self, args: tuple, kwargs: dict, wait_for: Any) -> FutureList:
+    def _map(self, args: Args, kwargs: Kwargs, wait_for: Any) -> FutureList:
         args = self._with_instance(args, whole=True)
         context = context_or_detached()
         arguments = self._bind(args, kwargs).arguments
@@ -291,8 +294,8 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
                 entries.append(self._child(context, statics, iterables, index, keyword_only, waits, group))
         return FutureList(context.submit(entries, mapped=True))
 
-    def _child(self, context: FlowContext, statics: dict, iterables: dict, index: int, keyword_only: bool,
-               waits: Found, group: int) -> Entry:
+    def _child(self, context: FlowContext, statics: dict[Any, Any], iterables: dict[Any, Any], index: int,
+               keyword_only: bool, waits: Found, group: int) -> Entry:
         """The run for item `index` of a map: its items, the statics, the shared wait_for."""
         child = dict(statics)
         for name, items in iterables.items():
@@ -302,7 +305,7 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         bound = inspect.BoundArguments(self._signature, mapping.gather_variadic(self._signature, child))
         return self._entry(context, bound.args, bound.kwargs, waits, group)
 
-    def _entry(self, context: FlowContext, args: tuple, kwargs: dict, waits: Found, group: int | None) -> Entry:
+    def _entry(self, context: FlowContext, args: Args, kwargs: Kwargs, waits: Found, group: int | None) -> Entry:
         found: Found = []
         needs = collect(args, found) | collect(kwargs, found)
         edges = _edges(found, waits)
@@ -333,7 +336,7 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         """An `async def` task (Prefect's attribute)."""
         return inspect.iscoroutinefunction(self.fn)
 
-    def direct_run(self, context: FlowContext, args: tuple, kwargs: dict,
+    def direct_run(self, context: FlowContext, args: Args, kwargs: Kwargs,
                    wait_for: Any) -> tuple[TaskRun, Found, bool, bool]:
         """A direct call's run record, made and announced: (run, its upstreams, whether its
         arguments hold futures, whether its name waits for their results)."""
@@ -417,8 +420,8 @@ def task(*, name: str | None = None, description: str | None = None, tags: Itera
          retry_jitter_factor: float | None = None, persist_result: bool | None = None, result_storage: Any = None,
          result_storage_key: str | None = None, result_serializer: Any = None, cache_result_in_memory: bool = True,
          timeout_seconds: float | None = None, log_prints: bool | None = None, refresh_cache: bool | None = None,
-         on_completion: list[Callable] | None = None, on_failure: list[Callable] | None = None,
-         on_running: list[Callable] | None = None, retry_condition_fn: Callable[..., bool] | None = None,
+         on_completion: Hooks | None = None, on_failure: Hooks | None = None,
+         on_running: Hooks | None = None, retry_condition_fn: Callable[..., bool] | None = None,
          viz_return_value: Any = None, asset_deps: Any = None) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -31,6 +31,7 @@ from .results import store as results_store
 from .shm import (ResultRef, SegmentWriter, SharedArguments, SharedMemoryError, WarmMappings, keep_mappings_warm,
                   load_arguments, load_value, unlink)
 from .states import RemoteError, RemoteTraceback
+from .shapes import Args
 
 
 BOARD_FORMAT = "qd"  # the run id executing (0: none), when it started
@@ -110,7 +111,7 @@ def batch_value(run_id: int) -> Any:
     return load_value(ref.data, ref.segment, ref.spans)
 
 
-def _run_item(batch: Batch, item: WorkItem, arguments: bytes | SharedArguments, lent: list) -> Outcome:
+def _run_item(batch: Batch, item: WorkItem, arguments: bytes | SharedArguments, lent: list[Any]) -> Outcome:
     pid = os.getpid()
     logs: list[tuple[int, str]] = []
     emit = lambda level, text: logs.append((level, text))  # noqa: E731
@@ -177,7 +178,7 @@ def _storing_failed(run_name: str, value: Any, error: BaseException) -> BaseExce
     return failure
 
 
-def _failure(item: WorkItem, error: BaseException, start: float, pid: int, logs: list,
+def _failure(item: WorkItem, error: BaseException, start: float, pid: int, logs: list[Any],
              status: Status = Status.FAILED, end: float | None = None, transfer: float = 0.0) -> Outcome:
     text = task_traceback(error)
     return Outcome(item.run_id, status, None, portable_error(error, text), text, start,
@@ -262,7 +263,7 @@ def _disarm_deadline() -> None:
     _deadline_armed = False
 
 
-def start_worker(parent_pid: int, pickled_initializer: bytes | None, initargs: tuple) -> None:
+def start_worker(parent_pid: int, pickled_initializer: bytes | None, initargs: Args) -> None:
     """Worker initializer: exit when the parent dies, then run the user's initializer
     (pickled by `dumps_function`, so its traceback keeps its file's lines)."""
     # Ctrl-C in a terminal reaches the whole process group: the parent decides (it cancels

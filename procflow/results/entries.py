@@ -82,11 +82,11 @@ class StoredResult(LazyResult):
             self._loaded = True
         return self._value
 
-    def reference(self) -> tuple:
+    def reference(self) -> tuple[Any, ...]:
         """How it pickles as an argument: the entry, mapped where it is unpickled."""
         return (load_entry, (self.path, self.header))
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (StoredResult, (self.path, self.header))
 
 

@@ -19,11 +19,12 @@ from ..futures import TaskFuture
 from ..pickling import OutOfBand, dumps_plain, identity, wrap_large_arguments
 from ..states import State
 from ..worker import batch_value
+from ..shapes import Args, Kwargs
 
 _LEAVES = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 
-def pickle_arguments(args: tuple, kwargs: dict, has_futures: bool, in_batch: frozenset[int] = frozenset(),
+def pickle_arguments(args: Args, kwargs: Kwargs, has_futures: bool, in_batch: frozenset[int] = frozenset(),
                      out_of_band: OutOfBand | None = None) -> bytes:
     """`(args, kwargs)` pickled for a worker; futures become result references.
 
@@ -43,7 +44,7 @@ def pickle_arguments(args: tuple, kwargs: dict, has_futures: bool, in_batch: fro
     return out.getvalue()
 
 
-def _reference(future: TaskFuture, in_batch: frozenset[int]) -> tuple:
+def _reference(future: TaskFuture[Any], in_batch: frozenset[int]) -> tuple[Any, ...]:
     run_id = future.task_run.id
     return (batch_value, (run_id,)) if run_id in in_batch else future.reduce_for_worker()
 
@@ -71,14 +72,14 @@ class _Reduced:
 
     __slots__ = ("reduction",)
 
-    def __init__(self, reduction: tuple) -> None:
+    def __init__(self, reduction: tuple[Any, ...]) -> None:
         self.reduction = reduction
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return self.reduction
 
 
-def _swap_top_level(args: tuple, kwargs: dict, in_batch: frozenset[int]) -> tuple[tuple, dict] | None:
+def _swap_top_level(args: Args, kwargs: Kwargs, in_batch: frozenset[int]) -> tuple[Args, Kwargs] | None:
     """Futures given directly as arguments replaced by references; None when one sits deeper."""
 
     def swap(value: Any) -> Any:

@@ -17,6 +17,7 @@ from .. import options
 from ..messages import Outcome
 from ..results.store import Persist
 from ..states import LazyResult
+from ..shapes import Args, Kwargs
 
 Sink = Callable[[list[Outcome]], None]
 
@@ -34,8 +35,8 @@ class Call:
     run_name: str
     task_name: str
     fn: Callable[..., Any]
-    args: tuple
-    kwargs: dict
+    args: Args
+    kwargs: Kwargs
     needs_substitution: bool  # futures or annotations inside the arguments
     timeout: float | None
     log_prints: bool

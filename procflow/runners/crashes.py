@@ -88,7 +88,7 @@ class WorkerWatch:
 
 
 # broken pool -> run id -> (pid, exit code, last rss); shared, like the pool, by concurrent flow runs
-_VICTIMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_VICTIMS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _VICTIMS_LOCK = threading.Lock()
 
 
@@ -127,14 +127,14 @@ class CrashLedger:
                 outcomes.append(Outcome(item.run_id, Status.LOST))
         return outcomes
 
-    def _victims_of(self, pool: Any) -> dict[int, tuple]:
+    def _victims_of(self, pool: Any) -> dict[int, tuple[Any, ...]]:
         """Worked out once per broken pool, for every flow run using it (the pool is shared)."""
         with _VICTIMS_LOCK:
             if pool not in _VICTIMS:
                 _VICTIMS[pool] = self._look_at(pool)
             return _VICTIMS[pool]
 
-    def _look_at(self, pool: Any) -> dict[int, tuple]:
+    def _look_at(self, pool: Any) -> dict[int, tuple[Any, ...]]:
         processes = dict(getattr(pool, "_processes", None) or {})  # loky's pid -> process
         boards = self.boards.read()
         victims = {}

@@ -49,6 +49,7 @@ from ..worker import decode_error, portable_error
 from .base import Call, Sink
 from .crashes import kill_with_its_children
 from .threads import interrupt_thread
+from ..shapes import Args, Kwargs
 
 
 class ResultReleased(RuntimeError):
@@ -123,8 +124,8 @@ class DaskTaskRunner:
     interrupt_grace = 0.0
     fuses = False
 
-    def __init__(self, address: str | None = None, cluster_kwargs: dict | None = None,
-                 client_kwargs: dict | None = None) -> None:
+    def __init__(self, address: str | None = None, cluster_kwargs: Kwargs | None = None,
+                 client_kwargs: Kwargs | None = None) -> None:
         self.address = address
         self.cluster_kwargs = cluster_kwargs or {}
         self.client_kwargs = client_kwargs or {}
@@ -143,7 +144,7 @@ class DaskTaskRunner:
         self._stuck = self._cancelling = False
         self._running: dict[int, Any] = {}  # run id -> Dask future, until its outcome
         self._reported: set[int] = set()
-        self._early: dict[int, dict] = {}  # events that came before submit() recorded the future
+        self._early: dict[int, dict[Any, Any]] = {}  # events that came before submit() recorded the future
         self._lock = threading.Lock()
         if self.address is None:
             if _called_at_top_level_of_script("__mp_main__"):
@@ -179,7 +180,7 @@ class DaskTaskRunner:
         for call in calls:
             upstream: list[Any] = []  # Dask futures, resolved by Dask on the worker (a flat list)
             if call.needs_substitution:
-                def slot(future: TaskFuture, allowed: bool, upstream: list[Any] = upstream) -> Any:
+                def slot(future: TaskFuture[Any], allowed: bool, upstream: list[Any] = upstream) -> Any:
                     upstream.append(self._upstream(future, allowed))
                     return _Slot(len(upstream) - 1)
                 args, kwargs = substitute(call.args, slot), substitute(call.kwargs, slot)
@@ -204,7 +205,7 @@ class DaskTaskRunner:
                 self._on_event((None, early))
             future.add_done_callback(lambda f, run_id=call.run_id: self._on_done(run_id, f))
 
-    def _scatter_large(self, call: Call, args: tuple, kwargs: dict, upstream: list[Any]) -> tuple[tuple, dict]:
+    def _scatter_large(self, call: Call, args: Args, kwargs: Kwargs, upstream: list[Any]) -> tuple[Args, Kwargs]:
         """Arrays the flow passes go to the cluster with `scatter`, as Dask's docs advise, not
         inside each task's graph: once per run, or once per `.map()` for a value its
         children share (`unmapped(array)`). Those of a map stay until the flow run ends."""
@@ -225,7 +226,7 @@ class DaskTaskRunner:
 
         return tuple(place(value) for value in args), {name: place(value) for name, value in kwargs.items()}
 
-    def _upstream(self, future: TaskFuture, allowed: bool) -> Any:
+    def _upstream(self, future: TaskFuture[Any], allowed: bool) -> Any:
         """An upstream's result as an argument: its Dask future when it lives on the cluster
         through this runner's client. A future of an earlier flow run (its client closed, its
         result fetched when that run ended) passes its value."""
@@ -235,7 +236,7 @@ class DaskTaskRunner:
             return data.future
         return state._result(raise_on_failure=not allowed)
 
-    def _on_event(self, event: tuple) -> None:
+    def _on_event(self, event: tuple[Any, ...]) -> None:
         message = event[1]
         run_id = message["run_id"]
         with self._lock:
@@ -364,15 +365,16 @@ class _Arguments:
 
     __slots__ = ("args", "kwargs")
 
-    def __init__(self, args: tuple, kwargs: dict) -> None:
+    def __init__(self, args: Args, kwargs: Kwargs) -> None:
         self.args, self.kwargs = args, kwargs
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_Arguments, (self.args, self.kwargs))
 
 
-def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str, int, int, tuple], log_prints: bool,
-                timeout: float | None, arguments: _Arguments, upstream: list, persist: Persist | None = None) -> Any:
+def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str, int, int, tuple[Any, ...]],
+                log_prints: bool, timeout: float | None, arguments: _Arguments, upstream: list[Any],
+                persist: Persist | None = None) -> Any:
     """On a Dask worker: run, report the outcome as an event, keep the value here.
     `names`: the run's id and name, its task's name, its flow run's name, and the attempts of both."""
     fn = loads_function(function)

@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import threading
+from typing import Any
 
 _SCRIPT = r"""
 import os, signal, sys, time
@@ -88,7 +89,7 @@ class Guardian:
     """The watcher of one process; `watch(directory)` starts it or tells it a new directory."""
 
     def __init__(self) -> None:
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[Any] | None = None
         self._pid = 0  # the process that started it: a forked child needs its own
         self._told: str | None = None
         self._lock = threading.Lock()

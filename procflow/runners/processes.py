@@ -43,6 +43,7 @@ from .crashes import CrashLedger, WorkerWatch, alive, kill_with_its_children
 from .directory import FunctionFiles, WorkerBoards
 from .guardian import GUARDIAN
 from .segments import SEGMENT_POOL, ArgumentSegments, SegmentLedger
+from ..shapes import Args
 
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -56,11 +57,11 @@ LOKY_LEAK_BYTES = 300 * 10**6 + WARM_BYTES
 _FUNCTION_FILES = FunctionFiles()
 
 
-_pool: tuple[tuple, ProcessPoolExecutor] | None = None
+_pool: tuple[tuple[Any, ...], ProcessPoolExecutor] | None = None
 _pool_lock = threading.Lock()
 
 
-def shared_pool(max_workers: int, env: dict[str, str], initializer: Callable[..., Any] | None, initargs: tuple,
+def shared_pool(max_workers: int, env: dict[str, str], initializer: Callable[..., Any] | None, initargs: Args,
                 idle_timeout: float, fresh: bool = False) -> ProcessPoolExecutor:
     """procflow's reusable pool: one per process, kept across flow runs, rebuilt when its
     settings change or it broke. Our own, not loky's global reusable executor, so that a
@@ -108,7 +109,7 @@ class ProcessPoolTaskRunner:
 
     def __init__(self, max_workers: int | None = None, shm_threshold_bytes: int = 1 << 20,
                  max_tasks_per_worker: int | None = None, worker_env: dict[str, str] | None = None,
-                 initializer: Callable[..., Any] | None = None, initargs: tuple = (),
+                 initializer: Callable[..., Any] | None = None, initargs: Args = (),
                  keep_segments_between_runs: bool = False) -> None:
         owner = "ProcessPoolTaskRunner"
         self.max_workers = worker_count(max_workers, default_workers())
@@ -148,7 +149,7 @@ class ProcessPoolTaskRunner:
         GUARDIAN.watch(self._dir)
         _FUNCTION_FILES.verify(self._dir)
         self._watch = WorkerWatch(self._boards)
-        self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple, Any]] = {}
+        self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple[Any, ...], Any]] = {}
         self._batch_ids = itertools.count()
         self._seconds_per_run: float | None = None
         self._segments = SegmentLedger(self.keep_segments_between_runs)

@@ -6,9 +6,10 @@ import inspect
 from typing import Any, Callable
 
 from ..states import ParameterBindError
+from ..shapes import Args, Kwargs
 
 
-def get_call_parameters(fn: Callable[..., Any], call_args: tuple, call_kwargs: dict[str, Any],
+def get_call_parameters(fn: Callable[..., Any], call_args: Args, call_kwargs: dict[str, Any],
                         apply_defaults: bool = True) -> dict[str, Any]:
     """`fn(*call_args, **call_kwargs)`'s arguments by parameter name (defaults included unless
     `apply_defaults=False`), as Prefect's; arguments `fn` would refuse raise `ParameterBindError`."""
@@ -25,7 +26,7 @@ def get_call_parameters(fn: Callable[..., Any], call_args: tuple, call_kwargs: d
     return dict(bound.arguments)
 
 
-def parameters_to_args_kwargs(fn: Callable[..., Any], parameters: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+def parameters_to_args_kwargs(fn: Callable[..., Any], parameters: dict[str, Any]) -> tuple[Args, Kwargs]:
     """The call that binds `parameters` (by name, a `*args` one a tuple and a `**kwargs` one a
     dict) to `fn`, as Prefect's: the inverse of `get_call_parameters`."""
     target = getattr(fn, "fn", fn)
