@@ -203,18 +203,21 @@ class ProcessPoolTaskRunner:
             return 0
 
     def capacity(self) -> int:
+        """How many runs `submit` takes now: a query, it changes nothing (a pool whose workers
+        spent their `max_tasks_per_worker` takes none until its batches are in; `submit` renews it)."""
         with self._lock:
             free = self.max_workers * self.MESSAGES_PER_WORKER - len(self._batches)
             idle = not self._batches
-        if self._recycle:
-            if not idle:
-                return 0
-            self._restart_pool()
+        if self._recycle and not idle:
+            return 0
         return max(0, free) * batch_size(self._seconds_per_run, self.max_tasks_per_worker)
 
     def submit(self, calls: list[Call]) -> None:
         with self._lock:
             free = self.max_workers * self.MESSAGES_PER_WORKER - len(self._batches)
+            idle = not self._batches
+        if self._recycle and idle:  # the workers spent their runs: a fresh pool before new work
+            self._restart_pool()
         for group in group_calls(calls, free):
             self._send(group)
 
