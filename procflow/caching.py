@@ -282,7 +282,7 @@ def subflow_call(flow: Any, blocked: State | None) -> tuple[Any, State | None]:
     """A subflow call: (its place among its parent's calls this attempt, the state it ends with
     now). A parent's retry does not run again a subflow that completed and persists, as Prefect
     finds the child's run of the earlier attempt: it gets that run's state."""
-    from .context import current_flow
+    from .current import current_flow
 
     parent = current_flow.get()
     if parent is None or blocked is not None:

@@ -22,8 +22,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import caching, hooks
-from .context import FlowContext, current_flow, standalone_context
-from .current import TaskRunInfo, current_task_run
+from .context import FlowContext, standalone_context
+from .current import TaskRunInfo, current_flow, current_task_run
 from .execution import Executed, RunTimedOut, aexecute, execute
 from .futures import TaskFuture
 from .records import TaskRun

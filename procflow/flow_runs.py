@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 from . import caching, settings
 from .aggregate import aggregate
 from .annotations import quote
-from .context import FlowContext, current_flow, open_context
+from .context import FlowContext, open_context
+from .current import current_flow
 from .records import FlowRun, TaskRun
 from .resolve import Found, collect, not_ready, substitute, wait_all
 from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter, release_prints
@@ -106,7 +107,7 @@ def _start(flow: Flow[..., Any], args: Args, kwargs: Kwargs, is_async: bool) -> 
     refused = None
     if flow.should_validate_parameters:
         try:
-            bound = inspect.BoundArguments(flow._signature, flow.validate_parameters(bound.arguments))  # type: ignore[arg-type]
+            bound = inspect.BoundArguments(flow._signature, flow.validate_parameters(bound.arguments))
             args, kwargs = bound.args, bound.kwargs
         except ParameterTypeError as error:
             refused = error

@@ -16,7 +16,8 @@ from .current import FlowRunInfo, call_naming, naming_flow_run
 from .flow_names import random_flow_run_name
 from .parameters import ParameterValidator
 from .caching import NotSet
-from .flow_runs import FlowTimedOut, final_state, last_flow_run, second_interrupt_exits_at_once, set_last_flow_run
+from .flow_deadline import FlowTimedOut
+from .flow_runs import final_state, last_flow_run, second_interrupt_exits_at_once, set_last_flow_run
 from .records import FlowRun
 from .runlog import flow_emitter
 from .runners.base import Runner

@@ -53,7 +53,7 @@ class _BufferPicklerMixin:
         if type(obj) is memoryview and obj.nbytes >= self.threshold and obj.c_contiguous:
             return _LargeBuffer(obj).__reduce__()
         parent = super()
-        return parent.reducer_override(obj) if hasattr(parent, "reducer_override") else NotImplemented  # type: ignore[misc]
+        return parent.reducer_override(obj) if hasattr(parent, "reducer_override") else NotImplemented
 
 
 class _LargeBuffer:
@@ -179,7 +179,7 @@ def dumps_out_of_band(value: Any, threshold: int, keep: Callable[[pickle.PickleB
         keep.buffers.clear()  # what the first try took out is in this pickle again
     out = io.BytesIO()
     pickler = _CloudPickler(out, protocol=5, buffer_callback=keep)
-    pickler.threshold = threshold  # type: ignore[attr-defined]
+    pickler.threshold = threshold
     pickler.dump(value)
     return out.getvalue()
 

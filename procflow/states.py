@@ -178,7 +178,7 @@ class State:
     comes from the type ("Cancelled") and the message is optional."""
 
     type: StateType
-    name: str | None = None  # type: ignore[assignment] # always a str after __post_init__
+    name: str | None = None  # always a str after __post_init__
     message: str | None = None
     data: Any = None
     # The future this state was read from (`TaskFuture.state`): while the user holds the

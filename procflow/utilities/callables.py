@@ -35,5 +35,5 @@ def parameters_to_args_kwargs(fn: Callable[..., Any], parameters: dict[str, Any]
     if unknown:
         raise ParameterBindError(f"Function {getattr(target, '__name__', target)!r} has no parameters named "
                                  f"{sorted(unknown)}")
-    bound = inspect.BoundArguments(signature, dict(parameters))  # type: ignore[arg-type]
+    bound = inspect.BoundArguments(signature, dict(parameters))
     return bound.args, bound.kwargs
