@@ -146,8 +146,8 @@ def _refused_state(error: BaseException) -> State:
 
 def _finish(flow: Flow[..., Any], context: FlowContext, state: State, return_state: bool, call: Any = None) -> Any:
     flow_run = context.flow_run
-    caching.remember_subflow(call, state)
     state = state.of_flow_run(flow_run.id)
+    caching.remember_subflow(call, state)  # a cached subflow's state names the run that made it
     flow_run.state, flow_run.end_time = state, time.time()
     FLOW_LOGGER.info(f"Flow run '{flow_run.name}' - Finished in state {state!r}")
     _run_hooks(flow, context, state)
