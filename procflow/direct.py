@@ -178,11 +178,11 @@ def _attempt_state(task: Task[..., Any], run: TaskRun, outcome: Executed) -> Sta
         return Completed(value)
     if isinstance(error, ReturnedState):  # a returned Failed state is retried, as in Prefect 3
         state = error.state()
-        if state.is_failed() and run.attempts <= task.retries and task.can_retry(run, state):
+        if task.should_retry(run, state):
             log_retry(run.name, f"returned {state!r}")
             return None
         return state
-    if run.attempts > task.retries or not task.can_retry(run, Failed(error)):
+    if not task.should_retry(run, Failed(error)):
         if isinstance(error, RunTimedOut):  # the same error and state as a submitted run's
             return TimedOut(run_timeout_error(run.name, task.timeout_seconds), task.timeout_seconds)
         return Failed(error)

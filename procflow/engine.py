@@ -235,13 +235,12 @@ class Engine:
             error = outcome.error if isinstance(outcome.error, BaseException) else RuntimeError(outcome.error_text)
             if isinstance(error, ReturnedState):  # the task returned a state: a Failed one is retried, as in Prefect
                 state = error.state()
-                retry = state.is_failed() and run.attempts <= entry.task.retries and entry.task.can_retry(run, state)
-                if not self._retry(entry, f"returned {state!r}", allowed=retry):
+                if not self._retry(entry, f"returned {state!r}", allowed=entry.task.should_retry(run, state)):
                     self._finish(entry, state, False)
                 return
             if status is Status.TIMED_OUT:
                 error = run_timeout_error(run.name, entry.task.timeout_seconds, worker_replaced=run.worker is None)
-            retry = run.attempts <= entry.task.retries and entry.task.can_retry(run, Failed(error))
+            retry = entry.task.should_retry(run, Failed(error))
             if not self._retry(entry, f"{type(error).__name__}: {error}", allowed=retry):
                 if status is Status.TIMED_OUT:
                     self._finish(entry, TimedOut(error, entry.task.timeout_seconds), False)

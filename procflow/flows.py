@@ -12,19 +12,19 @@ import uuid
 from typing import Any, Callable, Generic, ParamSpec, TypeVar, overload
 
 from . import caching, flow_runs, hooks, options, settings
-from .current import FlowRunInfo, call_naming, naming_flow_run
-from .flow_names import random_flow_run_name
-from .parameters import ParameterValidator
 from .caching import NotSet
+from .current import FlowRunInfo, call_naming, naming_flow_run
 from .flow_deadline import FlowTimedOut
+from .flow_names import random_flow_run_name
 from .flow_runs import final_state, last_flow_run, second_interrupt_exits_at_once, set_last_flow_run
+from .parameters import ParameterValidator
 from .records import FlowRun
 from .runlog import flow_emitter
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
+from .shapes import Hooks
 from .states import State
 from .utilities.hashing import file_hash
-from .shapes import Hooks
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -96,6 +96,11 @@ def _run_to_end(coroutine: Any) -> None:
         raise failure[0]
 
 
+def _hook_list(name: str) -> property:
+    """A read-only attribute for one option's hook list (Prefect's `on_failure_hooks`)."""
+    return property(lambda self: self.state_hooks[name], doc=f"The `{name}` hooks, as a list.")
+
+
 class TaskHookMethods:
     """Prefect's decorator forms, `@my_task.on_failure`: each adds a hook and returns it."""
 
@@ -115,17 +120,9 @@ class TaskHookMethods:
         return self._add_hook("on_running", fn)
 
     # Prefect's attributes for the lists (`my_flow.on_failure_hooks`), the same list objects
-    @property
-    def on_completion_hooks(self) -> list[Callable[..., Any]]:
-        return self.state_hooks["on_completion"]
-
-    @property
-    def on_failure_hooks(self) -> list[Callable[..., Any]]:
-        return self.state_hooks["on_failure"]
-
-    @property
-    def on_running_hooks(self) -> list[Callable[..., Any]]:
-        return self.state_hooks["on_running"]
+    on_completion_hooks = _hook_list("on_completion")
+    on_failure_hooks = _hook_list("on_failure")
+    on_running_hooks = _hook_list("on_running")
 
 
 class FlowHookMethods(TaskHookMethods):
@@ -137,13 +134,8 @@ class FlowHookMethods(TaskHookMethods):
     def on_cancellation(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         return self._add_hook("on_cancellation", fn)
 
-    @property
-    def on_crashed_hooks(self) -> list[Callable[..., Any]]:
-        return self.state_hooks["on_crashed"]
-
-    @property
-    def on_cancellation_hooks(self) -> list[Callable[..., Any]]:
-        return self.state_hooks["on_cancellation"]
+    on_crashed_hooks = _hook_list("on_crashed")
+    on_cancellation_hooks = _hook_list("on_cancellation")
 
 
 class HookThreads:

@@ -120,9 +120,13 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
                                    delay * (1 + self.retry_jitter_factor))
         return delay
 
-    def can_retry(self, run: TaskRun, state: State) -> bool:
-        """Prefect's `retry_condition_fn(task, task_run, state)` for a failed attempt with retries
-        left: False (or an error in it, logged) makes this attempt the last."""
+    def should_retry(self, run: TaskRun, state: State) -> bool:
+        """Whether an attempt that ended in `state` runs again, for submitted runs and direct calls
+        alike: it failed (raised, or returned a `Failed` state, as Prefect 3 retries), a retry is
+        left, and Prefect's `retry_condition_fn(task, task_run, state)` agrees (False, or an error
+        in it, logged, makes this attempt the last)."""
+        if not state.is_failed() or run.attempts > self.retries:
+            return False
         if self.retry_condition_fn is None:
             return True
         try:
