@@ -25,13 +25,14 @@ from . import caching, hooks
 from .context import FlowContext, standalone_context
 from .current import TaskRunInfo, current_flow, current_task_run
 from .execution import Executed, RunTimedOut, aexecute, execute
+from .lifecycle import Finish, PutBack, Retry, decide
 from .futures import TaskFuture
 from .records import TaskRun
 from .resolve import Found, not_ready, substitute, wait_all
 from .results import store
 from .runlog import log_retry, task_emitter
 from .runners.threads import interrupt_thread
-from .states import Completed, Failed, ReturnedState, Running, State, TimedOut, run_timeout_error
+from .states import Running, State
 from .shapes import Args, Kwargs
 
 if TYPE_CHECKING:
@@ -140,20 +141,20 @@ def _attempts(task: Task[..., Any], context: FlowContext, run: TaskRun, args: Ar
         finally:
             if timer is not None:
                 timer.cancel()
-        state = _attempt_state(task, run, outcome)
-        if state is not None:
-            return state
-        time.sleep(task.retry_delay(run.attempts))
+        end = _attempt_end(task, run, outcome)
+        if isinstance(end, Finish):
+            return end.state
+        time.sleep(end.delay)
 
 
 async def _async_attempts(task: Task[..., Any], context: FlowContext, run: TaskRun, args: Args,
                           kwargs: Kwargs) -> State:
     while True:
         info, log_prints, emit = _attempt(task, context, run, args, kwargs)
-        state = _attempt_state(task, run, await aexecute(info, log_prints, emit, task.timeout_seconds))
-        if state is not None:
-            return state
-        await asyncio.sleep(task.retry_delay(run.attempts))
+        end = _attempt_end(task, run, await aexecute(info, log_prints, emit, task.timeout_seconds))
+        if isinstance(end, Finish):
+            return end.state
+        await asyncio.sleep(end.delay)
 
 
 def _attempt(task: Task[..., Any], context: FlowContext, run: TaskRun, args: Args,
@@ -170,21 +171,12 @@ def _attempt(task: Task[..., Any], context: FlowContext, run: TaskRun, args: Arg
     return info, log_prints, emit
 
 
-def _attempt_state(task: Task[..., Any], run: TaskRun, outcome: Executed) -> State | None:
-    """The attempt's final state, or None: it failed and a retry is left."""
-    _, value, error, run.start_time, run.end_time = outcome
+def _attempt_end(task: Task[..., Any], run: TaskRun, outcome: Executed) -> Finish | Retry:
+    """The attempt's final state, or a retry (logged here) after its delay (`lifecycle.decide`)."""
+    status, value, error, run.start_time, run.end_time = outcome
     run.worker = "flow"
-    if error is None:
-        return Completed(value)
-    if isinstance(error, ReturnedState):  # a returned Failed state is retried, as in Prefect 3
-        state = error.state()
-        if task.should_retry(run, state):
-            log_retry(run.name, f"returned {state!r}")
-            return None
-        return state
-    if not task.should_retry(run, Failed(error)):
-        if isinstance(error, RunTimedOut):  # the same error and state as a submitted run's
-            return TimedOut(run_timeout_error(run.name, task.timeout_seconds), task.timeout_seconds)
-        return Failed(error)
-    log_retry(run.name, f"{type(error).__name__}: {error}")
-    return None
+    decision = decide(task, run, status, value, error)
+    assert not isinstance(decision, PutBack)  # a direct call always runs
+    if isinstance(decision, Retry):
+        log_retry(run.name, decision.reason)
+    return decision

@@ -24,7 +24,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Union
 
 from .dispatch import Dispatcher
 from .entries import Entry, Tracker
@@ -42,20 +43,63 @@ from .records import FlowRun, TaskRun
 from .runlog import log_retry, task_emitter
 from .runners.base import Runner
 from .scheduler import Scheduler
-from .states import (Cancelled, Completed, Crashed, CrashedRun, Failed, LazyResult, NotReady, Pending, ReturnedState,
-                     State, TimedOut, is_terminal, run_timeout_error)
+from .lifecycle import NOT_RUN, PutBack, Retry, decide
+from .states import Cancelled, Failed, LazyResult, NotReady, State, is_terminal
 from .timers import Timers
 
-MAX_CRASHES = 3  # a run that crashes its worker this many times in a row is not retried
 # Run ids are unique in the process: a future of an earlier flow run may be an argument.
 _RUN_IDS = itertools.count(1)
 
 
+# -- what the engine's queue carries: one typed event per kind -----------------------------
+
+@dataclass(frozen=True, slots=True)
+class OutcomesIn:
+    """A runner reports (any thread)."""
+    outcomes: list[Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class RunsAdded:
+    """`.submit()` / `.map()` made runs (a user thread)."""
+    entries: list[Entry]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamEnded:
+    """A run of another flow run, an upstream of ours, finished (its future's callback)."""
+    run_id: int
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAsked:
+    """Ctrl-C or a flow's timeout (see `Engine.cancel`)."""
+    tracker: Tracker
+    only_this_flow: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HooksRan:
+    """A finished run's state hooks ran (the hook thread): its end is published now."""
+    entry: Entry
+    state: State
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    pass
+
+
+Event = Union[OutcomesIn, RunsAdded, UpstreamEnded, CancelAsked, HooksRan, Stop]
+
+
 class Engine:
     def __init__(self, runner: Runner, observer: Observer) -> None:
-        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._events = events
-        self.runner = runner.start(lambda outcomes: events.put(("outcomes", outcomes)))  # this run's session
+        self.runner = runner.start(lambda outcomes: events.put(OutcomesIn(outcomes)))  # this run's session
         self.observer = observer
         self.waiter = Waiter()
         self.scheduler = Scheduler(depth_first=runner.depth_first)
@@ -83,7 +127,7 @@ class Engine:
         tracker = entries[0].tracker
         with self.waiter.condition:
             tracker.unfinished += len(entries)
-        self._events.put(("add", entries))
+        self._events.put(RunsAdded(entries))
 
     def wait_for(self, tracker: Tracker, timeout: float | None = None) -> bool:
         """Block until every run of the flow run has finished; False on timeout."""
@@ -97,7 +141,7 @@ class Engine:
         `only_this_flow` (a nested flow's timeout, on its parent's engine): only that flow run's
         pending runs; its running ones finish, as stopping them would stop the parent's too.
         """
-        self._events.put(("cancel", tracker, only_this_flow))
+        self._events.put(CancelAsked(tracker, only_this_flow))
         self.wait_for(tracker, timeout)
 
     def close_flow(self, tracker: Tracker) -> None:
@@ -108,7 +152,7 @@ class Engine:
             tracker.spiller.close()
 
     def stop(self) -> None:
-        self._events.put(("stop",))
+        self._events.put(Stop())
         self._thread.join()
         self._hooks.shutdown()
         self.runner.shutdown()
@@ -130,7 +174,7 @@ class Engine:
                     break
             try:
                 for event in batch:
-                    if event[0] == "stop":
+                    if isinstance(event, Stop):
                         self._out.publish()
                         return
                     self._handle(event)
@@ -157,24 +201,24 @@ class Engine:
                 self._entries.pop(entry.run.id, None)
                 self._out.finish(entry.run, Failed(failure), entry.tracker)
 
-    def _handle(self, event: tuple[Any, ...]) -> None:
-        kind = event[0]
-        if kind == "outcomes":
-            for outcome in event[1]:
-                try:
-                    self._on_outcome(outcome)
-                except Exception as error:  # noqa: BLE001 - a run left unfinished would leave its flow waiting
-                    self._fail_unhandled(outcome.run_id, error)
-        elif kind == "add":
-            for entry in event[1]:
-                self._on_add(entry)
-        elif kind == "external":
-            for run_id, blocked_by in self.scheduler.finish(event[1], event[2]):
-                self._block(run_id, blocked_by)
-        elif kind == "cancel":
-            self._cancel(event[1], event[2])
-        elif kind == "hooked":
-            self._finish(event[1], event[2], event[3])
+    def _handle(self, event: Event) -> None:
+        match event:
+            case OutcomesIn(outcomes):
+                for outcome in outcomes:
+                    try:
+                        self._on_outcome(outcome)
+                    except Exception as error:  # noqa: BLE001 - a run left unfinished would leave its flow waiting
+                        self._fail_unhandled(outcome.run_id, error)
+            case RunsAdded(entries):
+                for entry in entries:
+                    self._on_add(entry)
+            case UpstreamEnded(run_id, ok):
+                for blocked, blocked_by in self.scheduler.finish(run_id, ok):
+                    self._block(blocked, blocked_by)
+            case CancelAsked(tracker, only_this_flow):
+                self._cancel(tracker, only_this_flow)
+            case HooksRan(entry, state, ok):
+                self._finish(entry, state, ok)
 
     def _fail_unhandled(self, run_id: int, error: Exception) -> None:
         """procflow's own bug met a run's outcome: the run fails with it, its flow goes on."""
@@ -199,7 +243,7 @@ class Engine:
                     self.scheduler.add_finished(upstream.id, upstream.state.is_completed())
                 else:
                     future.add_done_callback(
-                        lambda f: self._events.put(("external", f.task_run.id, f.state.is_completed())))
+                        lambda f: self._events.put(UpstreamEnded(f.task_run.id, f.state.is_completed())))
             pairs.append((upstream.id, not allowed))
         for run_id, blocked_by in self.scheduler.add(run.id, pairs):
             self._block(run_id, blocked_by)
@@ -208,47 +252,29 @@ class Engine:
         entry = self._entries.get(outcome.run_id)
         if entry is None:  # cancelled meanwhile
             return
-        if outcome.status in (Status.LOST, Status.DEFERRED, Status.SPENT):
-            entry.run.attempts -= 1  # it did not run: no attempt, no retry spent
+        run, status = entry.run, outcome.status
+        if status not in NOT_RUN:
+            if run.ready_time is None:  # when its last upstream ended (fused runs too; first attempt)
+                run.ready_time = max([run.created_time, *(f.task_run.end_time or 0.0 for f, _ in entry.upstream)])
+            run.start_time, run.end_time = outcome.start or None, outcome.end or None
+            run.worker, run.transfer_seconds = outcome.worker, outcome.transfer
+            if outcome.logs:
+                self._out.printed(run, outcome.logs, entry.tracker.flow_run)
+            entry.crashes = entry.crashes + 1 if status is Status.CRASHED else 0
+        decision = decide(entry.task, run, status, outcome.value, outcome.error, outcome.error_text, entry.crashes)
+        if isinstance(decision, PutBack):
+            run.attempts -= 1  # it did not run: no attempt, no retry spent
             self._put_back(entry)
-            return
-        run = entry.run
-        if run.ready_time is None:  # when its last upstream ended (fused runs too; first attempt)
-            run.ready_time = max([run.created_time, *(f.task_run.end_time or 0.0 for f, _ in entry.upstream)])
-        run.start_time, run.end_time = outcome.start or None, outcome.end or None
-        run.worker, run.transfer_seconds = outcome.worker, outcome.transfer
-        if outcome.logs:
-            self._out.printed(run, outcome.logs, entry.tracker.flow_run)
-        status = outcome.status
-        if status is Status.COMPLETED:
+        elif isinstance(decision, Retry):
+            self._retry(entry, decision)
+        elif status is Status.COMPLETED:
             run.result_bytes = outcome.value.nbytes if isinstance(outcome.value, LazyResult) else 0
-            self._complete(entry, outcome.value)
-        elif status is Status.CANCELLED:
-            self._finish(entry, Cancelled("The run was interrupted (Ctrl-C or SIGTERM)."), False)
-        elif status is Status.CRASHED:
-            entry.crashes += 1
-            message = outcome.error_text or f"Worker running task run '{run.name}' died."
-            if not self._retry(entry, message, allowed=entry.crashes < MAX_CRASHES):
-                self._finish(entry, Crashed(message, CrashedRun(message)), False)
+            self._complete(entry, decision.state)
         else:
-            entry.crashes = 0
-            error = outcome.error if isinstance(outcome.error, BaseException) else RuntimeError(outcome.error_text)
-            if isinstance(error, ReturnedState):  # the task returned a state: a Failed one is retried, as in Prefect
-                state = error.state()
-                if not self._retry(entry, f"returned {state!r}", allowed=entry.task.should_retry(run, state)):
-                    self._finish(entry, state, False)
-                return
-            if status is Status.TIMED_OUT:
-                error = run_timeout_error(run.name, entry.task.timeout_seconds, worker_replaced=run.worker is None)
-            retry = entry.task.should_retry(run, Failed(error))
-            if not self._retry(entry, f"{type(error).__name__}: {error}", allowed=retry):
-                if status is Status.TIMED_OUT:
-                    self._finish(entry, TimedOut(error, entry.task.timeout_seconds), False)
-                else:
-                    self._finish(entry, Failed(error), False)
+            self._finish(entry, decision.state, decision.ok)
 
-    def _complete(self, entry: Entry, value: Any) -> None:
-        state = Completed(value)
+    def _complete(self, entry: Entry, state: State) -> None:
+        value = state.data
         caching.remember(entry.cache_plan, entry.tracker.cache, state, entry.run)
         if isinstance(value, LazyResult) and value.holds_storage:
             tracker = entry.tracker
@@ -261,16 +287,12 @@ class Engine:
                 tracker.spiller.check(tracker.results.results)
         self._finish(entry, state, True)
 
-    def _retry(self, entry: Entry, reason: str, allowed: bool = True) -> bool:
-        task, run = entry.task, entry.run
-        if not allowed or run.attempts > task.retries:
-            return False
-        delay = task.retry_delay(run.attempts)
-        log_retry(run.name, reason)
-        self._out.change(run, Pending(f"Retry {run.attempts} of {task.retries} in {delay} s", "AwaitingRetry"))
+    def _retry(self, entry: Entry, retry: Retry) -> None:
+        run = entry.run
+        log_retry(run.name, retry.reason)
+        self._out.change(run, retry.waiting)
         self.scheduler.set_aside(run.id)
-        self._timers.push(time.time() + delay, "retry", run.id, run.attempts)
-        return True
+        self._timers.push(time.time() + retry.delay, "retry", run.id, run.attempts)
 
     def _finish(self, entry: Entry, state: State, ok: bool) -> None:
         run = entry.run
@@ -278,7 +300,7 @@ class Engine:
         if due:  # the hooks first, on the hook thread; the run ends when they have run
             entry.hooked = True
             self._hooks.submit(lambda: call_hooks(due, entry.task, run, state, task_emitter(run.name)),
-                               lambda: self._events.put(("hooked", entry, state, ok)))
+                               lambda: self._events.put(HooksRan(entry, state, ok)))
             return
         del self._entries[run.id]
         self._out.finish(run, state, entry.tracker)
