@@ -105,6 +105,28 @@ def _procflow_threads() -> dict[int, str]:
     return {t.ident: t.name for t in threading.enumerate() if t.name.startswith("procflow") and t.ident}
 
 
+def _pool_workers() -> set[int]:
+    """Living loky worker processes of this process (the reused pool's, or a leaked pool's)."""
+    found = set()
+    for child in psutil.Process().children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "popen_loky" in " ".join(child.cmdline()):
+                found.add(child.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _stray_workers() -> set[int]:
+    """Loky workers that are not those of procflow's one reused pool: a pool left behind, or a
+    replaced pool's that are still ending."""
+    from procflow.runners import processes
+
+    pool = processes._pool
+    ours = set(pool[1]._processes) if pool is not None else set()
+    return _pool_workers() - ours
+
+
 def _children() -> dict[int, str]:
     """Child processes that are not the reused pool's: loky workers and resource trackers stay."""
     found = {}
@@ -136,6 +158,7 @@ def no_leaks():
     """Fail a test that leaves shared-memory segments, engine threads, procflow threads or
     child processes behind (after a grace of a few seconds for ones that are ending)."""
     threads_before, children_before = set(_procflow_threads()), set(_children())
+    strays_before = _stray_workers()  # a user-level loky pool of an earlier test (joblib's) stays
     yield
     left = owned_segments(current_token())  # a flow run frees its segments and empties the reuse pool when it ends
     assert not left, f"shared-memory segments left behind: {left}"
@@ -147,11 +170,13 @@ def no_leaks():
         threads = {ident: name for ident, name in _procflow_threads().items()
                    if ident not in threads_before and name != "procflow-engine" and name not in _POOL_THREADS}
         children = {pid: command for pid, command in _children().items() if pid not in children_before}
-        if not (threads or children) or time.monotonic() > deadline:
+        strays = _stray_workers() - strays_before
+        if not (threads or children or strays) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert not threads, f"procflow threads left running: {sorted(threads.values())}"
     assert not children, f"child processes left running: {children}"
+    assert not strays, f"worker processes of a pool that is not procflow's reused one left running: {sorted(strays)}"
 
 
 class Records(logging.Handler):

@@ -284,15 +284,22 @@ def test_a_dead_workers_last_rss_is_not_overwritten_by_its_zombie():
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
-    class OneBoard:
-        def read(self):
-            return {zombie.pid: (1, 0.0)}
+    class Board:  # the zombie, and a living worker (this process) the sampler must read
+        reads = 0
 
-    watch = WorkerWatch(OneBoard())
+        def read(self):
+            Board.reads += 1
+            return {zombie.pid: (1, 0.0), os.getpid(): (2, 0.0)}
+
+    watch = WorkerWatch(Board())
     watch.last_rss[zombie.pid] = 300 * MiB
     try:
-        time.sleep(3 * WorkerWatch.INTERVAL)  # it samples the zombie several times
-        assert watch.last_rss[zombie.pid] == 300 * MiB
+        deadline = time.monotonic() + 30
+        while Board.reads < 4 or os.getpid() not in watch.last_rss:  # it sampled both, several times
+            assert time.monotonic() < deadline, "the RSS sampler never ran"
+            time.sleep(WorkerWatch.INTERVAL / 5)
+        assert watch.last_rss[os.getpid()] > 10 * MiB  # a living worker's sample is taken
+        assert watch.last_rss[zombie.pid] == 300 * MiB  # the zombie's 0 is not
     finally:
         watch.stop()
         zombie.wait()
