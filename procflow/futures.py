@@ -19,10 +19,7 @@ from .future_kinds import (PrefectConcurrentFuture, PrefectDistributedFuture, Pr
                            PrefectWrappedFuture)
 from .pickling import identity
 from .records import TaskRun
-from .results.entries import StoredResult
-from .shm import ResultRef, load_value
-from .spill import load_shared_or_spilled
-from .states import State, is_terminal
+from .states import LazyResult, State, is_terminal
 
 R = TypeVar("R")
 
@@ -94,16 +91,10 @@ class TaskFuture(Generic[R]):
         if not is_terminal(state):
             raise RuntimeError(f"task run {self.task_run.name!r} is not finished; it cannot be an argument yet")
         data = state.data
-        # By reference while the segment lives, also when the parent has read it: the worker's
-        # copy-on-write mapping must not see what the parent wrote into its own (issue 16).
-        # A small result (no segment) goes as its stored bytes too: the parent neither unpickles
-        # nor pickles it again, and a result that cannot load fails in the consumer, as a load.
-        if state.is_completed() and isinstance(data, ResultRef) and not data.released:
-            if data.spill is not None:  # its segment may go to disk before the worker maps it
-                return (load_shared_or_spilled, (data.data, data.segment, data.spans, data.spill))
-            return (load_value, (data.data, data.segment, data.spans))
-        if state.is_completed() and isinstance(data, StoredResult):  # mapped from the store by the worker
-            return data.reference()
+        if state.is_completed() and isinstance(data, LazyResult):  # in a segment or the store: mapped there
+            reference = data.reference()
+            if reference is not None:
+                return reference
         value = state._result(raise_on_failure=False)  # an allow_failure upstream passes its exception
         return (identity, (value,))
 

@@ -12,7 +12,20 @@ import enum
 from typing import Any, NamedTuple
 
 from .results.store import Persist
-from .shm import Segment, SharedArguments
+
+
+class Segment(NamedTuple):
+    """A shared-memory segment: its name (`ownership.segment_name`) and its size in bytes."""
+
+    name: str
+    size: int
+
+
+class SharedArguments(NamedTuple):
+    """A run's pickled arguments whose large buffers the parent put in shared memory."""
+
+    data: bytes
+    buffers: tuple[tuple[Segment, int], ...]  # (segment, size) per out-of-band buffer, in order
 
 
 class Status(str, enum.Enum):

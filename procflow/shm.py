@@ -1,4 +1,4 @@
-"""Results in POSIX shared memory: store with pickle 5, attach untracked, keep mappings warm.
+"""Results in POSIX shared memory, the writing side: store with pickle 5, keep mappings warm.
 
 Data flow of one large result (process runner):
 
@@ -17,7 +17,7 @@ into them at memory speed; reads always take a private mapping of their own.
 
 The other way, arrays the flow passes to tasks: the parent writes their buffers to
 segments (`runners/segments.ArgumentSegments`), a run's message carries `SharedArguments`,
-and the worker maps them copy-on-write (`load_arguments`).
+and the worker maps them copy-on-write (`load_arguments`). Every read is in `shm_read.py`.
 
 Segment names are `procflow-<owner token>-<67 random bits>` (`ownership.py`, issue 15):
 at most 30 characters (macOS's limit), never predictable, created with O_EXCL and mode
@@ -32,12 +32,14 @@ import os
 import pickle
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable
 
 import psutil
 
+from .messages import Segment
 from .ownership import PREFIX, SHM_DIR, owns, segment_name
 from .pickling import dumps_fast, dumps_out_of_band, wrap_large_buffers
+from .shm_read import load_shared_or_spilled, load_value, open_segment, released
 from .states import LazyResult
 
 try:  # cpython: multiprocessing.shared_memory is built on this module
@@ -50,15 +52,6 @@ ALIGN = 64
 # Leave this much of /dev/shm free for everyone else; a result that would eat into it
 # takes the pipe instead (PROCFLOW_SHM_RESERVE_BYTES overrides, tests use it).
 DEFAULT_RESERVE = 64 << 20
-
-
-class SharedResultGone(RuntimeError):
-    """A result's shared-memory segment was released before it was read."""
-
-
-class Segment(NamedTuple):
-    name: str
-    size: int
 
 
 class ResultRef(LazyResult):
@@ -86,10 +79,8 @@ class ResultRef(LazyResult):
     def load(self) -> Any:
         if not self._loaded:
             if self.released:
-                raise _released(self.segment.name if self.segment else "?")
-            if self.spill is not None:
-                from .spill import load_shared_or_spilled  # the rare path: spilled, or may be by now
-
+                raise released(self.segment.name if self.segment else "?")
+            if self.spill is not None:  # spilled to disk, or it may be by now
                 self._value = load_shared_or_spilled(self.data, self.segment, self.spans, self.spill)
             else:
                 self._value = load_value(self.data, self.segment, self.spans)
@@ -103,6 +94,17 @@ class ResultRef(LazyResult):
     @property
     def holds_storage(self) -> bool:
         return self.segment is not None
+
+    def reference(self) -> tuple[Any, ...] | None:
+        """By reference while the segment lives, also when the parent has read it: the worker's
+        copy-on-write mapping must not see what the parent wrote into its own (issue 16).
+        A small result (no segment) goes as its stored bytes too: the parent neither unpickles
+        nor pickles it again, and a result that cannot load fails in the consumer, as a load."""
+        if self.released:
+            return None
+        if self.spill is not None:  # its segment may go to disk before the worker maps it
+            return (load_shared_or_spilled, (self.data, self.segment, self.spans, self.spill))
+        return (load_value, (self.data, self.segment, self.spans))
 
     def __reduce__(self):
         return (ResultRef, (self.data, self.segment, self.spans, self.fell_back))
@@ -277,86 +279,6 @@ def _write(segment: Segment, fresh: bool, raws: list[memoryview], spans: list[tu
         os.close(fd)
 
 
-# -- both sides: loading -----------------------------------------------------------
-
-def load_value(data: bytes, segment: Segment | None, spans: tuple[tuple[int, int], ...]) -> Any:
-    """Unpickle a result, mapping its segment copy-on-write (zero copy for arrays until written).
-
-    Issue 16: Prefect hands a task a writable input (threads: the object; processes: a
-    pickled copy), and in-place code such as `img -= img.mean()` failed on a read-only view.
-    A private mapping (MAP_PRIVATE) gives each reader pages of its own only where it writes:
-    the segment, and every other reader's view of it, never change.
-    """
-    if segment is None:
-        return pickle.loads(data)
-    view = _private_view(segment)
-    return pickle.loads(data, buffers=[view[offset:offset + nbytes] for offset, nbytes in spans])
-
-
-class SharedArguments(NamedTuple):
-    """A run's pickled arguments whose large buffers the parent put in shared memory."""
-
-    data: bytes
-    buffers: tuple[tuple[Segment, int], ...]  # (segment, size) per out-of-band buffer, in order
-
-
-def load_arguments(arguments: bytes | SharedArguments) -> Any:
-    """A run's `(args, kwargs)` in a worker. Buffers from the parent are mapped copy-on-write:
-    the task gets writable arrays, as through the pipe, and what it writes stays its own."""
-    if not isinstance(arguments, SharedArguments):
-        return pickle.loads(arguments)
-    return pickle.loads(arguments.data, buffers=[_private_view(segment)[:size] for segment, size in arguments.buffers])
-
-
-def _private_view(segment: Segment) -> memoryview:
-    """The segment copy-on-write: readable at once, writes private to this mapping.
-
-    No MAP_POPULATE: on a writable private mapping it copies every page up front (256 MB to
-    two consumers went from 322 to 491 ms here). A fresh private mapping costs what a fresh
-    shared one does (~42 ms of page faults for 256 MB); unlike a shared one it cannot be kept
-    warm for the next run, which may see what this one wrote (issue 22 has the cost)."""
-    fd = _open(segment, os.O_RDONLY)
-    try:
-        mapping = mmap.mmap(fd, segment.size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        return memoryview(mapping)
-    finally:
-        os.close(fd)
-
-
-def attach(segment: Segment) -> mmap.mmap:
-    """Map a segment read-only without registering it anywhere.
-
-    cpython#82300: on Python < 3.13, `SharedMemory(name)` registers an attached segment
-    with the attaching process's resource tracker, which unlinks it (or warns about a
-    leak) when that process exits. Opening the name directly skips the tracker.
-    """
-    fd = _open(segment, os.O_RDONLY)
-    try:
-        return mmap.mmap(fd, segment.size, prot=mmap.PROT_READ)
-    finally:
-        os.close(fd)
-
-
-def _open(segment: Segment, flags: int) -> int:
-    """Open an existing segment of ours; a name someone else made since is refused."""
-    try:
-        fd = _posixshmem.shm_open("/" + segment.name, flags, 0)
-    except FileNotFoundError:
-        raise _released(segment.name) from None
-    if not owns(fd):
-        os.close(fd)
-        raise SharedResultGone(f"shared-memory segment {segment.name!r} is not this user's own (mode 0600): "
-                               "procflow does not read it")
-    return fd
-
-
-def _released(name: str) -> SharedResultGone:
-    return SharedResultGone(
-        f"shared-memory segment {name!r} was already released: the future of that result was "
-        "dropped or its flow run ended before the value was read; keep the future (or call "
-        ".result()) while the flow runs")
-
-
 WARM_BYTES = 2 << 30  # at most this much of segments stays mapped in a worker
 
 
@@ -384,7 +306,7 @@ class WarmMappings:
             if entry is not None and entry[0] == inode:
                 self._entries.move_to_end(segment.name)
                 return memoryview(entry[1]).toreadonly()
-        fd = _open(segment, os.O_RDWR)
+        fd = open_segment(segment, os.O_RDWR)
         try:
             mapping, inode = mmap.mmap(fd, segment.size), os.fstat(fd).st_ino
         finally:
@@ -447,7 +369,7 @@ def _inode(name: str, missing: int | None = None) -> int:
     except FileNotFoundError:
         if missing is not None:
             return missing
-        raise _released(name) from None
+        raise released(name) from None
 
 
 def unlink(name: str) -> None:

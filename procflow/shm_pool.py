@@ -6,7 +6,8 @@ import os
 import threading
 
 from .ownership import SHM_DIR, current_token, owned_segments
-from .shm import Segment, size_class, unlink
+from .messages import Segment
+from .shm import size_class, unlink
 
 
 class SegmentPool:

@@ -11,16 +11,15 @@ engine's thread.
 
 A reader never misses a spilled result: every reference to a result names its spill file
 besides its segment (`ResultRef.spill`), the file is complete before the segment goes, and a
-reader that finds no segment maps the file (copy-on-write, as the segment would be). A
-spilled segment is unlinked, never pooled, so its name never holds another value.
+reader that finds no segment maps the file (copy-on-write, as the segment would be;
+`shm_read.load_shared_or_spilled`). A spilled segment is unlinked, never pooled, so its
+name never holds another value.
 """
 
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
-import pickle
 import secrets
 import shutil
 import threading
@@ -31,7 +30,7 @@ import psutil
 
 from .results.store import UnsafeDirectory, ensure_directory
 from .runlog import FLOW_LOGGER
-from .shm import SHM_DIR, ResultRef, Segment, SharedResultGone, load_value, shm_free_bytes, unlink
+from .shm import SHM_DIR, ResultRef, shm_free_bytes, unlink
 
 
 SPILL_LOCK = threading.Lock()  # a result is released or spilled, never both half-way
@@ -41,22 +40,6 @@ def forget_spilled(ref: ResultRef) -> None:
     if ref.spill is not None:
         with contextlib.suppress(OSError):
             os.unlink(ref.spill)
-
-
-def load_shared_or_spilled(data: bytes, segment: Segment | None, spans: tuple[tuple[int, int], ...],
-                           spill: str | None) -> Any:
-    """A result from its segment, or from its spill file when the segment went to disk."""
-    try:
-        return load_value(data, segment, spans)
-    except SharedResultGone:
-        if spill is None or not os.path.exists(spill):
-            raise
-    with open(spill, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NOFOLLOW)) as file:
-        if os.fstat(file.fileno()).st_uid != os.geteuid():
-            raise SharedResultGone(f"spill file {spill!r} is not this user's own: procflow does not read it")
-        mapping = mmap.mmap(file.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-    view = memoryview(mapping)
-    return pickle.loads(data, buffers=[view[offset:offset + nbytes] for offset, nbytes in spans])
 
 
 def spill_threshold() -> int:

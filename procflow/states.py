@@ -153,6 +153,11 @@ class LazyResult:
         """Its size as stored, when known (0 when not): for the run records and the report."""
         return 0
 
+    def reference(self) -> tuple[Any, ...] | None:
+        """How it pickles as a call argument without the parent loading it: a `__reduce__`
+        pair that loads it where it is unpickled (a worker); None: pass its value."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class StateDetails:

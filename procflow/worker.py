@@ -25,11 +25,11 @@ import cloudpickle
 
 from .current import TaskRunInfo
 from .execution import RunTimedOut, execute, task_traceback
-from .messages import Batch, Outcome, Status, WorkItem
+from .messages import Batch, Outcome, SharedArguments, Status, WorkItem
 from .pickling import find_unpicklable, loads_function
 from .results import store as results_store
-from .shm import (ResultRef, SegmentWriter, SharedArguments, SharedMemoryError, WarmMappings, keep_mappings_warm,
-                  load_arguments, load_value, unlink)
+from .shm import ResultRef, SegmentWriter, SharedMemoryError, WarmMappings, keep_mappings_warm, unlink
+from .shm_read import load_arguments, load_value
 from .states import RemoteError, RemoteTraceback
 from .shapes import Args
 

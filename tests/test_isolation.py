@@ -26,7 +26,9 @@ import pytest
 from procflow import flow, task
 from procflow import ownership
 from procflow.ownership import SHM_DIR, current_token, owned_segments, owner
-from procflow.shm import Segment, SegmentWriter, load_value
+from procflow.messages import Segment
+from procflow.shm import SegmentWriter
+from procflow.shm_read import load_value
 from procflow.task_runners import ProcessPoolTaskRunner
 
 MiB = 1 << 20

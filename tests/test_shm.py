@@ -18,8 +18,9 @@ from conftest import ValueFlow, values
 from procflow import flow, task, unmapped, wait
 from procflow.pickling import OutOfBand
 from procflow.runners.segments import ArgumentSegments
-from procflow.shm import (PREFIX, SHM_DIR, ResultRef, Segment, SegmentWriter, SharedResultGone, WarmMappings,
-                          shm_free_bytes, unlink)
+from procflow.messages import Segment
+from procflow.shm import PREFIX, SHM_DIR, ResultRef, SegmentWriter, WarmMappings, shm_free_bytes, unlink
+from procflow.shm_read import SharedResultGone
 from procflow.ownership import current_token, owned_segments, owner
 from procflow.task_runners import ProcessPoolTaskRunner
 

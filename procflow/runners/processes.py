@@ -30,10 +30,10 @@ from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
 from .. import options
 from .. import ownership
-from ..messages import Batch, Outcome, Status, WorkItem
+from ..messages import Batch, Outcome, SharedArguments, Status, WorkItem
 from ..pickling import OutOfBand, dumps_function, find_unpicklable
 from ..runlog import FLOW_LOGGER
-from ..shm import WARM_BYTES, ResultRef, SegmentWriter, SharedArguments
+from ..shm import WARM_BYTES, ResultRef, SegmentWriter
 from ..states import LazyResult
 from ..worker import decode_error, run_batch, start_worker
 from .arguments import pickle_arguments

@@ -14,8 +14,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..messages import Outcome, WorkItem
-from ..shm import ResultRef, Segment, SegmentWriter, unlink
+from ..messages import Outcome, Segment, WorkItem
+from ..shm import ResultRef, SegmentWriter, unlink
 from ..shm_pool import SegmentPool
 from ..spill import SPILL_LOCK, forget_spilled
 from ..states import LazyResult
