@@ -19,15 +19,15 @@ if TYPE_CHECKING:
     from .futures import FutureList, PrefectFuture, PrefectFutureList, TaskFuture, as_completed, wait
     from .records import FlowRun, TaskRun
     from .runlog import get_run_logger
-    from .states import (Cancelled, Completed, Crashed, Failed, MappingLengthMismatch, MappingMissingIterable,
-                         MissingContextError, Pending, State, StateType, UpstreamTaskError)
+    from .states import Cancelled, Completed, Crashed, Failed, Pending, State, StateType
+    from .exceptions import MappingLengthMismatch, MappingMissingIterable, MissingContextError, UpstreamTaskError
     from .tasks import Task, task
 
 __version__ = "0.1.0"
 
 _HOMES = {
-    "states": ("Cancelled", "Completed", "Crashed", "Failed", "MappingLengthMismatch", "MappingMissingIterable",
-               "MissingContextError", "Pending", "State", "StateType", "UpstreamTaskError"),
+    "states": ("Cancelled", "Completed", "Crashed", "Failed", "Pending", "State", "StateType"),
+    "exceptions": ("MappingLengthMismatch", "MappingMissingIterable", "MissingContextError", "UpstreamTaskError"),
     "annotations": ("allow_failure", "quote", "unmapped"),
     "context": ("tags",),
     "flows": ("Flow", "flow", "last_flow_run"),

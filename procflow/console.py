@@ -30,7 +30,8 @@ from .graph import GROUP_ABOVE
 from .records import FlowRun, TaskRun
 from .runlog import FLOW_LOGGER, TASK_LOGGER
 from .live_view import LiveView, end_summary
-from .states import FailedRun, RemoteTraceback, State, StateType
+from .states import State, StateType
+from .exceptions import FailedRun, RemoteTraceback
 from .execution import task_traceback
 
 MAP_LINES_ABOVE = GROUP_ABOVE

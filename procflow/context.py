@@ -27,7 +27,7 @@ from .records import EdgeKind, FlowRun, TaskRun
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
 from .runners.threads import ThreadPoolTaskRunner
-from .states import MissingContextError
+from .exceptions import MissingContextError
 
 _tags: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("procflow_tags", default=frozenset())
 

@@ -1,11 +1,94 @@
-"""Prefect's import path `prefect.exceptions`, for the errors procflow raises under the same names."""
+"""The errors procflow raises, under Prefect's names (`prefect.exceptions`): a leaf module.
 
-from .states import (CancelledRun, CrashedRun, FailedRun, InvalidNameError, MappingLengthMismatch,
-                     MappingMissingIterable, MissingContextError, MissingResult, ParameterBindError, ParameterTypeError,
-                     PausedRun,
-                     ReservedArgumentError, UnfinishedRun, UpstreamTaskError)
+Results raise them (`State.result()`), binding raises them before anything runs, and a
+worker's error that could not come back as itself arrives as a `RemoteError` with the
+worker's traceback text as its cause (`RemoteTraceback`).
+"""
 
-__all__ = ["CancelledRun", "CrashedRun", "FailedRun", "InvalidNameError", "MappingLengthMismatch",
-           "MappingMissingIterable", "MissingContextError", "MissingResult", "ParameterBindError",
-           "ParameterTypeError", "PausedRun",
-           "ReservedArgumentError", "UnfinishedRun", "UpstreamTaskError"]
+from __future__ import annotations
+
+
+class UnfinishedRun(Exception):
+    """`.result()` of a state that is not final yet."""
+
+
+class UpstreamTaskError(UnfinishedRun):
+    """The result of a run that never ran because an upstream did not complete.
+
+    An `UnfinishedRun`, as Prefect raises for it: Prefect code catching that keeps working.
+    """
+
+
+class MissingContextError(RuntimeError):
+    """Called outside a flow or task run something that needs one (Prefect's name)."""
+
+
+class ParameterBindError(TypeError):
+    """Arguments a task or flow function would refuse (Prefect's name), raised before anything runs."""
+
+
+class ParameterTypeError(Exception):
+    """A flow's argument its annotation refuses (Prefect's name): the flow run fails before it runs."""
+
+
+class ReservedArgumentError(TypeError):
+    """A task or flow function has a parameter named `wait_for` or `return_state` (Prefect's name)."""
+
+
+class InvalidNameError(ValueError):
+    """A flow name with a character Prefect refuses (Prefect's name)."""
+
+
+class MappingLengthMismatch(ValueError):
+    """`.map()` got iterables of different lengths."""
+
+
+class MappingMissingIterable(ValueError):
+    """`.map()` got no iterable to map over."""
+
+
+class PausedRun(Exception):
+    """`.result()` of a paused run (Prefect's name): it has none."""
+
+
+class MissingResult(Exception):
+    """A state whose result is not there (Prefect's name)."""
+
+
+class CrashedRun(Exception):
+    """The worker process running the task died."""
+
+
+class CancelledRun(Exception):
+    """The run was cancelled before it finished (Ctrl-C, SIGTERM, flow timeout)."""
+
+
+class FailedRun(Exception):
+    """The result of a failed state that holds no exception (one a flow returned): its message."""
+
+
+class RemoteError(Exception):
+    """An exception from a worker that could not be brought back as itself.
+
+    Keeps the original type name, message and traceback text.
+    """
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+
+    def __reduce__(self):  # keep the three fields across pickling
+        return (RemoteError, (self.type_name, self.message, self.traceback_text))
+
+
+class RemoteTraceback(Exception):
+    """The worker's traceback text, attached as `__cause__` of a remote error."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text

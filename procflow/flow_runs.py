@@ -43,8 +43,8 @@ from .records import FlowRun, TaskRun
 from .resolve import Found, collect, not_ready, substitute, wait_all
 from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter, release_prints
 from .flow_deadline import FlowTimedOut, deadline, timeout_message
-from .states import (Cancelled, Completed, Failed, ParameterBindError, ParameterTypeError, Running, State,
-                     describe_error)
+from .states import Cancelled, Completed, Failed, Running, State, describe_error
+from .exceptions import ParameterBindError, ParameterTypeError
 from .shapes import Args, Kwargs
 
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 from .messages import Status
-from .states import (Cancelled, Completed, Crashed, CrashedRun, Failed, Pending, ReturnedState, State, TimedOut,
-                     run_timeout_error)
+from .states import Cancelled, Completed, Crashed, Failed, Pending, ReturnedState, State, TimedOut, run_timeout_error
+from .exceptions import CrashedRun
 
 if TYPE_CHECKING:
     from .records import TaskRun

@@ -16,7 +16,8 @@ from typing import Any, Iterator
 
 from .annotations import allow_failure, quote, unmapped
 from .futures import TaskFuture
-from .states import MappingLengthMismatch, MappingMissingIterable, State
+from .states import State
+from .exceptions import MappingLengthMismatch, MappingMissingIterable
 
 
 def split_mapped(task_name: str, signature: inspect.Signature,

@@ -14,7 +14,7 @@ import threading
 import warnings
 from typing import Any
 
-from .states import InvalidNameError, ReservedArgumentError
+from .exceptions import InvalidNameError, ReservedArgumentError
 
 RESERVED_ARGUMENTS = ("return_state", "wait_for")  # the calls' own keywords
 

@@ -15,7 +15,7 @@ import inspect
 import typing
 from typing import Any, Callable
 
-from .states import ParameterTypeError
+from .exceptions import ParameterTypeError
 
 _VALIDATOR_NAMES = frozenset({"v__args", "v__kwargs", "v__positional_only", "v__duplicate_kwargs"})
 _SCALARS = (int, float, str, bool, bytes)  # pydantic converts between these: never pass them by isinstance

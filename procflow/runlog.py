@@ -18,7 +18,7 @@ import threading
 import traceback
 from typing import Any, Callable
 
-from .states import MissingContextError
+from .exceptions import MissingContextError
 
 FLOW_LOGGER = logging.getLogger("procflow.flow_runs")
 TASK_LOGGER = logging.getLogger("procflow.task_runs")

@@ -1,7 +1,7 @@
-"""Run states: frozen values, their constructors and the exceptions results raise.
+"""Run states: frozen values and their constructors; the errors they raise are in `exceptions.py`.
 
-Near the bottom: everything else imports it; it imports only `asyncdispatch` (which
-`State.result()` uses to be awaitable in async code). A
+Near the bottom: everything else imports it; it imports only `exceptions` and
+`asyncdispatch` (which `State.result()` uses to be awaitable in async code). A
 `State` holds its result in `data`; a result that lives elsewhere (a shared-memory
 segment, a Dask worker) is a `LazyResult` that loads on `.result()`.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .asyncdispatch import async_dispatch
+from .exceptions import CancelledRun, CrashedRun, FailedRun, PausedRun, UnfinishedRun, UpstreamTaskError
 
 
 class StateType(str, enum.Enum):
@@ -32,65 +33,6 @@ class StateType(str, enum.Enum):
 FINAL_TYPES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 
 
-class UnfinishedRun(Exception):
-    """`.result()` of a state that is not final yet."""
-
-
-class UpstreamTaskError(UnfinishedRun):
-    """The result of a run that never ran because an upstream did not complete.
-
-    An `UnfinishedRun`, as Prefect raises for it: Prefect code catching that keeps working.
-    """
-
-
-class MissingContextError(RuntimeError):
-    """Called outside a flow or task run something that needs one (Prefect's name)."""
-
-
-class ParameterBindError(TypeError):
-    """Arguments a task or flow function would refuse (Prefect's name), raised before anything runs."""
-
-
-class ParameterTypeError(Exception):
-    """A flow's argument its annotation refuses (Prefect's name): the flow run fails before it runs."""
-
-
-class ReservedArgumentError(TypeError):
-    """A task or flow function has a parameter named `wait_for` or `return_state` (Prefect's name)."""
-
-
-class InvalidNameError(ValueError):
-    """A flow name with a character Prefect refuses (Prefect's name)."""
-
-
-class MappingLengthMismatch(ValueError):
-    """`.map()` got iterables of different lengths."""
-
-
-class MappingMissingIterable(ValueError):
-    """`.map()` got no iterable to map over."""
-
-
-class PausedRun(Exception):
-    """`.result()` of a paused run (Prefect's name): it has none."""
-
-
-class MissingResult(Exception):
-    """A state whose result is not there (Prefect's name)."""
-
-
-class CrashedRun(Exception):
-    """The worker process running the task died."""
-
-
-class CancelledRun(Exception):
-    """The run was cancelled before it finished (Ctrl-C, SIGTERM, flow timeout)."""
-
-
-class FailedRun(Exception):
-    """The result of a failed state that holds no exception (one a flow returned): its message."""
-
-
 class ReturnedState(Exception):
     """A task returned a state that is not `Completed` (`return Failed(message=...)`): its run
     ends in that state, as in Prefect (a `Failed` one after its retries, if it has any).
@@ -106,33 +48,6 @@ class ReturnedState(Exception):
         kind = StateType(self.type_value)
         data = _wrapped_error(kind, self.message or self.name) if self.data is None else self.data
         return State(kind, self.name, self.message, data)
-
-
-class RemoteError(Exception):
-    """An exception from a worker that could not be brought back as itself.
-
-    Keeps the original type name, message and traceback text.
-    """
-
-    def __init__(self, type_name: str, message: str, traceback_text: str = "") -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-        self.message = message
-        self.traceback_text = traceback_text
-
-    def __reduce__(self):  # keep the three fields across pickling
-        return (RemoteError, (self.type_name, self.message, self.traceback_text))
-
-
-class RemoteTraceback(Exception):
-    """The worker's traceback text, attached as `__cause__` of a remote error."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
 
 
 class LazyResult:

@@ -32,7 +32,8 @@ from .runlog import TASK_LOGGER
 from .resolve import Found, collect, substitute
 from .caching import NotSet
 from .utilities.hashing import hash_objects
-from .states import ParameterBindError, State
+from .states import State
+from .exceptions import ParameterBindError
 from .shapes import Args, Kwargs, Hooks
 
 P = ParamSpec("P")

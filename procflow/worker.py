@@ -30,7 +30,7 @@ from .pickling import find_unpicklable, loads_function
 from .results import store as results_store
 from .shm import ResultRef, SegmentWriter, SharedMemoryError, WarmMappings, keep_mappings_warm, unlink
 from .shm_read import load_arguments, load_value
-from .states import RemoteError, RemoteTraceback
+from .exceptions import RemoteError, RemoteTraceback
 from .shapes import Args
 
 

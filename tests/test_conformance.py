@@ -36,7 +36,7 @@ from procflow.context import get_run_context
 from procflow.exceptions import FailedRun, ParameterBindError, ReservedArgumentError
 from procflow.states import Completed, Failed
 from procflow.runtime import flow_run, task_run
-from procflow.states import MappingLengthMismatch, MappingMissingIterable
+from procflow.exceptions import MappingLengthMismatch, MappingMissingIterable
 
 
 @task

@@ -19,7 +19,7 @@ from procflow import flow, task
 from procflow.shm import PREFIX, SHM_DIR
 from procflow.ownership import current_token, owned_segments
 from conftest import Terminal, ValueFlow, owner_token, values
-from procflow.states import RemoteError
+from procflow.exceptions import RemoteError
 from procflow.task_runners import ProcessPoolTaskRunner
 
 MiB = 1 << 20

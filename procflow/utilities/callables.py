@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from ..states import ParameterBindError
+from ..exceptions import ParameterBindError
 from ..shapes import Args, Kwargs
 
 
