@@ -44,7 +44,7 @@ from .resolve import Found, collect, not_ready, substitute, wait_all
 from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter, release_prints
 from .flow_deadline import FlowTimedOut, deadline, timeout_message
 from .states import Cancelled, Completed, Failed, Running, State, describe_error
-from .exceptions import ParameterBindError, ParameterTypeError
+from .exceptions import ParameterTypeError
 from .shapes import Args, Kwargs
 
 if TYPE_CHECKING:
@@ -100,10 +100,7 @@ def _start(flow: Flow[..., Any], args: Args, kwargs: Kwargs, is_async: bool) -> 
     global _last_flow_run
     if flow._instance is not None:
         args = (flow._instance, *args)
-    try:
-        bound = flow._signature.bind(*args, **kwargs)
-    except TypeError as error:
-        raise ParameterBindError(f"flow {flow.name!r}: {error} (signature: {flow.name}{flow._signature})") from None
+    bound = flow._call.bind(flow.name, args, kwargs)
     refused = None
     if flow.should_validate_parameters:
         try:

@@ -23,6 +23,7 @@ from .runlog import flow_emitter
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
 from .shapes import Hooks
+from .signatures import CallSignature
 from .states import State
 from .utilities.hashing import file_hash
 
@@ -80,8 +81,8 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         self.description: str | None = description or inspect.getdoc(fn)
         self.version: str | None = version or _source_file_hash(fn)
         self.last_run: FlowRun | None = None
-        self._signature = inspect.signature(fn)
-        options.no_reserved_arguments(owner, self._signature)
+        self._call = CallSignature("flow", self.name, fn)
+        self._signature = self._call.signature
         self._validator = ParameterValidator(fn, self._signature)
         if self.should_validate_parameters:
             self._validator.check_names()

@@ -11,17 +11,19 @@ state reads the same everywhere:
                                      no attempt counted, ready again
 
 It performs nothing: the caller logs, publishes, sleeps or arms a timer. The only code it
-calls is the user's `retry_condition_fn` (through `Task.should_retry`), as Prefect does
+calls is the user's `retry_condition_fn` (`should_retry`), as Prefect does
 at the same point. Tests drive it with fake endings and no processes
 (`tests/test_lifecycle_decisions.py`).
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 from .messages import Status
+from .runlog import TASK_LOGGER
 from .states import Cancelled, Completed, Crashed, Failed, Pending, ReturnedState, State, TimedOut, run_timeout_error
 from .exceptions import CrashedRun
 
@@ -81,16 +83,48 @@ def decide(task: Task[..., Any], run: TaskRun, status: Status, value: Any = None
         error = RuntimeError(error_text)
     if isinstance(error, ReturnedState):  # the task returned a state: a Failed one is retried, as in Prefect 3
         state = error.state()
-        return _retry(task, run, f"returned {state!r}") if task.should_retry(run, state) else Finish(state)
+        return _retry(task, run, f"returned {state!r}") if should_retry(task, run, state) else Finish(state)
     if status is Status.TIMED_OUT:
         error = run_timeout_error(run.name, task.timeout_seconds, worker_replaced=run.worker is None)
-    if task.should_retry(run, Failed(error)):
+    if should_retry(task, run, Failed(error)):
         return _retry(task, run, f"{type(error).__name__}: {error}")
     if status is Status.TIMED_OUT:
         return Finish(TimedOut(error, task.timeout_seconds))
     return Finish(Failed(error))
 
 
+def retry_delay(task: Task[..., Any], attempt: int) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based); a list gives one per
+    retry. With `retry_jitter_factor=f`, a delay d is drawn from [d(1-f), d(1+f)], as Prefect
+    spreads retries of many runs so they do not all return at once."""
+    delays = task.retry_delay_seconds
+    if isinstance(delays, (list, tuple)):
+        delay = float(delays[min(attempt - 1, len(delays) - 1)]) if delays else 0.0
+    else:
+        delay = float(delays or 0)
+    if task.retry_jitter_factor:
+        delay = random.uniform(max(0.0, delay * (1 - task.retry_jitter_factor)),
+                               delay * (1 + task.retry_jitter_factor))
+    return delay
+
+
+def should_retry(task: Task[..., Any], run: TaskRun, state: State) -> bool:
+    """Whether an attempt that ended in `state` runs again: it failed (raised, or returned a
+    `Failed` state, as Prefect 3 retries), a retry is left, and Prefect's
+    `retry_condition_fn(task, task_run, state)` agrees (False, or an error in it, logged,
+    makes this attempt the last)."""
+    if not state.is_failed() or run.attempts > task.retries:
+        return False
+    if task.retry_condition_fn is None:
+        return True
+    try:
+        return bool(task.retry_condition_fn(task, run, state))
+    except Exception as error:  # noqa: BLE001 - the user's function: its error ends the retries, said once
+        TASK_LOGGER.error(f"Task run '{run.name}' - retry_condition_fn raised {type(error).__name__}: {error}; "
+                          "not retrying")
+        return False
+
+
 def _retry(task: Task[..., Any], run: TaskRun, reason: str) -> Retry:
-    delay = task.retry_delay(run.attempts)
+    delay = retry_delay(task, run.attempts)
     return Retry(reason, delay, Pending(f"Retry {run.attempts} of {task.retries} in {delay} s", "AwaitingRetry"))

@@ -16,8 +16,6 @@ import copy
 import datetime
 import functools
 import inspect
-import random
-import string
 from typing import Any, Callable, Generic, Iterable, Literal, ParamSpec, TypeVar, overload
 
 
@@ -28,13 +26,12 @@ from .current import TaskRunInfo, call_naming, current_task_run
 from .entries import Entry
 from .futures import FutureList, TaskFuture
 from .records import EdgeKind, TaskRun
-from .runlog import TASK_LOGGER
 from .resolve import Found, collect, substitute
 from .caching import NotSet
 from .utilities.hashing import hash_objects
 from .states import State
-from .exceptions import ParameterBindError
 from .shapes import Args, Kwargs, Hooks
+from .signatures import CallSignature, template_fields
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -94,9 +91,8 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         self.retry_condition_fn = options.function(owner, "retry_condition_fn", retry_condition_fn)
         self.description: str | None = description or inspect.getdoc(fn)
         self.version: str | None = version
-        self._signature = inspect.signature(fn)
-        options.no_reserved_arguments(owner, self._signature)
-        self._positional_range = _positional_range(self._signature)
+        self._call = CallSignature("task", self.name, fn)
+        self._signature = self._call.signature
         functools.update_wrapper(self, fn)
 
     @functools.cached_property
@@ -106,36 +102,6 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
             return inspect.getsource(self.fn)
         except (OSError, TypeError):
             return None
-
-    def retry_delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based); a list gives one per
-        retry. With `retry_jitter_factor=f`, a delay d is drawn from [d(1-f), d(1+f)], as Prefect
-        spreads retries of many runs so they do not all return at once."""
-        delays = self.retry_delay_seconds
-        if isinstance(delays, (list, tuple)):
-            delay = float(delays[min(attempt - 1, len(delays) - 1)]) if delays else 0.0
-        else:
-            delay = float(delays or 0)
-        if self.retry_jitter_factor:
-            delay = random.uniform(max(0.0, delay * (1 - self.retry_jitter_factor)),
-                                   delay * (1 + self.retry_jitter_factor))
-        return delay
-
-    def should_retry(self, run: TaskRun, state: State) -> bool:
-        """Whether an attempt that ended in `state` runs again, for submitted runs and direct calls
-        alike: it failed (raised, or returned a `Failed` state, as Prefect 3 retries), a retry is
-        left, and Prefect's `retry_condition_fn(task, task_run, state)` agrees (False, or an error
-        in it, logged, makes this attempt the last)."""
-        if not state.is_failed() or run.attempts > self.retries:
-            return False
-        if self.retry_condition_fn is None:
-            return True
-        try:
-            return bool(self.retry_condition_fn(self, run, state))
-        except Exception as error:  # noqa: BLE001 - the user's function: its error ends the retries, said once
-            TASK_LOGGER.error(f"Task run '{run.name}' - retry_condition_fn raised {type(error).__name__}: {error}; "
-                              "not retrying")
-            return False
 
     def with_options(self, *, name: str | None = None, description: str | None = None,
                      tags: Iterable[str] | None = None, cache_policy: Any = NotSet,
@@ -204,20 +170,13 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
 
     def _check(self, args: Args, kwargs: Kwargs) -> None:
         """Reject arguments the function would refuse, before anything runs."""
-        low, high = self._positional_range
-        if kwargs or not low <= len(args) <= high:  # the common plain positional call skips bind()
-            self._bind(args, kwargs)
+        self._call.check(self.name, args, kwargs)
 
     def _bind(self, args: Args, kwargs: Kwargs) -> inspect.BoundArguments:
-        try:
-            return self._signature.bind(*args, **kwargs)
-        except TypeError as error:
-            raise ParameterBindError(f"task {self.name!r}: {error} (signature: {self.name}{self._signature})") from None
+        return self._call.bind(self.name, args, kwargs)
 
     def parameters_of(self, args: Args, kwargs: Kwargs) -> dict[str, Any]:
-        bound = self._bind(args, kwargs)
-        bound.apply_defaults()
-        return dict(bound.arguments)
+        return self._call.parameters(self.name, args, kwargs)
 
     def _run_name(self, context: FlowContext, args: Args, kwargs: Kwargs, needs: bool) -> tuple[str, bool]:
         """The run's name, and whether it is provisional: a template naming an argument that
@@ -231,7 +190,7 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
             return call_naming(current_task_run, naming, template), False
         parameters = self.parameters_of(args, kwargs)
         name = options.render_name(f"task {self.name!r}", "task_run_name", template, parameters)
-        if needs and any(collect(parameters[field], []) for field in _template_fields(template)):
+        if needs and any(collect(parameters[field], []) for field in template_fields(template)):
             return context.next_run_name(self.name), True
         return name, False
 
@@ -239,7 +198,7 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         """The `task_run_name` template rendered with the results of the futures it names."""
         assert isinstance(self.task_run_name, str)
         parameters = self.parameters_of(args, kwargs)
-        for field in _template_fields(self.task_run_name):
+        for field in template_fields(self.task_run_name):
             parameters[field] = substitute(parameters[field])
         return options.render_name(f"task {self.name!r}", "task_run_name", self.task_run_name, parameters)
 
@@ -353,29 +312,6 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         run = context.new_record(self, name, _edges(found, waits), None)
         context.observer.runs_created(context.flow_run, [run], False)
         return run, found + waits, needs, provisional
-
-
-def _positional_range(signature: inspect.Signature) -> tuple[int, int]:
-    """How many positional arguments a call may pass with no keywords (-1, -1: always bind)."""
-    kinds = [p.kind for p in signature.parameters.values()]
-    if inspect.Parameter.VAR_POSITIONAL in kinds:
-        return (-1, -1)
-    positional = [p for p in signature.parameters.values()
-                  if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    required_keywords = any(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is p.empty
-                            for p in signature.parameters.values())
-    if required_keywords:
-        return (-1, -1)
-    return (sum(p.default is p.empty for p in positional), len(positional))
-
-
-def _template_fields(template: str) -> set[str]:
-    """The parameters a `task_run_name` template names (`"{x.name}-{y[0]}"`: x and y)."""
-    fields = set()
-    for _, field, _, _ in string.Formatter().parse(template):
-        if field:
-            fields.add(field.split(".", 1)[0].split("[", 1)[0])
-    return fields
 
 
 def _wait_futures(wait_for: Any) -> Found:

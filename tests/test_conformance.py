@@ -32,6 +32,7 @@ from procflow import (
     unmapped,
     wait,
 )
+from procflow.lifecycle import retry_delay
 from procflow.context import get_run_context
 from procflow.exceptions import FailedRun, ParameterBindError, ReservedArgumentError
 from procflow.states import Completed, Failed
@@ -1028,9 +1029,9 @@ def test_retry_jitter_spreads_each_delay_within_its_factor_and_bad_retry_options
     """Prefect's `retry_jitter_factor`: a delay d is drawn from [d(1-f), d(1+f)]; Prefect's checks
     of the retry options (over 50 delays, a negative factor, a delay that is not a number)."""
     jittered = task(retries=3, retry_delay_seconds=10, retry_jitter_factor=0.5)(shout)
-    delays = [jittered.retry_delay(1) for _ in range(200)]
+    delays = [retry_delay(jittered, 1) for _ in range(200)]
     assert all(5 <= delay <= 15 for delay in delays) and len(set(delays)) > 100
-    assert task(retries=3, retry_delay_seconds=10)(shout).retry_delay(1) == 10
+    assert retry_delay(task(retries=3, retry_delay_seconds=10)(shout), 1) == 10
     with pytest.raises(ValueError, match="Can not configure more than 50 retry delays per task"):
         task(retries=60, retry_delay_seconds=list(range(51)))(shout)
     with pytest.raises(ValueError, match="`retry_jitter_factor` must be >= 0"):

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from procflow import task
-from procflow.lifecycle import MAX_CRASHES, Finish, PutBack, Retry, decide
+from procflow.lifecycle import MAX_CRASHES, Finish, PutBack, Retry, decide, retry_delay
 from procflow.messages import Status
 from procflow.records import TaskRun
 from procflow.states import ReturnedState, StateType
@@ -126,3 +126,19 @@ def test_decisions_are_values_a_test_compares_with_one_equals():
     finish = decide(PLAIN, run_after(1), Status.COMPLETED, value=1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         finish.state = None  # type: ignore[misc,union-attr]
+
+
+def test_retry_delay_seconds_as_a_list_gives_one_delay_per_retry_and_the_last_repeats():
+    stepped = task(work, retries=4, retry_delay_seconds=[2, 4])
+    assert [retry_delay(stepped, attempt) for attempt in (1, 2, 3, 4)] == [2.0, 4.0, 4.0, 4.0]
+
+
+def test_an_error_in_retry_condition_fn_ends_the_retries_and_is_logged(caplog):
+    def broken(task_, run, state):
+        raise ZeroDivisionError("oops")
+
+    picky = task(work, retries=3, retry_condition_fn=broken)
+    with caplog.at_level("ERROR", logger="procflow"):
+        decision = decide(picky, run_after(1), Status.FAILED, error=ValueError("v"))
+    assert isinstance(decision, Finish) and decision.state.is_failed()
+    assert "retry_condition_fn raised ZeroDivisionError: oops; not retrying" in caplog.text
