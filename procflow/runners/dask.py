@@ -31,24 +31,20 @@ import threading
 import time
 import types
 import uuid
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator
 
 import psutil
-from distributed import Client, LocalCluster, get_worker
+from distributed import Client, LocalCluster
 
-from ..current import TaskRunInfo
 from ..futures import TaskFuture
 from ..messages import Outcome, Status
-from ..pickling import dumps_function, loads_function
+from ..pickling import dumps_function
 from ..resolve import substitute
-from ..results import store
-from ..results.store import Persist
 from ..states import LazyResult
-from ..execution import RunTimedOut, execute, task_traceback
-from ..worker import decode_error, portable_error
+from ..worker import decode_error
 from .base import Call, Sink
+from .dask_worker import Arguments, Slot, run_on_dask
 from .crashes import kill_with_its_children
-from .threads import interrupt_thread
 from ..shapes import Args, Kwargs
 
 
@@ -182,7 +178,7 @@ class DaskTaskRunner:
             if call.needs_substitution:
                 def slot(future: TaskFuture[Any], allowed: bool, upstream: list[Any] = upstream) -> Any:
                     upstream.append(self._upstream(future, allowed))
-                    return _Slot(len(upstream) - 1)
+                    return Slot(len(upstream) - 1)
                 args, kwargs = substitute(call.args, slot), substitute(call.kwargs, slot)
             else:
                 args, kwargs = call.args, call.kwargs
@@ -196,7 +192,7 @@ class DaskTaskRunner:
                 run_on_dask, function, self._topic,
                 (call.run_id, call.run_name, call.task_name, call.flow_run_name, call.attempt, call.flow_attempt,
                  call.tags),
-                call.log_prints, call.timeout, _Arguments(args, kwargs), upstream, call.persist,
+                call.log_prints, call.timeout, Arguments(args, kwargs), upstream, call.persist,
                 key=f"{call.run_name}-{uuid.uuid4().hex[:8]}", pure=False)
             with self._lock:
                 self._running[call.run_id] = future
@@ -222,7 +218,7 @@ class DaskTaskRunner:
                 if group is not None:
                     self._scattered[(group, id(value))] = kept  # the value is held too: its id stays its own
             upstream.append(kept[1])
-            return _Slot(len(upstream) - 1)
+            return Slot(len(upstream) - 1)
 
         return tuple(place(value) for value in args), {name: place(value) for name, value in kwargs.items()}
 
@@ -344,62 +340,9 @@ SCATTER_ABOVE_BYTES = 1 << 20
 
 def _is_large(value: Any) -> bool:
     """An array (anything with `nbytes`: numpy, Arrow, ...) of at least SCATTER_ABOVE_BYTES."""
-    if type(value) in (int, float, str, bool, type(None), _Slot):
+    if type(value) in (int, float, str, bool, type(None), Slot):
         return False
     try:
         return int(getattr(value, "nbytes", 0)) >= SCATTER_ABOVE_BYTES
     except Exception:  # noqa: BLE001 - an object whose `nbytes` is not a byte count
         return False
-
-
-class _Slot(NamedTuple):
-    """Where upstream result number `position` goes in a run's arguments."""
-
-    position: int
-
-
-class _Arguments:
-    """A run's arguments, opaque to Dask: it would walk lists and dicts for futures itself,
-    recursively, and a self-referencing argument made that a RecursionError (issue 19). Our
-    futures already travel apart, in `upstream`."""
-
-    __slots__ = ("args", "kwargs")
-
-    def __init__(self, args: Args, kwargs: Kwargs) -> None:
-        self.args, self.kwargs = args, kwargs
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_Arguments, (self.args, self.kwargs))
-
-
-def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str, int, int, tuple[Any, ...]],
-                log_prints: bool, timeout: float | None, arguments: _Arguments, upstream: list[Any],
-                persist: Persist | None = None) -> Any:
-    """On a Dask worker: run, report the outcome as an event, keep the value here.
-    `names`: the run's id and name, its task's name, its flow run's name, and the attempts of both."""
-    fn = loads_function(function)
-    args, kwargs = arguments.args, arguments.kwargs
-    run_id = names[0]
-    if upstream:
-        fill = lambda slot, allowed: upstream[slot.position]  # noqa: E731
-        args, kwargs = substitute(args, fill, _Slot), substitute(kwargs, fill, _Slot)
-    logs: list[tuple[int, str]] = []
-    timer = None
-    if timeout is not None:
-        timer = threading.Timer(timeout, interrupt_thread, (threading.get_ident(), RunTimedOut))
-        timer.start()
-    try:
-        status, value, error, start, end = execute(TaskRunInfo(*names[:4], fn, args, kwargs, *names[4:]), log_prints,
-                                                   lambda level, text: logs.append((level, text)), own_interrupts=True)
-    finally:
-        if timer is not None:
-            timer.cancel()
-    if persist is not None and status is Status.COMPLETED:  # the store must be a path this worker shares
-        store.write(persist, value, end - start, names[1], lambda text: logs.append((logging.WARNING, text)))
-    text = task_traceback(error) if error else ""
-    worker = get_worker()
-    worker.log_event(topic, {
-        "run_id": run_id, "status": status.value, "start": start, "end": end, "worker": worker.address,
-        "logs": logs, "error": portable_error(error, text) if error is not None else None, "error_text": text,
-    })
-    return value if status is Status.COMPLETED else None

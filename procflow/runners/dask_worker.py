@@ -1,0 +1,79 @@
+"""What runs on a Dask worker for `DaskTaskRunner` (`dask.py` is the client's side).
+
+`run_on_dask` fills the run's argument slots with its upstreams' values (Dask resolved
+those futures to values on this worker), runs the call as every runner does
+(`execution.execute`, with a timer for `timeout_seconds`), keeps the value here as the
+Dask future's result, and reports the outcome as a small event on the runner's topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, NamedTuple
+
+from distributed import get_worker
+
+from ..current import TaskRunInfo
+from ..execution import RunTimedOut, execute, task_traceback
+from ..messages import Status
+from ..pickling import loads_function
+from ..resolve import substitute
+from ..results import store
+from ..results.store import Persist
+from ..shapes import Args, Kwargs
+from ..worker import portable_error
+from .threads import interrupt_thread
+
+
+class Slot(NamedTuple):
+    """Where upstream result number `position` goes in a run's arguments."""
+
+    position: int
+
+
+class Arguments:
+    """A run's arguments, opaque to Dask: it would walk lists and dicts for futures itself,
+    recursively, and a self-referencing argument made that a RecursionError (issue 19). Our
+    futures already travel apart, in `upstream`."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, args: Args, kwargs: Kwargs) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Arguments, (self.args, self.kwargs))
+
+
+def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str, int, int, tuple[Any, ...]],
+                log_prints: bool, timeout: float | None, arguments: Arguments, upstream: list[Any],
+                persist: Persist | None = None) -> Any:
+    """On a Dask worker: run, report the outcome as an event, keep the value here.
+    `names`: the run's id and name, its task's name, its flow run's name, and the attempts of both."""
+    fn = loads_function(function)
+    args, kwargs = arguments.args, arguments.kwargs
+    run_id = names[0]
+    if upstream:
+        fill = lambda slot, allowed: upstream[slot.position]  # noqa: E731
+        args, kwargs = substitute(args, fill, Slot), substitute(kwargs, fill, Slot)
+    logs: list[tuple[int, str]] = []
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, interrupt_thread, (threading.get_ident(), RunTimedOut))
+        timer.start()
+    try:
+        status, value, error, start, end = execute(TaskRunInfo(*names[:4], fn, args, kwargs, *names[4:]), log_prints,
+                                                   lambda level, text: logs.append((level, text)), own_interrupts=True)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if persist is not None and status is Status.COMPLETED:  # the store must be a path this worker shares
+        store.write(persist, value, end - start, names[1], lambda text: logs.append((logging.WARNING, text)))
+    text = task_traceback(error) if error else ""
+    worker = get_worker()
+    worker.log_event(topic, {
+        "run_id": run_id, "status": status.value, "start": start, "end": end, "worker": worker.address,
+        "logs": logs, "error": portable_error(error, text) if error is not None else None, "error_text": text,
+    })
+    return value if status is Status.COMPLETED else None
