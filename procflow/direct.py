@@ -25,7 +25,7 @@ from . import caching, hooks
 from .context import FlowContext, standalone_context
 from .current import TaskRunInfo, current_flow, current_task_run
 from .execution import Executed, RunTimedOut, aexecute, execute
-from .lifecycle import Finish, PutBack, Retry, decide
+from .attempts import Finish, PutBack, Retry, decide
 from .futures import TaskFuture
 from .records import TaskRun
 from .resolve import Found, not_ready, substitute, wait_all
@@ -172,7 +172,7 @@ def _attempt(task: Task[..., Any], context: FlowContext, run: TaskRun, args: Arg
 
 
 def _attempt_end(task: Task[..., Any], run: TaskRun, outcome: Executed) -> Finish | Retry:
-    """The attempt's final state, or a retry (logged here) after its delay (`lifecycle.decide`)."""
+    """The attempt's final state, or a retry (logged here) after its delay (`attempts.decide`)."""
     status, value, error, run.start_time, run.end_time = outcome
     run.worker = "flow"
     decision = decide(task, run, status, value, error)

@@ -14,29 +14,28 @@ from typing import Callable
 
 from . import caching
 from .entries import Entry
-from .hooks import HookThreads, call_hooks
+from .lifecycle import Effect, Lifecycle, RunHooks
 from .resolve import substitute
-from .runlog import task_emitter
 from .runners.base import Call, Runner
-from .scheduler import Scheduler
 from .states import Crashed, Failed, Running, State
-from .timers import Timers
 
 RUNNING = Running()
 MAX_FUSED = 64  # followers sent behind one run in a message
 
 
 class Dispatcher:
-    def __init__(self, scheduler: Scheduler, entries: dict[int, Entry], runner: Runner, timers: Timers,
-                 finish: Callable[[Entry, State, bool], None], hook_threads: HookThreads,
+    def __init__(self, lifecycle: Lifecycle, runner: Runner, apply: Callable[[list[Effect]], None],
                  publish: Callable[[], None]) -> None:
-        self.scheduler = scheduler
-        self.hook_threads = hook_threads  # `on_running` hooks
-        self.entries = entries
+        self.lifecycle = lifecycle
+        self.scheduler = lifecycle.scheduler
+        self.entries = lifecycle.entries
         self.runner = runner
-        self.timers = timers
-        self.finish = finish  # the engine's: end a run that will not be submitted
+        self.apply = apply  # the engine's: carry out effects (hooks, the end of a run not submitted)
         self.publish = publish  # the engine's: make this round's states visible (a cached run's, to its followers)
+
+    def finish(self, entry: Entry, state: State) -> None:
+        """End a run that will not be submitted."""
+        self.apply(self.lifecycle.finish(entry, state))
 
     def dispatch(self) -> None:
         """Pop ready runs as far as the runner has room, and submit them as calls."""
@@ -56,7 +55,7 @@ class Dispatcher:
                     call = self._prepare(entry, now)
                 except Exception as error:  # noqa: BLE001 - fail this run, never lose it (a hang)
                     self.finish(entry, Failed(error, message=f"procflow could not dispatch this run: "
-                                                              f"{type(error).__name__}: {error}"), False)
+                                                              f"{type(error).__name__}: {error}"))
                     continue
                 if call is None:
                     served = True
@@ -72,7 +71,7 @@ class Dispatcher:
                 except Exception as error:  # noqa: BLE001 - the pool is gone (interpreter exit): never lose runs
                     message = f"procflow could not submit this run: {type(error).__name__}: {error}"
                     for call in calls:
-                        self.finish(self.entries[call.run_id], Crashed(message), False)
+                        self.finish(self.entries[call.run_id], Crashed(message))
 
     def _fused_behind(self, run_id: int, now: float) -> list[Call]:
         """The chain of runs that wait on `run_id` alone, to run right behind it in one message.
@@ -107,11 +106,10 @@ class Dispatcher:
         run.attempts += 1
         run.state = RUNNING  # not terminal: nobody waits for it, so no lock and no wake-up
         if task.state_hooks["on_running"]:
-            hooks, emit = task.state_hooks["on_running"], task_emitter(run.name)
-            self.hook_threads.submit(lambda: call_hooks(hooks, task, run, RUNNING, emit), lambda: None)
+            self.apply([RunHooks(entry, tuple(task.state_hooks["on_running"]), RUNNING, ends=False)])
         timeout = task.timeout_seconds
         if timeout is not None:
-            self.timers.push(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)
+            self.lifecycle.timers.push(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)
         log_prints = task.log_prints if task.log_prints is not None else entry.tracker.log_prints
         return Call(run.id, run.name, task.name, task.fn, entry.args, entry.kwargs,
                     entry.needs_substitution, timeout, log_prints, map_group=run.map_group,
@@ -129,7 +127,7 @@ class Dispatcher:
         if hit is None:
             return False
         run.start_time = run.end_time = time.time()
-        self.finish(entry, hit, True)
+        self.finish(entry, hit)
         return True
 
 

@@ -1,130 +1,304 @@
-"""What an attempt's end means for its run: finish, retry, or put back (issue 17).
+"""The life of every run the engine still has to finish: a pure state machine (issue 17).
 
-One pure decision for submitted runs (the engine, from a runner's `Outcome`) and direct
-calls (`direct.py`, from `execution.execute`) alike, so a retry, a timeout or a returned
-state reads the same everywhere:
+It owns the scheduler (which runs are ready), the entries (what each run calls and
+waits for), the run records it has seen and the timers (retry delays, deadlines). Each
+transition takes an event and returns *effects*, small frozen values saying what to do;
+it does nothing itself, so tests drive it with fake outcomes and no processes
+(`tests/test_run_lifecycle.py`, in milliseconds). The engine (`engine.py`) carries effects out:
 
-    ending (status, value, error) + the task's options + the run's attempts
-        -> Finish(state)             the run ends in this state (hooks, then published)
-        -> Retry(reason, delay)      AwaitingRetry: logged, run again after `delay` seconds
-        -> PutBack()                 it did not run (lost, deferred, its worker spent):
-                                     no attempt counted, ready again
+    add(entries)            -> Watch(future)      an upstream of another flow run: tell me when it ends
+    outcome(outcome, now)   -> Print, Keep, LogRetry, Publish, RunHooks
+    timers_due(now)         -> Interrupt(run)     past its deadline; a retry's delay over: ready again
+    hooks_ran(entry, ...)   -> Publish            a run's end is visible once its hooks ran
+    cancel(tracker, ...)    -> Publish, CancelRunning
+    finish(entry, state)    -> RunHooks | Publish (a cache hit, a run that could not be dispatched)
 
-It performs nothing: the caller logs, publishes, sleeps or arms a timer. The only code it
-calls is the user's `retry_condition_fn` (`should_retry`), as Prefect does
-at the same point. Tests drive it with fake endings and no processes
-(`tests/test_lifecycle_decisions.py`).
+What an attempt's end means (finish, retry or put back) is `attempts.decide`, shared with
+direct calls. A run that ends blocks its dependents that do not allow its failure: they
+end `NotReady`, naming it.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
-from .messages import Status
-from .runlog import TASK_LOGGER
-from .states import Cancelled, Completed, Crashed, Failed, Pending, ReturnedState, State, TimedOut, run_timeout_error
-from .exceptions import CrashedRun
+from .attempts import NOT_RUN, Finish, PutBack, Retry, decide
+from .entries import Entry, Tracker
+from .futures import TaskFuture
+from .hooks import hooks_for
+from .messages import Outcome, Status
+from .records import FlowRun, TaskRun
+from .scheduler import Scheduler
+from .states import Cancelled, Failed, LazyResult, NotReady, State, is_terminal
+from .timers import Timers
 
-if TYPE_CHECKING:
-    from .records import TaskRun
-    from .tasks import Task
+Lines = tuple[tuple[int, str], ...]
 
-MAX_CRASHES = 3  # a run that crashes its worker this many times in a row is not retried
-NOT_RUN = (Status.LOST, Status.DEFERRED, Status.SPENT)
+
+# -- effects: what the engine is asked to do -------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A run's new state; with its `tracker`, the run's last (its flow run counts it done)."""
+    run: TaskRun
+    state: State
+    tracker: Tracker | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Finish:
+class Print:
+    """Lines the run printed or logged in its worker (artifacts among them)."""
+    run: TaskRun
+    lines: Lines
+    flow_run: FlowRun
+
+
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """A completed run's result: remembered by its flow run's cache, held (and spilled) while needed."""
+    entry: Entry
     state: State
 
-    @property
-    def ok(self) -> bool:
-        """Its downstream runs may start (a failed one blocks them)."""
-        return self.state.is_completed()
+
+@dataclass(frozen=True, slots=True)
+class RunHooks:
+    """Run state hooks on the hook threads; `ends`: then the run ends (`hooks_ran`), `ok` as given."""
+    entry: Entry
+    hooks: tuple[Any, ...]
+    state: State
+    ends: bool = True
+    ok: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class Retry:
-    reason: str  # for the "Retrying" log line: the error, or the state it returned
-    delay: float  # seconds before the next attempt
-    waiting: State  # Pending "AwaitingRetry", what the run shows meanwhile
+class LogRetry:
+    run_name: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class PutBack:
-    """The attempt did not happen: no attempt and no retry are spent."""
+class Interrupt:
+    """The run is past its deadline: stop it (the runner may ask to be asked again later)."""
+    run_id: int
+    timeout: float
+    attempt: int
 
 
-Decision = Union[Finish, Retry, PutBack]
+@dataclass(frozen=True, slots=True)
+class CancelRunning:
+    """Ctrl-C: every running run is stopped now."""
 
 
-def decide(task: Task[..., Any], run: TaskRun, status: Status, value: Any = None, error: Any = None,
-           error_text: str = "", crashes: int = 0) -> Decision:
-    """The next step of `run` after the attempt numbered `run.attempts` ended with `status`.
-
-    `crashes`: the run's crashes in a row, this one included (a crash is retried while
-    retries are left, at most `MAX_CRASHES` times in a row, and never asks
-    `retry_condition_fn`: the task's code did not fail).
-    """
-    if status in NOT_RUN:
-        return PutBack()
-    if status is Status.COMPLETED:
-        return Finish(Completed(value))
-    if status is Status.CANCELLED:
-        return Finish(Cancelled("The run was interrupted (Ctrl-C or SIGTERM)."))
-    if status is Status.CRASHED:
-        message = error_text or f"Worker running task run '{run.name}' died."
-        if crashes < MAX_CRASHES and run.attempts <= task.retries:
-            return _retry(task, run, message)
-        return Finish(Crashed(message, CrashedRun(message)))
-    if not isinstance(error, BaseException):  # an error that could not cross back: its text stands in
-        error = RuntimeError(error_text)
-    if isinstance(error, ReturnedState):  # the task returned a state: a Failed one is retried, as in Prefect 3
-        state = error.state()
-        return _retry(task, run, f"returned {state!r}") if should_retry(task, run, state) else Finish(state)
-    if status is Status.TIMED_OUT:
-        error = run_timeout_error(run.name, task.timeout_seconds, worker_replaced=run.worker is None)
-    if should_retry(task, run, Failed(error)):
-        return _retry(task, run, f"{type(error).__name__}: {error}")
-    if status is Status.TIMED_OUT:
-        return Finish(TimedOut(error, task.timeout_seconds))
-    return Finish(Failed(error))
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """An upstream of another flow run: report its end (`upstream_ended`)."""
+    future: TaskFuture[Any]
 
 
-def retry_delay(task: Task[..., Any], attempt: int) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1-based); a list gives one per
-    retry. With `retry_jitter_factor=f`, a delay d is drawn from [d(1-f), d(1+f)], as Prefect
-    spreads retries of many runs so they do not all return at once."""
-    delays = task.retry_delay_seconds
-    if isinstance(delays, (list, tuple)):
-        delay = float(delays[min(attempt - 1, len(delays) - 1)]) if delays else 0.0
-    else:
-        delay = float(delays or 0)
-    if task.retry_jitter_factor:
-        delay = random.uniform(max(0.0, delay * (1 - task.retry_jitter_factor)),
-                               delay * (1 + task.retry_jitter_factor))
-    return delay
+Effect = Union[Publish, Print, Keep, RunHooks, LogRetry, Interrupt, CancelRunning, Watch]
 
 
-def should_retry(task: Task[..., Any], run: TaskRun, state: State) -> bool:
-    """Whether an attempt that ended in `state` runs again: it failed (raised, or returned a
-    `Failed` state, as Prefect 3 retries), a retry is left, and Prefect's
-    `retry_condition_fn(task, task_run, state)` agrees (False, or an error in it, logged,
-    makes this attempt the last)."""
-    if not state.is_failed() or run.attempts > task.retries:
-        return False
-    if task.retry_condition_fn is None:
-        return True
-    try:
-        return bool(task.retry_condition_fn(task, run, state))
-    except Exception as error:  # noqa: BLE001 - the user's function: its error ends the retries, said once
-        TASK_LOGGER.error(f"Task run '{run.name}' - retry_condition_fn raised {type(error).__name__}: {error}; "
-                          "not retrying")
-        return False
+class Lifecycle:
+    """Runs from submission to their last state; every method returns the effects to carry out."""
 
+    def __init__(self, depth_first: bool = True) -> None:
+        self.scheduler = Scheduler(depth_first=depth_first)
+        self.entries: dict[int, Entry] = {}
+        self.records: dict[int, TaskRun] = {}
+        self.timers = Timers()
+        self._effects: list[Effect] = []
+        self._unpublished: dict[int, State] = {}  # states decided since the last publish (a blocked run names them)
 
-def _retry(task: Task[..., Any], run: TaskRun, reason: str) -> Retry:
-    delay = retry_delay(task, run.attempts)
-    return Retry(reason, delay, Pending(f"Retry {run.attempts} of {task.retries} in {delay} s", "AwaitingRetry"))
+    def _take(self) -> list[Effect]:
+        effects, self._effects = self._effects, []
+        return effects
+
+    def published(self) -> None:
+        """The engine made the states it was given visible: the records hold them now."""
+        self._unpublished.clear()
+
+    # -- transitions ------------------------------------------------------------------
+
+    def add(self, entries: list[Entry]) -> list[Effect]:
+        for entry in entries:
+            run = entry.run
+            self.entries[run.id] = entry
+            self.records[run.id] = run
+            pairs = []
+            for future, allowed in entry.upstream:
+                upstream = future.task_run
+                if upstream.id not in self.records:  # a future of another flow run: known from now on
+                    self.records[upstream.id] = upstream
+                    if is_terminal(upstream.state):
+                        self.scheduler.add_finished(upstream.id, upstream.state.is_completed())
+                    else:
+                        self._effects.append(Watch(future))
+                pairs.append((upstream.id, not allowed))
+            for blocked, blocked_by in self.scheduler.add(run.id, pairs):
+                self._block(blocked, blocked_by)
+        return self._take()
+
+    def outcome(self, outcome: Outcome, now: float) -> list[Effect]:
+        entry = self.entries.get(outcome.run_id)
+        if entry is None:  # cancelled meanwhile
+            return []
+        run, status = entry.run, outcome.status
+        if status not in NOT_RUN:
+            if run.ready_time is None:  # when its last upstream ended (fused runs too; first attempt)
+                run.ready_time = max([run.created_time, *(f.task_run.end_time or 0.0 for f, _ in entry.upstream)])
+            run.start_time, run.end_time = outcome.start or None, outcome.end or None
+            run.worker, run.transfer_seconds = outcome.worker, outcome.transfer
+            if outcome.logs:
+                self._effects.append(Print(run, outcome.logs, entry.tracker.flow_run))
+            entry.crashes = entry.crashes + 1 if status is Status.CRASHED else 0
+        decision = decide(entry.task, run, status, outcome.value, outcome.error, outcome.error_text, entry.crashes)
+        if isinstance(decision, PutBack):
+            run.attempts -= 1  # it did not run: no attempt, no retry spent
+            self._put_back(entry)
+        elif isinstance(decision, Retry):
+            self._retry(entry, decision, now)
+        else:
+            if status is Status.COMPLETED:
+                run.result_bytes = outcome.value.nbytes if isinstance(outcome.value, LazyResult) else 0
+                self._effects.append(Keep(entry, decision.state))
+            self._finish(entry, decision)
+        return self._take()
+
+    def upstream_ended(self, run_id: int, ok: bool) -> list[Effect]:
+        for blocked, blocked_by in self.scheduler.finish(run_id, ok):
+            self._block(blocked, blocked_by)
+        return self._take()
+
+    def finish(self, entry: Entry, state: State) -> list[Effect]:
+        """End a run that will not be submitted: a cache hit, or one that could not be dispatched."""
+        self._finish(entry, Finish(state))
+        return self._take()
+
+    def hooks_ran(self, entry: Entry, state: State, ok: bool) -> list[Effect]:
+        self._end(entry, state, ok)
+        return self._take()
+
+    def timers_due(self, now: float) -> list[Effect]:
+        for timer in self.timers.due(now):
+            entry = self.entries.get(timer.run_id)
+            if entry is None or entry.run.attempts != timer.attempt or entry.hooked:
+                continue  # finished (its hooks may be running), or a later attempt runs
+            if timer.kind == "retry":
+                self._put_back(entry)  # a fused run may have lost its upstream's result with the batch
+            elif timer.kind == "deadline" and self.scheduler.is_running(timer.run_id):
+                self._effects.append(Interrupt(timer.run_id, entry.task.timeout_seconds, timer.attempt))
+        return self._take()
+
+    def cancel(self, tracker: Tracker, only_this_flow: bool) -> list[Effect]:
+        """Ctrl-C (every pending run, and the running ones stopped), or a nested flow's timeout
+        (`only_this_flow`: that flow run's pending runs; its running ones finish)."""
+        if only_this_flow:
+            ours = [run_id for run_id, entry in self.entries.items() if entry.tracker is tracker]
+            cancelled, blocked = self.scheduler.cancel(ours)
+        else:
+            cancelled, blocked = self.scheduler.cancel_pending(), []
+        # One state for all (frozen, so nothing tells them apart): a million pending runs of a
+        # huge map are cancelled within the 5 s of SPEC §7.
+        state = Cancelled("The flow run was interrupted before this run started.")
+        for run_id in cancelled:
+            entry = self.entries.pop(run_id, None)
+            if entry is not None:
+                self._publish(entry.run, state, entry.tracker)
+        for run_id, blocked_by in blocked:
+            self._block(run_id, blocked_by)
+        if not only_this_flow:
+            for timer in self.timers.clear():
+                if timer.kind == "retry":  # issue 19: it stayed AwaitingRetry for ever, its future unset
+                    self._cancel_retry(timer.run_id, timer.attempt)
+            self._effects.append(CancelRunning())
+        return self._take()
+
+    def fail_pending(self, error: Exception) -> list[Effect]:
+        """Issue 19: an error no run can be charged with (dispatch, a timer) left ready runs
+        waiting for ever. Every run not finished yet fails, naming the cause; futures wake."""
+        for entry in list(self.entries.values()):
+            if entry.hooked or entry.run.id not in self.entries:
+                continue
+            failure = RuntimeError(f"procflow's engine failed while task run '{entry.run.name}' was pending: "
+                                   f"{type(error).__name__}: {error}")
+            failure.__cause__ = error
+            try:
+                self._finish(entry, Finish(Failed(failure)))
+            except Exception:  # noqa: BLE001 - the next one still fails rather than hangs
+                self.entries.pop(entry.run.id, None)
+                self._publish(entry.run, Failed(failure), entry.tracker)
+        return self._take()
+
+    def fail_unhandled(self, run_id: int, error: Exception) -> list[Effect]:
+        """procflow's own bug met a run's outcome: the run fails with it, its flow goes on. What
+        the failed transition said before it failed stands (a run it ended is published)."""
+        entry = self.entries.get(run_id)
+        if entry is not None:
+            failure = RuntimeError(f"procflow could not record the outcome of task run '{entry.run.name}': "
+                                   f"{type(error).__name__}: {error}")
+            failure.__cause__ = error
+            self._finish(entry, Finish(Failed(failure)))
+        return self._take()
+
+    # -- the steps they share ------------------------------------------------------------
+
+    def _publish(self, run: TaskRun, state: State, tracker: Tracker | None = None) -> None:
+        self._unpublished[run.id] = state
+        self._effects.append(Publish(run, state, tracker))
+
+    def _retry(self, entry: Entry, retry: Retry, now: float) -> None:
+        run = entry.run
+        self._effects.append(LogRetry(run.name, retry.reason))
+        self._publish(run, retry.waiting)
+        self.scheduler.set_aside(run.id)
+        self.timers.push(now + retry.delay, "retry", run.id, run.attempts)
+
+    def _finish(self, entry: Entry, finish: Finish) -> None:
+        """The run's state hooks first (on the hook threads); it ends when they have run."""
+        due = hooks_for(entry.task.state_hooks, finish.state) if not entry.hooked else None
+        if due:
+            entry.hooked = True
+            self._effects.append(RunHooks(entry, tuple(due), finish.state, ends=True, ok=finish.ok))
+            return
+        self._end(entry, finish.state, finish.ok)
+
+    def _end(self, entry: Entry, state: State, ok: bool) -> None:
+        run = entry.run
+        del self.entries[run.id]
+        self._publish(run, state, entry.tracker)
+        for blocked, blocked_by in self.scheduler.finish(run.id, ok):
+            self._block(blocked, blocked_by)
+
+    def _block(self, run_id: int, upstream_id: int) -> None:
+        entry = self.entries.pop(run_id, None)
+        if entry is None:
+            return
+        upstream = self.records[upstream_id]
+        upstream_state = self._unpublished.get(upstream_id, upstream.state)
+        error = upstream_state.data if isinstance(upstream_state.data, BaseException) else None
+        self._publish(entry.run, NotReady(upstream.name, error), entry.tracker)
+
+    def _put_back(self, entry: Entry) -> None:
+        """A run that did not run: ready again, or waiting on (or blocked by) its fused upstream."""
+        run_id, after = entry.run.id, entry.after
+        entry.after = 0
+        upstream_ok = self.scheduler.outcome(after) if after else True
+        if upstream_ok is None:  # the upstream runs again (a retry, or it was lost too)
+            self.scheduler.unclaim(run_id)
+        elif upstream_ok:
+            self.scheduler.requeue(run_id)
+        else:
+            self._block(run_id, after)
+            for blocked, by in self.scheduler.finish(run_id, False):
+                self._block(blocked, by)
+
+    def _cancel_retry(self, run_id: int, attempt: int) -> None:
+        entry = self.entries.get(run_id)
+        if entry is None or entry.run.attempts != attempt or entry.hooked:
+            return
+        del self.entries[run_id]
+        self._publish(entry.run, Cancelled("The flow run was interrupted while this run waited to retry."),
+                      entry.tracker)
+        for blocked_id, blocked_by in self.scheduler.finish(run_id, False):
+            self._block(blocked_id, blocked_by)

@@ -48,11 +48,6 @@ class Publisher:
             lines = tuple(line for line in lines if line[0] != ARTIFACT)
         self._lines.append((run, lines))
 
-    def newest_state(self, run: TaskRun) -> State:
-        """`run`'s state as of this round, published or not."""
-        pending = [state for changed, state in self._changes if changed is run]
-        return pending[-1] if pending else run.state
-
     def publish(self) -> None:
         changes, finished, lines = self._changes, self._finished, self._lines
         if not changes:

@@ -32,7 +32,7 @@ from procflow import (
     unmapped,
     wait,
 )
-from procflow.lifecycle import retry_delay
+from procflow.attempts import retry_delay
 from procflow.context import get_run_context
 from procflow.exceptions import FailedRun, ParameterBindError, ReservedArgumentError
 from procflow.states import Completed, Failed

@@ -1,4 +1,4 @@
-"""The run lifecycle's one decision (`lifecycle.decide`), driven with fake endings: no
+"""The run lifecycle's one decision (`attempts.decide`), driven with fake endings: no
 processes, no engine, no threads. Submitted runs and direct calls both go through it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from procflow import task
-from procflow.lifecycle import MAX_CRASHES, Finish, PutBack, Retry, decide, retry_delay
+from procflow.attempts import MAX_CRASHES, Finish, PutBack, Retry, decide, retry_delay
 from procflow.messages import Status
 from procflow.records import TaskRun
 from procflow.states import ReturnedState, StateType
