@@ -131,7 +131,7 @@ class Lifecycle:
                 if upstream.id not in self.records:  # a future of another flow run: known from now on
                     self.records[upstream.id] = upstream
                     if is_terminal(upstream.state):
-                        self.scheduler.add_finished(upstream.id, upstream.state.is_completed())
+                        self.scheduler.finished_elsewhere(upstream.id, upstream.state.is_completed())
                     else:
                         self._effects.append(Watch(future))
                 pairs.append((upstream.id, not allowed))
@@ -166,7 +166,8 @@ class Lifecycle:
         return self._take()
 
     def upstream_ended(self, run_id: int, ok: bool) -> list[Effect]:
-        for blocked, blocked_by in self.scheduler.finish(run_id, ok):
+        """An upstream of another flow run, watched since a run here took its future, ended."""
+        for blocked, blocked_by in self.scheduler.finished_elsewhere(run_id, ok):
             self._block(blocked, blocked_by)
         return self._take()
 
@@ -224,10 +225,13 @@ class Lifecycle:
                                    f"{type(error).__name__}: {error}")
             failure.__cause__ = error
             try:
-                self._finish(entry, Finish(Failed(failure)))
+                if self.scheduler.is_running(entry.run.id):
+                    self._finish(entry, Finish(Failed(failure)))
+                else:  # waiting, ready or waiting out a retry delay: it ends where it stands
+                    self._end_unstarted(entry, Failed(failure))
             except Exception:  # noqa: BLE001 - the next one still fails rather than hangs
-                self.entries.pop(entry.run.id, None)
-                self._publish(entry.run, Failed(failure), entry.tracker)
+                if self.entries.pop(entry.run.id, None) is not None:
+                    self._publish(entry.run, Failed(failure), entry.tracker)
         return self._take()
 
     def fail_unhandled(self, run_id: int, error: Exception) -> list[Effect]:
@@ -297,8 +301,12 @@ class Lifecycle:
         entry = self.entries.get(run_id)
         if entry is None or entry.run.attempts != attempt or entry.hooked:
             return
-        del self.entries[run_id]
-        self._publish(entry.run, Cancelled("The flow run was interrupted while this run waited to retry."),
-                      entry.tracker)
-        for blocked_id, blocked_by in self.scheduler.finish(run_id, False):
+        self._end_unstarted(entry, Cancelled("The flow run was interrupted while this run waited to retry."))
+
+    def _end_unstarted(self, entry: Entry, state: State) -> None:
+        """End a run that is not running (waiting, ready, or waiting out a retry delay)."""
+        del self.entries[entry.run.id]
+        self._publish(entry.run, state, entry.tracker)
+        _, blocked = self.scheduler.cancel([entry.run.id])
+        for blocked_id, blocked_by in blocked:
             self._block(blocked_id, blocked_by)

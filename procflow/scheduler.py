@@ -11,7 +11,7 @@ tests drive it with plain integers. A run moves waiting -> ready -> running -> f
                           and that block spreads to the dependent's own dependents
     requeue(run)          running -> ready again (a run lost with its worker, a retry's time)
     set_aside(run)        running -> neither, until its retry delay has passed
-    add_finished(run, ok) a run finished elsewhere (a future of another flow run)
+    finished_elsewhere(run, ok)  a run of another flow run ended (a future passed in)
     sole_follower(run)    `run`'s only dependent, waiting on `run` alone (a chain link):
                           `claim` sends it along in the same message (fusion)
     unclaim(run)          a claimed run that did not run goes back to waiting
@@ -111,9 +111,11 @@ class Scheduler:
         self.state.running.discard(run)
         self.state.aside.add(run)
 
-    def add_finished(self, run: int, ok: bool) -> None:
-        """A run that finished outside this scheduler, so that runs can depend on it."""
+    def finished_elsewhere(self, run: int, ok: bool) -> list[Blocked]:
+        """A run of another flow run (another scheduler's) finished: runs here may depend on it,
+        added before or after; returns the runs its end blocks."""
         self.state.completed[run] = ok
+        return self._release(run, ok)
 
     def outcome(self, run: int) -> bool | None:
         """True completed, False did not, None not finished."""

@@ -238,3 +238,42 @@ def test_an_engine_error_no_run_can_be_charged_with_fails_the_pending_runs_inste
     with pytest.raises(RuntimeError, match="procflow's engine failed while task run 'one-0' was pending: "
                                            "RuntimeError: injected capacity failure"):
         state.result()
+
+
+def test_a_future_of_another_flow_run_still_running_is_waited_for_and_passes_its_result():
+    """The future is taken while its run still runs: its end must release the run here. It
+    failed every pending run of the flow ('run 1 is not running here') before the fix."""
+    from procflow.current import current_flow
+
+    release = threading.Event()
+    held: dict = {}
+
+    @task
+    def gated(x):
+        assert release.wait(60)
+        return x
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def producer():
+        held["future"] = gated.submit(21)
+        return held["future"]
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def consumer():
+        future = double.submit(held["future"])
+        lifecycle = current_flow.get().engine.lifecycle
+        deadline = time.monotonic() + 30
+        while held["future"].task_run.id not in lifecycle.records:  # taken by this engine while it runs
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        release.set()
+        return future
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    while "future" not in held:
+        time.sleep(0.001)
+    state = consumer(return_state=True)
+    thread.join(30)
+    assert state.is_completed(), state
+    assert values(state.result()) == 42
