@@ -1,8 +1,8 @@
 """Ready runs become calls for the runner: deadlines armed, caches consulted, chains fused.
 
 The engine's thread calls `Dispatcher.dispatch()` after each round of events. A ready
-run becomes a `Call` (its function, its arguments with futures still inside, its
-timeout); with room to spare in the runner, the run's chain of sole followers rides
+run becomes a `Call` (its function, its argument skeleton and the inputs that fill its
+slots, its timeout); with room to spare in the runner, the run's chain of sole followers rides
 behind it in the same message (linear fusion, as Dask does), and comes back
 `DEFERRED` when the run before it did not complete.
 """
@@ -15,7 +15,6 @@ from typing import Callable
 from . import caching
 from .entries import Entry
 from .lifecycle import Effect, Lifecycle, RunHooks
-from .resolve import substitute
 from .runners.base import Call, Runner
 from .states import Crashed, Failed, Running, State
 
@@ -101,7 +100,7 @@ class Dispatcher:
         if caching.persists(task.caching, entry.tracker.persist_default) and self._cached(entry):
             return None
         if entry.name_pending:  # its upstreams are in: the name template can use their results
-            run.name = task.resolved_run_name(entry.args, entry.kwargs)
+            run.name = task.resolved_run_name(*entry.arguments())
             entry.name_pending = False
         run.attempts += 1
         run.state = RUNNING  # not terminal: nobody waits for it, so no lock and no wake-up
@@ -112,7 +111,7 @@ class Dispatcher:
             self.lifecycle.timers.push(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)
         log_prints = task.log_prints if task.log_prints is not None else entry.tracker.log_prints
         return Call(run.id, run.name, task.name, task.fn, entry.args, entry.kwargs,
-                    entry.needs_substitution, timeout, log_prints, map_group=run.map_group,
+                    entry.inputs(), timeout, log_prints, map_group=run.map_group,
                     flow_run_name=run.flow_run_name, attempt=run.attempts,
                     flow_attempt=entry.tracker.flow_run.run_count, tags=tuple(sorted(run.tags)),
                     persist=entry.cache_plan.persist if entry.cache_plan is not None else None)
@@ -120,7 +119,7 @@ class Dispatcher:
     def _cached(self, entry: Entry) -> bool:
         """A completed run with its cache key is there: this run ends with its result, not run."""
         task, run, tracker = entry.task, entry.run, entry.tracker
-        parameters = task.parameters_of(substitute(entry.args), substitute(entry.kwargs))
+        parameters = task.parameters_of(*entry.arguments())
         found = entry.cache_plan = caching.plan(task, run, tracker.flow_run, tracker.persist_default, tracker.storage,
                                                 parameters)
         hit = caching.lookup(found, tracker.cache, run) if found is not None else None

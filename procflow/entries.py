@@ -14,6 +14,7 @@ from .spill import Spiller
 from .states import State
 from .records import FlowRun, TaskRun
 from .shapes import Args, Kwargs
+from .skeleton import Input, fill
 
 
 @dataclass(slots=True, eq=False)
@@ -41,8 +42,8 @@ class Entry:
     task: Any  # tasks.Task (imported above us)
     args: Args
     kwargs: Kwargs
-    upstream: list[tuple[TaskFuture[Any], bool]]  # (future, its failure is allowed)
-    needs_substitution: bool
+    upstream: list[tuple[TaskFuture[Any], bool]]  # (future, its failure is allowed): the slots', then wait_for's
+    slots: int  # how many of `upstream` fill the argument skeleton's slots (`skeleton.py`)
     tracker: Tracker
     future: weakref.ref | None = None
     crashes: int = 0
@@ -50,3 +51,17 @@ class Entry:
     after: int = 0  # dispatched fused behind this run, which had not finished then
     name_pending: bool = False  # its task_run_name names futures: rendered when dispatched
     hooked: bool = False  # ended; its state hooks run (or ran) before its end is published
+
+    def inputs(self) -> tuple[Input, ...]:
+        """What fills the slots: each data upstream's run id and state (final by dispatch,
+        except a fused upstream's in the same message)."""
+        return tuple(Input(future.task_run.id, future.task_run.state, allowed)
+                     for future, allowed in self.upstream[:self.slots])
+
+    def arguments(self) -> tuple[Args, Kwargs]:
+        """The call's arguments with its upstreams' results in, for the parent's own use (a run
+        name that names them, a cache key)."""
+        if not self.slots:
+            return self.args, self.kwargs
+        values = [slot.value() for slot in self.inputs()]
+        return fill(self.args, values), fill(self.kwargs, values)

@@ -17,9 +17,8 @@ from typing import Any, Callable, Generic, NamedTuple, TypeVar
 
 from .future_kinds import (PrefectConcurrentFuture, PrefectDistributedFuture, PrefectFuture,
                            PrefectWrappedFuture)
-from .pickling import identity
 from .records import TaskRun
-from .states import LazyResult, State, is_terminal
+from .states import State, is_terminal
 
 R = TypeVar("R")
 
@@ -84,19 +83,6 @@ class TaskFuture(Generic[R]):
                 self._waiter.callbacks.setdefault(self.task_run.id, []).append((fn, self))
                 return
         fn(self)
-
-    def reduce_for_worker(self) -> tuple[Any, ...]:
-        """How this future pickles as a call argument: as its result, by reference."""
-        state = self.task_run.state
-        if not is_terminal(state):
-            raise RuntimeError(f"task run {self.task_run.name!r} is not finished; it cannot be an argument yet")
-        data = state.data
-        if state.is_completed() and isinstance(data, LazyResult):  # in a segment or the store: mapped there
-            reference = data.reference()
-            if reference is not None:
-                return reference
-        value = state._result(raise_on_failure=False)  # an allow_failure upstream passes its exception
-        return (identity, (value,))
 
     def __repr__(self) -> str:
         return f"TaskFuture({self.task_run.name!r}, state={self.task_run.state!r})"

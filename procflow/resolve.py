@@ -6,22 +6,22 @@ each one found is a "data" dependency, and so is a state read from a future
 too. `quote(x)` is not looked into. Arrays, bytes and other leaves are never walked,
 so a large argument costs nothing here.
 
-In-process runners call `substitute()` to replace futures by their results just before
-the call; the process runner never walks again: it pickles futures as result
-references (`pickling.ArgumentPickler`).
+`skeleton()` makes a run's arguments into the skeleton the runners fill (`skeleton.py`):
+runners never see a future. `substitute()` replaces futures by their results where the
+parent needs the values (a direct call, a run name, a cache key).
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import fields, is_dataclass
 from typing import Any, Callable
 
 from .annotations import allow_failure, quote, unmapped
 from .futures import TaskFuture
+from .shapes import Args, Kwargs
+from .skeleton import LEAVES, Slot, rebuild
 from .states import NotReady, State
 
-_LEAVES = frozenset({int, float, str, bytes, bool, type(None), complex, bytearray, range})
 _SEQUENCES = (list, tuple, set, frozenset)
 
 # (future, its failure is allowed)
@@ -57,7 +57,7 @@ def collect(value: Any, found: Found, allowed: bool = False) -> bool:
     while stack:
         value, allowed = stack.pop()
         kind = type(value)
-        if kind in _LEAVES:
+        if kind in LEAVES:
             continue
         if kind is TaskFuture:
             found.append((value, allowed))
@@ -97,59 +97,26 @@ def result_of(future: TaskFuture[Any], allowed: bool) -> Any:
     return future.task_run.state._result(raise_on_failure=not allowed)
 
 
-def substitute(value: Any, replace: Callable[[Any, bool], Any] = result_of, target: type = TaskFuture,
-               allowed: bool = False) -> Any:
-    """`value` with every `target` (a future) replaced by `replace(it, allowed)`, annotations
-    unwrapped; `allowed` holds for everything inside an `allow_failure`, as in Prefect.
-    A container met again (a self-referencing argument) is its one rebuilt copy (a memo)."""
-    return _substitute(value, replace, target, allowed, {})
+def substitute(value: Any, replace: Callable[[Any, bool], Any] = result_of, allowed: bool = False) -> Any:
+    """`value` with every future replaced by `replace(it, allowed)`, annotations unwrapped;
+    `allowed` holds for everything inside an `allow_failure`, as in Prefect. A state read
+    from a future stands for it. A container met again (a self-referencing argument) is its
+    one rebuilt copy (a memo)."""
+    return rebuild(value, replace, TaskFuture, allowed, unwrap=True, holders=True)
 
 
-_Memo = dict[tuple[int, bool], Any]
+def skeleton(args: Args, kwargs: Kwargs) -> tuple[Args, Kwargs, Found]:
+    """A run's arguments with each upstream result as `Slot(i)` (`skeleton.py`), and the
+    futures of the slots, in order. Arguments with no future or annotation are returned
+    as they are: the walk that finds none copies nothing."""
+    found: Found = []
+    if not (collect(args, found) | collect(kwargs, found)):
+        return args, kwargs, found
+    slots: Found = []
 
+    def slot(future: TaskFuture[Any], allowed: bool) -> Slot:
+        slots.append((future, allowed))
+        return Slot(len(slots) - 1)
 
-def _substitute(value: Any, replace: Callable[[Any, bool], Any], target: type, allowed: bool, memo: _Memo) -> Any:
-    kind = type(value)
-    if kind in _LEAVES:
-        return value
-    if kind is target:
-        return replace(value, allowed)
-    if kind is State:  # a state is a value, never walked into: a future's stands for that future
-        return replace(value.holder, allowed) if target is TaskFuture and value.holder is not None else value
-    if kind is allow_failure:
-        return _substitute(value.value, replace, target, True, memo)
-    if kind is quote:
-        return value.value
-    if kind is unmapped:
-        return _substitute(value.value, replace, target, allowed, memo)
-    key = (id(value), allowed)
-    if key in memo:
-        return memo[key]
-    if isinstance(value, list):
-        rebuilt: list[Any] = []
-        memo[key] = rebuilt  # before the items: one of them may be this list
-        rebuilt.extend(_substitute(item, replace, target, allowed, memo) for item in value)
-        return rebuilt
-    if isinstance(value, dict):
-        clone = {} if type(value) is dict else copy.copy(value)
-        clone.clear()
-        memo[key] = clone
-        for item_key, item in list(value.items()):
-            clone[_substitute(item_key, replace, target, allowed, memo)] = _substitute(item, replace, target,
-                                                                                      allowed, memo)
-        return clone
-    if isinstance(value, tuple):
-        items = [_substitute(item, replace, target, allowed, memo) for item in value]
-        memo[key] = type(value)(*items) if hasattr(value, "_fields") else tuple(items)
-        return memo[key]
-    if isinstance(value, (set, frozenset)):
-        memo[key] = type(value)(_substitute(item, replace, target, allowed, memo) for item in value)
-        return memo[key]
-    if is_dataclass(value) and not isinstance(value, type):
-        instance = copy.copy(value)
-        memo[key] = instance
-        for field in fields(value):
-            object.__setattr__(instance, field.name, _substitute(getattr(value, field.name), replace, target,
-                                                                 allowed, memo))
-        return instance
-    return value
+    return rebuild(args, slot, TaskFuture, unwrap=True, holders=True), \
+        rebuild(kwargs, slot, TaskFuture, unwrap=True, holders=True), slots

@@ -26,7 +26,7 @@ from .current import TaskRunInfo, call_naming, current_task_run
 from .entries import Entry
 from .futures import FutureList, TaskFuture
 from .records import EdgeKind, TaskRun
-from .resolve import Found, collect, substitute
+from .resolve import Found, collect, skeleton, substitute
 from .caching import NotSet
 from .utilities.hashing import hash_objects
 from .states import State
@@ -270,12 +270,11 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         return self._entry(context, bound.args, bound.kwargs, waits, group)
 
     def _entry(self, context: FlowContext, args: Args, kwargs: Kwargs, waits: Found, group: int | None) -> Entry:
-        found: Found = []
-        needs = collect(args, found) | collect(kwargs, found)
-        edges = _edges(found, waits)
-        name, provisional = self._run_name(context, args, kwargs, needs)
-        record = context.new_record(self, name, edges, group)
-        return Entry(record, self, args, kwargs, found + waits, needs, context.tracker, name_pending=provisional)
+        name, provisional = self._run_name(context, args, kwargs, True)
+        args, kwargs, found = skeleton(args, kwargs)
+        record = context.new_record(self, name, _edges(found, waits), group)
+        return Entry(record, self, args, kwargs, found + waits, len(found), context.tracker,
+                     name_pending=provisional)
 
     # -- direct call ---------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from procflow.runners.batching import MAX_BATCH, batch_size, group_calls
 
 
 def call(run_id, after=0, timeout=None):
-    return Call(run_id, f"t-{run_id}", "t", len, (), {}, False, timeout, False, after)
+    return Call(run_id, f"t-{run_id}", "t", len, (), {}, (), timeout, False, after)
 
 
 def ids(groups):

@@ -37,7 +37,7 @@ class World:
         the_task = fn if fn is not None else task(work)
         run = TaskRun(len(self.runs) + 1, name, the_task.name, self.flow_run.name)
         upstream = [(TaskFuture(self.runs[up].run, self.waiter), up in allowed) for up in (*after, *allowed)]
-        made = self.runs[name] = Entry(run, the_task, (), {}, upstream, False, self.tracker)
+        made = self.runs[name] = Entry(run, the_task, (), {}, upstream, 0, self.tracker)
         return made
 
     def add(self, *entries: Entry) -> list[Any]:

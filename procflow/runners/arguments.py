@@ -1,10 +1,12 @@
 """Pickling a run's arguments in the parent, for a worker process.
 
-Futures inside arguments are pickled as a *reference to their result* (a `ResultRef`),
-which unpickles in the worker as the value itself: the parent never loads a large
-result to pass it on, and the worker never walks the arguments. Futures given directly
-as arguments (the common case) are swapped without a walk and pickled with C pickle;
-deeper ones go through `ArgumentPickler`.
+The arguments are a skeleton (`skeleton.py`): each upstream result is a `Slot`. A slot
+is pickled as a *reference to the stored result* (a segment, a store entry, or the small
+result's own bytes), which unpickles in the worker as the value itself: the parent never
+loads a large result to pass it on, and the worker never walks the arguments. Slots given
+directly as arguments (the common case) are swapped without a walk and pickled with C
+pickle; deeper ones go through `SlotPickler`. A slot whose upstream rides ahead in the
+same message (fusion) is handed over in the worker (`worker.batch_value`).
 """
 
 from __future__ import annotations
@@ -14,19 +16,16 @@ from typing import Any
 
 import cloudpickle
 
-from ..annotations import allow_failure, quote
-from ..futures import TaskFuture
 from ..pickling import OutOfBand, dumps_plain, identity, wrap_large_arguments
-from ..states import State
-from ..worker import batch_value
 from ..shapes import Args, Kwargs
+from ..skeleton import LEAVES, Input, Slot
+from ..states import LazyResult, is_terminal
+from ..worker import batch_value
 
-_LEAVES = frozenset({int, float, str, bytes, bool, type(None), complex})
 
-
-def pickle_arguments(args: Args, kwargs: Kwargs, has_futures: bool, in_batch: frozenset[int] = frozenset(),
+def pickle_arguments(args: Args, kwargs: Kwargs, inputs: tuple[Input, ...], in_batch: frozenset[int] = frozenset(),
                      out_of_band: OutOfBand | None = None) -> bytes:
-    """`(args, kwargs)` pickled for a worker; futures become result references.
+    """`(args, kwargs)` pickled for a worker, each slot as its input's reference.
 
     `in_batch`: runs fused ahead in the same message, not finished yet; the worker hands
     their stored results over itself (`worker.batch_value`). `out_of_band` takes large
@@ -34,41 +33,48 @@ def pickle_arguments(args: Args, kwargs: Kwargs, has_futures: bool, in_batch: fr
     """
     if out_of_band is not None:
         args, kwargs = wrap_large_arguments(args, kwargs, out_of_band.threshold)
-    if not has_futures:
+    if not inputs:
         return dumps_plain((args, kwargs), out_of_band)
-    swapped = _swap_top_level(args, kwargs, in_batch)
+    references = [reference(slot, in_batch) for slot in inputs]
+    swapped = _swap_top_level(args, kwargs, references)
     if swapped is not None:
         return dumps_plain(swapped, out_of_band)
     out = io.BytesIO()
-    ArgumentPickler(out, in_batch, out_of_band).dump((args, kwargs))
+    SlotPickler(out, references, out_of_band).dump((args, kwargs))
     return out.getvalue()
 
 
-def _reference(future: TaskFuture[Any], in_batch: frozenset[int]) -> tuple[Any, ...]:
-    run_id = future.task_run.id
-    return (batch_value, (run_id,)) if run_id in in_batch else future.reduce_for_worker()
+def reference(slot: Input, in_batch: frozenset[int]) -> tuple[Any, ...]:
+    """How an upstream's result travels as an argument: a `__reduce__` pair that gives the value
+    where it is unpickled. A result in a segment or the store is mapped there (`LazyResult.reference`)."""
+    if slot.run_id in in_batch:
+        return (batch_value, (slot.run_id,))
+    state = slot.state
+    if not is_terminal(state):
+        raise RuntimeError(f"task run {slot.run_id} is not finished; it cannot be an argument yet")
+    if state.is_completed() and isinstance(state.data, LazyResult):
+        stored = state.data.reference()
+        if stored is not None:
+            return stored
+    return (identity, (state._result(raise_on_failure=False),))  # an allow_failure upstream passes its exception
 
 
-class ArgumentPickler(cloudpickle.Pickler):
-    """cloudpickle, with futures (bare or in `allow_failure`) pickled as their results."""
+class SlotPickler(cloudpickle.Pickler):
+    """cloudpickle, with each slot pickled as its input's reference."""
 
-    def __init__(self, file: io.BytesIO, in_batch: frozenset[int], out_of_band: OutOfBand | None = None) -> None:
+    def __init__(self, file: io.BytesIO, references: list[tuple[Any, ...]],
+                 out_of_band: OutOfBand | None = None) -> None:
         super().__init__(file, protocol=5, buffer_callback=out_of_band)
-        self.in_batch = in_batch
+        self.references = references
 
     def reducer_override(self, obj: Any) -> Any:
-        kind = type(obj)
-        if kind is TaskFuture:
-            return _reference(obj, self.in_batch)
-        if kind is State and obj.holder is not None:
-            return _reference(obj.holder, self.in_batch)
-        if kind is allow_failure or kind is quote:
-            return (identity, (obj.value,))
+        if type(obj) is Slot:
+            return self.references[obj.position]
         return super().reducer_override(obj)
 
 
 class _Reduced:
-    """Pickles as the given reduction: a future's result reference."""
+    """Pickles as the given reduction: an upstream's result reference."""
 
     __slots__ = ("reduction",)
 
@@ -79,26 +85,16 @@ class _Reduced:
         return self.reduction
 
 
-def _swap_top_level(args: Args, kwargs: Kwargs, in_batch: frozenset[int]) -> tuple[Args, Kwargs] | None:
-    """Futures given directly as arguments replaced by references; None when one sits deeper."""
+def _swap_top_level(args: Args, kwargs: Kwargs, references: list[tuple[Any, ...]]) -> tuple[Args, Kwargs] | None:
+    """Slots given directly as arguments replaced by references; None when one may sit deeper."""
 
     def swap(value: Any) -> Any:
         kind = type(value)
-        if kind in _LEAVES:
+        if kind in LEAVES:  # the same leaves as the walk that made the slots (issue 17)
             return value
-        if kind is State and value.holder is not None:
-            value, kind = value.holder, TaskFuture
-        if kind is TaskFuture:
-            return _Reduced(_reference(value, in_batch))
-        if kind is allow_failure or kind is quote:
-            inner = value.value
-            if type(inner) is State and inner.holder is not None:
-                inner = inner.holder
-            if type(inner) is TaskFuture and kind is allow_failure:
-                return _Reduced(_reference(inner, in_batch))
-            if type(inner) in _LEAVES:
-                return inner
-        raise LookupError  # a container or other object: futures may sit deeper
+        if kind is Slot:
+            return _Reduced(references[value.position])
+        raise LookupError  # a container or other object: slots may sit deeper
 
     try:
         return tuple(swap(value) for value in args), {key: swap(value) for key, value in kwargs.items()}

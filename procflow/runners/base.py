@@ -1,7 +1,8 @@
 """The `Runner` protocol: runners only execute ready runs; the engine decides what is ready.
 
-A runner gets `Call`s (a run with its function and arguments, futures still inside)
-and reports `Outcome`s through the `sink` the engine gave it, from any thread.
+A runner gets `Call`s (a run with its function, its argument skeleton and the inputs
+that fill its slots: it never sees a future) and reports `Outcome`s through the `sink`
+the engine gave it, from any thread.
 
 A runner instance is configuration, shared as users share it (one `@flow(task_runner=...)`
 called from many threads). `start()` returns the flow run's own session, a copy that holds
@@ -18,6 +19,7 @@ from ..messages import Outcome
 from ..results.store import Persist
 from ..states import LazyResult
 from ..shapes import Args, Kwargs
+from ..skeleton import Input
 
 Sink = Callable[[list[Outcome]], None]
 
@@ -37,7 +39,7 @@ class Call:
     fn: Callable[..., Any]
     args: Args
     kwargs: Kwargs
-    needs_substitution: bool  # futures or annotations inside the arguments
+    inputs: tuple[Input, ...]  # what fills the arguments' slots, in order (`skeleton.py`)
     timeout: float | None
     log_prints: bool
     after: int = 0  # fused behind this run of the same batch (runners with `fuses`)

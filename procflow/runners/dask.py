@@ -36,14 +36,13 @@ from typing import Any, Iterator
 import psutil
 from distributed import Client, LocalCluster
 
-from ..futures import TaskFuture
 from ..messages import Outcome, Status
 from ..pickling import dumps_function
-from ..resolve import substitute
 from ..states import LazyResult
 from ..worker import decode_error
 from .base import Call, Sink
-from .dask_worker import Arguments, Slot, run_on_dask
+from ..skeleton import Input, Slot
+from .dask_worker import Arguments, run_on_dask
 from .crashes import kill_with_its_children
 from ..shapes import Args, Kwargs
 
@@ -174,15 +173,10 @@ class DaskTaskRunner:
     def submit(self, calls: list[Call]) -> None:
         assert self._client is not None, "runner used before start()"
         for call in calls:
-            upstream: list[Any] = []  # Dask futures, resolved by Dask on the worker (a flat list)
-            if call.needs_substitution:
-                def slot(future: TaskFuture[Any], allowed: bool, upstream: list[Any] = upstream) -> Any:
-                    upstream.append(self._upstream(future, allowed))
-                    return Slot(len(upstream) - 1)
-                args, kwargs = substitute(call.args, slot), substitute(call.kwargs, slot)
-            else:
-                args, kwargs = call.args, call.kwargs
-            args, kwargs = self._scatter_large(call, args, kwargs, upstream)
+            # what fills the slots, one per input (Dask futures Dask resolves on the worker), then
+            # the arrays scattered below
+            upstream = [self._upstream(slot) for slot in call.inputs]
+            args, kwargs = self._scatter_large(call, call.args, call.kwargs, upstream)
             with self._lock:
                 self._reported.discard(call.run_id)  # a retry: this attempt reports anew
             function = self._functions.get(call.fn)
@@ -222,15 +216,15 @@ class DaskTaskRunner:
 
         return tuple(place(value) for value in args), {name: place(value) for name, value in kwargs.items()}
 
-    def _upstream(self, future: TaskFuture[Any], allowed: bool) -> Any:
+    def _upstream(self, slot: Input) -> Any:
         """An upstream's result as an argument: its Dask future when it lives on the cluster
-        through this runner's client. A future of an earlier flow run (its client closed, its
+        through this runner's client. A run of an earlier flow run (its client closed, its
         result fetched when that run ended) passes its value."""
-        state = future.task_run.state
+        state = slot.state
         data = state.data
         if state.is_completed() and isinstance(data, DaskResult) and data.future.client is self._client:
             return data.future
-        return state._result(raise_on_failure=not allowed)
+        return slot.value()
 
     def _on_event(self, event: tuple[Any, ...]) -> None:
         message = event[1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, NamedTuple
+from typing import Any
 
 from distributed import get_worker
 
@@ -18,7 +18,7 @@ from ..current import TaskRunInfo
 from ..execution import RunTimedOut, execute, task_traceback
 from ..messages import Status
 from ..pickling import loads_function
-from ..resolve import substitute
+from ..skeleton import fill
 from ..results import store
 from ..results.store import Persist
 from ..shapes import Args, Kwargs
@@ -26,16 +26,10 @@ from ..worker import portable_error
 from .threads import interrupt_thread
 
 
-class Slot(NamedTuple):
-    """Where upstream result number `position` goes in a run's arguments."""
-
-    position: int
-
-
 class Arguments:
     """A run's arguments, opaque to Dask: it would walk lists and dicts for futures itself,
-    recursively, and a self-referencing argument made that a RecursionError (issue 19). Our
-    futures already travel apart, in `upstream`."""
+    recursively, and a self-referencing argument made that a RecursionError (issue 19). The
+    upstream results already travel apart, in `upstream`, one per slot."""
 
     __slots__ = ("args", "kwargs")
 
@@ -55,8 +49,7 @@ def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str, in
     args, kwargs = arguments.args, arguments.kwargs
     run_id = names[0]
     if upstream:
-        fill = lambda slot, allowed: upstream[slot.position]  # noqa: E731
-        args, kwargs = substitute(args, fill, Slot), substitute(kwargs, fill, Slot)
+        args, kwargs = fill(args, upstream), fill(kwargs, upstream)
     logs: list[tuple[int, str]] = []
     timer = None
     if timeout is not None:

@@ -277,11 +277,11 @@ class ProcessPoolTaskRunner:
 
     def _pickled(self, call: Call, in_batch: frozenset[int], out_of_band: OutOfBand | None) -> bytes:
         try:
-            return pickle_arguments(call.args, call.kwargs, call.needs_substitution, in_batch, out_of_band)
+            return pickle_arguments(call.args, call.kwargs, call.inputs, in_batch, out_of_band)
         except Exception:
-            # Look for the culprit the way the runner pickles, so futures are not blamed.
+            # Look for the culprit the way the runner pickles, so upstream results are not blamed.
             def dumps(value: Any) -> bytes:
-                return pickle_arguments((value,), {}, True, in_batch)
+                return pickle_arguments((value,), {}, call.inputs, in_batch)
 
             where = find_unpicklable(call.args, "args", dumps)
             if where.endswith("pickles fine"):

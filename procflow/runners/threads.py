@@ -1,6 +1,7 @@
 """Threads in the flow's process: `ThreadPoolTaskRunner` (I/O-bound work) and `SequentialTaskRunner`.
 
-Arguments are resolved in the worker thread (`resolve.substitute`), prints and run
+Argument slots are filled with the upstreams' values in the worker thread
+(`skeleton.fill`), prints and run
 loggers log straight away, and a run past its timeout gets a `TimeoutError` raised in
 its thread (it fires when the thread next runs Python code).
 """
@@ -15,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..current import TaskRunInfo
 from ..messages import Outcome, Status
-from ..resolve import substitute
+from ..skeleton import fill
 from ..artifacts import ARTIFACT
 from ..runlog import task_emitter
 from ..states import LazyResult
@@ -109,8 +110,11 @@ class ThreadPoolTaskRunner:
                 to_log(level, text)
 
         try:
-            args, kwargs = (substitute(call.args), substitute(call.kwargs)) if call.needs_substitution \
-                else (call.args, call.kwargs)
+            if call.inputs:
+                values = [slot.value() for slot in call.inputs]
+                args, kwargs = fill(call.args, values), fill(call.kwargs, values)
+            else:
+                args, kwargs = call.args, call.kwargs
         except Exception as unloadable:  # noqa: BLE001 - an upstream's stored result failed to load
             return Outcome(call.run_id, Status.FAILED, error=unloadable, worker=threading.current_thread().name)
         run = TaskRunInfo(call.run_id, call.run_name, call.task_name, call.flow_run_name, call.fn, args, kwargs,
