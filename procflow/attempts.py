@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Union
 
 from .messages import Status
 from .runlog import TASK_LOGGER
@@ -29,7 +29,16 @@ from .exceptions import CrashedRun
 
 if TYPE_CHECKING:
     from .records import TaskRun
-    from .tasks import Task
+
+
+class RetryPolicy(Protocol):
+    """What a decision reads of a task: its retry and timeout options (a `Task` has them)."""
+
+    retries: int
+    retry_delay_seconds: Any  # seconds, or a list of them (one per retry)
+    retry_jitter_factor: float | None
+    retry_condition_fn: Callable[..., bool] | None  # Prefect's: (task, task_run, state) -> retry?
+    timeout_seconds: float | None
 
 MAX_CRASHES = 3  # a run that crashes its worker this many times in a row is not retried
 NOT_RUN = (Status.LOST, Status.DEFERRED, Status.SPENT)
@@ -60,7 +69,7 @@ class PutBack:
 Decision = Union[Finish, Retry, PutBack]
 
 
-def decide(task: Task[..., Any], run: TaskRun, status: Status, value: Any = None, error: Any = None,
+def decide(task: RetryPolicy, run: TaskRun, status: Status, value: Any = None, error: Any = None,
            error_text: str = "", crashes: int = 0) -> Decision:
     """The next step of `run` after the attempt numbered `run.attempts` ended with `status`.
 
@@ -93,7 +102,7 @@ def decide(task: Task[..., Any], run: TaskRun, status: Status, value: Any = None
     return Finish(Failed(error))
 
 
-def retry_delay(task: Task[..., Any], attempt: int) -> float:
+def retry_delay(task: RetryPolicy, attempt: int) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based); a list gives one per
     retry. With `retry_jitter_factor=f`, a delay d is drawn from [d(1-f), d(1+f)], as Prefect
     spreads retries of many runs so they do not all return at once."""
@@ -108,7 +117,7 @@ def retry_delay(task: Task[..., Any], attempt: int) -> float:
     return delay
 
 
-def should_retry(task: Task[..., Any], run: TaskRun, state: State) -> bool:
+def should_retry(task: RetryPolicy, run: TaskRun, state: State) -> bool:
     """Whether an attempt that ended in `state` runs again: it failed (raised, or returned a
     `Failed` state, as Prefect 3 retries), a retry is left, and Prefect's
     `retry_condition_fn(task, task_run, state)` agrees (False, or an error in it, logged,
@@ -125,6 +134,6 @@ def should_retry(task: Task[..., Any], run: TaskRun, state: State) -> bool:
         return False
 
 
-def _retry(task: Task[..., Any], run: TaskRun, reason: str) -> Retry:
+def _retry(task: RetryPolicy, run: TaskRun, reason: str) -> Retry:
     delay = retry_delay(task, run.attempts)
     return Retry(reason, delay, Pending(f"Retry {run.attempts} of {task.retries} in {delay} s", "AwaitingRetry"))

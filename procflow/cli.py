@@ -25,7 +25,7 @@ from typing import Any
 import cloudpickle
 
 from . import cache_cli
-from .launch import INTERRUPTED, interrupt_once
+from .interrupts import INTERRUPTED, interrupt_once
 from .flows import Flow, last_flow_run, second_interrupt_exits_at_once
 from .execution import task_traceback
 from .records import FlowRun
@@ -151,7 +151,7 @@ def _end_after_interrupt() -> None:
     The exit functions run (procflow's, loky's, logging's, the user's), then `os._exit`:
     neither a task thread blocked in C code (a thread runner cannot interrupt it) nor the
     teardown of a million cancelled runs' records may hold the exit. Further Ctrl-Cs are
-    ignored (`launch.interrupt_once`), or end it at once while the exit functions run.
+    ignored (`interrupts.interrupt_once`), or end it at once while the exit functions run.
     """
     with second_interrupt_exits_at_once():
         atexit._run_exitfuncs()
