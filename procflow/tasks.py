@@ -16,7 +16,7 @@ import copy
 import datetime
 import functools
 import inspect
-from typing import Any, Callable, Generic, Iterable, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Callable, Coroutine, Generic, Iterable, Literal, ParamSpec, TypeVar, overload
 
 
 from . import caching, direct, hooks, mapping, options, settings
@@ -35,6 +35,7 @@ from .signatures import CallSignature, template_fields
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
@@ -204,6 +205,15 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
 
     # -- submit / map ---------------------------------------------------------------------
 
+    # The function's own signature, for editors (signature help, the future's result type), as
+    # Prefect's overloads keep it; calls with `return_state=` or `wait_for=` take the ones after.
+    @overload
+    def submit(self: Task[P, Coroutine[Any, Any, T]],  # type: ignore[overload-overlap]
+               *args: P.args, **kwargs: P.kwargs) -> TaskFuture[T]: ...
+
+    @overload
+    def submit(self: Task[P, R], *args: P.args, **kwargs: P.kwargs) -> TaskFuture[R]: ...
+
     @overload
     def submit(self, *args: Any, return_state: Literal[False] = False, wait_for: Any = None,
                **kwargs: Any) -> TaskFuture[R]: ...
@@ -211,8 +221,9 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
     @overload
     def submit(self, *args: Any, return_state: Literal[True], wait_for: Any = None, **kwargs: Any) -> State: ...
 
-    def submit(self, *args: Any, return_state: bool = False, wait_for: Any = None,
-               **kwargs: Any) -> TaskFuture[R] | State:
+    # mypy: P.kwargs might hold `return_state`, which the implementation takes apart (as Prefect's)
+    def submit(self: Task[Any, Any], *args: Any, return_state: bool = False,  # type: ignore[misc]
+               wait_for: Any = None, **kwargs: Any) -> TaskFuture[Any] | State:
         """Schedule one run; returns its future at once (`return_state=True`: waits, returns its state)."""
         args = self._with_instance(args)
         context = context_or_detached()
