@@ -3,7 +3,7 @@
 Iterable arguments (lists, tuples, ranges, a future whose result is iterable) are zipped;
 `unmapped(...)`, strings, bytes and other scalars go whole to every child; an `allow_failure`
 or `quote` around an iterable maps over its items, each wrapped again (as Prefect). Each item
-of `*args` and each value of `**kwargs` counts as a parameter of its own (a `Slot`).
+of `*args` and each value of `**kwargs` counts as a parameter of its own (a `Parameter` key).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from .exceptions import MappingLengthMismatch, MappingMissingIterable
 
 
 def split_mapped(task_name: str, signature: inspect.Signature,
-                 arguments: dict[str, Any]) -> tuple[dict[Slot, list[Any]], dict[Slot, Any]]:
+                 arguments: dict[str, Any]) -> tuple[dict[Parameter, list[Any]], dict[Parameter, Any]]:
     """The zipped iterables and the values passed whole, per parameter; each item of
     `*args` and each value of `**kwargs` counts as a parameter of its own."""
-    iterables: dict[Slot, list[Any]] = {}
-    statics: dict[Slot, Any] = {}
+    iterables: dict[Parameter, list[Any]] = {}
+    statics: dict[Parameter, Any] = {}
     for name, value in _spread_variadic(signature, arguments):
         annotation = type(value) if isinstance(value, (allow_failure, quote)) else None
         if annotation is not None:  # as Prefect: map over what it wraps, each item wrapped again
@@ -52,7 +52,7 @@ def split_mapped(task_name: str, signature: inspect.Signature,
             f"task {task_name!r}: .map() received no iterable parameters. Parameters for map must "
             f"include at least one iterable; wrap values to pass whole in unmapped(). "
             f"Parameters: {sorted(arguments)}")
-    lengths = {_slot_label(name): len(items) for name, items in iterables.items()}
+    lengths = {_label(name): len(items) for name, items in iterables.items()}
     if len(set(lengths.values())) > 1:
         raise MappingLengthMismatch(
             f"task {task_name!r}: received iterable parameters with different lengths. Parameters for "
@@ -72,10 +72,10 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-Slot = str | tuple[str, Any]  # a parameter's name; (name, index or key) inside *args / **kwargs
+Parameter = str | tuple[str, Any]  # a parameter's name; (name, index or key) inside *args / **kwargs
 
 
-def _spread_variadic(signature: inspect.Signature, arguments: dict[str, Any]) -> Iterator[tuple[Slot, Any]]:
+def _spread_variadic(signature: inspect.Signature, arguments: dict[str, Any]) -> Iterator[tuple[Parameter, Any]]:
     for name, value in arguments.items():
         kind = signature.parameters[name].kind
         if kind is inspect.Parameter.VAR_POSITIONAL:
@@ -86,11 +86,11 @@ def _spread_variadic(signature: inspect.Signature, arguments: dict[str, Any]) ->
             yield name, value
 
 
-def gather_variadic(signature: inspect.Signature, child: dict[Slot, Any]) -> dict[str, Any]:
+def gather_variadic(signature: inspect.Signature, child: dict[Parameter, Any]) -> dict[str, Any]:
     """A child's arguments by parameter name again: its `*args` a tuple, its `**kwargs` a dict."""
     gathered: dict[str, Any] = {}
     for name, parameter in signature.parameters.items():
-        spread = [(slot[1], value) for slot, value in child.items() if isinstance(slot, tuple) and slot[0] == name]
+        spread = [(key[1], value) for key, value in child.items() if isinstance(key, tuple) and key[0] == name]
         if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
             gathered[name] = tuple(value for _, value in sorted(spread, key=lambda pair: pair[0]))
         elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
@@ -100,10 +100,10 @@ def gather_variadic(signature: inspect.Signature, child: dict[Slot, Any]) -> dic
     return gathered
 
 
-def _slot_label(slot: Slot) -> str:
-    if isinstance(slot, str):
-        return slot
-    name, key = slot
+def _label(parameter: Parameter) -> str:
+    if isinstance(parameter, str):
+        return parameter
+    name, key = parameter
     return f"{name}[{key}]" if isinstance(key, int) else key
 
 
