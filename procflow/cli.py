@@ -89,7 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--workloads", action="store_true",
                               help="the three real batch workloads against joblib, concurrent.futures and Dask "
                                    "(benchmarks/real_workloads.py; --quick: one round)")
-    bench_parser.add_argument("--json", action="store_true", help="JSON lines instead of the table")
+    bench_parser.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                              help="JSON lines instead of the table; with FILE: the table, and the rows "
+                                   "appended to FILE (not with --workloads)")
     return parser
 
 
@@ -296,8 +298,12 @@ def bench(options: argparse.Namespace) -> int:
         command = [sys.executable, str(harness)] + (["--quick"] if options.quick else [])
     if options.only:
         command += ["--only", options.only]
-    if options.json:
+    if options.json == "-":
         command += ["--json"]
+    elif options.json:
+        if options.workloads:
+            raise UsageError("procflow bench --workloads --json takes no FILE: its JSON lines go to stdout")
+        command += ["--json", options.json]
     return subprocess.call(command)
 
 

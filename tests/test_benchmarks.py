@@ -52,24 +52,32 @@ def test_engines_report_their_median_and_the_floor_its_best_time():
     assert times == {"procflow": 2.0, harness.FLOOR: 1.0}
 
 
-def test_procflow_bench_runs_a_workload_on_procflow_and_its_peers_and_reports_ratios():
-    done = subprocess.run([sys.executable, "-m", "procflow", "bench", "--quick", "--only", "chain", "--json"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = {row["engine"]: row for row in map(json.loads, (line for line in done.stdout.splitlines()
-                                                            if line.startswith("{")))}
+def test_procflow_bench_runs_a_workload_on_procflow_and_its_peers_and_reports_ratios(tmp_path):
+    """One run gives both: the table on stdout, the JSON rows appended to the file."""
+    rows_file = tmp_path / "rows.jsonl"
+    table = subprocess.run([sys.executable, "-m", "procflow", "bench", "--quick", "--only", "chain", "--json",
+                            str(rows_file)], capture_output=True, text=True, timeout=300)
+    assert table.returncode == 0, table.stderr[-2000:]
+    rows = {row["engine"]: row for row in map(json.loads, rows_file.read_text().splitlines())}
     assert {"procflow", "raw loky", "concurrent.futures"} <= rows.keys()
     assert {row["workload"] for row in rows.values()} == {"chain 200"}
     loky = rows["raw loky"]["seconds"]
     for row in rows.values():
         assert row["seconds"] > 0 and abs(row["ratio_to_loky"] - row["seconds"] / loky) < 1e-9
     assert rows["procflow"]["target"] == 1.0
-    assert "procflow benchmarks" not in done.stdout, "--json: JSON lines, no table"
-    table = subprocess.run([sys.executable, "-m", "procflow", "bench", "--quick", "--only", "chain"],
-                           capture_output=True, text=True, timeout=300)
-    assert table.returncode == 0, table.stderr[-2000:]
     lines = table.stdout.splitlines()
     assert not any(line.startswith("{") for line in lines), "issue 22: JSON only with --json"
     assert "procflow benchmarks" in table.stdout and "× raw loky" in table.stdout and "goal" in table.stdout
     assert all(len(line) <= 150 for line in lines) and "✗" not in table.stdout
     assert any(line.startswith("median: ") for line in lines), "each column explained"
+    for engine, row in rows.items():  # the table shows what the file says
+        assert any(engine in line and f"{row['seconds'] * 1000:.1f} ms" in line for line in lines), engine
+
+
+def test_procflow_bench_json_to_stdout_prints_json_lines_and_no_table():
+    done = subprocess.run([sys.executable, "-m", "procflow", "bench", "--quick", "--only", "startup", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["workload"] for row in rows] == ["start-up"] and rows[0]["import"] > 0
+    assert "procflow benchmarks" not in done.stdout
