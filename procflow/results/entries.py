@@ -6,7 +6,7 @@ Buffers (numpy arrays, bytes, Arrow columns: pickle 5's out-of-band split, as fo
 memory) start at 64-byte offsets. Reading maps the file copy-on-write (MAP_PRIVATE), so an
 array comes back as a view of the page cache with no copy and no unpickling of its bytes; a
 task that writes into it changes pages of its own, never the file nor another reader's view
-(the same contract as results in shared memory, `shm.load_value`).
+(the same contract as results in shared memory, `shm_read.load_value`).
 
 Writes go to a temporary name in the same directory and are renamed over the entry: a reader
 sees a whole entry or none, a killed writer leaves only a temporary file (swept later), and two
