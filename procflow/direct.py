@@ -28,7 +28,8 @@ from .execution import Executed, RunTimedOut, aexecute, execute
 from .attempts import Finish, PutBack, Retry, decide
 from .futures import TaskFuture
 from .records import TaskRun
-from .resolve import Found, not_ready, substitute, wait_all
+from .resolve import Found, collect, edges, not_ready, substitute, wait_all, wait_futures
+from .run_names import resolved_task_run_name, task_run_name
 from .results import store
 from .runlog import log_retry, task_emitter
 from .runners.threads import interrupt_thread
@@ -43,7 +44,7 @@ def call(task: Task[..., Any], args: Args, kwargs: Kwargs, wait_for: Any, return
     context = _context(task, return_state)
     if context is None:
         return task.fn(*args, **kwargs)
-    run, upstream, needs, provisional = task.direct_run(context, args, kwargs, wait_for)
+    run, upstream, needs, provisional = _new_run(task, context, args, kwargs, wait_for)
     wait_all(upstream)
     state, args, kwargs, found = _before(task, context, run, upstream, args, kwargs, needs, provisional)
     if state is None:
@@ -56,7 +57,7 @@ async def acall(task: Task[..., Any], args: Args, kwargs: Kwargs, wait_for: Any,
     context = _context(task, return_state)
     if context is None:
         return await task.fn(*args, **kwargs)
-    run, upstream, needs, provisional = task.direct_run(context, args, kwargs, wait_for)
+    run, upstream, needs, provisional = _new_run(task, context, args, kwargs, wait_for)
     if not all(future.done() for future, _ in upstream):  # waiting must not block the loop
         await asyncio.to_thread(wait_all, upstream)
     state, args, kwargs, found = _before(task, context, run, upstream, args, kwargs, needs, provisional)
@@ -64,6 +65,20 @@ async def acall(task: Task[..., Any], args: Args, kwargs: Kwargs, wait_for: Any,
         state = await _async_attempts(task, context, run, args, kwargs)
         _remember(context, run, found, state)
     return _after(task, context, run, state, return_state)
+
+
+def _new_run(task: Task[..., Any], context: FlowContext, args: Args, kwargs: Kwargs,
+             wait_for: Any) -> tuple[TaskRun, Found, bool, bool]:
+    """A direct call's run record, made and announced: (run, its upstreams, whether its
+    arguments hold futures, whether its name waits for their results)."""
+    task._check(args, kwargs)
+    found: Found = []
+    needs = collect(args, found) | collect(kwargs, found)
+    waits = wait_futures(wait_for)
+    name, provisional = task_run_name(task, context, args, kwargs, needs)
+    run = context.new_record(task, name, edges(found, waits), None)
+    context.observer.runs_created(context.flow_run, [run], False)
+    return run, found + waits, needs, provisional
 
 
 def _context(task: Task[..., Any], return_state: bool) -> FlowContext | None:
@@ -83,7 +98,7 @@ def _before(task: Task[..., Any], context: FlowContext, run: TaskRun, upstream: 
     if blocked is not None:
         return blocked, args, kwargs, None
     if provisional_name:
-        run.name = task.resolved_run_name(args, kwargs)
+        run.name = resolved_task_run_name(task, args, kwargs)
     if needs:
         args, kwargs = substitute(args), substitute(kwargs)
     found = None

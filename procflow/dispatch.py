@@ -15,6 +15,7 @@ from typing import Callable
 from . import caching
 from .entries import Entry
 from .lifecycle import Effect, Lifecycle, RunHooks
+from .run_names import resolved_task_run_name
 from .runners.base import Call, Runner
 from .states import Crashed, Failed, Running, State
 
@@ -100,7 +101,7 @@ class Dispatcher:
         if caching.persists(task.caching, entry.tracker.persist_default) and self._cached(entry):
             return None
         if entry.name_pending:  # its upstreams are in: the name template can use their results
-            run.name = task.resolved_run_name(*entry.arguments())
+            run.name = resolved_task_run_name(task, *entry.arguments())
             entry.name_pending = False
         run.attempts += 1
         run.state = RUNNING  # not terminal: nobody waits for it, so no lock and no wake-up

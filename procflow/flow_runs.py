@@ -41,6 +41,7 @@ from .context import FlowContext, open_context
 from .current import current_flow
 from .records import FlowRun, TaskRun
 from .resolve import Found, collect, not_ready, substitute, wait_all
+from .run_names import flow_run_name
 from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter, release_prints
 from .flow_deadline import FlowTimedOut, deadline, timeout_message
 from .states import Cancelled, Completed, Failed, Running, State, describe_error
@@ -110,7 +111,7 @@ def _start(flow: Flow[..., Any], args: Args, kwargs: Kwargs, is_async: bool) -> 
             refused = error
     bound.apply_defaults()
     parent = current_flow.get()
-    flow_run = FlowRun(flow._run_name(bound.arguments), flow.name, parameters=dict(bound.arguments),
+    flow_run = FlowRun(flow_run_name(flow, bound.arguments), flow.name, parameters=dict(bound.arguments),
                        start_time=time.time(), parent=parent.flow_run if parent else None)
     (flow._unbound or flow).last_run = flow.last_run = flow_run
     if parent is None:

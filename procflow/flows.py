@@ -13,9 +13,7 @@ from typing import Any, Callable, Generic, ParamSpec, TypeVar, overload
 
 from . import caching, flow_runs, hooks, options, settings
 from .caching import NotSet
-from .current import FlowRunInfo, call_naming, naming_flow_run
 from .flow_deadline import FlowTimedOut
-from .flow_names import random_flow_run_name
 from .flow_runs import final_state, last_flow_run, second_interrupt_exits_at_once, set_last_flow_run
 from .parameters import ParameterValidator
 from .records import FlowRun
@@ -178,16 +176,6 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         if runner is None:
             return ProcessPoolTaskRunner()
         return runner() if isinstance(runner, type) else runner
-
-    def _run_name(self, parameters: dict[str, Any]) -> str:
-        template = self.flow_run_name
-        if template is not None and not isinstance(template, str) and not callable(template):  # set after decorating
-            raise TypeError(f"Expected string or callable for 'flow_run_name'; got {type(template).__name__} instead.")
-        if template is None:
-            return random_flow_run_name()
-        if callable(template):  # Prefect's way: it reads the run from procflow.runtime.flow_run
-            return call_naming(naming_flow_run, FlowRunInfo(None, self.name, dict(parameters)), template)
-        return options.render_name(f"flow {self.name!r}", "flow_run_name", template, parameters)
 
 
 def _source_file_hash(fn: Callable[..., Any]) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from .annotations import allow_failure, quote, unmapped
 from .futures import TaskFuture
+from .records import EdgeKind
 from .shapes import Args, Kwargs
 from .skeleton import LEAVES, Slot, rebuild
 from .states import NotReady, State
@@ -120,3 +121,22 @@ def skeleton(args: Args, kwargs: Kwargs) -> tuple[Args, Kwargs, Found]:
 
     return rebuild(args, slot, TaskFuture, unwrap=True, holders=True), \
         rebuild(kwargs, slot, TaskFuture, unwrap=True, holders=True), slots
+
+
+def wait_futures(wait_for: Any) -> Found:
+    """Futures in `wait_for` (any nesting); other objects are ignored, like Prefect."""
+    if wait_for is None:
+        return []
+    found: Found = []
+    collect(wait_for if isinstance(wait_for, (list, tuple, set)) else [wait_for], found)
+    return found
+
+
+def edges(found: Found, waits: Found) -> list[tuple[int, EdgeKind]]:
+    """A run's upstream edges for its record and the graph: its arguments' futures, then wait_for's (once each)."""
+    seen: dict[tuple[int, EdgeKind], None] = {}
+    for future, _ in found:
+        seen[(future.task_run.id, "data")] = None
+    for future, _ in waits:
+        seen[(future.task_run.id, "wait_for")] = None
+    return list(seen)

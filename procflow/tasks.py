@@ -22,16 +22,15 @@ from typing import Any, Callable, Coroutine, Generic, Iterable, Literal, ParamSp
 from . import caching, direct, hooks, mapping, options, settings
 from .annotations import unmapped
 from .context import FlowContext, context_or_detached
-from .current import TaskRunInfo, call_naming, current_task_run
 from .entries import Entry
 from .futures import FutureList, TaskFuture
-from .records import EdgeKind, TaskRun
-from .resolve import Found, collect, skeleton, substitute
+from .resolve import Found, edges, skeleton, wait_futures
 from .caching import NotSet
 from .utilities.hashing import hash_objects
 from .states import State
 from .shapes import Args, Kwargs, Hooks
-from .signatures import CallSignature, template_fields
+from .signatures import CallSignature
+from .run_names import task_run_name
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -179,30 +178,6 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
     def parameters_of(self, args: Args, kwargs: Kwargs) -> dict[str, Any]:
         return self._call.parameters(self.name, args, kwargs)
 
-    def _run_name(self, context: FlowContext, args: Args, kwargs: Kwargs, needs: bool) -> tuple[str, bool]:
-        """The run's name, and whether it is provisional: a template naming an argument that
-        holds futures is rendered with their results once they are in (`resolved_run_name`),
-        as Prefect does; until then the run has the default name."""
-        template = options.text_or_callable(f"task {self.name!r}", "task_run_name", self.task_run_name)  # set later?
-        if template is None:
-            return context.next_run_name(self.name), False
-        if callable(template):  # Prefect's way: it reads the run from procflow.runtime.task_run
-            naming = TaskRunInfo(None, None, self.name, context.flow_run.name, self.fn, args, kwargs)
-            return call_naming(current_task_run, naming, template), False
-        parameters = self.parameters_of(args, kwargs)
-        name = options.render_name(f"task {self.name!r}", "task_run_name", template, parameters)
-        if needs and any(collect(parameters[field], []) for field in template_fields(template)):
-            return context.next_run_name(self.name), True
-        return name, False
-
-    def resolved_run_name(self, args: Args, kwargs: Kwargs) -> str:
-        """The `task_run_name` template rendered with the results of the futures it names."""
-        assert isinstance(self.task_run_name, str)
-        parameters = self.parameters_of(args, kwargs)
-        for field in template_fields(self.task_run_name):
-            parameters[field] = substitute(parameters[field])
-        return options.render_name(f"task {self.name!r}", "task_run_name", self.task_run_name, parameters)
-
     # -- submit / map ---------------------------------------------------------------------
 
     # The function's own signature, for editors (signature help, the future's result type), as
@@ -228,7 +203,7 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         args = self._with_instance(args)
         context = context_or_detached()
         self._check(args, kwargs)
-        waits = _wait_futures(wait_for)
+        waits = wait_futures(wait_for)
         entry = self._entry(context, args, kwargs, waits, None)
         future = context.submit([entry], mapped=False)[0]
         if return_state:
@@ -258,7 +233,7 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         context = context_or_detached()
         arguments = self._bind(args, kwargs).arguments
         iterables, statics = mapping.split_mapped(self.name, self._signature, arguments)
-        waits = _wait_futures(wait_for)
+        waits = wait_futures(wait_for)
         group = next(context.map_groups)
         parameters = self._signature.parameters.values()
         keyword_only = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in parameters)
@@ -281,9 +256,9 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         return self._entry(context, bound.args, bound.kwargs, waits, group)
 
     def _entry(self, context: FlowContext, args: Args, kwargs: Kwargs, waits: Found, group: int | None) -> Entry:
-        name, provisional = self._run_name(context, args, kwargs, True)
+        name, provisional = task_run_name(self, context, args, kwargs, True)
         args, kwargs, found = skeleton(args, kwargs)
-        record = context.new_record(self, name, _edges(found, waits), group)
+        record = context.new_record(self, name, edges(found, waits), group)
         return Entry(record, self, args, kwargs, found + waits, len(found), context.tracker,
                      name_pending=provisional)
 
@@ -309,37 +284,6 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
     def isasync(self) -> bool:
         """An `async def` task (Prefect's attribute)."""
         return inspect.iscoroutinefunction(self.fn)
-
-    def direct_run(self, context: FlowContext, args: Args, kwargs: Kwargs,
-                   wait_for: Any) -> tuple[TaskRun, Found, bool, bool]:
-        """A direct call's run record, made and announced: (run, its upstreams, whether its
-        arguments hold futures, whether its name waits for their results)."""
-        self._check(args, kwargs)
-        found: Found = []
-        needs = collect(args, found) | collect(kwargs, found)
-        waits = _wait_futures(wait_for)
-        name, provisional = self._run_name(context, args, kwargs, needs)
-        run = context.new_record(self, name, _edges(found, waits), None)
-        context.observer.runs_created(context.flow_run, [run], False)
-        return run, found + waits, needs, provisional
-
-
-def _wait_futures(wait_for: Any) -> Found:
-    """Futures in `wait_for` (any nesting); other objects are ignored, like Prefect."""
-    if wait_for is None:
-        return []
-    found: Found = []
-    collect(wait_for if isinstance(wait_for, (list, tuple, set)) else [wait_for], found)
-    return found
-
-
-def _edges(found: Found, waits: Found) -> list[tuple[int, EdgeKind]]:
-    edges: dict[tuple[int, EdgeKind], None] = {}
-    for future, _ in found:
-        edges[(future.task_run.id, "data")] = None
-    for future, _ in waits:
-        edges[(future.task_run.id, "wait_for")] = None
-    return list(edges)
 
 
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
