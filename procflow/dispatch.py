@@ -16,7 +16,7 @@ from . import caching
 from .entries import Entry
 from .lifecycle import Effect, Lifecycle, RunHooks
 from .run_names import resolved_task_run_name
-from .runners.base import Call, Runner
+from .runners.base import Call, Session
 from .states import Crashed, Failed, Running, State
 
 RUNNING = Running()
@@ -24,7 +24,7 @@ MAX_FUSED = 64  # followers sent behind one run in a message
 
 
 class Dispatcher:
-    def __init__(self, lifecycle: Lifecycle, runner: Runner, apply: Callable[[list[Effect]], None],
+    def __init__(self, lifecycle: Lifecycle, runner: Session, apply: Callable[[list[Effect]], None],
                  publish: Callable[[], None]) -> None:
         self.lifecycle = lifecycle
         self.scheduler = lifecycle.scheduler

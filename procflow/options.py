@@ -184,7 +184,7 @@ def render_name(owner: str, option: str, template: str, parameters: dict[str, An
 def task_runner(owner: str, value: Any) -> Any:
     """None, or a task runner: an instance, or a class, called with no arguments now (as Prefect
     does: `flow.task_runner` is an instance; each flow run gets its own session of it)."""
-    if value is None or all(hasattr(value, method) for method in ("start", "submit", "capacity", "shutdown")):
+    if value is None or all(hasattr(value, attribute) for attribute in ("start", "name", "depth_first")):
         return value() if isinstance(value, type) else value
     raise TypeError(f"{owner}: task_runner must be a task runner from procflow.task_runners or procflow.dask "
                     f"(an instance or the class), got {value!r}")

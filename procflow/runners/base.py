@@ -5,8 +5,9 @@ that fill its slots: it never sees a future) and reports `Outcome`s through the 
 the engine gave it, from any thread.
 
 A runner instance is configuration, shared as users share it (one `@flow(task_runner=...)`
-called from many threads). `start()` returns the flow run's own session, a copy that holds
-that run's state; the engine talks to the session only (issue 15).
+called from many threads). `start()` returns the flow run's own `Session`, which holds that
+run's state; the engine talks to the session only (issues 15, 17). The process runner's
+session is a class of its own (`ProcessSession`); the thread and Dask runners' are copies.
 """
 
 from __future__ import annotations
@@ -51,18 +52,14 @@ class Call:
     persist: Persist | None = None  # store the result there too (`results/store.py`)
 
 
-class Runner(Protocol):
-    name: str
-    depth_first: bool  # False: ready runs go in submission order
+class Session(Protocol):
+    """One flow run's use of a runner: what the engine talks to (`Runner.start()` makes it)."""
+
     interrupt_grace: float  # seconds between a run's deadline and `interrupt()`
     fuses: bool  # runs a dependent right behind its upstream in one message (see Call.after)
 
-    def start(self, sink: Sink) -> Runner:
-        """Begin a flow run: returns that run's own session (a copy holding its state), so
-        that one runner instance can serve flow runs in several threads at once."""
-
     def capacity(self) -> int:
-        """How many more runs it takes now."""
+        """How many more runs it takes now (a query: it changes nothing)."""
 
     def submit(self, calls: list[Call]) -> None: ...
 
@@ -75,4 +72,16 @@ class Runner(Protocol):
     def release(self, result: LazyResult) -> None:
         """Nobody needs this result any more (free its storage)."""
 
-    def shutdown(self) -> None: ...
+    def shutdown(self) -> None:
+        """The flow run ended: what it holds goes (a shared pool's workers stay warm)."""
+
+
+class Runner(Protocol):
+    """A runner as users make and share it: configuration only."""
+
+    name: str
+    depth_first: bool  # False: ready runs go in submission order
+
+    def start(self, sink: Sink) -> Session:
+        """Begin a flow run: returns that run's own session, so that one runner instance can
+        serve flow runs in several threads at once."""

@@ -15,7 +15,6 @@ per process and loaded once per worker.
 from __future__ import annotations
 
 import atexit
-import copy
 import functools
 import itertools
 import os
@@ -102,10 +101,6 @@ class ProcessPoolTaskRunner:
 
     name = "process"
     depth_first = True
-    interrupt_grace = 1.0
-    fuses = True
-    MESSAGES_PER_WORKER = 2
-    IDLE_WORKER_SECONDS = 300
 
     def __init__(self, max_workers: int | None = None, shm_threshold_bytes: int = 1 << 20,
                  max_tasks_per_worker: int | None = None, worker_env: dict[str, str] | None = None,
@@ -127,18 +122,35 @@ class ProcessPoolTaskRunner:
         self.initargs = initargs
         self.keep_segments_between_runs = options.strict_flag(owner, "keep_segments_between_runs",
                                                               keep_segments_between_runs)
-        self._executor: ProcessPoolExecutor | None = None
 
-    # -- lifecycle ----------------------------------------------------------------
+    def start(self, sink: Sink) -> ProcessSession:
+        """A flow run's own session on the shared pool (one runner instance may serve several
+        flow runs at once, in threads; each has its session)."""
+        return ProcessSession(self, sink)
 
-    def start(self, sink: Sink) -> ProcessPoolTaskRunner:
-        """A flow run's own session: a copy of this configuration with the run's state
-        (one runner instance may serve several flow runs at once, in threads)."""
-        session = copy.copy(self)
-        session._begin(sink)
-        return session
+    @staticmethod
+    def release_segments() -> None:
+        """Unlink the freed segments kept for reuse (`keep_segments_between_runs`)."""
+        SEGMENT_POOL.clear()
 
-    def _begin(self, sink: Sink) -> None:
+
+class ProcessSession:
+    """One flow run on the shared pool: its batches in flight, its segments, its crash ledger.
+
+    Made by `ProcessPoolTaskRunner.start()`; the engine talks to it only (`runners/base.py`).
+    """
+
+    interrupt_grace = 1.0
+    fuses = True
+    MESSAGES_PER_WORKER = 2
+    IDLE_WORKER_SECONDS = 300
+
+    def __init__(self, runner: ProcessPoolTaskRunner, sink: Sink) -> None:
+        self.max_workers = runner.max_workers
+        self.shm_threshold_bytes = runner.shm_threshold_bytes
+        self.max_tasks_per_worker = runner.max_tasks_per_worker
+        self.worker_env, self.initializer, self.initargs = runner.worker_env, runner.initializer, runner.initargs
+        self.keep_segments_between_runs = runner.keep_segments_between_runs
         ownership.sweep()  # what dead owners left: every start, as SPEC §3 says (one listdir)
         me = ownership.owner()
         self._sink = sink
@@ -187,11 +199,6 @@ class ProcessPoolTaskRunner:
         self._segments.close()
         self._boards.remove_orphans_of_dead(alive)
         ownership.owner().note_semaphores()  # the workers' own, made when they started
-
-    @staticmethod
-    def release_segments() -> None:
-        """Unlink the freed segments kept for reuse (`keep_segments_between_runs`)."""
-        SEGMENT_POOL.clear()
 
     # -- dispatch -----------------------------------------------------------------
 
