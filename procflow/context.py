@@ -113,7 +113,7 @@ _detached_lock = threading.Lock()
 def context_or_detached() -> FlowContext:
     """The current flow's context; outside a flow, the detached one (made on first use)."""
     global _detached
-    context = current_flow.get()
+    context: FlowContext | None = current_flow.get()
     if context is not None:
         return context
     with _detached_lock:
@@ -166,7 +166,8 @@ def _close_detached() -> None:
 def get_run_context() -> TaskRunContext | FlowRunContext:
     """Prefect's `get_run_context()`: the task run in progress, else the flow run, else
     `MissingContextError`. A flow called inside a task is the flow run."""
-    entered = TaskRunContext._entered.get() or FlowRunContext._entered.get()  # one a test entered
+    entered: TaskRunContext | FlowRunContext | None = (TaskRunContext._entered.get()
+                                                        or FlowRunContext._entered.get())  # one a test entered
     if entered is not None:
         return entered
     task_run, flow = current_task_run.get(), current_flow.get()

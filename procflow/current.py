@@ -100,7 +100,7 @@ class TaskRunContext(_Enterable):
     @classmethod
     def get(cls) -> TaskRunContext | None:
         """Prefect's `TaskRunContext.get()`: the task run in progress here, else None."""
-        entered = cls._entered.get()
+        entered: TaskRunContext | None = cls._entered.get()
         if entered is not None:
             return entered
         run = current_task_run.get()
@@ -125,7 +125,7 @@ class FlowRunContext(_Enterable):
     @classmethod
     def get(cls) -> FlowRunContext | None:
         """Prefect's `FlowRunContext.get()`: the flow run whose code runs here, else None."""
-        entered = cls._entered.get()
+        entered: FlowRunContext | None = cls._entered.get()
         if entered is not None:
             return entered
         context = current_flow.get()

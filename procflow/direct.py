@@ -85,7 +85,7 @@ def _context(task: Task[..., Any], return_state: bool) -> FlowContext | None:
     """The flow's context; outside any flow, a standalone run (as in Prefect: retries, hooks and
     the cache apply, `TaskRunContext` is set). Inside a task running in a worker process the
     function is just called (None): its process has no flow to record the run in."""
-    context = current_flow.get()
+    context: FlowContext | None = current_flow.get()
     if context is None:
         return None if current_task_run.get() is not None else standalone_context()
     return context

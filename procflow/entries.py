@@ -45,7 +45,7 @@ class Entry:
     upstream: list[tuple[TaskFuture[Any], bool]]  # (future, its failure is allowed): the slots', then wait_for's
     slots: int  # how many of `upstream` fill the argument skeleton's slots (`skeleton.py`)
     tracker: Tracker
-    future: weakref.ref | None = None
+    future: weakref.ref[TaskFuture[Any]] | None = None
     crashes: int = 0
     cache_plan: Plan | None = None
     after: int = 0  # dispatched fused behind this run, which had not finished then

@@ -79,7 +79,7 @@ class RemoteError(Exception):
         self.message = message
         self.traceback_text = traceback_text
 
-    def __reduce__(self):  # keep the three fields across pickling
+    def __reduce__(self) -> tuple[type[RemoteError], tuple[str, str, str]]:  # keep the three fields
         return (RemoteError, (self.type_name, self.message, self.traceback_text))
 
 

@@ -172,10 +172,11 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         return inspect.iscoroutinefunction(self.fn)
 
     def _make_runner(self) -> Runner:
-        runner = self.task_runner
+        runner: Runner | type | None = self.task_runner
         if runner is None:
             return ProcessPoolTaskRunner()
-        return runner() if isinstance(runner, type) else runner
+        made: Runner = runner() if isinstance(runner, type) else runner
+        return made
 
 
 def _source_file_hash(fn: Callable[..., Any]) -> str | None:

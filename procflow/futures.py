@@ -70,7 +70,8 @@ class TaskFuture(Generic[R]):
             raise TimeoutError(f"task run {self.task_run.name!r} did not finish within {timeout} s")
         state = self.task_run.state
         try:
-            return state._result(raise_on_failure=raise_on_failure)
+            value: R = state._result(raise_on_failure=raise_on_failure)
+            return value
         except Exception as error:
             if not state.is_completed():  # the run's own error
                 raise
@@ -188,7 +189,7 @@ def _resolved(expr: Any, replace: Callable[[TaskFuture[Any], bool], Any], foreig
 def _replace_foreign(value: Any, replace: Callable[[Any], Any]) -> Any:
     """Prefect-kind futures (`PrefectWrappedFuture` subclasses, ...) in lists, tuples, sets,
     dicts (keys too) and dataclasses, replaced; a PrefectFutureList becomes a plain list."""
-    if isinstance(value, PrefectFuture) and type(value) is not TaskFuture:
+    if isinstance(value, PrefectFuture) and not isinstance(value, TaskFuture):
         return replace(value)
     if isinstance(value, (list, tuple, set, frozenset)):
         items = [_replace_foreign(item, replace) for item in value]

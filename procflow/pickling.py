@@ -39,7 +39,8 @@ def dumps_plain(value: Any, out_of_band: OutOfBand | None = None) -> bytes:
 def _cloudpickled(value: Any, out_of_band: OutOfBand | None) -> bytes:
     if out_of_band is not None:
         out_of_band.buffers.clear()  # what the first try took out is in this pickle again
-    return cloudpickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+    data: bytes = cloudpickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+    return data
 
 
 class _BufferPicklerMixin:
@@ -76,7 +77,8 @@ def _memoryview_of(buffer: Any, format: str, shape: tuple[int, ...]) -> memoryvi
     view = memoryview(buffer)
     if view.format == format and view.shape == shape:
         return view
-    return view.cast("B").cast(format, shape)  # type: ignore[call-overload]
+    shaped: memoryview = view.cast("B").cast(format, shape)  # type: ignore[call-overload]
+    return shaped
 
 
 def _is_large_buffer(value: Any, threshold: int) -> bool:
@@ -114,7 +116,8 @@ def _datetime_array(array: Any) -> tuple[Any, ...]:
     the pipe (issue 22). Sent as its int64 view, out of band, and viewed back."""
     if array.dtype.kind in "mM":
         return (_viewed_as, (array.view("i8") if array.flags.c_contiguous else array.copy().view("i8"), array.dtype))
-    return array.__reduce_ex__(5)
+    reduced: tuple[Any, ...] = array.__reduce_ex__(5)
+    return reduced
 
 
 def _viewed_as(values: Any, dtype: Any) -> Any:
@@ -209,11 +212,13 @@ def dumps_function(fn: Callable[..., Any]) -> bytes:
     task from a script run by path would fail with a traceback that has no source lines.
     """
     code = getattr(fn, "__code__", None)
-    return cloudpickle.dumps((fn, code.co_filename if code is not None else None), protocol=5)
+    blob: bytes = cloudpickle.dumps((fn, code.co_filename if code is not None else None), protocol=5)
+    return blob
 
 
 def loads_function(blob: bytes) -> Callable[..., Any]:
     """The function, and the script's other functions it calls, named after their file again."""
+    fn: Callable[..., Any]
     fn, filename = pickle.loads(blob)
     plain = getattr(fn, "__func__", fn)  # a bound method's function
     if filename is None or filename == DYNAMIC_CODE or not isinstance(plain, types.FunctionType):

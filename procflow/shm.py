@@ -106,7 +106,7 @@ class ResultRef(LazyResult):
             return (load_shared_or_spilled, (self.data, self.segment, self.spans, self.spill))
         return (load_value, (self.data, self.segment, self.spans))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[ResultRef], tuple[Any, ...]]:
         return (ResultRef, (self.data, self.segment, self.spans, self.fell_back))
 
 
@@ -382,7 +382,7 @@ def unlink(name: str) -> None:
 def shm_free_bytes() -> int:
     """Room left in /dev/shm, as psutil sees it (statvfs; a container's --shm-size)."""
     try:
-        return psutil.disk_usage(SHM_DIR).free
+        return int(psutil.disk_usage(SHM_DIR).free)
     except FileNotFoundError:  # pragma: no cover - no /dev/shm (macOS)
         return 1 << 62
 

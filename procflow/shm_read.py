@@ -88,7 +88,7 @@ def private_view(segment: Segment) -> memoryview:
 def open_segment(segment: Segment, flags: int) -> int:
     """Open an existing segment of ours; a name someone else made since is refused."""
     try:
-        fd = _posixshmem.shm_open("/" + segment.name, flags, 0)
+        fd: int = _posixshmem.shm_open("/" + segment.name, flags, 0)
     except FileNotFoundError:
         raise released(segment.name) from None
     if not owns(fd):

@@ -20,7 +20,7 @@ def chrome_trace(flow_run: Any) -> dict[str, Any]:
     track = {worker: index + 1 for index, worker in enumerate(workers)}
 
     def micros(seconds: float) -> float:
-        return round((seconds - origin) * 1e6, 3)
+        return float(round((seconds - origin) * 1e6, 3))
 
     events: list[dict[str, Any]] = [
         {"name": "process_name", "ph": "M", "pid": PID, "tid": 0, "args": {"name": f"flow run '{flow_run.name}'"}}]

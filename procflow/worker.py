@@ -188,11 +188,12 @@ def _failure(item: WorkItem, error: BaseException, start: float, pid: int, logs:
 def portable_error(error: BaseException, text: str) -> bytes:
     """The exception pickled, or a RemoteError keeping its type, message and traceback."""
     try:
-        blob = cloudpickle.dumps(error)
+        blob: bytes = cloudpickle.dumps(error)
         pickle.loads(blob)  # some exceptions pickle but cannot be rebuilt (custom __init__)
         return blob
     except Exception:  # noqa: BLE001
-        return cloudpickle.dumps(RemoteError(type(error).__qualname__, str(error), text))
+        remote: bytes = cloudpickle.dumps(RemoteError(type(error).__qualname__, str(error), text))
+        return remote
 
 
 def decode_error(blob: Any, traceback_text: str) -> BaseException:
@@ -200,6 +201,7 @@ def decode_error(blob: Any, traceback_text: str) -> BaseException:
     as its `__cause__` (a `RemoteTraceback`), which is what logs and users see of it."""
     if isinstance(blob, BaseException):
         return blob
+    error: BaseException
     try:
         error = pickle.loads(blob)
     except Exception:  # noqa: BLE001

@@ -25,7 +25,7 @@ from .directory import WorkerBoards
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -132,7 +132,8 @@ class CrashLedger:
         with _VICTIMS_LOCK:
             if pool not in _VICTIMS:
                 _VICTIMS[pool] = self._look_at(pool)
-            return _VICTIMS[pool]
+            victims: dict[int, tuple[Any, ...]] = _VICTIMS[pool]
+            return victims
 
     def _look_at(self, pool: Any) -> dict[int, tuple[Any, ...]]:
         processes = dict(getattr(pool, "_processes", None) or {})  # loky's pid -> process

@@ -172,7 +172,7 @@ class ProcessSession:
         self._executor = self._get_executor()
         self._noted: ProcessPoolExecutor | None = None  # the pool whose semaphores were noted
 
-    def _get_executor(self, fresh: bool = False):
+    def _get_executor(self, fresh: bool = False) -> ProcessPoolExecutor:
         return shared_pool(self.max_workers, self._worker_env(), self.initializer, self.initargs,
                            self.IDLE_WORKER_SECONDS, fresh)
 
@@ -304,7 +304,7 @@ class ProcessSession:
 
     # -- completion (loky's thread) ------------------------------------------------
 
-    def _on_done(self, batch_id: int, future) -> None:  # noqa: ANN001 - a loky future
+    def _on_done(self, batch_id: int, future: Any) -> None:  # a loky future
         with self._lock:
             items, lent, executor = self._batches.pop(batch_id)
         error = future.exception()

@@ -40,7 +40,7 @@ class RunCancelled(KeyboardInterrupt):
 def interrupt_thread(thread_id: int, error: type[BaseException]) -> bool:
     """Raise `error` in another thread at its next bytecode; False if it is gone."""
     done = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(error))
-    return done == 1
+    return bool(done == 1)
 
 
 class ThreadPoolTaskRunner:

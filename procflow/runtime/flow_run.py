@@ -50,7 +50,7 @@ def get_flow_name() -> str | None:
     if context is None:
         return None
     if context.flow is not None:
-        return context.flow.name
+        return str(context.flow.name)
     return getattr(context.flow_run, "flow_name", None)
 
 

@@ -39,7 +39,7 @@ def get_task_name() -> str | None:
     if context is None:
         return None
     if context.task is not None:
-        return context.task.name
+        return str(context.task.name)
     return getattr(context.task_run, "task_name", None)
 
 
