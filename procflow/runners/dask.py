@@ -23,7 +23,6 @@ share one. Workers need procflow installed (`pip install 'procflow[dask]'`).
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 import sys
@@ -116,25 +115,29 @@ class DaskTaskRunner:
 
     name = "dask"
     depth_first = True
-    interrupt_grace = 0.0
-    fuses = False
 
     def __init__(self, address: str | None = None, cluster_kwargs: Kwargs | None = None,
                  client_kwargs: Kwargs | None = None) -> None:
         self.address = address
         self.cluster_kwargs = cluster_kwargs or {}
         self.client_kwargs = client_kwargs or {}
+
+    def start(self, sink: Sink) -> DaskSession:
+        """A flow run's own session: its client (and its cluster, when it makes one)."""
+        return DaskSession(self, sink)
+
+
+class DaskSession:
+    """One flow run on Dask: its client, its runs' Dask futures, the events they report."""
+
+    interrupt_grace = 0.0
+    fuses = False
+
+    def __init__(self, runner: DaskTaskRunner, sink: Sink) -> None:
+        self.address, self.cluster_kwargs, self.client_kwargs = runner.address, runner.cluster_kwargs, \
+            runner.client_kwargs
         self._client: Client | None = None
         self._cluster: LocalCluster | None = None
-        self._stuck = False  # runs were cancelled while running on our own cluster
-        self._cancelling = False  # cancel_running() was called: Dask's cancellations are ours
-
-    def start(self, sink: Sink) -> DaskTaskRunner:
-        session = copy.copy(self)
-        session._begin(sink)
-        return session
-
-    def _begin(self, sink: Sink) -> None:
         self._sink = sink
         self._stuck = self._cancelling = False
         self._running: dict[int, Any] = {}  # run id -> Dask future, until its outcome
