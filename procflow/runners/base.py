@@ -6,8 +6,9 @@ the engine gave it, from any thread.
 
 A runner instance is configuration, shared as users share it (one `@flow(task_runner=...)`
 called from many threads). `start()` returns the flow run's own `Session`, which holds that
-run's state; the engine talks to the session only (issues 15, 17). The process runner's
-session is a class of its own (`ProcessSession`, `DaskSession`); the thread runner's is a copy.
+run's state; the engine talks to the session only (issues 15, 17). The process and Dask
+runners' sessions are classes of their own (`ProcessSession`, `DaskSession`); the thread
+runner's is a copy of the runner.
 """
 
 from __future__ import annotations
