@@ -680,6 +680,14 @@ def nap(seconds):
 
 
 @task
+def wait_for_file(path):
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.005)
+
+
+@task
 def make_array_here(n):
     return os.getpid(), np.arange(n, dtype="float64")
 
@@ -689,14 +697,17 @@ def second_of(pair):
     return pair[1]
 
 
-def test_a_follower_fused_behind_a_large_result_takes_it_in_place_and_the_stored_copy_stays_intact():
+def test_a_follower_fused_behind_a_large_result_takes_it_in_place_and_the_stored_copy_stays_intact(tmp_path):
     """Issue 22: a sole follower rides behind its producer in the same worker and takes the
     array as made (no read back from the segment); what it writes stays its own."""
     def body():
-        gate = nap.submit(0.3)  # the whole chain exists before its head is ready
+        opened = tmp_path / f"opened-{time.monotonic_ns()}"
+        gate = wait_for_file.submit(str(opened))  # ends once the whole chain exists
+        nap.submit(0, wait_for=[gate])  # a second dependent: nothing rides behind the gate itself
         made = make_array_here.submit(2 * MiB, wait_for=[gate])
         array = second_of.submit(made)
         seen = scribble_in_place.submit(array)
+        opened.touch()
         return made.result()[0], seen.result(), array.result()
 
     for _ in range(3):  # the fusion happens when the runner has room to spare: every time here
