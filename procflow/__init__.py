@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from .annotations import allow_failure, quote, unmapped
     from .context import tags
     from .flows import Flow, flow, last_flow_run
-    from .futures import FutureList, PrefectFuture, PrefectFutureList, TaskFuture, as_completed, wait
+    from .futures import FutureList, PrefectFuture, PrefectFutureList, as_completed, wait
+    from .task_future import TaskFuture
     from .records import FlowRun, TaskRun
     from .runlog import get_run_logger
     from .states import Cancelled, Completed, Crashed, Failed, Pending, State, StateType
@@ -31,7 +32,8 @@ _HOMES = {
     "annotations": ("allow_failure", "quote", "unmapped"),
     "context": ("tags",),
     "flows": ("Flow", "flow", "last_flow_run"),
-    "futures": ("FutureList", "PrefectFuture", "PrefectFutureList", "TaskFuture", "as_completed", "wait"),
+    "futures": ("FutureList", "PrefectFuture", "PrefectFutureList", "as_completed", "wait"),
+    "task_future": ("TaskFuture",),
     "records": ("FlowRun", "TaskRun"),
     "runlog": ("get_run_logger",),
     "tasks": ("Task", "task"),

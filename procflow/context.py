@@ -22,7 +22,7 @@ from .current import FlowRunContext, TaskRunContext, current_flow, current_task_
 from .engine import Engine
 from .entries import Entry, Tracker
 from .events import Observer
-from .futures import TaskFuture
+from .task_future import TaskFuture
 from .records import EdgeKind, FlowRun, TaskRun
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner

@@ -19,14 +19,14 @@ import contextlib
 import dataclasses
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Protocol
 
 from . import caching, hooks
 from .context import FlowContext, standalone_context
 from .current import TaskRunInfo, current_flow, current_task_run
 from .execution import Executed, RunTimedOut, aexecute, execute
-from .attempts import Finish, PutBack, Retry, decide
-from .futures import TaskFuture
+from .attempts import Finish, PutBack, Retry, RetryPolicy, decide
+from .task_future import TaskFuture
 from .records import TaskRun
 from .resolve import Found, collect, edges, not_ready, substitute, wait_all, wait_futures
 from .run_names import resolved_task_run_name, task_run_name
@@ -36,11 +36,24 @@ from .runners.threads import interrupt_thread
 from .states import Running, State
 from .shapes import Args, Kwargs
 
-if TYPE_CHECKING:
-    from .tasks import Task
 
 
-def call(task: Task[..., Any], args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
+class DirectTask(RetryPolicy, Protocol):
+    """What a direct call reads of its task (a `tasks.Task`)."""
+
+    name: str
+    fn: Callable[..., Any]
+    log_prints: bool | None
+    caching: caching.TaskCaching
+    state_hooks: dict[str, list[Callable[..., Any]]]
+    task_run_name: Any
+
+    def parameters_of(self, args: Args, kwargs: Kwargs) -> dict[str, Any]: ...
+
+    def _check(self, args: Args, kwargs: Kwargs) -> None: ...
+
+
+def call(task: DirectTask, args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
     context = _context(task, return_state)
     if context is None:
         return task.fn(*args, **kwargs)
@@ -53,7 +66,7 @@ def call(task: Task[..., Any], args: Args, kwargs: Kwargs, wait_for: Any, return
     return _after(task, context, run, state, return_state)
 
 
-async def acall(task: Task[..., Any], args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
+async def acall(task: DirectTask, args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
     context = _context(task, return_state)
     if context is None:
         return await task.fn(*args, **kwargs)
@@ -67,7 +80,7 @@ async def acall(task: Task[..., Any], args: Args, kwargs: Kwargs, wait_for: Any,
     return _after(task, context, run, state, return_state)
 
 
-def _new_run(task: Task[..., Any], context: FlowContext, args: Args, kwargs: Kwargs,
+def _new_run(task: DirectTask, context: FlowContext, args: Args, kwargs: Kwargs,
              wait_for: Any) -> tuple[TaskRun, Found, bool, bool]:
     """A direct call's run record, made and announced: (run, its upstreams, whether its
     arguments hold futures, whether its name waits for their results)."""
@@ -81,7 +94,7 @@ def _new_run(task: Task[..., Any], context: FlowContext, args: Args, kwargs: Kwa
     return run, found + waits, needs, provisional
 
 
-def _context(task: Task[..., Any], return_state: bool) -> FlowContext | None:
+def _context(task: DirectTask, return_state: bool) -> FlowContext | None:
     """The flow's context; outside any flow, a standalone run (as in Prefect: retries, hooks and
     the cache apply, `TaskRunContext` is set). Inside a task running in a worker process the
     function is just called (None): its process has no flow to record the run in."""
@@ -91,7 +104,7 @@ def _context(task: Task[..., Any], return_state: bool) -> FlowContext | None:
     return context
 
 
-def _before(task: Task[..., Any], context: FlowContext, run: TaskRun, upstream: Found, args: Args, kwargs: Kwargs,
+def _before(task: DirectTask, context: FlowContext, run: TaskRun, upstream: Found, args: Args, kwargs: Kwargs,
             needs: bool, provisional_name: bool) -> tuple[State | None, Args, Kwargs, caching.Plan | None]:
     """Upstreams are done: (the state if the run ends before it runs, its inputs, its cache plan)."""
     blocked = not_ready(upstream)
@@ -122,7 +135,7 @@ def _remember(context: FlowContext, run: TaskRun, found: caching.Plan | None, st
     caching.remember(found, context.tracker.cache, state, run)
 
 
-def _after(task: Task[..., Any], context: FlowContext, run: TaskRun, final: State, return_state: bool) -> Any:
+def _after(task: DirectTask, context: FlowContext, run: TaskRun, final: State, return_state: bool) -> Any:
     # With `return_state`, the state returned is held by a future of its run: passed to a task,
     # it stands for that upstream. The hooks get that same object, as in Prefect, and a flow
     # that returns it returns it (the future's `.state` is it).
@@ -143,7 +156,7 @@ def _after(task: Task[..., Any], context: FlowContext, run: TaskRun, final: Stat
     return state._result()
 
 
-def _attempts(task: Task[..., Any], context: FlowContext, run: TaskRun, args: Args, kwargs: Kwargs) -> State:
+def _attempts(task: DirectTask, context: FlowContext, run: TaskRun, args: Args, kwargs: Kwargs) -> State:
     """Run here, again after each failure while retries are left."""
     while True:
         info, log_prints, emit = _attempt(task, context, run, args, kwargs)
@@ -162,7 +175,7 @@ def _attempts(task: Task[..., Any], context: FlowContext, run: TaskRun, args: Ar
         time.sleep(end.delay)
 
 
-async def _async_attempts(task: Task[..., Any], context: FlowContext, run: TaskRun, args: Args,
+async def _async_attempts(task: DirectTask, context: FlowContext, run: TaskRun, args: Args,
                           kwargs: Kwargs) -> State:
     while True:
         info, log_prints, emit = _attempt(task, context, run, args, kwargs)
@@ -172,7 +185,7 @@ async def _async_attempts(task: Task[..., Any], context: FlowContext, run: TaskR
         await asyncio.sleep(end.delay)
 
 
-def _attempt(task: Task[..., Any], context: FlowContext, run: TaskRun, args: Args,
+def _attempt(task: DirectTask, context: FlowContext, run: TaskRun, args: Args,
              kwargs: Kwargs) -> tuple[TaskRunInfo, bool, Any]:
     """A new attempt begins: its `on_running` hooks have run; (what runs, log_prints, emit)."""
     run.attempts += 1
@@ -186,7 +199,7 @@ def _attempt(task: Task[..., Any], context: FlowContext, run: TaskRun, args: Arg
     return info, log_prints, emit
 
 
-def _attempt_end(task: Task[..., Any], run: TaskRun, outcome: Executed) -> Finish | Retry:
+def _attempt_end(task: DirectTask, run: TaskRun, outcome: Executed) -> Finish | Retry:
     """The attempt's final state, or a retry (logged here) after its delay (`attempts.decide`)."""
     status, value, error, run.start_time, run.end_time = outcome
     run.worker = "flow"

@@ -30,7 +30,7 @@ from . import caching
 from .dispatch import Dispatcher
 from .entries import Entry, Tracker
 from .events import Observer
-from .futures import Waiter
+from .task_future import Waiter
 from .hooks import HookThreads, call_hooks
 from .lifecycle import (CancelRunning, Effect, Interrupt, Keep, Lifecycle, LogRetry, Print, Publish, RunHooks,
                         Watch)

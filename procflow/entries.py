@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .caching import Memory, Plan
-from .futures import TaskFuture
+from .task_future import TaskFuture
 from .lifetimes import HeldResults
 from .spill import Spiller
 from .states import State

@@ -1,93 +1,21 @@
-"""`TaskFuture`, `FutureList`, `wait`, `as_completed`.
-
-A future is a view of one run's record: the engine writes the record's state, then
-wakes waiters through the `Waiter` shared by every future of the flow run (one
-condition, not one lock per future: 100 000 futures stay cheap). Callbacks run
-outside the lock, in the engine's thread.
-"""
+"""`FutureList`, `wait`, `as_completed`, Prefect's `resolve_futures_to_*`; `TaskFuture` itself
+is `task_future.py`'s (re-exported: Prefect's import path `prefect.futures`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import queue
-import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable, Generic, NamedTuple, TypeVar
+from typing import Any, Callable, NamedTuple, TypeVar
 
 from .future_kinds import (PrefectConcurrentFuture, PrefectDistributedFuture, PrefectFuture,
                            PrefectWrappedFuture)
-from .records import TaskRun
-from .states import State, is_terminal
+from .resolve import Found, collect, substitute, wait_all
+from .states import State
+from .task_future import TaskFuture
 
 R = TypeVar("R")
-
-
-class Waiter:
-    """One condition for all futures of a flow run, and their done-callbacks."""
-
-    def __init__(self) -> None:
-        self.condition = threading.Condition()
-        self.callbacks: dict[int, list[tuple[Callable[[TaskFuture[Any]], None], TaskFuture[Any]]]] = {}
-
-
-class TaskFuture(Generic[R]):
-    """What `.submit()` returns: the handle of one task run."""
-
-    __slots__ = ("task_run", "_waiter", "given", "__weakref__")
-
-    def __init__(self, task_run: TaskRun, waiter: Waiter) -> None:
-        self.task_run = task_run
-        self._waiter = waiter
-        self.given: State | None = None  # the state a direct call returned (`return_state=True`)
-
-    @property
-    def state(self) -> State:
-        state = self.task_run.state
-        if is_terminal(state):  # held by this future: see `State.holder`
-            given = self.given
-            if given is not None and given.type is state.type and given.data is state.data:
-                return given  # the very object the caller and the hooks got, as in Prefect
-            return State(state.type, state.name, state.message, state.data, self)
-        return state
-
-    @property
-    def task_run_id(self) -> int:
-        return self.task_run.id
-
-    def done(self) -> bool:
-        return is_terminal(self.task_run.state)
-
-    def wait(self, timeout: float | None = None) -> None:
-        if self.done():
-            return
-        with self._waiter.condition:
-            self._waiter.condition.wait_for(self.done, timeout)
-
-    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
-        self.wait(timeout)
-        if not self.done():
-            raise TimeoutError(f"task run {self.task_run.name!r} did not finish within {timeout} s")
-        state = self.task_run.state
-        try:
-            value: R = state._result(raise_on_failure=raise_on_failure)
-            return value
-        except Exception as error:
-            if not state.is_completed():  # the run's own error
-                raise
-            raise RuntimeError(f"could not load the result of task run {self.task_run.name!r}: "
-                               f"{type(error).__name__}: {error}") from error
-
-    def add_done_callback(self, fn: Callable[[TaskFuture[Any]], None]) -> None:
-        with self._waiter.condition:
-            if not self.done():
-                self._waiter.callbacks.setdefault(self.task_run.id, []).append((fn, self))
-                return
-        fn(self)
-
-    def __repr__(self) -> str:
-        return f"TaskFuture({self.task_run.name!r}, state={self.task_run.state!r})"
-
 
 
 class FutureList(list[Any]):
@@ -114,7 +42,6 @@ class FutureList(list[Any]):
 
 
 PrefectFutureList = FutureList
-PrefectFuture.register(TaskFuture)
 __all__ = ["DoneAndNotDoneFutures", "FutureList", "PrefectConcurrentFuture", "PrefectDistributedFuture",
            "PrefectFuture", "PrefectFutureList", "PrefectWrappedFuture", "TaskFuture", "as_completed",
            "resolve_futures_to_results", "resolve_futures_to_states", "wait"]
@@ -178,8 +105,6 @@ def _final_state(future: PrefectFuture[Any]) -> State:
 
 
 def _resolved(expr: Any, replace: Callable[[TaskFuture[Any], bool], Any], foreign: Callable[[Any], Any]) -> Any:
-    from .resolve import Found, collect, substitute, wait_all  # resolve imports this module
-
     found: Found = []
     collect(expr, found)
     wait_all(found)

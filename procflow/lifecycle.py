@@ -25,7 +25,7 @@ from typing import Any, Union
 
 from .attempts import NOT_RUN, Finish, PutBack, Retry, decide
 from .entries import Entry, Tracker
-from .futures import TaskFuture
+from .task_future import TaskFuture
 from .hooks import hooks_for
 from .messages import Outcome, Status
 from .records import FlowRun, TaskRun

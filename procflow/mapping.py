@@ -15,7 +15,7 @@ import io
 from typing import Any, Iterator
 
 from .annotations import allow_failure, quote, unmapped
-from .futures import TaskFuture
+from .task_future import TaskFuture
 from .states import State
 from .exceptions import MappingLengthMismatch, MappingMissingIterable
 

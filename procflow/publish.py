@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from .artifacts import ARTIFACT, receive
 from .events import Observer
-from .futures import TaskFuture, Waiter
+from .task_future import TaskFuture, Waiter
 from .records import TaskRun
 from .runlog import FLOW_LOGGER, TASK_LOGGER
 from .states import State, is_terminal

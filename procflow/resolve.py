@@ -17,7 +17,7 @@ from dataclasses import fields, is_dataclass
 from typing import Any, Callable
 
 from .annotations import allow_failure, quote, unmapped
-from .futures import TaskFuture
+from .task_future import TaskFuture
 from .records import EdgeKind
 from .shapes import Args, Kwargs
 from .skeleton import LEAVES, Slot, rebuild

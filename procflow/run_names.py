@@ -10,7 +10,7 @@ its default name, as Prefect does.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import options
 from .current import FlowRunInfo, TaskRunInfo, call_naming, current_task_run, naming_flow_run
@@ -19,11 +19,16 @@ from .resolve import collect, substitute
 from .shapes import Args, Kwargs
 from .signatures import template_fields
 
-if TYPE_CHECKING:
-    from .context import FlowContext
+
+class RunCounter(Protocol):
+    """Where task runs are named and counted: a flow run's context (`context.FlowContext`)."""
+
+    flow_run: Any  # its record: `.name`
+
+    def next_run_name(self, task_name: str) -> str: ...
 
 
-def task_run_name(task: Any, context: FlowContext, args: Args, kwargs: Kwargs, needs: bool) -> tuple[str, bool]:
+def task_run_name(task: Any, context: RunCounter, args: Args, kwargs: Kwargs, needs: bool) -> tuple[str, bool]:
     """The run's name, and whether it is provisional (its template names futures' results)."""
     template = options.text_or_callable(f"task {task.name!r}", "task_run_name", task.task_run_name)  # set later?
     if template is None:

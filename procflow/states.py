@@ -9,28 +9,16 @@ segment, a Dask worker) is a `LazyResult` that loads on `.result()`.
 from __future__ import annotations
 
 import dataclasses
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 from .asyncdispatch import async_dispatch
 from .exceptions import CancelledRun, CrashedRun, FailedRun, PausedRun, UnfinishedRun, UpstreamTaskError
+from .state_groups import FINAL_TYPES, StateGroup, StateType
+
+__all__ = ["FINAL_TYPES", "StateGroup", "StateType"]  # with what is defined below: Prefect's `prefect.states`
 
 
-class StateType(str, enum.Enum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CRASHED = "CRASHED"
-    CANCELLED = "CANCELLED"
-    # Prefect's other types, for code that compares with them; procflow makes no such state.
-    SCHEDULED = "SCHEDULED"
-    PAUSED = "PAUSED"
-    CANCELLING = "CANCELLING"
-
-
-FINAL_TYPES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 
 
 class ReturnedState(Exception):
@@ -366,11 +354,3 @@ async def araise_state_exception(state: State) -> None:
 def raise_state_exception(state: State) -> None:
     """Prefect's: raise the exception of a failed, crashed or cancelled state; else return None."""
     _raise_state_exception(state)
-
-
-def __getattr__(name: str) -> Any:
-    """`StateGroup` lives with the rule that uses it (`aggregate.py`); Prefect users import it from here."""
-    if name == "StateGroup":
-        from .aggregate import StateGroup
-        return StateGroup
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,8 @@ from . import caching, direct, hooks, mapping, options, settings
 from .annotations import unmapped
 from .context import FlowContext, context_or_detached
 from .entries import Entry
-from .futures import FutureList, TaskFuture
+from .futures import FutureList
+from .task_future import TaskFuture
 from .resolve import Found, edges, skeleton, wait_futures
 from .caching import NotSet
 from .utilities.hashing import hash_objects

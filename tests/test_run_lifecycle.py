@@ -9,7 +9,7 @@ import pytest
 
 from procflow import task
 from procflow.entries import Entry, Tracker
-from procflow.futures import TaskFuture, Waiter
+from procflow.task_future import TaskFuture, Waiter
 from procflow.lifecycle import (CancelRunning, Interrupt, Keep, Lifecycle, LogRetry, Print, Publish, RunHooks,
                                 Watch)
 from procflow.lifetimes import HeldResults

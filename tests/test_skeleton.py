@@ -7,7 +7,7 @@ import dataclasses
 import pickle
 
 from procflow import allow_failure, quote, unmapped
-from procflow.futures import TaskFuture, Waiter
+from procflow.task_future import TaskFuture, Waiter
 from procflow.records import TaskRun
 from procflow.resolve import skeleton
 from procflow.runners.arguments import pickle_arguments

@@ -41,5 +41,5 @@ def test_submit_keeps_the_functions_result_type_for_editors(tmp_path):
     command = [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"), str(tmp_path / "use.py")]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     revealed = [line.split("Revealed type is ")[1] for line in done.stdout.splitlines() if "Revealed type" in line]
-    assert revealed == ['"procflow.futures.TaskFuture[int]"', '"procflow.futures.TaskFuture[bytes]"',
+    assert revealed == ['"procflow.task_future.TaskFuture[int]"', '"procflow.task_future.TaskFuture[bytes]"',
                         '"procflow.states.State"', '"int"'], done.stdout
