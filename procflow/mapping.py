@@ -61,6 +61,24 @@ def split_mapped(task_name: str, signature: inspect.Signature,
 
 
 
+def children(signature: inspect.Signature, iterables: dict[Parameter, list[Any]],
+             statics: dict[Parameter, Any]) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Each child's `(args, kwargs)`: its items of the iterables, and the statics, in order.
+    A function whose parameters all take keywords gets keywords only (no binding per child)."""
+    parameters = signature.parameters.values()
+    keyword_only = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in parameters)
+    count = len(next(iter(iterables.values())))
+    for index in range(count):
+        child = dict(statics)
+        for name, items in iterables.items():
+            child[name] = items[index]
+        if keyword_only:
+            yield (), child  # type: ignore[misc]  # plain parameters: Parameter keys are names
+        else:
+            bound = inspect.BoundArguments(signature, gather_variadic(signature, child))
+            yield bound.args, bound.kwargs
+
+
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     was_enabled = gc.isenabled()

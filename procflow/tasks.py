@@ -232,29 +232,13 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
     def _map(self, args: Args, kwargs: Kwargs, wait_for: Any) -> FutureList:
         args = self._with_instance(args, whole=True)
         context = context_or_detached()
-        arguments = self._bind(args, kwargs).arguments
-        iterables, statics = mapping.split_mapped(self.name, self._signature, arguments)
+        iterables, statics = mapping.split_mapped(self.name, self._signature, self._bind(args, kwargs).arguments)
         waits = wait_futures(wait_for)
         group = next(context.map_groups)
-        parameters = self._signature.parameters.values()
-        keyword_only = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in parameters)
-        count = len(next(iter(iterables.values())))
-        entries = []
         with mapping.collector_paused():  # 100 000 children: full collections would rescan them all, repeatedly
-            for index in range(count):
-                entries.append(self._child(context, statics, iterables, index, keyword_only, waits, group))
+            entries = [self._entry(context, child_args, child_kwargs, waits, group)
+                       for child_args, child_kwargs in mapping.children(self._signature, iterables, statics)]
         return FutureList(context.submit(entries, mapped=True))
-
-    def _child(self, context: FlowContext, statics: dict[Any, Any], iterables: dict[Any, Any], index: int,
-               keyword_only: bool, waits: Found, group: int) -> Entry:
-        """The run for item `index` of a map: its items, the statics, the shared wait_for."""
-        child = dict(statics)
-        for name, items in iterables.items():
-            child[name] = items[index]
-        if keyword_only:
-            return self._entry(context, (), child, waits, group)
-        bound = inspect.BoundArguments(self._signature, mapping.gather_variadic(self._signature, child))
-        return self._entry(context, bound.args, bound.kwargs, waits, group)
 
     def _entry(self, context: FlowContext, args: Args, kwargs: Kwargs, waits: Found, group: int | None) -> Entry:
         name, provisional = task_run_name(self, context, args, kwargs, True)

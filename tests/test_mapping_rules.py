@@ -11,7 +11,7 @@ import pytest
 
 from procflow import allow_failure, quote, unmapped
 from procflow.exceptions import MappingLengthMismatch, MappingMissingIterable
-from procflow.mapping import gather_variadic, split_mapped
+from procflow.mapping import children, gather_variadic, split_mapped
 from procflow.states import Completed
 
 
@@ -88,3 +88,15 @@ def test_each_item_of_star_args_and_star_star_kwargs_is_a_parameter_of_its_own()
     assert statics == {("numbers", 1): 10, ("named", "s"): "x"}
     child = {**statics, **{key: items[1] for key, items in iterables.items()}}
     assert gather_variadic(signature, child) == {"numbers": (2, 10), "named": {"k": 4, "s": "x"}}
+
+
+def test_children_get_their_items_and_the_statics_by_keyword_or_bound_for_variadics():
+    iterables, statics = split_mapped("t", SIGNATURE, {"x": [1, 2], "y": unmapped("s")})
+    assert list(children(SIGNATURE, iterables, statics)) == [((), {"x": 1, "y": "s"}), ((), {"x": 2, "y": "s"})]
+
+    def variadic(first, *rest):
+        pass
+
+    signature = inspect.signature(variadic)
+    iterables, statics = split_mapped("t", signature, {"first": [1, 2], "rest": ([3, 4], 9)})
+    assert list(children(signature, iterables, statics)) == [((1, 3, 9), {}), ((2, 4, 9), {})]

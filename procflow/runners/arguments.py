@@ -16,11 +16,12 @@ from typing import Any
 
 import cloudpickle
 
-from ..pickling import OutOfBand, dumps_plain, identity, wrap_large_arguments
+from ..pickling import OutOfBand, dumps_plain, find_unpicklable, identity, wrap_large_arguments
 from ..shapes import Args, Kwargs
 from ..skeleton import LEAVES, Input, Slot
 from ..states import LazyResult, is_terminal
 from ..worker import batch_value
+from .base import Call
 
 
 def pickle_arguments(args: Args, kwargs: Kwargs, inputs: tuple[Input, ...], in_batch: frozenset[int] = frozenset(),
@@ -42,6 +43,26 @@ def pickle_arguments(args: Args, kwargs: Kwargs, inputs: tuple[Input, ...], in_b
     out = io.BytesIO()
     SlotPickler(out, references, out_of_band).dump((args, kwargs))
     return out.getvalue()
+
+
+def pickle_call(call: Call, in_batch: frozenset[int], out_of_band: OutOfBand | None) -> bytes:
+    """A call's arguments for a worker; one that cannot be pickled is a `TypeError` naming the
+    run, where in its arguments it sits, its type and pickle's reason."""
+    try:
+        return pickle_arguments(call.args, call.kwargs, call.inputs, in_batch, out_of_band)
+    except Exception:
+        # Look for the culprit the way the runner pickles, so upstream results are not blamed.
+        def dumps(value: Any) -> bytes:
+            return pickle_arguments((value,), {}, call.inputs, in_batch)
+
+        where = find_unpicklable(call.args, "args", dumps)
+        if where.endswith("pickles fine"):
+            where = find_unpicklable(call.kwargs, "kwargs", dumps)
+        message = (f"task run {call.run_name!r}: an argument cannot be pickled for a worker process: "
+                   f"{where}. Use ThreadPoolTaskRunner for unpicklable arguments")
+    # The path, the type and pickle's reason say it all: no traceback of procflow's own
+    # pickling (40 lines in the log, issue 19).
+    raise TypeError(message).with_traceback(None) from None
 
 
 def reference(slot: Input, in_batch: frozenset[int]) -> tuple[Any, ...]:

@@ -30,12 +30,12 @@ from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 from .. import options
 from .. import ownership
 from ..messages import Batch, Outcome, SharedArguments, Status, WorkItem
-from ..pickling import OutOfBand, dumps_function, find_unpicklable
+from ..pickling import OutOfBand, dumps_function
 from ..runlog import FLOW_LOGGER
 from ..shm import WARM_BYTES, ResultRef, SegmentWriter
 from ..states import LazyResult
 from ..worker import decode_error, run_batch, start_worker
-from .arguments import pickle_arguments
+from .arguments import pickle_call
 from .base import Call, Sink, worker_count
 from .batching import batch_size, group_calls
 from .crashes import CrashLedger, WorkerWatch, alive, kill_with_its_children
@@ -273,31 +273,14 @@ class ProcessSession:
     def _pickle_arguments(self, call: Call, in_batch: frozenset[int]) -> bytes | SharedArguments:
         """The run's arguments for a worker; large buffers the flow passes go to shared memory."""
         out_of_band = OutOfBand(self.shm_threshold_bytes)
-        data = self._pickled(call, in_batch, out_of_band)
+        data = pickle_call(call, in_batch, out_of_band)
         if not out_of_band.buffers:
             return data
         shared = self._arguments.share(call.run_id, call.map_group, out_of_band.buffers)
         if shared is not None:
             return SharedArguments(data, shared)
         self._warn_no_room(f"the arguments of task run '{call.run_name}'")
-        return self._pickled(call, in_batch, None)
-
-    def _pickled(self, call: Call, in_batch: frozenset[int], out_of_band: OutOfBand | None) -> bytes:
-        try:
-            return pickle_arguments(call.args, call.kwargs, call.inputs, in_batch, out_of_band)
-        except Exception:
-            # Look for the culprit the way the runner pickles, so upstream results are not blamed.
-            def dumps(value: Any) -> bytes:
-                return pickle_arguments((value,), {}, call.inputs, in_batch)
-
-            where = find_unpicklable(call.args, "args", dumps)
-            if where.endswith("pickles fine"):
-                where = find_unpicklable(call.kwargs, "kwargs", dumps)
-            message = (f"task run {call.run_name!r}: an argument cannot be pickled for a worker process: "
-                       f"{where}. Use ThreadPoolTaskRunner for unpicklable arguments")
-        # The path, the type and pickle's reason say it all: no traceback of procflow's own
-        # pickling (40 lines in the log, issue 19).
-        raise TypeError(message).with_traceback(None) from None
+        return pickle_call(call, in_batch, None)
 
     def _function_key(self, call: Call) -> str:
         return _FUNCTION_FILES.key(call.fn, call.task_name, self._dir)
