@@ -56,7 +56,8 @@ class Print:
 
 @dataclass(frozen=True, slots=True)
 class Keep:
-    """A completed run's result: remembered by its flow run's cache, held (and spilled) while needed."""
+    """A completed run's result to keep: remembered by its flow run's cache (it has a cache plan),
+    or held (and spilled) while needed (it lives in a segment or on a worker)."""
     entry: Entry
     state: State
 
@@ -160,8 +161,10 @@ class Lifecycle:
             self._retry(entry, decision, now)
         else:
             if status is Status.COMPLETED:
-                run.result_bytes = outcome.value.nbytes if isinstance(outcome.value, LazyResult) else 0
-                self._effects.append(Keep(entry, decision.state))
+                stored = isinstance(outcome.value, LazyResult)
+                run.result_bytes = outcome.value.nbytes if stored else 0
+                if entry.cache_plan is not None or (stored and outcome.value.holds_storage):
+                    self._effects.append(Keep(entry, decision.state))  # a plain small value: nothing to keep
             self._finish(entry, decision)
         return self._take()
 

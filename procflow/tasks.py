@@ -241,10 +241,10 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         return FutureList(context.submit(entries, mapped=True))
 
     def _entry(self, context: FlowContext, args: Args, kwargs: Kwargs, waits: Found, group: int | None) -> Entry:
-        name, provisional = task_run_name(self, context, args, kwargs, True)
-        args, kwargs, found = skeleton(args, kwargs)
+        made_args, made_kwargs, found = skeleton(args, kwargs)
+        name, provisional = task_run_name(self, context, args, kwargs, bool(found))  # a template sees the futures
         record = context.new_record(self, name, edges(found, waits), group)
-        return Entry(record, self, args, kwargs, found + waits, len(found), context.tracker,
+        return Entry(record, self, made_args, made_kwargs, found + waits, len(found), context.tracker,
                      name_pending=provisional)
 
     # -- direct call ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from procflow.lifecycle import (CancelRunning, Interrupt, Keep, Lifecycle, LogRe
 from procflow.lifetimes import HeldResults
 from procflow.messages import Outcome, Status
 from procflow.records import FlowRun, TaskRun
-from procflow.states import Completed, Pending, StateType
+from procflow.states import Completed, LazyResult, Pending, StateType
 
 
 def work(x=None):
@@ -68,15 +68,23 @@ def finals(effects: list[Any]) -> dict[str, str]:
     return {effect.run.name: effect.state.name for effect in effects if isinstance(effect, Publish) and effect.tracker}
 
 
-def test_a_completed_run_is_kept_published_and_releases_its_dependent():
+class Stored(LazyResult):
+    """A result held elsewhere (a segment, a Dask worker), as a runner reports it."""
+
+    holds_storage = True
+
+
+def test_a_completed_run_is_published_and_releases_its_dependent_and_a_stored_result_is_kept():
     world = World()
     world.add(world.entry("a"), world.entry("b", after=("a",)))
     assert world.dispatch() == ["a"]
     effects = world.end("a", Status.COMPLETED, value=3)
-    assert [type(effect) for effect in effects] == [Keep, Publish]
+    assert [type(effect) for effect in effects] == [Publish]  # a small plain value: nothing to keep
     assert effects[0].state.data == 3 and finals(effects) == {"a": "Completed"}
     assert world.dispatch() == ["b"]
-    assert finals(world.end("b", Status.COMPLETED, value=4)) == {"b": "Completed"}
+    stored = Stored()
+    effects = world.end("b", Status.COMPLETED, value=stored)
+    assert [type(effect) for effect in effects] == [Keep, Publish] and effects[0].state.data is stored
     assert world.life.entries == {} and world.life.scheduler.idle
 
 
@@ -226,5 +234,5 @@ def test_a_runs_printed_lines_come_before_its_end():
     world.add(world.entry("a"))
     world.dispatch()
     effects = world.end("a", Status.COMPLETED, value=None, logs=((20, "hello"),))
-    assert [type(effect) for effect in effects] == [Print, Keep, Publish]
+    assert [type(effect) for effect in effects] == [Print, Publish]
     assert effects[0].lines == ((20, "hello"),)
