@@ -27,7 +27,7 @@ from . import settings
 from .cache_policies import DEFAULT, NO_CACHE, CachePolicy
 from .records import FlowRun, TaskRun
 from .results import store
-from .results.store import Persist
+from .messages import Persist
 from .runlog import TASK_LOGGER
 from .states import Completed, LazyResult, State
 from .utilities.hashing import hash_objects, stable_hash
@@ -89,6 +89,13 @@ class TaskCaching:
             policy = cache_policy
         return cls(policy, cache_key_fn, persist_result, storage_path(owner, result_storage), result_storage_key,
                    cache_expiration, refresh_cache, given_policy, given_persist, result_storage)
+
+    def given(self) -> dict[str, Any]:
+        """The options as the user gave them, for `with_options` (which resolves them again)."""
+        return {"cache_policy": self.given_policy, "cache_key_fn": self.cache_key_fn,
+                "persist_result": self.given_persist, "result_storage": self.given_storage,
+                "result_storage_key": self.result_storage_key, "cache_expiration": self.cache_expiration,
+                "refresh_cache": self.refresh_cache}
 
 
 def _check(owner: str, cache_policy: Any, cache_key_fn: Any, result_storage_key: Any, cache_expiration: Any) -> None:
@@ -260,13 +267,6 @@ class TaskCachingAttributes:
     def refresh_cache(self) -> bool | None:
         return self.caching.refresh_cache
 
-    def caching_options(self) -> dict[str, Any]:
-        """The options as given, for `with_options`."""
-        caching = self.caching
-        return {"cache_policy": caching.given_policy, "cache_key_fn": caching.cache_key_fn,
-                "persist_result": caching.given_persist, "result_storage": caching.result_storage,
-                "result_storage_key": caching.result_storage_key, "cache_expiration": caching.cache_expiration,
-                "refresh_cache": caching.refresh_cache}
 
 
 def start_flow_run(tracker: Any, flow: Any, parent: Any | None) -> None:

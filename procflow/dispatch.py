@@ -82,7 +82,7 @@ class Dispatcher:
         """
         followers: list[Call] = []
         current = run_id
-        while len(followers) < MAX_FUSED and not self.entries[current].task.state_hooks["on_completion"]:
+        while len(followers) < MAX_FUSED and not self.entries[current].task.options.on_completion:
             follower = self.scheduler.sole_follower(current)  # (it waits for the upstream's hooks)
             entry = self.entries.get(follower) if follower is not None else None
             if entry is None or not _fusable(entry):
@@ -97,20 +97,20 @@ class Dispatcher:
         return followers
 
     def _prepare(self, entry: Entry, now: float) -> Call | None:
-        run, task = entry.run, entry.task
-        if caching.persists(task.caching, entry.tracker.persist_default) and self._cached(entry):
+        run, task, chosen = entry.run, entry.task, entry.task.options  # (its fields: no descriptor per read)
+        if caching.persists(chosen.caching, entry.tracker.persist_default) and self._cached(entry):
             return None
         if entry.name_pending:  # its upstreams are in: the name template can use their results
             run.name = resolved_task_run_name(task, *entry.arguments())
             entry.name_pending = False
         run.attempts += 1
         run.state = RUNNING  # not terminal: nobody waits for it, so no lock and no wake-up
-        if task.state_hooks["on_running"]:
-            self.apply([RunHooks(entry, tuple(task.state_hooks["on_running"]), RUNNING, ends=False)])
-        timeout = task.timeout_seconds
+        if chosen.on_running:
+            self.apply([RunHooks(entry, tuple(chosen.on_running), RUNNING, ends=False)])
+        timeout = chosen.timeout_seconds
         if timeout is not None:
             self.lifecycle.timers.push(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)
-        log_prints = task.log_prints if task.log_prints is not None else entry.tracker.log_prints
+        log_prints = chosen.log_prints if chosen.log_prints is not None else entry.tracker.log_prints
         return Call(run.id, run.name, task.name, task.fn, entry.args, entry.kwargs,
                     entry.inputs(), timeout, log_prints, map_group=run.map_group,
                     flow_run_name=run.flow_run_name, attempt=run.attempts,
@@ -134,7 +134,7 @@ class Dispatcher:
 def _fusable(entry: Entry) -> bool:
     """No deadline to keep, no cache to consult, no name to render from its upstreams' results,
     no upstream whose failure it must receive."""
-    task = entry.task
-    return task.timeout_seconds is None and not caching.persists(task.caching, entry.tracker.persist_default) \
+    chosen = entry.task.options
+    return chosen.timeout_seconds is None and not caching.persists(chosen.caching, entry.tracker.persist_default) \
         and not entry.name_pending and not any(
         allowed for _, allowed in entry.upstream)

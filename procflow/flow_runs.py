@@ -1,17 +1,6 @@
 """Running one flow run, sync or async: its attempts, its deadline, Ctrl-C, its final state.
 
-The final state follows Prefect 2's rule (SPEC §1): the function raised -> `Failed` with that
-exception; it returned `None` -> every task run of the flow run counts; it returned a
-future or a state, or a list, tuple, set or dict (its values) made only of those -> those
-count; a state it made itself (`return Failed(message=...)`) -> that state; anything else,
-a mix of states and other values included -> data, `Completed`. Among counted runs, Prefect's
-precedence (`aggregate.py`): any cancelled -> `Cancelled('1/3 states cancelled.')`, else any
-not completed -> `Failed('1/3 states failed.')` (or `'… states are not final.'`). A subflow's
-state (`return_state=True`) counts as a run's: its flow run is in its `state_details`.
-As in Prefect, futures in the return value become their *States*: `return t.submit(1)`
-makes the call return `Completed()`, whose `.result()` is 1. Calling a failed flow raises
-the exception of the first failed run that counted (an `UpstreamTaskError` for a run that
-never ran); its state's `.result(raise_on_failure=False)` is what it returned.
+The final state is `flow_states.final_state`'s (Prefect's rule, SPEC §1).
 
 An `async def` flow runs the same steps in the awaiting event loop (`run_async`): waiting
 for its task runs happens in a thread, its deadline is an `asyncio` one, its retry delay an
@@ -32,31 +21,53 @@ import signal
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from . import caching, settings
-from .aggregate import aggregate
-from .annotations import quote
 from .context import FlowContext, open_context
 from .current import current_flow
-from .records import FlowRun, TaskRun
+from .records import FlowRun
 from .resolve import Found, collect, not_ready, substitute, wait_all
 from .run_names import flow_run_name
 from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter, release_prints
+from .flow_states import final_state
 from .flow_deadline import FlowTimedOut, deadline, timeout_message
-from .states import Cancelled, Completed, Failed, Running, State, describe_error
+from .states import Cancelled, Failed, Running, State, describe_error
 from .exceptions import ParameterTypeError
 from .shapes import Args, Kwargs
 
 if TYPE_CHECKING:
-    from .flows import Flow
+    from .option_sets import FlowOptions
+    from .runners.base import Runner
+    from .signatures import CallSignature
+
+
+class Flow(Protocol):
+    """What a flow run reads of its flow (`flows.Flow`, which imports this module, not back)."""
+
+    fn: Callable[..., Any]
+    options: FlowOptions
+    last_run: FlowRun | None
+    _instance: Any  # what a flow defined in a class is bound to
+    _unbound: Any  # the flow a bound one was made from
+    _call: CallSignature
+    _signature: inspect.Signature
+
+    @property
+    def name(self) -> str: ...
+
+    def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]: ...
+
+    def _make_runner(self) -> Runner: ...
+
+    def _call_hooks(self, flow_run: FlowRun, state: State) -> None: ...
 
 _last_flow_run: FlowRun | None = None
 
 Attempt = tuple[Any, BaseException | None, bool]  # (value, error, whether the flow's own deadline ended it)
 
 
-def run_sync(flow: Flow[..., Any], args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
+def run_sync(flow: Flow, args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
     upstream, needs = _upstreams(args, kwargs, wait_for)
     wait_all(upstream)
     args, kwargs, blocked = _inputs(args, kwargs, upstream, needs)
@@ -76,7 +87,7 @@ def run_sync(flow: Flow[..., Any], args: Args, kwargs: Kwargs, wait_for: Any, re
     return _finish(flow, context, state, return_state, call)
 
 
-async def run_async(flow: Flow[..., Any], args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
+async def run_async(flow: Flow, args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
     upstream, needs = _upstreams(args, kwargs, wait_for)
     if not all(future.done() for future, _ in upstream):  # waiting must not block the loop
         await asyncio.to_thread(wait_all, upstream)
@@ -96,14 +107,14 @@ async def run_async(flow: Flow[..., Any], args: Args, kwargs: Kwargs, wait_for: 
     return _finish(flow, context, state, return_state, call)
 
 
-def _start(flow: Flow[..., Any], args: Args, kwargs: Kwargs, is_async: bool) -> tuple[FlowContext, Args, Kwargs]:
+def _start(flow: Flow, args: Args, kwargs: Kwargs, is_async: bool) -> tuple[FlowContext, Args, Kwargs]:
     """Bind the arguments, make the run's record and context, and announce it."""
     global _last_flow_run
     if flow._instance is not None:
         args = (flow._instance, *args)
     bound = flow._call.bind(flow.name, args, kwargs)
     refused = None
-    if flow.should_validate_parameters:
+    if flow.options.validate_parameters:
         try:
             bound = inspect.BoundArguments(flow._signature, flow.validate_parameters(bound.arguments))
             args, kwargs = bound.args, bound.kwargs
@@ -116,7 +127,7 @@ def _start(flow: Flow[..., Any], args: Args, kwargs: Kwargs, is_async: bool) -> 
     (flow._unbound or flow).last_run = flow.last_run = flow_run
     if parent is None:
         _last_flow_run = flow_run
-    log_prints = flow.log_prints if flow.log_prints is not None else (
+    log_prints = flow.options.log_prints if flow.options.log_prints is not None else (
         parent.tracker.log_prints if parent else bool(settings.PREFECT_LOGGING_LOG_PRINTS.value()))
     context = open_context(flow_run, None if parent else flow._make_runner(), log_prints, parent)
     context.is_async, context.flow, context.refused = is_async, flow, refused
@@ -142,7 +153,7 @@ def _refused_state(error: BaseException) -> State:
     return Failed(error, message=f"{_REFUSED} {describe_error(error)}")
 
 
-def _finish(flow: Flow[..., Any], context: FlowContext, state: State, return_state: bool, call: Any = None) -> Any:
+def _finish(flow: Flow, context: FlowContext, state: State, return_state: bool, call: Any = None) -> Any:
     flow_run = context.flow_run
     state = state.of_flow_run(flow_run.id)
     caching.remember_subflow(call, state)  # a cached subflow's state names the run that made it
@@ -156,7 +167,7 @@ def _finish(flow: Flow[..., Any], context: FlowContext, state: State, return_sta
     return state._result()  # a failed flow raises the exception of its first failed run
 
 
-def _run_hooks(flow: Flow[..., Any], context: FlowContext, state: State) -> None:
+def _run_hooks(flow: Flow, context: FlowContext, state: State) -> None:
     """The flow's hooks for `state`, with its run current (`get_run_context()` works in them, as in Prefect)."""
     token = current_flow.set(context)
     try:
@@ -165,39 +176,39 @@ def _run_hooks(flow: Flow[..., Any], context: FlowContext, state: State) -> None
         current_flow.reset(token)
 
 
-def _attempts(flow: Flow[..., Any], context: FlowContext, args: Args, kwargs: Kwargs) -> State:
-    for attempt in range(flow.retries + 1):
+def _attempts(flow: Flow, context: FlowContext, args: Args, kwargs: Kwargs) -> State:
+    for attempt in range(flow.options.retries + 1):
         first_run, started = _attempt_begins(context, attempt)
         value, error, timed_out = _call_fn(flow, context, args, kwargs)
-        if error is None and flow.timeout_seconds is not None:  # the limit covers the runs it left going too
-            left = flow.timeout_seconds - (time.monotonic() - started)
+        if error is None and flow.options.timeout_seconds is not None:  # the limit covers the runs it left going too
+            left = flow.options.timeout_seconds - (time.monotonic() - started)
             if not context.engine.wait_for(context.tracker, max(left, 0.0)):
-                value, error, timed_out = None, FlowTimedOut(timeout_message(flow.timeout_seconds)), True
+                value, error, timed_out = None, FlowTimedOut(timeout_message(flow.options.timeout_seconds)), True
         if timed_out:
             context.engine.cancel(context.tracker, only_this_flow=not context.owns_engine)
         context.engine.wait_for(context.tracker)
         state = final_state(value, error, context.flow_run.task_runs[first_run:], timed_out)
         if _is_last(flow, context, state, attempt):
             return state
-        time.sleep(flow.retry_delay_seconds)
+        time.sleep(flow.options.retry_delay_seconds)
     raise AssertionError("unreachable")
 
 
-async def _async_attempts(flow: Flow[..., Any], context: FlowContext, args: Args, kwargs: Kwargs) -> State:
-    for attempt in range(flow.retries + 1):
+async def _async_attempts(flow: Flow, context: FlowContext, args: Args, kwargs: Kwargs) -> State:
+    for attempt in range(flow.options.retries + 1):
         first_run, started = _attempt_begins(context, attempt)
         value, error, timed_out = await _async_call_fn(flow, context, args, kwargs)
-        if error is None and flow.timeout_seconds is not None:
-            left = flow.timeout_seconds - (time.monotonic() - started)
+        if error is None and flow.options.timeout_seconds is not None:
+            left = flow.options.timeout_seconds - (time.monotonic() - started)
             if not await asyncio.to_thread(context.engine.wait_for, context.tracker, max(left, 0.0)):
-                value, error, timed_out = None, FlowTimedOut(timeout_message(flow.timeout_seconds)), True
+                value, error, timed_out = None, FlowTimedOut(timeout_message(flow.options.timeout_seconds)), True
         if timed_out:
             await asyncio.to_thread(context.engine.cancel, context.tracker, only_this_flow=not context.owns_engine)
         await asyncio.to_thread(context.engine.wait_for, context.tracker)
         state = final_state(value, error, context.flow_run.task_runs[first_run:], timed_out)
         if _is_last(flow, context, state, attempt):
             return state
-        await asyncio.sleep(flow.retry_delay_seconds)
+        await asyncio.sleep(flow.options.retry_delay_seconds)
     raise AssertionError("unreachable")
 
 
@@ -207,37 +218,38 @@ def _attempt_begins(context: FlowContext, attempt: int) -> tuple[int, float]:
     return len(context.flow_run.task_runs), time.monotonic()
 
 
-def _is_last(flow: Flow[..., Any], context: FlowContext, state: State, attempt: int) -> bool:
-    if state.is_completed() or attempt == flow.retries:
+def _is_last(flow: Flow, context: FlowContext, state: State, attempt: int) -> bool:
+    if state.is_completed() or attempt == flow.options.retries:
         return True
     FLOW_LOGGER.info(f"Flow run '{context.flow_run.name}' - Received non-final state 'AwaitingRetry' "
                      f"when proposing final state {state!r} and will attempt to run again...")
     return False
 
 
-def _call_fn(flow: Flow[..., Any], context: FlowContext, args: Args, kwargs: Kwargs) -> Attempt:
+def _call_fn(flow: Flow, context: FlowContext, args: Args, kwargs: Kwargs) -> Attempt:
     fired = threading.Event()  # stays unset without a deadline
     try:
         with _current(context), contextlib.ExitStack() as stack:
-            if flow.timeout_seconds is not None:
-                fired = stack.enter_context(deadline(flow.timeout_seconds))
+            if flow.options.timeout_seconds is not None:
+                fired = stack.enter_context(deadline(flow.options.timeout_seconds))
             return flow.fn(*args, **kwargs), None, False
     except Exception as error:  # noqa: BLE001 - the flow's failure is its state
         if fired.is_set():  # this flow's own deadline; a nested flow's timeout is an ordinary error here
-            own = error if error.args else FlowTimedOut(timeout_message(flow.timeout_seconds))  # bare: a thread's
+            # bare: raised by the deadline's thread
+            own = error if error.args else FlowTimedOut(timeout_message(flow.options.timeout_seconds))
             return None, own, True
         return None, error, False
 
 
-async def _async_call_fn(flow: Flow[..., Any], context: FlowContext, args: Args, kwargs: Kwargs) -> Attempt:
-    deadline = asyncio.timeout(flow.timeout_seconds)
+async def _async_call_fn(flow: Flow, context: FlowContext, args: Args, kwargs: Kwargs) -> Attempt:
+    deadline = asyncio.timeout(flow.options.timeout_seconds)
     try:
         with _current(context):
             async with deadline:
                 return await flow.fn(*args, **kwargs), None, False
     except TimeoutError as error:
         if deadline.expired():
-            return None, FlowTimedOut(timeout_message(flow.timeout_seconds)), True
+            return None, FlowTimedOut(timeout_message(flow.options.timeout_seconds)), True
         return None, error, False
     except Exception as error:  # noqa: BLE001 - the flow's failure is its state
         return None, error, False
@@ -258,7 +270,7 @@ def _current(context: FlowContext) -> Iterator[None]:
         current_flow.reset(token)
 
 
-def _cancelled(flow: Flow[..., Any], context: FlowContext) -> None:
+def _cancelled(flow: Flow, context: FlowContext) -> None:
     """Ctrl-C: cancel what is pending, stop what runs, free memory, say what did not finish."""
     with second_interrupt_exits_at_once():
         context.engine.cancel(context.tracker)
@@ -272,51 +284,6 @@ def _cancelled(flow: Flow[..., Any], context: FlowContext) -> None:
         _run_hooks(flow, context, flow_run.state)
         _close(context)  # the engine publishes every cancelled run before it stops
         context.observer.flow_finished(flow_run)
-
-
-def final_state(value: Any, error: BaseException | None, runs: list[TaskRun], timed_out: bool = False) -> State:
-    """Prefect 2's rule for a flow run's final state (see the module docstring)."""
-    if error is not None:
-        if timed_out:
-            return Failed(error, message=str(error), name="TimedOut")  # Prefect's message
-        return Failed(error, message=f"Flow run encountered an exception: {describe_error(error)}")
-    if isinstance(value, State) and _made_by_hand(value, runs):
-        return value  # a state the flow made itself is its final state, as in Prefect
-    if value is None:  # Prefect 2: every task run of the flow run counts; the call returns None
-        states = [run.state for run in runs] or None
-        data = states
-    else:
-        data = _futures_to_states(value)
-        states = _returned_states(data)
-    if states is None:
-        return Completed(None if value is None else data)
-    state = aggregate(states, data)
-    if value is None and state.is_completed():  # the call returns None, as the function did
-        return Completed(None, message=state.message)
-    return state
-
-
-def _made_by_hand(state: State, runs: list[TaskRun]) -> bool:
-    """Not a run's state: not read from a future, not a task run's, not a flow run's (a subflow's)."""
-    return state.holder is None and not state.state_details and not any(state is run.state for run in runs)
-
-
-def _returned_states(data: Any) -> list[State] | None:
-    """The States a flow returned: one, or a collection made only of States; else None (data)."""
-    if isinstance(data, State):
-        return [data]
-    items = data.values() if isinstance(data, dict) else data if isinstance(data, (list, tuple, set)) else None
-    if items and all(isinstance(item, State) for item in items):
-        return list(items)
-    return None
-
-
-def _futures_to_states(value: Any) -> Any:
-    """Futures anywhere in the return value become their States, as in Prefect; a returned
-    `quote(...)` is returned as it is."""
-    if isinstance(value, quote):
-        return value
-    return substitute(value, lambda future, _: future.state)
 
 
 def _upstreams(args: Args, kwargs: Kwargs, wait_for: Any) -> tuple[Found, bool]:

@@ -11,7 +11,7 @@ import pathlib
 import uuid
 from typing import Any, Callable, Generic, ParamSpec, TypeVar, overload
 
-from . import caching, flow_runs, hooks, options, settings
+from . import flow_runs, hooks, options
 from .caching import NotSet
 from .flow_deadline import FlowTimedOut
 from .flow_runs import final_state, last_flow_run, second_interrupt_exits_at_once, set_last_flow_run
@@ -22,6 +22,7 @@ from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
 from .shapes import Hooks
 from .signatures import CallSignature
+from .option_sets import FlowOptions, Option
 from .states import State
 from .utilities.hashing import file_hash
 
@@ -44,47 +45,34 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
                  on_completion: Hooks | None = None, on_failure: Hooks | None = None,
                  on_cancellation: Hooks | None = None, on_crashed: Hooks | None = None,
                  on_running: Hooks | None = None) -> None:
-        fn, self._method = options.unwrap_method(fn)
+        given = dict(locals())
+        del given["self"], given["fn"]
+        fn, method = options.unwrap_method(fn)
         if not callable(fn):
             raise TypeError(f"@flow needs a function, got {type(fn).__name__}")
-        self.fn = fn
+        functools.update_wrapper(self, fn)  # first: what it copies of `fn.__dict__` (a flow's) is replaced below
+        self.fn, self._method = fn, method
         # Prefect's default: the function's name with dashes (`my_flow` is flow 'my-flow')
-        self.name: str = options.flow_name(options.name("flow", name) or str(getattr(fn, "__name__", "flow"))
-                                           .replace("_", "-").replace("<lambda>", "unknown-lambda"))
-        owner = f"flow {self.name!r}"
-        self.task_runner = options.task_runner(owner, task_runner)
-        self.log_prints = options.flag(owner, "log_prints", log_prints)
-        self.flow_run_name = options.text_or_callable(owner, "flow_run_name", flow_run_name)
-        self.timeout_seconds = options.timeout(owner, "timeout_seconds", timeout_seconds)
-        # None: the settings' defaults, read now, as Prefect does (`settings.py`)
-        self.retries = options.whole(owner, "retries", settings.PREFECT_FLOW_DEFAULT_RETRIES.value()
-                                     if retries is None else retries)
-        if retry_delay_seconds is None:
-            retry_delay_seconds = settings.PREFECT_FLOW_DEFAULT_RETRY_DELAY_SECONDS.value()
-        self.retry_delay_seconds = options.seconds(owner, "retry_delay_seconds", retry_delay_seconds) or 0
-        self.state_hooks = hooks.hook_lists(owner, on_completion=on_completion, on_failure=on_failure,
-                                            on_running=on_running, on_crashed=on_crashed,
-                                            on_cancellation=on_cancellation)
-        # for its tasks' results (`caching.py`); as in Prefect, a result_storage turns persistence on
-        self.result_storage = result_storage  # as given: a Path or a `LocalFileSystem`
-        self.storage_path = caching.storage_path(owner, result_storage)  # the directory it names
-        persist_result = options.flag(owner, "persist_result", persist_result)
-        self.result_serializer = result_serializer
-        self.cache_result_in_memory = cache_result_in_memory
-        options.prefect_extras(owner, {"result_serializer": result_serializer,  # Prefect's, without effect here
-                                       "cache_result_in_memory": None if cache_result_in_memory else False})
-        self.persist_result = True if persist_result is None and (
-            self.result_storage is not None or self.result_serializer is not None) else persist_result
-        self.should_validate_parameters = options.strict_flag(owner, "validate_parameters", validate_parameters)
-        self.description: str | None = description or inspect.getdoc(fn)
-        self.version: str | None = version or _source_file_hash(fn)
+        given["name"] = options.name("flow", name) or str(getattr(fn, "__name__", "flow")).replace(
+            "_", "-").replace("<lambda>", "unknown-lambda")
+        given["description"] = description or inspect.getdoc(fn)
+        given["version"] = version or _source_file_hash(fn)
+        self.options = FlowOptions(**given)
         self.last_run: FlowRun | None = None
         self._call = CallSignature("flow", self.name, fn)
         self._signature = self._call.signature
         self._validator = ParameterValidator(fn, self._signature)
         if self.should_validate_parameters:
             self._validator.check_names()
-        functools.update_wrapper(self, fn)
+
+    # Prefect's attributes, each a field of the frozen `options` (assigning one replaces it)
+    name, version, description = Option[str](), Option[str | None](), Option[str | None]()
+    flow_run_name, task_runner, log_prints = Option[Any](), Option[Any](), Option[bool | None]()
+    retries, retry_delay_seconds, timeout_seconds = Option[int](), Option[float](), Option[float | None]()
+    should_validate_parameters = Option[bool]("validate_parameters")
+    persist_result, result_storage, storage_path = Option[bool | None](), Option[Any](), Option[pathlib.Path | None]()
+    result_serializer, cache_result_in_memory = Option[Any](), Option[bool]()
+    state_hooks = Option[dict[str, list[Callable[..., Any]]]]()
 
     def with_options(self, *, name: str | None = None, version: str | None = None, retries: int | None = None,
                      retry_delay_seconds: float | None = None, description: str | None = None,
@@ -95,30 +83,14 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
                      on_completion: Hooks | None = None, on_failure: Hooks | None = None,
                      on_cancellation: Hooks | None = None, on_crashed: Hooks | None = None,
                      on_running: Hooks | None = None) -> Flow[P, R]:
-        """A copy with some options changed, as Prefect's: an option left out (or None) keeps its
-        value; for those Prefect marks `NotSet`, None is a value (`result_storage=None` unsets it)."""
-        def kept(value: Any, current: Any, unset: Any = None) -> Any:
-            return current if value is unset else value
-
-        hooks_now = self.state_hooks
-        made = Flow(
-            self.fn, name=name or self.name, version=version or self.version,
-            retries=kept(retries, self.retries),
-            retry_delay_seconds=kept(retry_delay_seconds, self.retry_delay_seconds),
-            description=description or self.description, flow_run_name=flow_run_name or self.flow_run_name,
-            task_runner=task_runner or self.task_runner, timeout_seconds=kept(timeout_seconds, self.timeout_seconds),
-            validate_parameters=kept(validate_parameters, self.should_validate_parameters),
-            persist_result=kept(persist_result, self.persist_result, NotSet),
-            result_storage=kept(result_storage, self.result_storage, NotSet),
-            result_serializer=kept(result_serializer, self.result_serializer, NotSet),
-            cache_result_in_memory=kept(cache_result_in_memory, self.cache_result_in_memory),
-            log_prints=kept(log_prints, self.log_prints, NotSet),
-            on_completion=on_completion or list(hooks_now["on_completion"]),
-            on_failure=on_failure or list(hooks_now["on_failure"]),
-            on_cancellation=on_cancellation or list(hooks_now["on_cancellation"]),
-            on_crashed=on_crashed or list(hooks_now["on_crashed"]),
-            on_running=on_running or list(hooks_now["on_running"]))
-        made._method, made._instance = self._method, self._instance  # a bound method stays bound
+        """A copy with some options changed, as Prefect's (`FlowOptions.changed`); a bound
+        method stays bound."""
+        given = dict(locals())
+        del given["self"]
+        made = copy.copy(self)
+        made.options, made.last_run = self.options.changed(given), None
+        if made.should_validate_parameters:
+            made._validator.check_names()
         return made
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:

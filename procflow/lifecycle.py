@@ -263,7 +263,7 @@ class Lifecycle:
 
     def _finish(self, entry: Entry, finish: Finish) -> None:
         """The run's state hooks first (on the hook threads); it ends when they have run."""
-        due = hooks_for(entry.task.state_hooks, finish.state) if not entry.hooked else None
+        due = hooks_for(entry.task.options.state_hooks, finish.state) if not entry.hooked else None
         if due:
             entry.hooked = True
             self._effects.append(RunHooks(entry, tuple(due), finish.state, ends=True, ok=finish.ok))

@@ -11,7 +11,14 @@ from __future__ import annotations
 import enum
 from typing import Any, NamedTuple
 
-from .results.store import Persist
+
+class Persist(NamedTuple):
+    """Sent with a run whose result is to be stored: where, under which key, until when."""
+
+    directory: str
+    key: str
+    task: str
+    expires: float | None  # time.time() after which the entry is not served (cache_expiration)
 
 
 class Segment(NamedTuple):

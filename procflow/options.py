@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import sys
 import threading
 import warnings
 from typing import Any
@@ -207,6 +208,15 @@ REFUSED = {
 _warned: set[str] = set()
 
 
+def _user_frame() -> int:
+    """The stack level of the first caller outside procflow: where the decorator was written."""
+    frame: Any = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("procflow."):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def prefect_extras(owner: str, extras: dict[str, Any]) -> dict[str, Any]:
     """The options of `extras` to keep (`description`, `version`); warns once about each one
     without effect; raises for an unknown one or one whose effect procflow lacks."""
@@ -217,7 +227,7 @@ def prefect_extras(owner: str, extras: dict[str, Any]) -> dict[str, Any]:
             if option not in _warned and value is not None:
                 _warned.add(option)
                 warnings.warn(f"{owner}: {option}= has no effect in procflow: {WITHOUT_EFFECT[option]}",
-                              stacklevel=4)
+                              stacklevel=_user_frame())
         elif option not in KEPT and option not in REFUSED:
             raise TypeError(f"{owner}: unknown option {option}=")
     return {option: extras.get(option) for option in KEPT}

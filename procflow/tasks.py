@@ -19,19 +19,20 @@ import inspect
 from typing import Any, Callable, Coroutine, Generic, Iterable, Literal, ParamSpec, TypeVar, overload
 
 
-from . import caching, direct, hooks, mapping, options, settings
+from . import caching, direct, hooks, mapping, options
 from .annotations import unmapped
 from .context import FlowContext, context_or_detached
 from .entries import Entry
 from .futures import FutureList
 from .task_future import TaskFuture
 from .resolve import Found, edges, skeleton, wait_futures
-from .caching import NotSet
+from .caching import NotSet, TaskCaching
 from .utilities.hashing import hash_objects
 from .states import State
 from .shapes import Args, Kwargs, Hooks
 from .signatures import CallSignature
 from .run_names import task_run_name
+from .option_sets import Option, TaskOptions
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,45 +57,28 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
                  on_commit: Hooks | None = None,
                  retry_condition_fn: Callable[..., bool] | None = None,
                  viz_return_value: Any = None, asset_deps: Any = None) -> None:
-        fn, self._method = options.unwrap_method(fn)
+        given = dict(locals())
+        del given["self"], given["fn"]
+        fn, method = options.unwrap_method(fn)
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {type(fn).__name__}")
-        self.fn = fn
-        self.name: str = options.name("task", name) or str(getattr(fn, "__name__", "task"))
-        owner = f"task {self.name!r}"
-        # None: the settings' defaults, read now, as Prefect does (`settings.py`)
-        self.retries = options.whole(owner, "retries", settings.PREFECT_TASK_DEFAULT_RETRIES.value()
-                                     if retries is None else retries)
-        if retry_delay_seconds is None:
-            retry_delay_seconds = settings.PREFECT_TASK_DEFAULT_RETRY_DELAY_SECONDS.value()
-        if callable(retry_delay_seconds):  # Prefect's `exponential_backoff(...)`: called with the retries
-            retry_delay_seconds = retry_delay_seconds(self.retries)
-        self.retry_delay_seconds = options.delays(owner, "retry_delay_seconds", retry_delay_seconds)
-        self.retry_jitter_factor = options.jitter(owner, retry_jitter_factor)
-        self.timeout_seconds = options.timeout(owner, "timeout_seconds", timeout_seconds)
-        self.task_run_name = options.text_or_callable(owner, "task_run_name", task_run_name)
-        self.log_prints = options.flag(owner, "log_prints", log_prints)
-        self.tags = options.tags(owner, tags)
+        functools.update_wrapper(self, fn)  # first: what it copies of `fn.__dict__` (a flow's) is replaced below
+        self.fn, self._method = fn, method
+        given["name"] = options.name("task", name) or str(getattr(fn, "__name__", "task"))
+        given["description"] = description or inspect.getdoc(fn)
+        self.options = TaskOptions.of(**given)
         self.task_key = caching.task_key(fn)
-        self.caching = caching.TaskCaching.of(
-            owner, cache_policy=cache_policy, cache_key_fn=cache_key_fn, persist_result=persist_result,
-            result_storage=result_storage, result_storage_key=result_storage_key, cache_expiration=cache_expiration,
-            refresh_cache=refresh_cache, result_serializer=result_serializer)
-        self.state_hooks = hooks.hook_lists(owner, on_completion=on_completion, on_failure=on_failure,
-                                            on_running=on_running)
-        # Prefect's options procflow keeps as words only, or refuses (options.py)
-        options.prefect_extras(owner, {"result_serializer": result_serializer, "viz_return_value": viz_return_value,
-                                       "cache_result_in_memory": None if cache_result_in_memory else False,
-                                       "on_rollback": on_rollback or None, "on_commit": on_commit or None,
-                                       "asset_deps": asset_deps})
-        self.result_serializer, self.cache_result_in_memory = result_serializer, cache_result_in_memory
-        self.viz_return_value, self.asset_deps = viz_return_value, asset_deps
-        self.retry_condition_fn = options.function(owner, "retry_condition_fn", retry_condition_fn)
-        self.description: str | None = description or inspect.getdoc(fn)
-        self.version: str | None = version
         self._call = CallSignature("task", self.name, fn)
         self._signature = self._call.signature
-        functools.update_wrapper(self, fn)
+
+    # Prefect's attributes, each a field of the frozen `options` (assigning one replaces it)
+    name, description, version, tags = Option[str](), Option[str | None](), Option[str | None](), Option[set[str]]()
+    retries, retry_delay_seconds, retry_jitter_factor = Option[int](), Option[Any](), Option[float | None]()
+    timeout_seconds, task_run_name, log_prints = Option[float | None](), Option[Any](), Option[bool | None]()
+    retry_condition_fn, caching = Option[Callable[..., bool] | None](), Option[TaskCaching]()
+    state_hooks = Option[dict[str, list[Callable[..., Any]]]]()
+    result_serializer, cache_result_in_memory = Option[Any](), Option[bool]()
+    viz_return_value, asset_deps = Option[Any](), Option[Any]()
 
     @functools.cached_property
     def source_code(self) -> str | None:
@@ -116,34 +100,13 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
                      on_running: Hooks | None = None,
                      retry_condition_fn: Callable[..., bool] | None = None,
                      viz_return_value: Any = None, asset_deps: Any = None) -> Task[P, R]:
-        """A copy with some options changed, as Prefect's: an option left out keeps its value;
-        for those Prefect marks `NotSet`, None is a value (`result_storage=None` unsets it)."""
-        def given(value: Any, current: Any) -> Any:
-            return current if value is NotSet else value
-
-        given_options = self.caching_options()
-        made = Task(
-            self.fn, name=name or self.name, description=description or self.description,
-            tags=tags or set(self.tags), version=self.version,
-            cache_policy=given(cache_policy, given_options["cache_policy"]),
-            cache_key_fn=cache_key_fn or self.cache_key_fn, cache_expiration=cache_expiration or self.cache_expiration,
-            task_run_name=given(task_run_name, self.task_run_name), retries=given(retries, self.retries),
-            retry_delay_seconds=given(retry_delay_seconds, self.retry_delay_seconds),
-            retry_jitter_factor=given(retry_jitter_factor, self.retry_jitter_factor),
-            persist_result=given(persist_result, given_options["persist_result"]),
-            result_storage=given(result_storage, self.result_storage),
-            result_serializer=given(result_serializer, self.result_serializer),
-            result_storage_key=given(result_storage_key, self.result_storage_key),
-            cache_result_in_memory=self.cache_result_in_memory if cache_result_in_memory is None
-            else cache_result_in_memory,
-            timeout_seconds=self.timeout_seconds if timeout_seconds is None else timeout_seconds,
-            log_prints=given(log_prints, self.log_prints), refresh_cache=given(refresh_cache, self.refresh_cache),
-            on_completion=on_completion or list(self.state_hooks["on_completion"]),
-            on_failure=on_failure or list(self.state_hooks["on_failure"]),
-            on_running=on_running or list(self.state_hooks["on_running"]),
-            retry_condition_fn=retry_condition_fn or self.retry_condition_fn,
-            viz_return_value=viz_return_value or self.viz_return_value, asset_deps=asset_deps or self.asset_deps)
-        made._method, made._instance = self._method, self._instance  # a bound method stays bound
+        """A copy with some options changed, as Prefect's (`TaskOptions.changed`); a bound
+        method stays bound."""
+        given = dict(locals())
+        del given["self"]
+        made = copy.copy(self)
+        made.options = self.options.changed(given)
+        made.__dict__.pop("source_code", None)
         return made
 
     def __repr__(self) -> str:

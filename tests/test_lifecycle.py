@@ -213,12 +213,13 @@ def test_a_failed_future_of_an_earlier_flow_run_blocks_its_dependents_transitive
 def test_an_engine_error_no_run_can_be_charged_with_fails_the_pending_runs_instead_of_hanging(monkeypatch):
     """Issue 19: an exception in the engine's dispatch (here: the runner's capacity) was logged
     and the flow then waited for ever. Now the runs fail, naming the cause, and the flow ends."""
+    from procflow.runners.threads import ThreadSession
     from procflow.task_runners import ThreadPoolTaskRunner
 
     def broken(self):
         raise RuntimeError("injected capacity failure")
 
-    monkeypatch.setattr(ThreadPoolTaskRunner, "capacity", broken)
+    monkeypatch.setattr(ThreadSession, "capacity", broken)
 
     @task
     def one():

@@ -21,24 +21,16 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator
 
 from .. import settings
+from ..messages import Persist
 from ..runlog import TASK_LOGGER
 from .entries import TEMPORARY, Damaged, Header, StoredResult, no_space, read_header, verify_entry, write_entry
 
 DEFAULT_DIRECTORY = "~/.procflow/storage"
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 _STALE_TEMPORARY_SECONDS = 24 * 3600.0
-
-
-class Persist(NamedTuple):
-    """Sent with a run whose result is to be stored: where, under which key, until when."""
-
-    directory: str
-    key: str
-    task: str
-    expires: float | None  # time.time() after which the entry is not served (cache_expiration)
 
 
 def storage_directory(result_storage: Any = None) -> Path:

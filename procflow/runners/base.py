@@ -7,8 +7,8 @@ the engine gave it, from any thread.
 A runner instance is configuration, shared as users share it (one `@flow(task_runner=...)`
 called from many threads). `start()` returns the flow run's own `Session`, which holds that
 run's state; the engine talks to the session only (issues 15, 17). The process and Dask
-runners' sessions are classes of their own (`ProcessSession`, `DaskSession`); the thread
-runner's is a copy of the runner.
+runners' sessions are classes of their own (`ProcessSession`, `DaskSession`,
+`ThreadSession`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Callable, Protocol
 
 from .. import options
 from ..messages import Outcome
-from ..results.store import Persist
+from ..messages import Persist
 from ..states import LazyResult
 from ..shapes import Args, Kwargs
 from ..skeleton import Input

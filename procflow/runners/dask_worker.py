@@ -20,7 +20,7 @@ from ..messages import Status
 from ..pickling import loads_function
 from ..skeleton import fill
 from ..results import store
-from ..results.store import Persist
+from ..messages import Persist
 from ..shapes import Args, Kwargs
 from ..worker import portable_error
 from .threads import interrupt_thread

@@ -8,7 +8,6 @@ its thread (it fires when the thread next runs Python code).
 
 from __future__ import annotations
 
-import copy
 import ctypes
 import os
 import threading
@@ -26,10 +25,6 @@ from .base import Call, Sink, worker_count
 
 
 TASK_THREAD_PREFIX = "procflow-task"
-
-
-def _nowhere(outcomes: list[Outcome]) -> None:
-    raise RuntimeError("runner used before start()")
 
 
 class RunCancelled(KeyboardInterrupt):
@@ -53,21 +48,25 @@ class ThreadPoolTaskRunner:
 
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = worker_count(max_workers, min(32, (os.cpu_count() or 1) + 4))
-        self._pool: ThreadPoolExecutor | None = None
-        self._sink: Sink = _nowhere
 
-    def start(self, sink: Sink) -> ThreadPoolTaskRunner:
-        session = copy.copy(self)
-        session._begin(sink)
-        return session
+    def start(self, sink: Sink) -> ThreadSession:
+        return ThreadSession(self.max_workers, sink)
 
-    def _begin(self, sink: Sink) -> None:
+
+class ThreadSession:
+    """One flow run's threads: its own pool, its running runs' threads, its count in flight."""
+
+    interrupt_grace = 0.0
+    fuses = False
+
+    def __init__(self, max_workers: int, sink: Sink) -> None:
+        self.max_workers = max_workers
         self._sink = sink
         self._abandon = False
         self._threads: dict[int, int] = {}  # run id -> thread id, while it runs
         self._lock = threading.Lock()
         self._in_flight = 0
-        self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix=TASK_THREAD_PREFIX)
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers, thread_name_prefix=TASK_THREAD_PREFIX)
 
     def busy_workers(self) -> int:
         """Threads inside a run now (for the live view)."""
@@ -79,7 +78,7 @@ class ThreadPoolTaskRunner:
     def submit(self, calls: list[Call]) -> None:
         with self._lock:
             self._in_flight += len(calls)
-        assert self._pool is not None, "runner used before start()"
+        assert self._pool is not None, "session used after shutdown()"
         for call in calls:
             self._pool.submit(self._run, call)
 
