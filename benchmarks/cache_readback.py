@@ -68,7 +68,7 @@ def main() -> None:
         shutil.rmtree(where, ignore_errors=True)
     floor = min(seconds for _, seconds in rows)
     print(f"\n{options.size_mb} MB float64 array; delivery: median of {options.repeats}, writes: once")
-    print(f"| way | ms | x fastest |\n|---|---:|---:|")
+    print("| way | ms | x fastest |\n|---|---:|---:|")
     for name, seconds in rows:
         print(f"| {name} | {seconds * 1000:.1f} | {seconds / floor:.1f} |")
 

@@ -47,7 +47,8 @@ FLOOR = "one process, no engine (lower bound)"  # the work itself, no engine: re
 class Peers:
     """Executors and clusters shared by the measurements, started once."""
 
-    def __init__(self) -> None:
+    def __init__(self, without: frozenset[str] = frozenset()) -> None:
+        """`without`: the peers not to start ("dask", "ray"): a cluster takes seconds to start."""
         self.loky = get_reusable_executor(max_workers=WORKERS, timeout=300)
         self.stdlib = ProcessPoolExecutor(max_workers=WORKERS)
         self.dask_client = None
@@ -55,6 +56,8 @@ class Peers:
         self.procflow_keeping_runner = ProcessPoolTaskRunner(max_workers=WORKERS, keep_segments_between_runs=True)
         self.dask_runner = None
         try:
+            if "dask" in without:
+                raise ImportError("left out")
             from distributed import Client, LocalCluster
 
             self.cluster = LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
@@ -69,7 +72,7 @@ class Peers:
                 self.dask_runner = DaskTaskRunner(address=self.cluster.scheduler_address)
         except ImportError:
             pass
-        self.ray = start_ray(WORKERS)
+        self.ray = None if "ray" in without else start_ray(WORKERS)
 
     def close(self) -> None:
         self.stdlib.shutdown()
@@ -364,6 +367,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="procflow benchmarks")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated workload names")
+    parser.add_argument("--without", default="", help="comma-separated peers to leave out: dask, ray")
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                         help="JSON lines instead of the table (to FILE: appended, and the table too)")
     options = parser.parse_args()
@@ -384,7 +388,7 @@ def main() -> int:
     }
     only = {name.strip() for name in options.only.split(",") if name.strip()}
     console = Console() if sys.stdout.isatty() else Console(width=150)  # a pipe: no wrapping at 80 columns
-    peers = Peers()
+    peers = Peers(frozenset(name.strip() for name in options.without.split(",") if name.strip()))
     rows = []
     try:
         for name, (build, size, target) in workloads.items():

@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--quick", action="store_true", help="smaller workloads, fewer repeats")
     bench_parser.add_argument("--only", default="", metavar="NAMES",
                               help="comma-separated parts of workload names (e.g. chain,fan-out)")
+    bench_parser.add_argument("--without", default="", metavar="PEERS",
+                              help="peers to leave out, comma-separated: dask, ray (each cluster takes seconds "
+                                   "to start)")
     bench_parser.add_argument("--workloads", action="store_true",
                               help="the three real batch workloads against joblib, concurrent.futures and Dask "
                                    "(benchmarks/real_workloads.py; --quick: one round)")
@@ -298,6 +301,10 @@ def bench(options: argparse.Namespace) -> int:
         command = [sys.executable, str(harness)] + (["--quick"] if options.quick else [])
     if options.only:
         command += ["--only", options.only]
+    if options.without:
+        if options.workloads:
+            raise UsageError("procflow bench --workloads runs every peer: --without is for the micro-benchmarks")
+        command += ["--without", options.without]
     if options.json == "-":
         command += ["--json"]
     elif options.json:

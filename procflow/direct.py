@@ -17,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import threading
 import time
 from typing import Any, Callable, Protocol
 
 from . import caching, hooks
 from .context import FlowContext, standalone_context
 from .current import TaskRunInfo, current_flow, current_task_run
-from .execution import Executed, RunTimedOut, aexecute, execute
+from .execution import TIMED_OUT, Executed, RunTimedOut, aexecute, execute
 from .attempts import Finish, PutBack, Retry, RetryPolicy, decide
 from .task_future import TaskFuture
 from .records import TaskRun
@@ -32,7 +31,7 @@ from .resolve import Found, collect, edges, not_ready, substitute, wait_all, wai
 from .run_names import resolved_task_run_name, task_run_name
 from .results import store
 from .runlog import log_retry, task_emitter
-from .runners.threads import interrupt_thread
+from .interrupts import deadline
 from .states import Running, State
 from .shapes import Args, Kwargs
 
@@ -160,15 +159,9 @@ def _attempts(task: DirectTask, context: FlowContext, run: TaskRun, args: Args, 
     """Run here, again after each failure while retries are left."""
     while True:
         info, log_prints, emit = _attempt(task, context, run, args, kwargs)
-        timer = None
-        if task.timeout_seconds is not None:
-            timer = threading.Timer(task.timeout_seconds, interrupt_thread, (threading.get_ident(), RunTimedOut))
-            timer.start()
-        try:
+        limit = task.timeout_seconds
+        with contextlib.nullcontext() if limit is None else deadline(limit, RunTimedOut, TIMED_OUT):
             outcome = execute(info, log_prints, emit)
-        finally:
-            if timer is not None:
-                timer.cancel()
         end = _attempt_end(task, run, outcome)
         if isinstance(end, Finish):
             return end.state

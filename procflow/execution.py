@@ -28,6 +28,9 @@ class RunTimedOut(TimeoutError):
     """Raised inside a task whose run went past its `timeout_seconds`."""
 
 
+TIMED_OUT = "Task run exceeded its timeout_seconds and was interrupted"
+
+
 def execute(run: TaskRunInfo, log_prints: bool, emit: Emit, own_interrupts: bool = False) -> Executed:
     """Run one call here. `own_interrupts`: where Ctrl-C cannot reach (a worker process, a
     Dask worker), a KeyboardInterrupt is the task's own failure."""

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 import threading
-from typing import Any, Iterator
+from typing import Iterator
 
-from .runners.threads import interrupt_thread
+from . import interrupts
 
 
 class FlowTimedOut(TimeoutError):
@@ -20,33 +19,8 @@ def timeout_message(seconds: float | None) -> str:
 
 @contextlib.contextmanager
 def deadline(seconds: float) -> Iterator[threading.Event]:
-    """Raise FlowTimedOut in this thread after `seconds`: by SIGALRM in the main thread (it
-    interrupts a blocking call such as sleep), else at the thread's next bytecode. The event
-    it yields is set when it fires: a FlowTimedOut without it is a nested flow's, raised on."""
-    message = timeout_message(seconds)
+    """Raise FlowTimedOut in this thread after `seconds` (`interrupts.deadline`). The event it
+    yields is set when it fires: a FlowTimedOut without it is a nested flow's, raised on."""
     fired = threading.Event()
-    if threading.current_thread() is threading.main_thread() and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
-        def on_alarm(signum: int, frame: Any) -> None:
-            fired.set()
-            raise FlowTimedOut(message)
-
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            yield fired
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-        return
-
-    def on_timer(thread_id: int) -> None:
-        fired.set()
-        interrupt_thread(thread_id, FlowTimedOut)
-
-    timer = threading.Timer(seconds, on_timer, (threading.get_ident(),))
-    timer.daemon = True
-    timer.start()
-    try:
+    with interrupts.deadline(seconds, FlowTimedOut, timeout_message(seconds), on_fire=fired.set):
         yield fired
-    finally:
-        timer.cancel()

@@ -1,10 +1,16 @@
-"""How `procflow` turns Ctrl-C and SIGTERM into one interruption: a leaf both the entry point
-(`launch.py`) and the commands (`cli.py`) install, so neither imports the other for it."""
+"""How procflow interrupts a thread: Ctrl-C and SIGTERM once, and a deadline in this thread.
+
+A leaf: the entry point (`launch.py`), the commands (`cli.py`), the flow's deadline, direct
+calls and the runners' threads all use it, and none imports another for it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import signal
-from typing import Any
+import threading
+from typing import Any, Callable, Iterator
 
 INTERRUPTED = 130  # what a shell reports for a job ended by SIGINT (128 + 2)
 
@@ -20,3 +26,45 @@ def interrupt_once(signum: int, frame: Any) -> None:
     for ignored in (signal.SIGINT, signal.SIGTERM):
         signal.signal(ignored, signal.SIG_IGN)
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def interrupt_thread(thread_id: int, error: type[BaseException]) -> bool:
+    """Raise `error` in another thread at its next bytecode; False if it is gone."""
+    done = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(error))
+    return bool(done == 1)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, error: type[BaseException], message: str,
+             on_fire: Callable[[], None] | None = None) -> Iterator[None]:
+    """Raise `error` in this thread after `seconds`: by SIGALRM in the main thread, when no
+    other alarm is set (it interrupts a blocking call such as `time.sleep`, as Prefect's
+    timeouts do), else at the thread's next bytecode (a call blocked in C runs on until it
+    returns). `on_fire` is called first, from the thread that fires."""
+    if threading.current_thread() is threading.main_thread() and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+        def on_alarm(signum: int, frame: Any) -> None:
+            if on_fire is not None:
+                on_fire()
+            raise error(message)
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return
+
+    def on_timer(thread_id: int) -> None:
+        if on_fire is not None:
+            on_fire()
+        interrupt_thread(thread_id, error)
+
+    timer = threading.Timer(seconds, on_timer, (threading.get_ident(),))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import cloudpickle
 
 from .current import TaskRunInfo
-from .execution import RunTimedOut, execute, task_traceback
+from .execution import TIMED_OUT, RunTimedOut, execute, task_traceback
 from .messages import Batch, Outcome, SharedArguments, Status, WorkItem
 from .pickling import find_unpicklable, loads_function
 from .results import store as results_store
@@ -249,7 +249,7 @@ def _scoreboard(board_dir: str) -> tuple[mmap.mmap, int]:
 
 def _on_deadline(signum: int, frame: Any) -> None:
     if _deadline_armed:
-        raise RunTimedOut("Task run exceeded its timeout_seconds and was interrupted")
+        raise RunTimedOut(TIMED_OUT)
 
 
 def _arm_deadline(seconds: float) -> None:

@@ -155,15 +155,18 @@ def test_a_flow_run_from_another_thread_times_out_with_the_same_message():
 
 
 def test_a_task_called_directly_times_out_like_a_submitted_one():
+    """In the main thread its deadline is an alarm, as Prefect's: a blocking sleep is cut short."""
     @task(timeout_seconds=0.3)
     def sleepy():
-        time.sleep(5)
+        time.sleep(60)
 
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
     def calls_it():
         return sleepy(return_state=True)
 
+    started = time.monotonic()
     calls_it(return_state=True)
+    assert time.monotonic() - started < 30, "the sleep ran to its end"
     state = calls_it.last_run.task_runs[0].state
     assert state.name == "TimedOut" and state.message == "Task run exceeded timeout of 0.3 second(s)"
     with pytest.raises(TimeoutError, match=r"Task run 'sleepy-0' exceeded timeout_seconds=0.3"):

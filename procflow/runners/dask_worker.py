@@ -23,7 +23,7 @@ from ..results import store
 from ..messages import Persist
 from ..shapes import Args, Kwargs
 from ..worker import portable_error
-from .threads import interrupt_thread
+from ..interrupts import interrupt_thread
 
 
 class Arguments:

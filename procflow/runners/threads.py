@@ -8,12 +8,12 @@ its thread (it fires when the thread next runs Python code).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ..current import TaskRunInfo
+from ..interrupts import interrupt_thread
 from ..messages import Outcome, Status
 from ..skeleton import fill
 from ..artifacts import ARTIFACT
@@ -30,12 +30,6 @@ TASK_THREAD_PREFIX = "procflow-task"
 class RunCancelled(KeyboardInterrupt):
     """Raised in a task's thread by `cancel_running()` (Ctrl-C): a KeyboardInterrupt the task
     raises itself is its own failure instead."""
-
-
-def interrupt_thread(thread_id: int, error: type[BaseException]) -> bool:
-    """Raise `error` in another thread at its next bytecode; False if it is gone."""
-    done = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(error))
-    return bool(done == 1)
 
 
 class ThreadPoolTaskRunner:
