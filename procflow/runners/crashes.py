@@ -1,6 +1,6 @@
 """Which run a dead worker was running, and how to say why it died.
 
-Each worker keeps a tiny scoreboard file (`worker.BOARD_FORMAT`: run id, start time)
+Each worker keeps a tiny scoreboard file (`worker_process.BOARD_FORMAT`: run id, start time)
 in the parent's private directory (`directory.WorkerBoards`).
 When loky reports a broken pool it fails the pending futures *before* it kills the
 surviving workers (loky `_ExecutorManagerThread.terminate_broken`), so at that moment

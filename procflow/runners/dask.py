@@ -38,7 +38,7 @@ from distributed import Client, LocalCluster
 from ..messages import Outcome, Status
 from ..pickling import dumps_function
 from ..states import LazyResult
-from ..worker import decode_error
+from ..portable_errors import decode_error
 from .base import Call, Sink
 from ..skeleton import Input, Slot
 from .dask_worker import Arguments, run_on_dask

@@ -22,7 +22,7 @@ from ..skeleton import fill
 from ..results import store
 from ..messages import Persist
 from ..shapes import Args, Kwargs
-from ..worker import portable_error
+from ..portable_errors import portable_error
 from ..interrupts import interrupt_thread
 
 

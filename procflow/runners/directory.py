@@ -3,7 +3,7 @@
 It is `ownership.Owner.directory` (`mkdtemp`, 0700, random; issue 15), shared by every
 flow run of the process, as the worker pool is. In it, per worker pid:
 
-- `<pid>`: the worker's scoreboard (`worker.BOARD_FORMAT`: the run it executes, since when);
+- `<pid>`: the worker's scoreboard (`worker_process.BOARD_FORMAT`: the run it executes, since when);
 - `made-<pid>`: the segments the worker created in the batch it is running, each named
   before it exists and the list emptied before the batch's outcomes go back. A worker
   that dies mid-batch leaves exactly its unreported segments there, for `orphans()`.
@@ -25,7 +25,7 @@ from typing import Any, Callable
 from ..ownership import Owner, create_file
 from ..pickling import dumps_function
 from ..shm import unlink
-from ..worker import BOARD_FORMAT, BOARD_SIZE, MADE_PREFIX
+from ..worker_process import BOARD_FORMAT, BOARD_SIZE, MADE_PREFIX
 
 
 class WorkerBoards:

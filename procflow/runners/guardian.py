@@ -1,6 +1,6 @@
 """A small watcher process that ends our workers when this process dies without stopping them.
 
-A worker notices its parent's death from a thread (`worker._housekeeping`), but a thread
+A worker notices its parent's death from a thread (`worker_process._housekeeping`), but a thread
 needs the GIL: a task in C code that holds it (a backtracking regex, many extensions)
 would keep the worker spinning for ever. `PR_SET_PDEATHSIG` is no cure: it fires when the
 *thread* that forked the worker ends, and loky forks from whichever thread submits.
@@ -9,7 +9,7 @@ So the first pool of a process starts one guardian (`python -c`, standard librar
 ~10 MB). It reads a pipe from us: each line is our private directory, whose scoreboards
 (`<pid>` files) name the workers that ran something. End of file without `stop` means we
 died (SIGKILL, the OOM killer, an unhandled signal): it SIGKILLs each worker's process
-group (a worker leads its own, `worker.start_worker`, so what its task started goes too),
+group (a worker leads its own, `worker_process.start`, so what its task started goes too),
 then removes our loky semaphores if our resource tracker died with us, and sweeps our
 segments, as the next start would. It has a session of its own and ignores SIGINT, SIGTERM
 and SIGHUP, which a terminal or `kill -- -PGID` sends to the whole job: it must outlive us.

@@ -34,7 +34,8 @@ from ..pickling import OutOfBand, dumps_function
 from ..runlog import FLOW_LOGGER
 from ..shm import WARM_BYTES, ResultRef, SegmentWriter
 from ..states import LazyResult
-from ..worker import decode_error, run_batch, start_worker
+from ..portable_errors import decode_error
+from ..worker import run_batch, start_worker
 from .arguments import pickle_call
 from .base import Call, Sink, worker_count
 from .batching import batch_size, group_calls
