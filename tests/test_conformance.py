@@ -1046,7 +1046,7 @@ def test_retry_jitter_spreads_each_delay_within_its_factor_and_bad_retry_options
     ("worker_env", {"A": 1}, TypeError, "ProcessPoolTaskRunner: worker_env must map strings to strings, got 'A': 1"),
     ("initializer", 5, TypeError, "ProcessPoolTaskRunner: initializer must be a function, got int"),
     ("keep_segments_between_runs", "no", TypeError,
-     "ProcessPoolTaskRunner: keep_segments_between_runs must be True or False, got 'no'"),
+     "ProcessPoolTaskRunner: keep_segments_between_runs must be True, False or a number of seconds above 0"),
     ("initargs", [1], TypeError, "ProcessPoolTaskRunner: initargs must be a tuple, got list"),
 ])
 def test_a_bad_runner_option_is_refused_when_the_runner_is_made(option, value, error, words):

@@ -20,6 +20,7 @@ from procflow.pickling import OutOfBand
 from procflow.runners.segments import ArgumentSegments
 from procflow.messages import Segment
 from procflow.shm import PREFIX, SHM_DIR, ResultRef, SegmentWriter, WarmMappings, shm_free_bytes, unlink
+from procflow.shm_pool import SegmentPool
 from procflow.shm_read import SharedResultGone
 from procflow.ownership import current_token, owned_segments, owner
 from procflow.task_runners import ProcessPoolTaskRunner
@@ -525,6 +526,36 @@ def test_a_runner_can_keep_freed_segments_for_the_next_flow_run():
     finally:
         ProcessPoolTaskRunner.release_segments()
     assert not owned_segments(current_token())
+
+
+def test_kept_segments_go_once_no_flow_run_used_them_for_the_idle_time():
+    """SPEC §3: a warm pool is released after it idles; a flow run meanwhile calls that off."""
+    keeping = ProcessPoolTaskRunner(max_workers=2, keep_segments_between_runs=3)
+
+    @flow(task_runner=keeping)
+    def body(value):
+        array = make_full_array.submit(value)
+        total = consume_sum.submit(array)
+        return total.result(), array.state.data.segment.name
+
+    try:
+        _, first_name = body(1)
+        time.sleep(2)
+        _, second_name = body(2)  # the first run's idle release (due 1 s from now) is called off
+        second_end = time.monotonic()
+        assert second_name == first_name
+        time.sleep(1.5)
+        assert owned_segments(current_token()) == [first_name], "released while a flow run had just used it"
+        while owned_segments(current_token()):
+            assert time.monotonic() - second_end < 20, "kept segments outlived their idle time"
+            time.sleep(0.1)
+    finally:
+        ProcessPoolTaskRunner.release_segments()
+
+
+def test_the_pool_of_freed_segments_is_bounded_by_a_share_of_dev_shm():
+    stats = os.statvfs(SHM_DIR)
+    assert SegmentPool().max_bytes <= min(2 << 30, stats.f_blocks * stats.f_frsize // 4)
 
 
 def test_kept_segments_go_when_the_process_exits(tmp_path):

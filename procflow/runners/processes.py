@@ -80,6 +80,19 @@ def shared_pool(max_workers: int, env: dict[str, str], initializer: Callable[...
         return executor
 
 
+KEPT_SEGMENTS_SECONDS = 5.0  # SPEC §3: a warm pool is released after it idles, in seconds
+
+
+def _kept_seconds(owner: str, value: Any) -> float | None:
+    """`keep_segments_between_runs`: False (None: not kept), True (5 s), or seconds above 0."""
+    if isinstance(value, bool):
+        return KEPT_SEGMENTS_SECONDS if value else None
+    if isinstance(value, (int, float)) and 0 < value < float("inf"):
+        return float(value)
+    raise TypeError(f"{owner}: keep_segments_between_runs must be True, False or a number of seconds above 0 "
+                    f"(how long freed segments are kept once no flow run uses them), got {value!r}")
+
+
 def default_workers() -> int:
     """`PROCFLOW_MAX_WORKERS`, else the number of physical cores."""
     override = os.environ.get("PROCFLOW_MAX_WORKERS")
@@ -96,7 +109,8 @@ class ProcessPoolTaskRunner:
     `keep_segments_between_runs=True` keeps the bounded pool of freed shared-memory
     segments when a flow run ends, for the next flow run in this process: a flow called
     again and again with large results then writes them at memory speed instead of into
-    fresh pages. Kept segments hold no values; they are unlinked at exit, by
+    fresh pages. Kept segments hold no values; they are unlinked once no flow run has used
+    them for 5 seconds (a number instead of True: that many seconds), at exit, by
     `release_segments()`, or when a flow run on a runner that does not keep them ends.
     """
 
@@ -106,7 +120,7 @@ class ProcessPoolTaskRunner:
     def __init__(self, max_workers: int | None = None, shm_threshold_bytes: int = 1 << 20,
                  max_tasks_per_worker: int | None = None, worker_env: dict[str, str] | None = None,
                  initializer: Callable[..., Any] | None = None, initargs: Args = (),
-                 keep_segments_between_runs: bool = False) -> None:
+                 keep_segments_between_runs: bool | float = False) -> None:
         owner = "ProcessPoolTaskRunner"
         self.max_workers = worker_count(max_workers, default_workers())
         limit = max(64, 16 * (os.cpu_count() or 1))
@@ -121,8 +135,8 @@ class ProcessPoolTaskRunner:
         if not isinstance(initargs, tuple):
             raise TypeError(f"{owner}: initargs must be a tuple, got {type(initargs).__name__}")
         self.initargs = initargs
-        self.keep_segments_between_runs = options.strict_flag(owner, "keep_segments_between_runs",
-                                                              keep_segments_between_runs)
+        self.keep_segments_between_runs = keep_segments_between_runs
+        self.kept_segments_seconds = _kept_seconds(owner, keep_segments_between_runs)
 
     def start(self, sink: Sink) -> ProcessSession:
         """A flow run's own session on the shared pool (one runner instance may serve several
@@ -151,7 +165,7 @@ class ProcessSession:
         self.shm_threshold_bytes = runner.shm_threshold_bytes
         self.max_tasks_per_worker = runner.max_tasks_per_worker
         self.worker_env, self.initializer, self.initargs = runner.worker_env, runner.initializer, runner.initargs
-        self.keep_segments_between_runs = runner.keep_segments_between_runs
+        self.kept_segments_seconds = runner.kept_segments_seconds
         ownership.sweep()  # what dead owners left: every start, as SPEC §3 says (one listdir)
         me = ownership.owner()
         self._sink = sink
@@ -165,7 +179,7 @@ class ProcessSession:
         self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple[Any, ...], Any]] = {}
         self._batch_ids = itertools.count()
         self._seconds_per_run: float | None = None
-        self._segments = SegmentLedger(self.keep_segments_between_runs)
+        self._segments = SegmentLedger(self.kept_segments_seconds)
         self._arguments = ArgumentSegments(SegmentWriter(self._owner))
         self._recycle = False
         self._crashes = CrashLedger(self._boards, self._watch)

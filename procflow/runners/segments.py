@@ -27,8 +27,10 @@ _RESULT_SIZES: dict[str, int] = {}  # function key -> segment size of its last l
 class SegmentLedger:
     """The segments of one flow run on the process runner."""
 
-    def __init__(self, keep_between_runs: bool) -> None:
-        self._keep_between_runs = keep_between_runs
+    def __init__(self, keep_seconds: float | None) -> None:
+        self._keep_seconds = keep_seconds  # how long the freed segments outlive the last flow run
+        self._open = True
+        SEGMENT_POOL.open()
 
     def lend(self, items: Iterable[WorkItem]) -> tuple[tuple[Segment, ...], tuple[int, ...]]:
         """For a batch's runs whose function made a large result before: pooled segments,
@@ -74,9 +76,11 @@ class SegmentLedger:
             SEGMENT_POOL.give_back(result.segment)
 
     def close(self) -> None:
-        """End of the flow run: empty the pool, unless kept for the next one."""
-        if not self._keep_between_runs:
-            SEGMENT_POOL.clear()
+        """End of the flow run: the pool is emptied when no flow run uses it, at once or after
+        the idle time of a runner that keeps segments between runs."""
+        if self._open:
+            self._open = False
+            SEGMENT_POOL.close(self._keep_seconds)
 
 
 _Key = tuple[tuple[str, int], int]  # (("map", its group) or ("run", its id), id of the buffer's owner)
