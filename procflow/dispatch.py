@@ -16,6 +16,7 @@ from . import caching
 from .entries import Entry
 from .lifecycle import Effect, Lifecycle, RunHooks
 from .run_names import resolved_task_run_name
+from .messages import RunIdentity
 from .runners.base import Call, Session
 from .states import Crashed, Failed, Running, State
 
@@ -111,11 +112,10 @@ class Dispatcher:
         if timeout is not None:
             self.lifecycle.timers.push(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)
         log_prints = chosen.log_prints if chosen.log_prints is not None else entry.tracker.log_prints
-        return Call(run.id, run.name, task.name, task.fn, entry.args, entry.kwargs,
-                    entry.inputs(), timeout, log_prints, map_group=run.map_group,
-                    flow_run_name=run.flow_run_name, attempt=run.attempts,
-                    flow_attempt=entry.tracker.flow_run.run_count, tags=tuple(sorted(run.tags)),
-                    persist=entry.cache_plan.persist if entry.cache_plan is not None else None)
+        who = RunIdentity(run.id, run.name, task.name, run.flow_run_name, run.attempts,
+                          entry.tracker.flow_run.run_count, tuple(sorted(run.tags)))
+        return Call(who, task.fn, entry.args, entry.kwargs, entry.inputs(), timeout, log_prints,
+                    map_group=run.map_group, persist=entry.cache_plan.persist if entry.cache_plan is not None else None)
 
     def _cached(self, entry: Entry) -> bool:
         """A completed run with its cache key is there: this run ends with its result, not run."""

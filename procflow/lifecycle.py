@@ -136,8 +136,7 @@ class Lifecycle:
                     else:
                         self._effects.append(Watch(future))
                 pairs.append((upstream.id, not allowed))
-            for blocked, blocked_by in self.scheduler.add(run.id, pairs):
-                self._block(blocked, blocked_by)
+            self._block_all(self.scheduler.add(run.id, pairs))
         return self._take()
 
     def outcome(self, outcome: Outcome, now: float) -> list[Effect]:
@@ -170,8 +169,7 @@ class Lifecycle:
 
     def upstream_ended(self, run_id: int, ok: bool) -> list[Effect]:
         """An upstream of another flow run, watched since a run here took its future, ended."""
-        for blocked, blocked_by in self.scheduler.finished_elsewhere(run_id, ok):
-            self._block(blocked, blocked_by)
+        self._block_all(self.scheduler.finished_elsewhere(run_id, ok))
         return self._take()
 
     def finish(self, entry: Entry, state: State) -> list[Effect]:
@@ -209,8 +207,7 @@ class Lifecycle:
             entry = self.entries.pop(run_id, None)
             if entry is not None:
                 self._publish(entry.run, state, entry.tracker)
-        for run_id, blocked_by in blocked:
-            self._block(run_id, blocked_by)
+        self._block_all(blocked)
         if not only_this_flow:
             for timer in self.timers.clear():
                 if timer.kind == "retry":  # issue 19: it stayed AwaitingRetry for ever, its future unset
@@ -224,9 +221,7 @@ class Lifecycle:
         for entry in list(self.entries.values()):
             if entry.hooked or entry.run.id not in self.entries:
                 continue
-            failure = RuntimeError(f"procflow's engine failed while task run '{entry.run.name}' was pending: "
-                                   f"{type(error).__name__}: {error}")
-            failure.__cause__ = error
+            failure = _engine_error(f"procflow's engine failed while task run '{entry.run.name}' was pending", error)
             try:
                 if self.scheduler.is_running(entry.run.id):
                     self._finish(entry, Finish(Failed(failure)))
@@ -242,9 +237,7 @@ class Lifecycle:
         the failed transition said before it failed stands (a run it ended is published)."""
         entry = self.entries.get(run_id)
         if entry is not None:
-            failure = RuntimeError(f"procflow could not record the outcome of task run '{entry.run.name}': "
-                                   f"{type(error).__name__}: {error}")
-            failure.__cause__ = error
+            failure = _engine_error(f"procflow could not record the outcome of task run '{entry.run.name}'", error)
             self._finish(entry, Finish(Failed(failure)))
         return self._take()
 
@@ -274,8 +267,7 @@ class Lifecycle:
         run = entry.run
         del self.entries[run.id]
         self._publish(run, state, entry.tracker)
-        for blocked, blocked_by in self.scheduler.finish(run.id, ok):
-            self._block(blocked, blocked_by)
+        self._block_all(self.scheduler.finish(run.id, ok))
 
     def _block(self, run_id: int, upstream_id: int) -> None:
         entry = self.entries.pop(run_id, None)
@@ -285,6 +277,11 @@ class Lifecycle:
         upstream_state = self._unpublished.get(upstream_id, upstream.state)
         error = upstream_state.data if isinstance(upstream_state.data, BaseException) else None
         self._publish(entry.run, NotReady(upstream.name, error), entry.tracker)
+
+    def _block_all(self, blocked: list[tuple[int, int]]) -> None:
+        """Each (run, upstream that did not complete) the scheduler says a step blocked."""
+        for run_id, upstream_id in blocked:
+            self._block(run_id, upstream_id)
 
     def _put_back(self, entry: Entry) -> None:
         """A run that did not run: ready again, or waiting on (or blocked by) its fused upstream."""
@@ -297,8 +294,7 @@ class Lifecycle:
             self.scheduler.requeue(run_id)
         else:
             self._block(run_id, after)
-            for blocked, by in self.scheduler.finish(run_id, False):
-                self._block(blocked, by)
+            self._block_all(self.scheduler.finish(run_id, False))
 
     def _cancel_retry(self, run_id: int, attempt: int) -> None:
         entry = self.entries.get(run_id)
@@ -310,6 +306,11 @@ class Lifecycle:
         """End a run that is not running (waiting, ready, or waiting out a retry delay)."""
         del self.entries[entry.run.id]
         self._publish(entry.run, state, entry.tracker)
-        _, blocked = self.scheduler.cancel([entry.run.id])
-        for blocked_id, blocked_by in blocked:
-            self._block(blocked_id, blocked_by)
+        self._block_all(self.scheduler.cancel([entry.run.id])[1])
+
+
+def _engine_error(what: str, error: Exception) -> RuntimeError:
+    """procflow's own failure, as the runs it ends see it: what failed, then the cause."""
+    failure = RuntimeError(f"{what}: {type(error).__name__}: {error}")
+    failure.__cause__ = error
+    return failure

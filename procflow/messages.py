@@ -46,19 +46,34 @@ class Status(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
-class WorkItem(NamedTuple):
+class RunIdentity(NamedTuple):
+    """Who a run is: what its messages name it by, and what `procflow.runtime` reports inside it.
+    One shape for every runner (a call, a worker's item, a Dask task's argument)."""
+
     run_id: int
     run_name: str
     task_name: str
+    flow_run_name: str = ""  # (one string object for a flow's runs: pickled once)
+    attempt: int = 1  # of this run, and of its flow run: `procflow.runtime`'s run_count
+    flow_attempt: int = 1
+    tags: tuple[str, ...] = ()
+
+
+class WorkItem(NamedTuple):
+    who: RunIdentity
     fn_key: str
     timeout: float | None
     log_prints: bool
     after: int = 0  # fused: run only if this run of the same batch completed (0: no condition)
-    flow_run_name: str = ""  # for procflow.runtime.flow_run (one string object for a flow's runs: pickled once)
-    attempt: int = 1  # of this run, and of its flow run: `procflow.runtime`'s run_count
-    flow_attempt: int = 1
-    tags: tuple[str, ...] = ()  # for procflow.runtime.task_run.tags
     persist: Persist | None = None  # store the result there (`results/store.py`), instead of shared memory
+
+    @property
+    def run_id(self) -> int:
+        return self.who.run_id
+
+    @property
+    def run_name(self) -> str:
+        return self.who.run_name
 
 
 class Batch(NamedTuple):

@@ -108,8 +108,7 @@ class Worker:
         began = time.time()
         limit = item.timeout
         with contextlib.nullcontext() if limit is None else deadline(max(limit, 1e-3), RunTimedOut, TIMED_OUT):
-            run = TaskRunInfo(item.run_id, item.run_name, item.task_name, item.flow_run_name, fn, args, kwargs,
-                              item.attempt, item.flow_attempt, item.tags)
+            run = TaskRunInfo.of(item.who, fn, args, kwargs)
             status, value, failure, start, end = execute(run, item.log_prints, emit, own_interrupts=True)
             del run
         del args, kwargs

@@ -1,11 +1,12 @@
 """Grouping runs into messages for the process pool: a pure function."""
 
+from procflow.messages import RunIdentity
 from procflow.runners.base import Call
 from procflow.runners.batching import MAX_BATCH, batch_size, group_calls
 
 
 def call(run_id, after=0, timeout=None):
-    return Call(run_id, f"t-{run_id}", "t", len, (), {}, (), timeout, False, after)
+    return Call(RunIdentity(run_id, f"t-{run_id}", "t"), len, (), {}, (), timeout, False, after)
 
 
 def ids(groups):

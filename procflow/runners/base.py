@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from .. import options
-from ..messages import Outcome
-from ..messages import Persist
+from ..messages import Outcome, Persist, RunIdentity
 from ..states import LazyResult
 from ..shapes import Args, Kwargs
 from ..skeleton import Input
@@ -35,9 +34,7 @@ def worker_count(requested: int | None, default: int) -> int:
 
 @dataclass(slots=True)
 class Call:
-    run_id: int
-    run_name: str
-    task_name: str
+    who: RunIdentity
     fn: Callable[..., Any]
     args: Args
     kwargs: Kwargs
@@ -46,11 +43,15 @@ class Call:
     log_prints: bool
     after: int = 0  # fused behind this run of the same batch (runners with `fuses`)
     map_group: int | None = None  # children of one `.map()` share what the flow passed them
-    flow_run_name: str = ""
-    attempt: int = 1  # of this run, and of its flow run: `procflow.runtime`'s run_count
-    flow_attempt: int = 1
-    tags: tuple[str, ...] = ()
     persist: Persist | None = None  # store the result there too (`results/store.py`)
+
+    @property
+    def run_id(self) -> int:
+        return self.who.run_id
+
+    @property
+    def run_name(self) -> str:
+        return self.who.run_name
 
 
 class Session(Protocol):

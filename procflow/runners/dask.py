@@ -186,10 +186,8 @@ class DaskSession:
             if function is None:
                 function = self._functions[call.fn] = dumps_function(call.fn)
             future = self._client.submit(
-                run_on_dask, function, self._topic,
-                (call.run_id, call.run_name, call.task_name, call.flow_run_name, call.attempt, call.flow_attempt,
-                 call.tags),
-                call.log_prints, call.timeout, Arguments(args, kwargs), upstream, call.persist,
+                run_on_dask, function, self._topic, call.who, call.log_prints, call.timeout, Arguments(args, kwargs),
+                upstream, call.persist,
                 key=f"{call.run_name}-{uuid.uuid4().hex[:8]}", pure=False)
             with self._lock:
                 self._running[call.run_id] = future

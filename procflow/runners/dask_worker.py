@@ -8,22 +8,21 @@ Dask future's result, and reports the outcome as a small event on the runner's t
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
 from typing import Any
 
 from distributed import get_worker
 
 from ..current import TaskRunInfo
-from ..execution import RunTimedOut, execute, task_traceback
-from ..messages import Status
+from ..execution import TIMED_OUT, RunTimedOut, execute, task_traceback
+from ..messages import Persist, RunIdentity, Status
 from ..pickling import loads_function
 from ..skeleton import fill
 from ..results import store
-from ..messages import Persist
 from ..shapes import Args, Kwargs
 from ..portable_errors import portable_error
-from ..interrupts import interrupt_thread
+from ..interrupts import deadline
 
 
 class Arguments:
@@ -40,29 +39,20 @@ class Arguments:
         return (Arguments, (self.args, self.kwargs))
 
 
-def run_on_dask(function: bytes, topic: str, names: tuple[int, str, str, str, int, int, tuple[Any, ...]],
-                log_prints: bool, timeout: float | None, arguments: Arguments, upstream: list[Any],
-                persist: Persist | None = None) -> Any:
-    """On a Dask worker: run, report the outcome as an event, keep the value here.
-    `names`: the run's id and name, its task's name, its flow run's name, and the attempts of both."""
+def run_on_dask(function: bytes, topic: str, who: RunIdentity, log_prints: bool, timeout: float | None,
+                arguments: Arguments, upstream: list[Any], persist: Persist | None = None) -> Any:
+    """On a Dask worker: run, report the outcome as an event, keep the value here."""
     fn = loads_function(function)
     args, kwargs = arguments.args, arguments.kwargs
-    run_id = names[0]
+    run_id = who.run_id
     if upstream:
         args, kwargs = fill(args, upstream), fill(kwargs, upstream)
     logs: list[tuple[int, str]] = []
-    timer = None
-    if timeout is not None:
-        timer = threading.Timer(timeout, interrupt_thread, (threading.get_ident(), RunTimedOut))
-        timer.start()
-    try:
-        status, value, error, start, end = execute(TaskRunInfo(*names[:4], fn, args, kwargs, *names[4:]), log_prints,
+    with contextlib.nullcontext() if timeout is None else deadline(timeout, RunTimedOut, TIMED_OUT):
+        status, value, error, start, end = execute(TaskRunInfo.of(who, fn, args, kwargs), log_prints,
                                                    lambda level, text: logs.append((level, text)), own_interrupts=True)
-    finally:
-        if timer is not None:
-            timer.cancel()
     if persist is not None and status is Status.COMPLETED:  # the store must be a path this worker shares
-        store.write(persist, value, end - start, names[1], lambda text: logs.append((logging.WARNING, text)))
+        store.write(persist, value, end - start, who.run_name, lambda text: logs.append((logging.WARNING, text)))
     text = task_traceback(error) if error else ""
     worker = get_worker()
     worker.log_event(topic, {

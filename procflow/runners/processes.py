@@ -259,9 +259,7 @@ class ProcessSession:
                 failures.append(Outcome(call.run_id, Status.FAILED, error=error.with_traceback(None)))
                 continue
             ahead.add(call.run_id)
-            items.append(WorkItem(call.run_id, call.run_name, call.task_name, key, call.timeout, call.log_prints,
-                                  call.after, call.flow_run_name, call.attempt, call.flow_attempt, call.tags,
-                                  call.persist))
+            items.append(WorkItem(call.who, key, call.timeout, call.log_prints, call.after, call.persist))
         if failures:
             self._arguments.finished(outcome.run_id for outcome in failures)
             self._sink(failures)
@@ -298,7 +296,7 @@ class ProcessSession:
         return pickle_call(call, in_batch, None)
 
     def _function_key(self, call: Call) -> str:
-        return _FUNCTION_FILES.key(call.fn, call.task_name, self._dir)
+        return _FUNCTION_FILES.key(call.fn, call.who.task_name, self._dir)
 
     # -- completion (loky's thread) ------------------------------------------------
 

@@ -110,8 +110,7 @@ class ThreadSession:
                 args, kwargs = call.args, call.kwargs
         except Exception as unloadable:  # noqa: BLE001 - an upstream's stored result failed to load
             return Outcome(call.run_id, Status.FAILED, error=unloadable, worker=threading.current_thread().name)
-        run = TaskRunInfo(call.run_id, call.run_name, call.task_name, call.flow_run_name, call.fn, args, kwargs,
-                          call.attempt, call.flow_attempt, call.tags)
+        run = TaskRunInfo.of(call.who, call.fn, args, kwargs)
         status, value, error, start, end = execute(run, call.log_prints, emit)
         if call.persist is not None and status is Status.COMPLETED:
             store.write(call.persist, value, end - start, call.run_name)
