@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from .console import ConsoleObserver, configure_logging, default_observer
 from .current import FlowRunContext, TaskRunContext, current_flow, current_task_run
@@ -23,7 +23,7 @@ from .engine import Engine
 from .entries import Entry, Tracker
 from .events import Observer
 from .task_future import TaskFuture
-from .records import EdgeKind, FlowRun, TaskRun
+from .records import NO_TAGS, EdgeKind, FlowRun, TaskRun
 from .runners.base import Runner
 from .runners.processes import ProcessPoolTaskRunner
 from .runners.threads import ThreadPoolTaskRunner
@@ -69,11 +69,13 @@ class FlowContext:
             counter = self.name_counts[task_name] = itertools.count()
         return f"{task_name}-{next(counter)}"
 
-    def new_record(self, task: Any, name: str, upstream: list[tuple[int, EdgeKind]], map_group: int | None) -> TaskRun:
+    def new_record(self, task: Any, name: str, upstream: Sequence[tuple[int, EdgeKind]],
+                   map_group: int | None) -> TaskRun:
         extra = _tags.get()
         run = TaskRun(self.engine.next_run_id(), name, task.name, self.flow_run.name, upstream=upstream,
                       created_time=time.time(), map_group=map_group,
-                      tags=frozenset(task.tags | extra if extra else task.tags), flow_run_id=self.flow_run.id)
+                      tags=frozenset(task.tags | extra if extra else task.tags) if task.tags or extra else NO_TAGS,
+                      flow_run_id=self.flow_run.id)
         self.flow_run.task_runs.append(run)
         return run
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .caching import Memory, Plan
 from .task_future import TaskFuture
@@ -34,6 +34,9 @@ class Tracker:
     spiller: Spiller | None = None  # made when its first result lands in shared memory (`spill.py`)
 
 
+NO_UPSTREAM: tuple[tuple[TaskFuture[Any], bool], ...] = ()  # shared: no empty list per run for the collector
+
+
 @dataclass(slots=True, eq=False)
 class Entry:
     """A run the engine still has to finish: what to call, and what it waits for."""
@@ -42,7 +45,7 @@ class Entry:
     task: Any  # tasks.Task (imported above us)
     args: Args
     kwargs: Kwargs
-    upstream: list[tuple[TaskFuture[Any], bool]]  # (future, its failure is allowed): the slots', then wait_for's
+    upstream: Sequence[tuple[TaskFuture[Any], bool]]  # (future, its failure is allowed): the slots', then wait_for's
     slots: int  # how many of `upstream` fill the argument skeleton's slots (`skeleton.py`)
     tracker: Tracker
     future: weakref.ref[TaskFuture[Any]] | None = None

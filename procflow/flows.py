@@ -14,7 +14,8 @@ from typing import Any, Callable, Generic, ParamSpec, TypeVar, overload
 from . import flow_runs, hooks, options
 from .caching import NotSet
 from .flow_deadline import FlowTimedOut
-from .flow_runs import final_state, last_flow_run, second_interrupt_exits_at_once, set_last_flow_run
+from .flow_runs import last_flow_run, second_interrupt_exits_at_once, set_last_flow_run
+from .flow_states import final_state
 from .parameters import ParameterValidator
 from .records import FlowRun
 from .runlog import flow_emitter

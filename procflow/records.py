@@ -10,7 +10,7 @@ import dataclasses
 import types
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 from .graph import FlowRunGraph, write_timeline_html
 from .report import write_report
@@ -33,6 +33,9 @@ def _construct(cls: type, required: tuple[str, ...], fields: dict[str, Any]) -> 
     return types.SimpleNamespace(**{name: getattr(record, name) for name in known}, **extras)
 
 
+NO_TAGS: frozenset[str] = frozenset()  # shared by the runs without tags: no empty frozenset per run
+
+
 @dataclass(slots=True, eq=False)
 class TaskRun:
     id: int
@@ -40,7 +43,7 @@ class TaskRun:
     task_name: str
     flow_run_name: str
     state: State = field(default_factory=Pending)
-    upstream: list[tuple[int, EdgeKind]] = field(default_factory=list)
+    upstream: Sequence[tuple[int, EdgeKind]] = ()
     worker: int | str | None = None
     attempts: int = 0
     created_time: float = 0.0
@@ -49,7 +52,7 @@ class TaskRun:
     end_time: float | None = None
     transfer_seconds: float = 0.0
     map_group: int | None = None
-    tags: frozenset[str] = frozenset()  # its task's, and those of `with procflow.tags(...)` around it
+    tags: frozenset[str] = NO_TAGS  # its task's, and those of `with procflow.tags(...)` around it
     flow_run_id: str | None = None  # Prefect's field: the id of its flow run (one shared string)
     cached_seconds: float = 0.0  # served from the cache: the run time of the run that made the entry
     result_bytes: int = 0  # its result as stored (pickle and out-of-band buffers), when known

@@ -14,7 +14,7 @@ parent needs the values (a direct call, a run name, a cache key).
 from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .annotations import allow_failure, quote, unmapped
 from .task_future import TaskFuture
@@ -132,8 +132,12 @@ def wait_futures(wait_for: Any) -> Found:
     return found
 
 
-def edges(found: Found, waits: Found) -> list[tuple[int, EdgeKind]]:
-    """A run's upstream edges for its record and the graph: its arguments' futures, then wait_for's (once each)."""
+def edges(found: Found, waits: Found) -> Sequence[tuple[int, EdgeKind]]:
+    """A run's upstream edges for its record and the graph: its arguments' futures, then wait_for's
+    (once each). No edges: one shared empty tuple (a 100 000-run map keeps no empty list per run
+    for the collector to scan)."""
+    if not found and not waits:
+        return ()
     seen: dict[tuple[int, EdgeKind], None] = {}
     for future, _ in found:
         seen[(future.task_run.id, "data")] = None

@@ -22,7 +22,7 @@ from typing import Any, Callable, Coroutine, Generic, Iterable, Literal, ParamSp
 from . import caching, direct, hooks, mapping, options
 from .annotations import unmapped
 from .context import FlowContext, context_or_detached
-from .entries import Entry
+from .entries import NO_UPSTREAM, Entry
 from .futures import FutureList
 from .task_future import TaskFuture
 from .resolve import Found, edges, skeleton, wait_futures
@@ -207,7 +207,8 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         made_args, made_kwargs, found = skeleton(args, kwargs)
         name, provisional = task_run_name(self, context, args, kwargs, bool(found))  # a template sees the futures
         record = context.new_record(self, name, edges(found, waits), group)
-        return Entry(record, self, made_args, made_kwargs, found + waits, len(found), context.tracker,
+        upstream = found + waits if found or waits else NO_UPSTREAM
+        return Entry(record, self, made_args, made_kwargs, upstream, len(found), context.tracker,
                      name_pending=provisional)
 
     # -- direct call ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Results that outlive the run: the store on disk (`store.py`) and its entries (`entries.py`)."""
 
+from ..messages import Persist
 from .entries import StoredResult
-from .store import Persist, storage_directory
+from .store import storage_directory
 
 __all__ = ["Persist", "StoredResult", "storage_directory"]
