@@ -34,6 +34,7 @@ def _construct(cls: type, required: tuple[str, ...], fields: dict[str, Any]) -> 
 
 
 NO_TAGS: frozenset[str] = frozenset()  # shared by the runs without tags: no empty frozenset per run
+PENDING = Pending()
 
 
 @dataclass(slots=True, eq=False)
@@ -42,7 +43,7 @@ class TaskRun:
     name: str
     task_name: str
     flow_run_name: str
-    state: State = field(default_factory=Pending)
+    state: State = PENDING  # one frozen state for every run not started: no object per run
     upstream: Sequence[tuple[int, EdgeKind]] = ()
     worker: int | str | None = None
     attempts: int = 0
@@ -87,7 +88,7 @@ class TaskRun:
 class FlowRun:
     name: str
     flow_name: str
-    state: State = field(default_factory=Pending)
+    state: State = PENDING  # one frozen state for every run not started: no object per run
     task_runs: list[TaskRun] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
     start_time: float = 0.0
