@@ -28,3 +28,14 @@ def test_batch_size_follows_measured_run_time():
     assert batch_size(1.0) == 1
     assert batch_size(0.0001) == 50
     assert batch_size(1e-9) == MAX_BATCH
+
+
+def test_run_times_smooth_what_batch_size_sizes_messages_by():
+    from procflow.runners.batching import RunTimes
+
+    times = RunTimes()
+    assert batch_size(times.seconds) == 1, "not measured yet: one run per message"
+    times.add(0.001)
+    assert times.seconds == 0.001 and batch_size(times.seconds) == 5
+    times.add(0.011)  # one slow run moves the estimate a fifth of the way
+    assert abs(times.seconds - 0.003) < 1e-12 and batch_size(times.seconds) == 1

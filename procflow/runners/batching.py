@@ -15,6 +15,17 @@ MAX_BATCH = 512
 TARGET_BATCH_SECONDS = 0.005
 
 
+class RunTimes:
+    """The seconds a run takes on this runner, smoothed (0.8 the old, 0.2 the new): what
+    `batch_size` sizes messages by. None until a run has come back."""
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None
+
+    def add(self, elapsed: float) -> None:
+        self.seconds = elapsed if self.seconds is None else 0.8 * self.seconds + 0.2 * elapsed
+
+
 def batch_size(seconds_per_run: float | None, max_tasks_per_worker: int | None = None) -> int:
     """Runs per message for runs that take `seconds_per_run` (None: not measured yet), never
     more than a worker may run in its life."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -106,6 +107,19 @@ class CrashLedger:
         self.boards = boards
         self.watch = watch
         self.timed_out: set[int] = set()  # runs whose worker the runner killed
+
+    def kill_overdue(self, run_id: int, timeout: float, grace: float) -> float | None:
+        """A run past its deadline: kill the worker running it (its outcome is then `TimedOut`)
+        and what its task started; or, for one that started late or not yet, seconds to wait."""
+        for pid, (running, started) in self.boards.read().items():
+            if running == run_id:
+                overdue = started + timeout + grace - time.time()
+                if overdue > 0:
+                    return overdue  # it started late (queued behind other work)
+                self.timed_out.add(run_id)
+                kill_with_its_children(pid)
+                return None
+        return timeout  # not started yet: ask again later
 
     def outcomes(self, items: tuple[WorkItem, ...], error: BaseException, pool: Any) -> list[Outcome]:
         if isinstance(error, ShutdownExecutorError):

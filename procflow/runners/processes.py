@@ -38,8 +38,8 @@ from ..portable_errors import decode_error
 from ..worker import run_batch, start_worker
 from .arguments import pickle_call
 from .base import Call, Sink, worker_count
-from .batching import batch_size, group_calls
-from .crashes import CrashLedger, WorkerWatch, alive, kill_with_its_children
+from .batching import RunTimes, batch_size, group_calls
+from .crashes import CrashLedger, WorkerWatch, alive
 from .directory import FunctionFiles, WorkerBoards
 from .guardian import GUARDIAN
 from .segments import SEGMENT_POOL, ArgumentSegments, SegmentLedger
@@ -178,7 +178,7 @@ class ProcessSession:
         self._watch = WorkerWatch(self._boards)
         self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple[Any, ...], Any]] = {}
         self._batch_ids = itertools.count()
-        self._seconds_per_run: float | None = None
+        self._run_times = RunTimes()
         self._segments = SegmentLedger(self.kept_segments_seconds)
         self._arguments = ArgumentSegments(SegmentWriter(self._owner))
         self._recycle = False
@@ -232,7 +232,7 @@ class ProcessSession:
             idle = not self._batches
         if self._recycle and not idle:
             return 0
-        return max(0, free) * batch_size(self._seconds_per_run, self.max_tasks_per_worker)
+        return max(0, free) * batch_size(self._run_times.seconds, self.max_tasks_per_worker)
 
     def submit(self, calls: list[Call]) -> None:
         with self._lock:
@@ -317,9 +317,7 @@ class ProcessSession:
         if outcome.status is Status.SPENT or outcome.status is Status.DEFERRED:  # not run
             self._recycle |= outcome.status is Status.SPENT  # the worker counts its runs; renew the pool
             return outcome
-        elapsed = outcome.end - outcome.start + outcome.transfer
-        self._seconds_per_run = elapsed if self._seconds_per_run is None \
-            else 0.8 * self._seconds_per_run + 0.2 * elapsed
+        self._run_times.add(outcome.end - outcome.start + outcome.transfer)
         ref = outcome.value
         self._segments.received(ref, item.fn_key)
         if isinstance(ref, ResultRef) and ref.fell_back:
@@ -339,15 +337,7 @@ class ProcessSession:
 
     def interrupt(self, run_id: int, timeout: float) -> float | None:
         """The run's own SIGALRM did not stop it: kill its worker (loky replaces it) and what it started."""
-        for pid, (running, started) in self._boards.read().items():
-            if running == run_id:
-                overdue = started + timeout + self.interrupt_grace - time.time()
-                if overdue > 0:
-                    return overdue  # it started late (queued behind other work)
-                self._crashes.timed_out.add(run_id)
-                kill_with_its_children(pid)
-                return None
-        return timeout  # not started yet: ask again later
+        return self._crashes.kill_overdue(run_id, timeout, self.interrupt_grace)
 
     def cancel_running(self) -> None:
         if self._executor is not None:
