@@ -60,10 +60,6 @@ class SegmentPool:
             self._idle_timer = None
         self.clear()
 
-    @property
-    def held_bytes(self) -> int:
-        return self._bytes
-
     def give_back(self, segment: Segment) -> None:
         with self._lock:
             shelf = self._free.setdefault(segment.size, [])

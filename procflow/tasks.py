@@ -106,7 +106,6 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         del given["self"]
         made = copy.copy(self)
         made.options = self.options.changed(given)
-        made.__dict__.pop("source_code", None)
         return made
 
     def __repr__(self) -> str:
