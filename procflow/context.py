@@ -71,10 +71,11 @@ class FlowContext:
 
     def new_record(self, task: Any, name: str, upstream: Sequence[tuple[int, EdgeKind]],
                    map_group: int | None) -> TaskRun:
-        extra = _tags.get()
-        run = TaskRun(self.engine.next_run_id(), name, task.name, self.flow_run.name, upstream=upstream,
+        extra, chosen = _tags.get(), task.options  # (its fields: no descriptor per read)
+        tags = chosen.tags
+        run = TaskRun(self.engine.next_run_id(), name, chosen.name, self.flow_run.name, upstream=upstream,
                       created_time=time.time(), map_group=map_group,
-                      tags=frozenset(task.tags | extra if extra else task.tags) if task.tags or extra else NO_TAGS,
+                      tags=frozenset(tags | extra if extra else tags) if tags or extra else NO_TAGS,
                       flow_run_id=self.flow_run.id)
         self.flow_run.task_runs.append(run)
         return run

@@ -68,12 +68,8 @@ class WorkItem(NamedTuple):
     persist: Persist | None = None  # store the result there (`results/store.py`), instead of shared memory
 
     @property
-    def run_id(self) -> int:
+    def run_id(self) -> int:  # the one field every outcome and ledger keys by
         return self.who.run_id
-
-    @property
-    def run_name(self) -> str:
-        return self.who.run_name
 
 
 class Batch(NamedTuple):

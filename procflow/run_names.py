@@ -30,9 +30,10 @@ class RunCounter(Protocol):
 
 def task_run_name(task: Any, context: RunCounter, args: Args, kwargs: Kwargs, needs: bool) -> tuple[str, bool]:
     """The run's name, and whether it is provisional (its template names futures' results)."""
-    template = options.text_or_callable(f"task {task.name!r}", "task_run_name", task.task_run_name)  # set later?
-    if template is None:
-        return context.next_run_name(task.name), False
+    template = task.options.task_run_name
+    if template is None:  # the common case: no text made for a check, per run
+        return context.next_run_name(task.options.name), False
+    template = options.text_or_callable(f"task {task.name!r}", "task_run_name", template)  # assigned later?
     if callable(template):  # Prefect's way: it reads the run from procflow.runtime.task_run
         naming = TaskRunInfo(None, None, task.name, context.flow_run.name, task.fn, args, kwargs)
         return call_naming(current_task_run, naming, template), False

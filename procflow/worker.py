@@ -103,7 +103,7 @@ class Worker:
             args, kwargs = load_arguments(arguments)
         except BaseException as error:  # noqa: BLE001
             return _failure(item, RuntimeError(
-                f"could not load the arguments of task run {item.run_name!r} in worker {pid}: "
+                f"could not load the arguments of task run {item.who.run_name!r} in worker {pid}: "
                 f"{type(error).__name__}: {error}"), loaded, pid, logs)
         began = time.time()
         limit = item.timeout
@@ -116,7 +116,7 @@ class Worker:
             return _failure(item, failure, start, pid, logs, status, end, began - loaded)
         assert self.writer is not None
         if item.persist is not None:
-            entry = results_store.write(item.persist, value, end - start, item.run_name,
+            entry = results_store.write(item.persist, value, end - start, item.who.run_name,
                                         lambda text: logs.append((logging.WARNING, text)))
             if entry is not None:  # the entry serves its consumers too: mapped from the page cache
                 return Outcome(item.run_id, Status.COMPLETED, entry, start=start, end=end, worker=pid,
@@ -124,7 +124,7 @@ class Worker:
         try:
             ref = self.writer.store(value, batch.threshold, lent)
         except BaseException as error:  # noqa: BLE001
-            return _failure(item, _storing_failed(item.run_name, value, error), start, pid, logs,
+            return _failure(item, _storing_failed(item.who.run_name, value, error), start, pid, logs,
                             end=end, transfer=began - loaded)
         if item.run_id in self.wanted and ref.segment is not None:
             # A fused follower takes a large value as made, instead of reading the segment back.

@@ -58,7 +58,7 @@ def pickle_call(call: Call, in_batch: frozenset[int], out_of_band: OutOfBand | N
         where = find_unpicklable(call.args, "args", dumps)
         if where.endswith("pickles fine"):
             where = find_unpicklable(call.kwargs, "kwargs", dumps)
-        message = (f"task run {call.run_name!r}: an argument cannot be pickled for a worker process: "
+        message = (f"task run {call.who.run_name!r}: an argument cannot be pickled for a worker process: "
                    f"{where}. Use ThreadPoolTaskRunner for unpicklable arguments")
     # The path, the type and pickle's reason say it all: no traceback of procflow's own
     # pickling (40 lines in the log, issue 19).

@@ -46,12 +46,8 @@ class Call:
     persist: Persist | None = None  # store the result there too (`results/store.py`)
 
     @property
-    def run_id(self) -> int:
+    def run_id(self) -> int:  # the one field the engine and the runners key by
         return self.who.run_id
-
-    @property
-    def run_name(self) -> str:
-        return self.who.run_name
 
 
 class Session(Protocol):

@@ -132,10 +132,10 @@ class CrashLedger:
             if item.run_id in self.timed_out:
                 self.timed_out.discard(item.run_id)
                 outcomes.append(Outcome(item.run_id, Status.TIMED_OUT, error=TimeoutError(
-                    f"Task run {item.run_name!r} exceeded timeout_seconds={item.timeout} and did not stop; "
+                    f"Task run {item.who.run_name!r} exceeded timeout_seconds={item.timeout} and did not stop; "
                     "its worker process was killed and replaced")))
             elif item.run_id in victims:
-                message = describe_crash(item.run_name, *victims[item.run_id])
+                message = describe_crash(item.who.run_name, *victims[item.run_id])
                 outcomes.append(Outcome(item.run_id, Status.CRASHED, error_text=message))
             else:
                 outcomes.append(Outcome(item.run_id, Status.LOST))

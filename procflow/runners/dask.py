@@ -188,7 +188,7 @@ class DaskSession:
             future = self._client.submit(
                 run_on_dask, function, self._topic, call.who, call.log_prints, call.timeout, Arguments(args, kwargs),
                 upstream, call.persist,
-                key=f"{call.run_name}-{uuid.uuid4().hex[:8]}", pure=False)
+                key=f"{call.who.run_name}-{uuid.uuid4().hex[:8]}", pure=False)
             with self._lock:
                 self._running[call.run_id] = future
                 early = self._early.pop(call.run_id, None)

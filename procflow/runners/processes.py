@@ -292,7 +292,7 @@ class ProcessSession:
         shared = self._arguments.share(call.run_id, call.map_group, out_of_band.buffers)
         if shared is not None:
             return SharedArguments(data, shared)
-        self._warn_no_room(f"the arguments of task run '{call.run_name}'")
+        self._warn_no_room(f"the arguments of task run '{call.who.run_name}'")
         return pickle_call(call, in_batch, None)
 
     def _function_key(self, call: Call) -> str:
@@ -321,7 +321,7 @@ class ProcessSession:
         ref = outcome.value
         self._segments.received(ref, item.fn_key)
         if isinstance(ref, ResultRef) and ref.fell_back:
-            self._warn_no_room(f"the result of task run '{item.run_name}'")
+            self._warn_no_room(f"the result of task run '{item.who.run_name}'")
         if outcome.error is None:
             return outcome
         return outcome._replace(error=decode_error(outcome.error, outcome.error_text))

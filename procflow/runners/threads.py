@@ -93,7 +93,7 @@ class ThreadSession:
         self._sink([outcome])
 
     def _execute(self, call: Call) -> Outcome:
-        to_log = task_emitter(call.run_name)
+        to_log = task_emitter(call.who.run_name)
         artifacts: list[tuple[int, str]] = []  # they go back with the outcome, as a worker's do
 
         def emit(level: int, text: str) -> None:
@@ -113,7 +113,7 @@ class ThreadSession:
         run = TaskRunInfo.of(call.who, call.fn, args, kwargs)
         status, value, error, start, end = execute(run, call.log_prints, emit)
         if call.persist is not None and status is Status.COMPLETED:
-            store.write(call.persist, value, end - start, call.run_name)
+            store.write(call.persist, value, end - start, call.who.run_name)
         return Outcome(call.run_id, status, value, error, start=start, end=end,
                        worker=threading.current_thread().name, logs=tuple(artifacts))
 
