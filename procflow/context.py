@@ -21,7 +21,7 @@ from .console import ConsoleObserver, configure_logging, default_observer
 from .current import FlowRunContext, TaskRunContext, current_flow, current_task_run
 from .engine import Engine
 from .entries import Entry, Tracker
-from .events import Observer
+from .events import Observer, Observers, RunRecords
 from .task_future import TaskFuture
 from .records import NO_TAGS, EdgeKind, FlowRun, TaskRun
 from .runners.base import Runner
@@ -77,8 +77,7 @@ class FlowContext:
                       created_time=time.time(), map_group=map_group,
                       tags=frozenset(tags | extra if extra else tags) if tags or extra else NO_TAGS,
                       flow_run_id=self.flow_run.id)
-        self.flow_run.task_runs.append(run)
-        return run
+        return run  # kept in the flow run's record by its observers (`events.RunRecords`), once announced
 
     def submit(self, entries: list[Entry], mapped: bool) -> list[TaskFuture[Any]]:
         """Hand runs to the engine; returns their futures."""
@@ -101,7 +100,7 @@ def open_context(flow_run: FlowRun, runner: Runner | None, log_prints: bool,
         engine, observer, owns = parent.engine, parent.observer, False
     else:
         assert runner is not None, "an outermost flow run needs a runner"
-        observer = default_observer()
+        observer = Observers(RunRecords(), default_observer())
         engine, owns = Engine(runner, observer), True
         engine.start()
     flow_run.workers = getattr(engine.runner, "max_workers", None)  # for utilisation in the summary
@@ -151,7 +150,7 @@ def standalone_context() -> FlowContext:
         if _standalone is None:
             configure_logging()
             flow_run = FlowRun(name="standalone-task-runs", flow_name="<no flow>", start_time=time.time())
-            observer = _StandaloneObserver(live=False)
+            observer = _StandaloneObserver(live=False)  # no records: no flow run to report on
             engine = Engine(ThreadPoolTaskRunner(), observer)  # never started: its waiter and ids are what is used
             _standalone = FlowContext(flow_run, engine, engine.new_tracker(flow_run, False), observer, False,
                                       standalone=True)

@@ -147,9 +147,6 @@ def _after(task: DirectTask, context: FlowContext, run: TaskRun, final: State, r
         hooks.call_hooks(due, task, run, state, task_emitter(run.name))
     run.state = final
     context.observer.runs_finished([run])
-    if context.standalone:  # no flow run to report on: a loop of calls must not grow a list
-        with contextlib.suppress(ValueError):
-            context.flow_run.task_runs.remove(run)
     if return_state:
         return state
     return state._result()

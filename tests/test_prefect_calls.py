@@ -462,3 +462,29 @@ def test_a_returned_failed_state_is_retried_as_prefect_3_does(kind, tmp_path):
         return flaky()
 
     assert called() is True and counter.read_text() == "xx"
+
+
+def test_a_flow_runs_record_lists_each_task_run_once_in_the_order_made():
+    """The records are one observer of the flow run (the console another): submitted, mapped and
+    direct calls, and a subflow's runs in the subflow's record only."""
+
+    @task
+    def inc(x):
+        return x + 1
+
+    @flow
+    def inner():
+        return inc(10)
+
+    @flow
+    def outer():
+        first = inc.submit(1)
+        mapped = inc.map([2, 3])
+        direct = inc(first)
+        inner()
+        return [first.result(), *[f.result() for f in mapped], direct]
+
+    assert outer() == [2, 3, 4, 3]
+    names = [run.name for run in outer.last_run.task_runs]
+    assert names == ["inc-0", "inc-1", "inc-2", "inc-3"], names
+    assert len({run.id for run in outer.last_run.task_runs}) == 4
