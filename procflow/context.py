@@ -165,6 +165,42 @@ def _close_detached() -> None:
         context.engine.stop()
 
 
+class RunnerRuns:
+    """The runs a task runner is given directly (`with runner: runner.submit(task, parameters)`,
+    as Prefect's engine and tests use one): a flow run of their own on that runner, for the block."""
+
+    def __init__(self, runner: Runner) -> None:
+        flow_run = FlowRun(name=f"{runner.name}-task-runner-runs", flow_name="<no flow>", start_time=time.time())
+        self.context = open_context(flow_run, runner, False, None)
+
+    def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any) -> Any:
+        with self._current():
+            return task.submit(**parameters, wait_for=wait_for)
+
+    def map(self, task: Any, parameters: dict[str, Any], wait_for: Any) -> Any:
+        with self._current():
+            return task.map(**parameters, wait_for=wait_for)
+
+    @contextlib.contextmanager
+    def _current(self) -> Iterator[None]:
+        token = current_flow.set(self.context)
+        try:
+            yield
+        finally:
+            current_flow.reset(token)
+
+    def close(self, interrupted: bool) -> None:
+        """Leaving the `with` block: its runs end first (an error in the block cancels those not started)."""
+        engine, tracker = self.context.engine, self.context.tracker
+        try:
+            if interrupted:
+                engine.cancel(tracker)
+            engine.wait_for(tracker)
+        finally:
+            engine.close_flow(tracker)
+            engine.stop()
+
+
 def get_run_context() -> TaskRunContext | FlowRunContext:
     """Prefect's `get_run_context()`: the task run in progress, else the flow run, else
     `MissingContextError`. A flow called inside a task is the flow run."""

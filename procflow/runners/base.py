@@ -14,7 +14,7 @@ runners' sessions are classes of their own (`ProcessSession`, `DaskSession`,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ClassVar, Protocol, TypeVar
 
 from .. import options
 from ..messages import Outcome, Persist, RunIdentity
@@ -23,6 +23,7 @@ from ..shapes import Args, Kwargs
 from ..skeleton import Input
 
 Sink = Callable[[list[Outcome]], None]
+Used = TypeVar("Used", bound="DirectUse")
 
 
 def worker_count(requested: int | None, default: int) -> int:
@@ -83,3 +84,44 @@ class Runner(Protocol):
     def start(self, sink: Sink) -> Session:
         """Begin a flow run: returns that run's own session, so that one runner instance can
         serve flow runs in several threads at once."""
+
+
+class DirectUse:
+    """Prefect's own use of a task runner outside a flow (its engine's and its tests'): `with runner:`
+    opens a flow run of the runner's own for the block, `submit(task, parameters)` and
+    `map(task, parameters)` put runs in it, and leaving the block waits for them to end.
+
+    What that flow run is belongs to the composition root: `context.RunnerRuns`, which
+    `task_runners.py` (the runners' public home) registers as `opener`.
+    """
+
+    opener: ClassVar[Callable[[Any], Any] | None] = None
+    _in_use: Any = None
+
+    def __enter__(self: Used) -> Used:
+        if self._in_use is not None:
+            raise RuntimeError("This task runner is already started")  # Prefect's words
+        if DirectUse.opener is None:
+            raise RuntimeError("import the task runner from procflow.task_runners to use it directly")
+        self._in_use = DirectUse.opener(self)
+        return self
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        runs, self._in_use = self._in_use, None
+        if runs is not None:
+            runs.close(interrupted=kind is not None)
+
+    def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None,
+               dependencies: Any = None) -> Any:
+        """A run of `task` with these keyword arguments: its future (`dependencies` are Prefect's
+        record of inputs for its server, which procflow reads from the arguments themselves)."""
+        return self._started().submit(task, parameters, wait_for)
+
+    def map(self, task: Any, parameters: dict[str, Any], wait_for: Any = None) -> Any:
+        """`task.map(**parameters)` in the runner's flow run: the futures of its runs."""
+        return self._started().map(task, parameters, wait_for)
+
+    def _started(self) -> Any:
+        if self._in_use is None:
+            raise RuntimeError("Task runner is not started")  # Prefect's words
+        return self._in_use

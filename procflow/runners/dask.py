@@ -39,7 +39,7 @@ from ..messages import Outcome, Status
 from ..pickling import dumps_function
 from ..states import LazyResult
 from ..portable_errors import decode_error
-from .base import Call, Sink
+from .base import DirectUse, Call, Sink
 from ..skeleton import Input, Slot
 from .dask_worker import Arguments, run_on_dask
 from .crashes import kill_with_its_children
@@ -110,7 +110,7 @@ def _quiet_dask_start() -> Iterator[None]:
             logger.setLevel(level)
 
 
-class DaskTaskRunner:
+class DaskTaskRunner(DirectUse):
     """Runs tasks on Dask: a new `LocalCluster` per flow run, or the cluster at `address`."""
 
     name = "dask"

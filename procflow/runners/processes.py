@@ -37,7 +37,7 @@ from ..states import LazyResult
 from ..portable_errors import decode_error
 from ..worker import run_batch, start_worker
 from .arguments import pickle_call
-from .base import Call, Sink, worker_count
+from .base import DirectUse, Call, Sink, worker_count
 from .batching import RunTimes, batch_size, group_calls
 from .crashes import CrashLedger, WorkerWatch, alive
 from .directory import FunctionFiles, WorkerBoards
@@ -103,7 +103,7 @@ def default_workers() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-class ProcessPoolTaskRunner:
+class ProcessPoolTaskRunner(DirectUse):
     """Runs tasks in a reusable pool of worker processes (the default runner).
 
     `keep_segments_between_runs=True` keeps the bounded pool of freed shared-memory

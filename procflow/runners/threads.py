@@ -21,7 +21,7 @@ from ..runlog import task_emitter
 from ..states import LazyResult
 from ..execution import RunTimedOut, execute
 from ..results import store
-from .base import Call, Sink, worker_count
+from .base import DirectUse, Call, Sink, worker_count
 
 
 TASK_THREAD_PREFIX = "procflow-task"
@@ -32,7 +32,7 @@ class RunCancelled(KeyboardInterrupt):
     raises itself is its own failure instead."""
 
 
-class ThreadPoolTaskRunner:
+class ThreadPoolTaskRunner(DirectUse):
     """Runs tasks on threads: same semantics as the process runner, for I/O-bound tasks."""
 
     name = "thread"
