@@ -195,7 +195,11 @@ class RunnerRuns:
         try:
             if interrupted:
                 engine.cancel(tracker)
-            engine.wait_for(tracker)
+            try:
+                engine.wait_for(tracker)
+            except BaseException:  # Ctrl-C while waiting: the runs are cancelled, not left running
+                engine.cancel(tracker)
+                raise
         finally:
             engine.close_flow(tracker)
             engine.stop()

@@ -1,10 +1,14 @@
 """A task runner used directly, as Prefect's engine and tests use one: `with runner:` then
 `runner.submit(task, parameters)` / `runner.map(task, parameters)` (Prefect 3.8's
 `tests/test_task_runners.py`, whose texts these are). The runs go to a flow run of the
-runner's own for the block; leaving the block waits for them."""
+runner's own for the block; leaving the block waits for them. `runner` is every kind
+(`conftest.py`), Dask's on a real local cluster."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -12,11 +16,7 @@ import pytest
 
 from procflow import flow, tags, task
 from procflow.runtime import task_run
-from procflow.task_runners import ProcessPoolTaskRunner, SequentialTaskRunner, ThreadPoolTaskRunner
-
-RUNNERS = {"process": lambda: ProcessPoolTaskRunner(max_workers=2),
-           "thread": lambda: ThreadPoolTaskRunner(max_workers=4), "sequential": SequentialTaskRunner}
-
+from procflow.task_runners import SequentialTaskRunner, ThreadPoolTaskRunner
 
 @task
 def add(a, b):
@@ -47,11 +47,6 @@ def nap_then_stamp(seconds):
 @task
 def ones(n):
     return np.ones(n)
-
-
-@pytest.fixture(params=sorted(RUNNERS))
-def runner(request):
-    return RUNNERS[request.param]()
 
 
 def test_submit_and_map_take_parameters_by_name_and_futures_stand_for_results(runner):
@@ -117,3 +112,35 @@ def test_an_error_in_the_block_cancels_the_runs_not_started_and_the_runner_serve
         return add.submit(2, 3).result()
 
     assert after() == 5
+
+
+CTRL_C_SCRIPT = '''
+import sys, time
+from procflow import task
+from procflow.task_runners import ProcessPoolTaskRunner
+
+@task
+def nap(started):
+    open(started, "w").close()
+    time.sleep(60)
+
+with ProcessPoolTaskRunner(max_workers=1) as runner:
+    future = runner.submit(nap, {"started": sys.argv[1]})
+    queued = [runner.submit(nap, {"started": sys.argv[1]}) for _ in range(3)]
+    future.result()
+'''
+
+
+def test_ctrl_c_in_the_block_cancels_its_runs_at_once(tmp_path):
+    script, started = tmp_path / "use.py", tmp_path / "started"
+    script.write_text(CTRL_C_SCRIPT)
+    process = subprocess.Popen([sys.executable, str(script), str(started)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+        time.sleep(0.05)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    stderr = process.communicate(timeout=60)[1]
+    assert time.monotonic() - sent < 15, "the runs were waited for, not cancelled"
+    assert process.returncode != 0 and "KeyboardInterrupt" in stderr, stderr
