@@ -24,7 +24,7 @@ from .entries import Entry, Tracker
 from .events import Observer, Observers, RunRecords
 from .task_future import TaskFuture
 from .records import NO_TAGS, EdgeKind, FlowRun, TaskRun
-from .runners.base import Runner
+from .runners.base import DirectUse, Runner
 from .runners.processes import ProcessPoolTaskRunner
 from .runners.threads import ThreadPoolTaskRunner
 from .exceptions import MissingContextError
@@ -203,6 +203,9 @@ class RunnerRuns:
         finally:
             engine.close_flow(tracker)
             engine.stop()
+
+
+DirectUse.opener = RunnerRuns  # what `with runner:` opens (the runners import no context)
 
 
 def get_run_context() -> TaskRunContext | FlowRunContext:

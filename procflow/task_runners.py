@@ -1,14 +1,12 @@
-"""Prefect's module name for the task runners, and where their direct use is wired in.
+"""Prefect's module name for the task runners.
 
-`with ThreadPoolTaskRunner() as runner: runner.submit(task, parameters)` (Prefect's engine's and
-tests' use of a runner) puts the runs in a flow run of the runner's own (`context.RunnerRuns`).
+Importing it wires their direct use (`with ThreadPoolTaskRunner() as runner:
+runner.submit(task, parameters)`, Prefect's engine's and tests' use of a runner): `context.py`
+registers the flow run such a block opens (`RunnerRuns`).
 """
 
-from .context import RunnerRuns
-from .runners.base import DirectUse
+from . import context  # noqa: F401 - registers runners.base.DirectUse.opener
 from .runners.processes import ProcessPoolTaskRunner
 from .runners.threads import ConcurrentTaskRunner, SequentialTaskRunner, ThreadPoolTaskRunner
-
-DirectUse.opener = RunnerRuns
 
 __all__ = ["ProcessPoolTaskRunner", "ThreadPoolTaskRunner", "ConcurrentTaskRunner", "SequentialTaskRunner"]

@@ -91,8 +91,8 @@ class DirectUse:
     opens a flow run of the runner's own for the block, `submit(task, parameters)` and
     `map(task, parameters)` put runs in it, and leaving the block waits for them to end.
 
-    What that flow run is belongs to the composition root: `context.RunnerRuns`, which
-    `task_runners.py` (the runners' public home) registers as `opener`.
+    What that flow run is belongs to the composition root: `context.py` registers its
+    `RunnerRuns` as `opener` (importing `procflow.task_runners`, the runners' public home, does).
     """
 
     opener: ClassVar[Callable[[Any], Any] | None] = None
