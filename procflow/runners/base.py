@@ -86,6 +86,16 @@ class Runner(Protocol):
         serve flow runs in several threads at once."""
 
 
+class DirectRuns(Protocol):
+    """The flow run a runner used directly puts its runs in (`context.RunnerRuns`)."""
+
+    def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any) -> Any: ...
+
+    def map(self, task: Any, parameters: dict[str, Any], wait_for: Any) -> Any: ...
+
+    def close(self, interrupted: bool) -> None: ...
+
+
 class DirectUse:
     """Prefect's own use of a task runner outside a flow (its engine's and its tests'): `with runner:`
     opens a flow run of the runner's own for the block, `submit(task, parameters)` and
@@ -95,8 +105,8 @@ class DirectUse:
     `RunnerRuns` as `opener` (importing `procflow.task_runners`, the runners' public home, does).
     """
 
-    opener: ClassVar[Callable[[Any], Any] | None] = None
-    _in_use: Any = None
+    opener: ClassVar[Callable[[Any], DirectRuns] | None] = None
+    _in_use: DirectRuns | None = None
 
     def __enter__(self: Used) -> Used:
         if self._in_use is not None:
@@ -121,7 +131,7 @@ class DirectUse:
         """`task.map(**parameters)` in the runner's flow run: the futures of its runs."""
         return self._started().map(task, parameters, wait_for)
 
-    def _started(self) -> Any:
+    def _started(self) -> DirectRuns:
         if self._in_use is None:
             raise RuntimeError("Task runner is not started")  # Prefect's words
         return self._in_use

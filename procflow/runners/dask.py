@@ -39,7 +39,7 @@ from ..messages import Outcome, Status
 from ..pickling import dumps_function
 from ..states import LazyResult
 from ..portable_errors import decode_error
-from .base import DirectUse, Call, Sink
+from .base import Call, DirectUse, Sink
 from ..skeleton import Input, Slot
 from .dask_worker import Arguments, run_on_dask
 from .crashes import kill_with_its_children

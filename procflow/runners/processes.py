@@ -37,7 +37,7 @@ from ..states import LazyResult
 from ..portable_errors import decode_error
 from ..worker import run_batch, start_worker
 from .arguments import pickle_call
-from .base import DirectUse, Call, Sink, worker_count
+from .base import Call, DirectUse, Sink, worker_count
 from .batching import RunTimes, batch_size, group_calls
 from .crashes import CrashLedger, WorkerWatch, alive
 from .directory import FunctionFiles, WorkerBoards

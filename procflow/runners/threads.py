@@ -21,7 +21,7 @@ from ..runlog import task_emitter
 from ..states import LazyResult
 from ..execution import RunTimedOut, execute
 from ..results import store
-from .base import DirectUse, Call, Sink, worker_count
+from .base import Call, DirectUse, Sink, worker_count
 
 
 TASK_THREAD_PREFIX = "procflow-task"
