@@ -158,11 +158,25 @@ def standalone_context() -> FlowContext:
 
 
 def _close_detached() -> None:
-    context = _detached
-    if context is not None:
-        context.engine.wait_for(context.tracker, timeout=30)
-        context.engine.close_flow(context.tracker)
-        context.engine.stop()
+    if _detached is not None:
+        close_engine(_detached, timeout=30)
+
+
+def close_engine(context: FlowContext, timeout: float | None = None, cancel: bool = False) -> None:
+    """The end of an engine opened for runs outside any flow (the detached one, a runner used
+    directly): its runs end (`cancel`: those not started are cancelled), its stored results
+    are freed, its thread stops. Ctrl-C while waiting cancels the runs instead of leaving them."""
+    engine, tracker = context.engine, context.tracker
+    try:
+        if cancel:
+            engine.cancel(tracker)
+        engine.wait_for(tracker, timeout)
+    except BaseException:
+        engine.cancel(tracker)
+        raise
+    finally:
+        engine.close_flow(tracker)
+        engine.stop()
 
 
 class RunnerRuns:
@@ -191,18 +205,7 @@ class RunnerRuns:
 
     def close(self, interrupted: bool) -> None:
         """Leaving the `with` block: its runs end first (an error in the block cancels those not started)."""
-        engine, tracker = self.context.engine, self.context.tracker
-        try:
-            if interrupted:
-                engine.cancel(tracker)
-            try:
-                engine.wait_for(tracker)
-            except BaseException:  # Ctrl-C while waiting: the runs are cancelled, not left running
-                engine.cancel(tracker)
-                raise
-        finally:
-            engine.close_flow(tracker)
-            engine.stop()
+        close_engine(self.context, cancel=interrupted)
 
 
 DirectUse.opener = RunnerRuns  # what `with runner:` opens (the runners import no context)
