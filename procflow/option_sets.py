@@ -4,7 +4,7 @@
 checks and normalises every field (`options.py` holds the checks and their texts), so a
 bad value is an error naming the task or flow before anything runs. `with_options` is
 `dataclasses.replace` with Prefect's rules for which arguments keep the current value
-(`changes`), so it runs the same checks. The options are shallow-frozen: a task's `tags`
+(`changed`), so it runs the same checks. The options are shallow-frozen: a task's `tags`
 and its hook lists stay Prefect's mutable set and lists (`my_task.tags.add(...)`,
 `@my_task.on_failure`).
 

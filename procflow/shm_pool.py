@@ -61,9 +61,12 @@ class SegmentPool:
         self.clear()
 
     def give_back(self, segment: Segment) -> None:
+        """Kept for reuse while a flow run uses the pool or its idle time runs; else unlinked
+        (a batch that reports after its flow run ended must not refill a pool nobody empties)."""
         with self._lock:
+            in_use = self._users or self._idle_timer is not None
             shelf = self._free.setdefault(segment.size, [])
-            if len(shelf) < self.per_class and self._bytes + segment.size <= self.max_bytes:
+            if in_use and len(shelf) < self.per_class and self._bytes + segment.size <= self.max_bytes:
                 shelf.append(segment)
                 self._bytes += segment.size
                 return

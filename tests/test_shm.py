@@ -558,6 +558,23 @@ def test_the_pool_of_freed_segments_is_bounded_by_a_share_of_dev_shm():
     assert SegmentPool().max_bytes <= min(2 << 30, stats.f_blocks * stats.f_frsize // 4)
 
 
+def test_a_segment_given_back_to_a_pool_no_flow_run_uses_is_unlinked_not_kept():
+    """A batch that reports after its flow run ended (abandoned at Ctrl-C) gives its lent
+    segments back: a pool nobody uses, with no idle release pending, must not keep them."""
+    pool = SegmentPool()
+    writer = SegmentWriter(owner().token)
+    pool.open()
+    kept, late = writer.prepare([MiB, MiB])
+    pool.give_back(kept)  # a flow run uses the pool: kept for reuse
+    assert pool.lend(MiB) == kept
+    pool.give_back(kept)
+    pool.close(None)  # the last flow run out empties it
+    assert kept.name not in owned_segments(current_token())
+    pool.give_back(late)
+    assert late.name not in owned_segments(current_token()), "a closed pool kept a segment"
+    assert pool.lend(MiB) is None
+
+
 def test_kept_segments_go_when_the_process_exits(tmp_path):
     script = tmp_path / "kept.py"
     done = run_script(script, "from procflow.ownership import current_token, owned_segments\n"
