@@ -10,8 +10,8 @@ calls the plain side.
 
 from __future__ import annotations
 
-import asyncio
 import functools
+import sys
 import inspect
 from typing import Any, Callable, Coroutine
 
@@ -25,6 +25,9 @@ def in_async_context() -> bool:
     flow_context = current_flow.get()
     if flow_context is not None:
         return bool(flow_context.is_async)
+    asyncio = sys.modules.get("asyncio")  # not loaded: no event loop can be running
+    if asyncio is None:
+        return False
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -19,20 +19,19 @@ import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
-
-from rich.console import Console, Group
-from rich.logging import RichHandler
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from .events import Observer
-from .graph import GROUP_ABOVE
-from .records import FlowRun, TaskRun
+from .records import GROUP_ABOVE, FlowRun, TaskRun
 from .runlog import FLOW_LOGGER, TASK_LOGGER
-from .live_view import LiveView, end_summary
 from .states import State, StateType
 from .exceptions import FailedRun, RemoteTraceback
 from .execution import task_traceback
+
+if TYPE_CHECKING:  # rich and the live view load when a terminal or the closing summary needs them
+    from rich.console import Console, Group
+
+    from .live_view import LiveView
 
 MAP_LINES_ABOVE = GROUP_ABOVE
 CANCELLED_LINES = 3
@@ -69,6 +68,8 @@ def configure_logging() -> None:
         if ours.handlers or any(not _is_pytest_handler(h) for h in root.handlers):
             return
         if stderr_is_terminal():
+            from rich.logging import RichHandler
+
             handler: logging.Handler = RichHandler(console=_rich_console(), show_path=False, markup=False,
                                                    log_time_format="%H:%M:%S")
             handler.setFormatter(logging.Formatter("%(message)s"))
@@ -96,6 +97,8 @@ _console: Console | None = None
 def _rich_console() -> Console:
     global _console
     if _console is None:
+        from rich.console import Console
+
         _console = Console(stderr=True)
     return _console
 
@@ -126,6 +129,8 @@ class ConsoleObserver(Observer):
             FLOW_LOGGER.info(f"Flow run '{flow_run.name}' - Beginning flow run '{flow_run.name}' "
                              f"for flow '{flow_run.flow_name}'")
             if self._live:
+                from .live_view import LiveView
+
                 self._view = LiveView(flow_run, _rich_console())
         else:
             FLOW_LOGGER.info(f"Flow run '{flow_run.parent.name}' - Created subflow run '{flow_run.name}' "
@@ -192,7 +197,7 @@ class ConsoleObserver(Observer):
             self._view.stop()
             self._view = None
         if self._live and _interactive():  # a session that goes on: after each flow run
-            _rich_console().print(end_summary(flow_run))
+            _rich_console().print(end_table(flow_run))
         else:
             _remember_for_exit(flow_run)
 
@@ -222,6 +227,8 @@ def traceback_text(error: BaseException) -> str:
 
 def end_table(flow_run: FlowRun) -> Group:
     """The end summary of one flow run (`live_view.end_summary`)."""
+    from .live_view import end_summary
+
     return end_summary(flow_run)
 
 
@@ -235,8 +242,18 @@ def _interactive() -> bool:
     return hasattr(sys, "ps1") or bool(sys.flags.interactive) or "ipykernel" in sys.modules
 
 
+def _summary_wanted() -> bool:
+    return SHOW_CLOSING_SUMMARY and os.environ.get("PROCFLOW_END_SUMMARY", "1") != "0" \
+        and "_pytest" not in sys.modules  # a test session's flow runs: noise after its report
+
+
 def _remember_for_exit(flow_run: FlowRun) -> None:
     global _summary_registered
+    if _summary_wanted():
+        # Loaded now, not by the exit handler: code run at exit (a dataclass or namedtuple made
+        # by an import) makes CPython forget an uncaught Ctrl-C, and the script exit 1, not 130.
+        from rich.text import Text  # noqa: F401
+        from . import live_view  # noqa: F401
     with _ended_lock:
         _ended.append(flow_run)
         if not _summary_registered:
@@ -251,9 +268,11 @@ def closing_summary() -> None:
     with _ended_lock:
         ended = list(_ended)
         _ended.clear()
-    if not ended or not SHOW_CLOSING_SUMMARY or os.environ.get("PROCFLOW_END_SUMMARY", "1") == "0" \
-            or "_pytest" in sys.modules:  # a test session's flow runs: noise after its report
+    if not ended or not _summary_wanted():
         return
+    from rich.console import Console
+    from rich.text import Text
+
     console = _rich_console() if stderr_is_terminal() else Console(file=sys.stderr, width=200, no_color=True,
                                                                     highlight=False)
     try:
@@ -262,7 +281,7 @@ def closing_summary() -> None:
             for flow_run in ended[:-1]:
                 console.print(Text(f"  '{flow_run.name}' {flow_run.state!r} · {len(flow_run.task_runs)} task runs",
                                    no_wrap=True, overflow="ellipsis"))
-        console.print(end_summary(ended[-1]))
+        console.print(end_table(ended[-1]))
     except (OSError, ValueError):  # stderr closed at exit
         pass
 

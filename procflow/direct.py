@@ -14,7 +14,6 @@ thread, retry delays are `asyncio.sleep`, the timeout is an `asyncio` deadline, 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import time
@@ -66,6 +65,8 @@ def call(task: DirectTask, args: Args, kwargs: Kwargs, wait_for: Any, return_sta
 
 
 async def acall(task: DirectTask, args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
+    import asyncio  # an event loop runs this: loaded already (procflow itself does not load it)
+
     context = _context(task, return_state)
     if context is None:
         return await task.fn(*args, **kwargs)
@@ -167,6 +168,8 @@ def _attempts(task: DirectTask, context: FlowContext, run: TaskRun, args: Args, 
 
 async def _async_attempts(task: DirectTask, context: FlowContext, run: TaskRun, args: Args,
                           kwargs: Kwargs) -> State:
+    import asyncio  # an event loop runs this: loaded already (procflow itself does not load it)
+
     while True:
         info, log_prints, emit = _attempt(task, context, run, args, kwargs)
         end = _attempt_end(task, run, await aexecute(info, log_prints, emit, task.timeout_seconds))

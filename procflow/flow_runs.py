@@ -13,7 +13,6 @@ started, interrupts the running ones and frees shared memory before the
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import os
@@ -88,6 +87,8 @@ def run_sync(flow: Flow, args: Args, kwargs: Kwargs, wait_for: Any, return_state
 
 
 async def run_async(flow: Flow, args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
+    import asyncio  # an event loop runs this: loaded already (procflow itself does not load it)
+
     upstream, needs = _upstreams(args, kwargs, wait_for)
     if not all(future.done() for future, _ in upstream):  # waiting must not block the loop
         await asyncio.to_thread(wait_all, upstream)
@@ -195,6 +196,8 @@ def _attempts(flow: Flow, context: FlowContext, args: Args, kwargs: Kwargs) -> S
 
 
 async def _async_attempts(flow: Flow, context: FlowContext, args: Args, kwargs: Kwargs) -> State:
+    import asyncio  # an event loop runs this: loaded already (procflow itself does not load it)
+
     for attempt in range(flow.options.retries + 1):
         first_run, started = _attempt_begins(context, attempt)
         value, error, timed_out = await _async_call_fn(flow, context, args, kwargs)
@@ -242,6 +245,8 @@ def _call_fn(flow: Flow, context: FlowContext, args: Args, kwargs: Kwargs) -> At
 
 
 async def _async_call_fn(flow: Flow, context: FlowContext, args: Args, kwargs: Kwargs) -> Attempt:
+    import asyncio  # an event loop runs this: loaded already (procflow itself does not load it)
+
     deadline = asyncio.timeout(flow.options.timeout_seconds)
     try:
         with _current(context):

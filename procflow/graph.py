@@ -14,9 +14,9 @@ import subprocess
 from collections import Counter
 from typing import Any, Iterable
 
+from .records import GROUP_ABOVE
 from .run_summary import human_bytes, human_seconds
 
-GROUP_ABOVE = 10  # the console summarises maps above the same size
 
 STATE_COLOURS = {
     "COMPLETED": "#2e9e5b",

@@ -11,7 +11,6 @@ error in a hook is logged (Prefect's words) and changes no state.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import inspect
 import logging
@@ -75,6 +74,8 @@ def call_hooks(hooks: list[Callable[..., Any]], subject: Any, run: Any, state: S
 def _run_to_end(coroutine: Any) -> None:
     """An `async def` hook: in an event loop of its own; beside a running loop (an async
     flow's thread), in a thread of its own, with this context."""
+    import asyncio  # only for async hooks
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -10,15 +10,16 @@ import dataclasses
 import types
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
-from .graph import FlowRunGraph, write_timeline_html
-from .report import write_report
-from .run_summary import summarise
 from .trace import chrome_trace
 from .states import Pending, State
 
+if TYPE_CHECKING:
+    from .graph import FlowRunGraph
+
 EdgeKind = Literal["data", "wait_for"]
+GROUP_ABOVE = 10  # a map of more runs is one group: one node in the graph, two lines in the log
 
 
 def _construct(cls: type, required: tuple[str, ...], fields: dict[str, Any]) -> Any:
@@ -107,19 +108,27 @@ class FlowRun:
 
     @property
     def graph(self) -> FlowRunGraph:
+        from .graph import FlowRunGraph  # the drawing modules load when a run is drawn, not with procflow
+
         return FlowRunGraph(self.task_runs)
 
     def timeline_html(self, path: str) -> str:
         """Write a self-contained HTML timeline (a row per worker, a bar per run)."""
+        from .graph import write_timeline_html
+
         return write_timeline_html(self, path)
 
     def summary(self) -> list[dict[str, Any]]:
         """Per task name: counts, run time total/p50/p95, and the seconds spent waiting for
         upstream runs, queued for a worker and moving data (`--stats`; `run_summary`)."""
+        from .run_summary import summarise
+
         return [task.row() for task in summarise(self).tasks]
 
     def report_html(self, path: str) -> str:
         """One self-contained page: the summary, a timeline, the dependency graph, artifacts."""
+        from .report import write_report
+
         return write_report(self, path)
 
     def to_chrome_trace(self) -> dict[str, Any]:

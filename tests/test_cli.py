@@ -253,3 +253,31 @@ def test_plain_output_keeps_every_record_on_one_line_whatever_its_length(tmp_pat
     assert any(line.endswith("first line\\nsecond line") for line in lines)
     caught = [line for line in lines if "caught" in line]
     assert len(caught) == 1 and "KeyError: 'inside'" in caught[0]
+
+
+def test_a_script_that_runs_a_flow_loads_neither_rich_nor_asyncio_nor_the_drawing_modules_until_needed(tmp_path):
+    """Every script pays procflow's import: the console, the live view, the graph and the report
+    load when a terminal, a drawing or the closing summary needs them; asyncio with an event loop."""
+    script = tmp_path / "plain.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        from procflow import flow, task
+        from procflow.task_runners import ProcessPoolTaskRunner
+
+        @task
+        def double(x):
+            return 2 * x
+
+        @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+        def plain():
+            return sum(double.map(range(4)).result())
+
+        assert plain() == 12
+        loaded = [name for name in ("rich", "asyncio", "procflow.graph", "procflow.report", "procflow.live_view")
+                  if name in sys.modules]
+        print("LOADED", loaded)
+    """))
+    env = {**os.environ, "PROCFLOW_END_SUMMARY": "0", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout, done.stdout

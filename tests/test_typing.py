@@ -37,7 +37,8 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedPro
     package are most of its time: once for both tests)."""
     folder = tmp_path_factory.mktemp("typing")
     (folder / "use.py").write_text(USE)
-    command = [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(folder / "cache"), "procflow", str(folder / "use.py")]
+    command = [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(folder / "cache"), "procflow",
+               str(folder / "use.py")]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
