@@ -123,7 +123,7 @@ def _stray_workers() -> set[int]:
     from procflow.runners import processes
 
     pool = processes._pool
-    ours = set(pool[1]._processes) if pool is not None else set()
+    ours = pool[1].pids() if pool is not None else set()
     return _pool_workers() - ours
 
 

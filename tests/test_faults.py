@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -697,6 +698,46 @@ def test_a_crash_is_charged_once_when_two_flows_share_the_pool():
     assert not any(thread.is_alive() for thread in threads), "a flow hung"
     assert results["calm"].is_completed() and values(results["calm"].result()) == list(range(20))
     assert results["crashing"].is_failed() and results["crashing"].message == "1/7 states failed."
+
+
+@task
+def steady_while_a_neighbour_dies(marker_dir: str) -> int:
+    """Runs once per call: each run leaves a file named by its worker and its start time."""
+    pathlib.Path(marker_dir, f"{os.getpid()}-{time.time():.6f}").touch()
+    time.sleep(1.5)
+    return os.getpid()
+
+
+@task
+def die_once_the_neighbour_runs(marker_dir: str) -> None:
+    deadline = time.monotonic() + 30
+    while not os.listdir(marker_dir) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os._exit(3)
+
+
+def test_a_workers_crash_leaves_the_run_on_another_worker_alone_and_that_worker_warm(tmp_path):
+    """A worker per slot: the crash breaks only the dead worker's slot. The run on the other
+    worker is not lost and run again, and its worker is not replaced (with one shared pool,
+    loky failed every batch in flight and started every worker again)."""
+    from procflow.runners import processes
+
+    def body():
+        steady_while_a_neighbour_dies.submit(str(tmp_path))
+        die_once_the_neighbour_runs.submit(str(tmp_path))
+
+    for attempt in range(3):  # a race is tested by repeating it
+        for marker in tmp_path.iterdir():
+            marker.unlink()
+        assert on_processes(body)(return_state=True).is_failed()
+        runs_by_task = {run.task_name: run for run in body_last_run().task_runs}
+        doomed = runs_by_task["die_once_the_neighbour_runs"]
+        assert doomed.state.is_crashed() and "exited with code 3" in doomed.state.message
+        runs = os.listdir(tmp_path)
+        assert len(runs) == 1, f"attempt {attempt}: the other worker's run ran {len(runs)} times: {runs}"
+        survivor = runs_by_task["steady_while_a_neighbour_dies"].state.result()
+        assert str(survivor) == runs[0].split("-")[0]
+        assert survivor in processes._pool[1].pids(), "the surviving worker was replaced"
 
 
 def test_the_unpicklable_part_is_named_even_beside_futures_and_its_chain_is_not_ready():

@@ -2,10 +2,9 @@
 
 Each worker keeps a tiny scoreboard file (`worker_process.BOARD_FORMAT`: run id, start time)
 in the parent's private directory (`directory.WorkerBoards`).
-When loky reports a broken pool it fails the pending futures *before* it kills the
-surviving workers (loky `_ExecutorManagerThread.terminate_broken`), so at that moment
-the dead worker is the only one gone, and its scoreboard names the one run to charge
-the crash to. A `WorkerWatch` thread samples worker memory, for "probably out of memory".
+Each worker has its own loky executor (`slots.py`): when one reports itself broken, its
+one worker is dead, and its scoreboard names the one run to charge the crash to (the
+runs queued behind it in that worker are `Lost`: run again). A `WorkerWatch` thread samples worker memory, for "probably out of memory".
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""`ProcessPoolTaskRunner`: ready runs go to a loky reusable pool, in batches.
+"""`ProcessPoolTaskRunner`: ready runs go to reusable worker processes, in batches.
 
     engine --calls--> submit(): pickle each run's arguments (futures become result
-                      references), group runs into batches, lend pooled segments
-           loky pool: worker.run_batch(batch) -> [Outcome]
+                      references), group runs into batches, lend pooled segments,
+                      choose each batch's worker (`slots.py`: a loky executor per worker)
+           worker: worker.run_batch(batch) -> [Outcome]
     loky thread --> _on_done(): decode errors, give unused segments back, or charge
                     a crash to the one run that was in the dead worker -> sink
 
@@ -21,11 +22,11 @@ import os
 import pickle
 import threading
 import time
+import weakref
 from typing import Any, Callable
 
 import psutil
 from loky import ProcessPoolExecutor
-from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
 from .. import options
 from .. import ownership
@@ -43,6 +44,7 @@ from .crashes import CrashLedger, WorkerWatch, alive
 from .directory import FunctionFiles, WorkerBoards
 from .guardian import GUARDIAN
 from .segments import SEGMENT_POOL, ArgumentSegments, SegmentLedger
+from .slots import WorkerSlots
 from ..shapes import Args
 
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -57,27 +59,31 @@ LOKY_LEAK_BYTES = 300 * 10**6 + WARM_BYTES
 _FUNCTION_FILES = FunctionFiles()
 
 
-_pool: tuple[tuple[Any, ...], ProcessPoolExecutor] | None = None
+_pool: tuple[tuple[Any, ...], WorkerSlots] | None = None
 _pool_lock = threading.Lock()
 
 
 def shared_pool(max_workers: int, env: dict[str, str], initializer: Callable[..., Any] | None, initargs: Args,
-                idle_timeout: float, fresh: bool = False) -> ProcessPoolExecutor:
-    """procflow's reusable pool: one per process, kept across flow runs, rebuilt when its
-    settings change or it broke. Our own, not loky's global reusable executor, so that a
-    user's joblib or loky code and procflow do not shut each other's workers down."""
+                idle_timeout: float) -> WorkerSlots:
+    """procflow's reusable workers: one pool per process, kept across flow runs, made again
+    when its settings change (a slot whose worker died is made again by itself). Our own,
+    not loky's global reusable executor, so that a user's joblib or loky code and procflow
+    do not shut each other's workers down."""
     global _pool
     key = (max_workers, tuple(sorted(env.items())), initializer, initargs)
     with _pool_lock:
-        if _pool is not None and not fresh and _pool[0] == key and not _pool[1]._flags.broken:
+        if _pool is not None and _pool[0] == key:
             return _pool[1]
         if _pool is not None:
-            _pool[1].shutdown(wait=False, kill_workers=bool(_pool[1]._flags.broken))
-        executor = ProcessPoolExecutor(max_workers=max_workers, timeout=idle_timeout, env=env,
-                                       initializer=start_worker,
-                                       initargs=(os.getpid(), initializer and dumps_function(initializer), initargs))
-        _pool = (key, executor)
-        return executor
+            _pool[1].shutdown(wait=False)
+        pickled = initializer and dumps_function(initializer)
+
+        def make() -> ProcessPoolExecutor:
+            return ProcessPoolExecutor(max_workers=1, timeout=idle_timeout, env=env, initializer=start_worker,
+                                       initargs=(os.getpid(), pickled, initargs))
+
+        _pool = (key, WorkerSlots(max_workers, make))
+        return _pool[1]
 
 
 KEPT_SEGMENTS_SECONDS = 5.0  # SPEC §3: a warm pool is released after it idles, in seconds
@@ -176,20 +182,16 @@ class ProcessSession:
         GUARDIAN.watch(self._dir)
         _FUNCTION_FILES.verify(self._dir)
         self._watch = WorkerWatch(self._boards)
-        self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple[Any, ...], Any]] = {}
+        self._batches: dict[int, tuple[tuple[WorkItem, ...], tuple[Any, ...], Any, int]] = {}
         self._batch_ids = itertools.count()
         self._run_times = RunTimes()
         self._segments = SegmentLedger(self.kept_segments_seconds)
         self._arguments = ArgumentSegments(SegmentWriter(self._owner))
-        self._recycle = False
         self._crashes = CrashLedger(self._boards, self._watch)
         self._fallback_warned = False
-        self._executor = self._get_executor()
-        self._noted: ProcessPoolExecutor | None = None  # the pool whose semaphores were noted
-
-    def _get_executor(self, fresh: bool = False) -> ProcessPoolExecutor:
-        return shared_pool(self.max_workers, self._worker_env(), self.initializer, self.initargs,
-                           self.IDLE_WORKER_SECONDS, fresh)
+        self._slots = shared_pool(self.max_workers, self._worker_env(), self.initializer, self.initargs,
+                                  self.IDLE_WORKER_SECONDS)
+        self._noted: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()  # whose semaphores were noted
 
     def _worker_env(self) -> dict[str, str]:
         """BLAS thread limits and loky's leak allowance, then whatever `worker_env` says."""
@@ -202,13 +204,10 @@ class ProcessSession:
 
     def warm_up(self) -> None:
         """Start the workers now (the pool otherwise starts them on its first job)."""
-        assert self._executor is not None, "runner used before start()"
-        self._executor.submit(os.getpid).result()
+        self._slots.warm_up()
 
     def shutdown(self) -> None:
         """End of a flow run: worker processes stay warm for the next one; segments go."""
-        if self._executor is None:
-            return
         self._watch.stop()
         self._arguments.close()
         self._segments.close()
@@ -225,21 +224,18 @@ class ProcessSession:
             return 0
 
     def capacity(self) -> int:
-        """How many runs `submit` takes now: a query, it changes nothing (a pool whose workers
-        spent their `max_tasks_per_worker` takes none until its batches are in; `submit` renews it)."""
+        """How many runs `submit` takes now: a query, it changes nothing (while every worker
+        that spent its `max_tasks_per_worker` still runs this flow run's batches, none)."""
         with self._lock:
             free = self.max_workers * self.MESSAGES_PER_WORKER - len(self._batches)
             idle = not self._batches
-        if self._recycle and not idle:
-            return 0
+        if not idle and not self._slots.usable():
+            return 0  # a batch of ours comes back first, and wakes the engine
         return max(0, free) * batch_size(self._run_times.seconds, self.max_tasks_per_worker)
 
     def submit(self, calls: list[Call]) -> None:
         with self._lock:
             free = self.max_workers * self.MESSAGES_PER_WORKER - len(self._batches)
-            idle = not self._batches
-        if self._recycle and idle:  # the workers spent their runs: a fresh pool before new work
-            self._restart_pool()
         for group in group_calls(calls, free):
             self._send(group)
 
@@ -270,17 +266,13 @@ class ProcessSession:
                       expected, self.max_tasks_per_worker or 0)
         batch_id = next(self._batch_ids)
         message = pickle.dumps(batch, protocol=5)
-        assert self._executor is not None, "runner used before start()"
-        try:
-            future = self._executor.submit(run_batch, message)
-        except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-            self._executor = self._get_executor(fresh=True)  # a crash broke the last one
-            future = self._executor.submit(run_batch, message)
-        if self._noted is not self._executor:  # its workers (and their loky locks) exist now
-            self._noted = self._executor
+        slot = self._slots.choose()
+        future, executor = self._slots.submit(slot, run_batch, message)
+        if executor not in self._noted:  # its worker (and its loky locks) exist now
+            self._noted.add(executor)
             ownership.owner().note_semaphores()
         with self._lock:
-            self._batches[batch_id] = (batch.items, lent, self._executor)
+            self._batches[batch_id] = (batch.items, lent, executor, slot)
         future.add_done_callback(functools.partial(self._on_done, batch_id))
 
     def _pickle_arguments(self, call: Call, in_batch: frozenset[int]) -> bytes | SharedArguments:
@@ -302,11 +294,14 @@ class ProcessSession:
 
     def _on_done(self, batch_id: int, future: Any) -> None:  # a loky future
         with self._lock:
-            items, lent, executor = self._batches.pop(batch_id)
+            items, lent, executor, slot = self._batches.pop(batch_id)
+        self._slots.done(slot)
         error = future.exception()
         if error is None:
             received = pickle.loads(future.result())
             outcomes = [self._received(outcome, item) for outcome, item in zip(received, items, strict=True)]
+            if any(outcome.status is Status.SPENT for outcome in outcomes):
+                self._slots.spent(slot)  # its worker counted its runs: renewed once idle
         else:
             outcomes = self._crashes.outcomes(items, error, executor)
         self._arguments.finished(item.run_id for item in items)
@@ -315,7 +310,6 @@ class ProcessSession:
 
     def _received(self, outcome: Outcome, item: WorkItem) -> Outcome:
         if outcome.status is Status.SPENT or outcome.status is Status.DEFERRED:  # not run
-            self._recycle |= outcome.status is Status.SPENT  # the worker counts its runs; renew the pool
             return outcome
         self._run_times.add(outcome.end - outcome.start + outcome.transfer)
         ref = outcome.value
@@ -340,18 +334,10 @@ class ProcessSession:
         return self._crashes.kill_overdue(run_id, timeout, self.interrupt_grace)
 
     def cancel_running(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, kill_workers=True)
+        self._slots.shutdown(wait=False, kill_workers=True)
 
     def release(self, result: LazyResult) -> None:
         self._segments.release(result)
-
-    def _restart_pool(self) -> None:
-        """`max_tasks_per_worker`: new workers for all (loky cannot retire just one)."""
-        assert self._executor is not None
-        self._executor.shutdown(wait=True)
-        self._recycle = False
-        self._executor = self._get_executor(fresh=True)
 
 
 def cleanup_at_exit() -> None:
