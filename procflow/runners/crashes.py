@@ -4,7 +4,8 @@ Each worker keeps a tiny scoreboard file (`worker_process.BOARD_FORMAT`: run id,
 in the parent's private directory (`directory.WorkerBoards`).
 Each worker has its own loky executor (`slots.py`): when one reports itself broken, its
 one worker is dead, and its scoreboard names the one run to charge the crash to (the
-runs queued behind it in that worker are `Lost`: run again). A `WorkerWatch` thread samples worker memory, for "probably out of memory".
+runs queued behind it in that worker are `Lost`: run again). A `WorkerWatch` thread
+samples worker memory, for "probably out of memory".
 """
 
 from __future__ import annotations

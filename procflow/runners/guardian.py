@@ -76,6 +76,8 @@ for name in semaphores():
     except OSError:
         pass
 try:
+    import site
+    site.main()  # started with -S: procflow's path only now, when it is needed
     from procflow.ownership import sweep
     sweep()
 except Exception:
@@ -111,7 +113,9 @@ class Guardian:
 
     def _start(self) -> None:
         # Nothing of ours kept open (a caller reading our stderr sees its end when we end).
-        self._process = subprocess.Popen([sys.executable, "-c", _SCRIPT, NAME], stdin=subprocess.PIPE,
+        # -S: no site until the sweep needs procflow (its .pth files cost more than the script
+        # itself, while the first workers start beside it).
+        self._process = subprocess.Popen([sys.executable, "-S", "-c", _SCRIPT, NAME], stdin=subprocess.PIPE,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                          close_fds=True, start_new_session=True)
         self._pid = os.getpid()
