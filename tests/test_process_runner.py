@@ -242,3 +242,40 @@ def test_fused_chain_links_wait_for_their_upstream_not_in_a_queue():
         assert after.start_time >= before.end_time
         assert after.timings["waiting"] >= 0.04, "waiting for the upstream counts as waiting"
         assert after.timings["queued"] < 0.04, "not as queued"
+
+
+@task
+def long_run(seconds: float) -> tuple[float, float]:
+    """Its own start and end, by the clock every process shares."""
+    started = time.time()
+    time.sleep(seconds)
+    return started, time.time()
+
+
+@task
+def short_run(i: int) -> tuple[int, float]:
+    time.sleep(0.2)
+    return os.getpid(), time.time()
+
+
+def test_short_runs_do_not_queue_behind_a_long_one_while_another_worker_is_free():
+    """Each worker has its own queue now: a batch goes where it is expected to run soonest,
+    not to a worker busy with a run that has gone on for long (head-of-line blocking)."""
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def body():
+        long = long_run.submit(5.0)
+        deadline = time.monotonic() + 60
+        while long.state.is_pending() and time.monotonic() < deadline:  # it runs in a worker now
+            time.sleep(0.01)
+        time.sleep(1.0)  # it has run for a while
+        shorts = [short_run.submit(i) for i in range(6)]
+        return long.result(), [short.result() for short in shorts]
+
+    for attempt in range(2):  # a race is tested by repeating it
+        (long_start, long_end), shorts = body()
+        short_ends = [end for _, end in shorts]
+        assert max(short_ends) < long_end, (
+            f"attempt {attempt}: a short run waited for the long one: it ended at "
+            f"{long_end - long_start:.1f} s, the last short run at {max(short_ends) - long_start:.1f} s")
+        assert len({pid for pid, _ in shorts}) == 1, "the short runs all ran on the free worker"

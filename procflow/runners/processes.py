@@ -267,7 +267,9 @@ class ProcessSession:
         batch_id = next(self._batch_ids)
         message = pickle.dumps(batch, protocol=5)
         slot = self._slots.choose()
-        future, executor = self._slots.submit(slot, run_batch, message)
+        seconds = self._run_times.seconds
+        future, executor = self._slots.submit(slot, run_batch, message,
+                                              expected=None if seconds is None else seconds * len(items))
         if executor not in self._noted:  # its worker (and its loky locks) exist now
             self._noted.add(executor)
             ownership.owner().note_semaphores()

@@ -10,13 +10,17 @@ the parent chooses where each batch goes, so
 - `max_tasks_per_worker` renews the worker that spent its runs, alone and once it is idle;
 - a batch can be sent where its inputs are (locality, issue 22).
 
-Slots are shared by the flow runs of this process, like the pool was: `load` counts every
-flow run's batches, so concurrent flow runs spread over the same workers.
+Slots are shared by the flow runs of this process, like the pool was: each slot counts every
+flow run's batches in flight, so concurrent flow runs spread over the same workers. A batch
+goes to the slot expected to be free soonest, which keeps short runs from queueing behind a
+long one while another worker is free (with one shared queue, a free worker took them).
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from typing import Any, Callable
 
 from loky import ProcessPoolExecutor
@@ -30,35 +34,56 @@ class WorkerSlots:
         self._make = make
         self._lock = threading.Lock()
         self._executors = [make() for _ in range(count)]
-        self.load = [0] * count  # batches in flight on each slot, every flow run's
+        # Each slot's batches in flight, every flow run's, oldest (running) first: [since, seconds
+        # expected or None]; `since` is when it was sent, or when the batch before it ended.
+        self._flight: list[deque[list[Any]]] = [deque() for _ in range(count)]
         self._spent: set[int] = set()  # its worker ran its max_tasks_per_worker: renewed when idle
 
     def __len__(self) -> int:
         return len(self._executors)
 
     def choose(self) -> int:
-        """The slot for the next batch: the least loaded; a spent one only when it is idle (it
-        is renewed first) or every slot is spent."""
+        """The slot for the next batch: the one expected to be free soonest (`free_in`), then
+        the least loaded; a spent one only when it is idle (it is renewed first) or every
+        slot is spent."""
+        now = time.monotonic()
         with self._lock:
             usable = [index for index in range(len(self._executors))
-                      if index not in self._spent or self.load[index] == 0] or list(range(len(self._executors)))
-            return min(usable, key=lambda index: (self.load[index], index))
+                      if index not in self._spent or not self._flight[index]] or list(range(len(self._executors)))
+            return min(usable, key=lambda index: (self._free_in(index, now), len(self._flight[index]), index))
+
+    def _free_in(self, index: int, now: float) -> float:
+        """Seconds until slot `index` has run what it holds, estimated. A queued batch takes
+        what it is expected to; the running one that less what it ran, or, once past it (or
+        with no time known yet), as long again as it ran so far: a long run likely goes on,
+        and a batch sent behind it would wait while another worker is free (head-of-line)."""
+        flight = self._flight[index]
+        if not flight:
+            return 0.0
+        since, expected = flight[0]
+        ran = max(0.0, now - since)
+        total = expected - ran if expected is not None and ran < expected else max(ran, expected or 0.0)
+        for _, later in list(flight)[1:]:
+            total += later if later is not None else ran
+        return float(total)
 
     def usable(self) -> bool:
         """A slot can take a batch now without waiting for a spent worker to finish."""
         with self._lock:
-            return any(index not in self._spent or self.load[index] == 0 for index in range(len(self._executors)))
+            return any(index not in self._spent or not self._flight[index] for index in range(len(self._executors)))
 
-    def submit(self, index: int, fn: Callable[..., Any], *args: Any) -> tuple[Any, ProcessPoolExecutor]:
-        """Send to slot `index`: its loky future and the executor it went to (crashes are
-        looked up by executor). A broken, shut or spent-and-idle slot gets a fresh executor."""
+    def submit(self, index: int, fn: Callable[..., Any], *args: Any,
+               expected: float | None = None) -> tuple[Any, ProcessPoolExecutor]:
+        """Send to slot `index` a batch expected to take `expected` seconds (None: not known):
+        its loky future and the executor it went to (crashes are looked up by executor). A
+        broken, shut or spent-and-idle slot gets a fresh executor."""
         with self._lock:
             executor = self._executors[index]
             flags = executor._flags
-            renew = index in self._spent and self.load[index] == 0
+            renew = index in self._spent and not self._flight[index]
             if renew or flags.broken is not None or flags.shutdown:
                 executor = self._renew(index, executor, wait=renew)
-            self.load[index] += 1
+            self._flight[index].append([time.monotonic(), expected])
         try:
             return executor.submit(fn, *args), executor
         except RuntimeError:  # broken or shut down between the check and the call: once more
@@ -67,8 +92,12 @@ class WorkerSlots:
             return executor.submit(fn, *args), executor
 
     def done(self, index: int) -> None:
+        """A batch of slot `index` is back: a worker runs its batches in the order sent."""
         with self._lock:
-            self.load[index] -= 1
+            flight = self._flight[index]
+            flight.popleft()
+            if flight:  # the next one runs from now
+                flight[0][0] = max(flight[0][0], time.monotonic())
 
     def spent(self, index: int) -> None:
         """Its worker answered that it ran its runs: it takes no batch until renewed."""
