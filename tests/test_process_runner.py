@@ -279,3 +279,24 @@ def test_short_runs_do_not_queue_behind_a_long_one_while_another_worker_is_free(
             f"attempt {attempt}: a short run waited for the long one: it ended at "
             f"{long_end - long_start:.1f} s, the last short run at {max(short_ends) - long_start:.1f} s")
         assert len({pid for pid, _ in shorts}) == 1, "the short runs all ran on the free worker"
+
+
+@task
+def sleep_then_stamp(seconds: float) -> tuple[int, float]:
+    time.sleep(seconds)
+    return os.getpid(), time.time()
+
+
+def test_no_run_waits_behind_a_run_that_turns_out_long_while_another_worker_is_free():
+    """Runs of 0.3 s, then one of 4 s: a worker's queue holds a second batch only behind work
+    about to end (tiny runs), so no 0.3 s run is caught behind the long one when it overruns."""
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def body():
+        return [future.result() for future in sleep_then_stamp.map([0.3, 0.3, 4.0] + [0.3] * 6)]
+
+    for attempt in range(2):  # a race is tested by repeating it
+        stamps = body()
+        long_end = stamps[2][1]
+        late = [end - long_end for _, end in stamps[3:] if end > long_end]
+        assert not late, f"attempt {attempt}: runs ended {late} s after the long run (behind it)"

@@ -8,9 +8,10 @@
                     a crash to the one run that was in the dead worker -> sink
 
 Batches (`batching.py`): tiny runs travel several to a message, slow or unknown runs one
-per message, and at most `MESSAGES_PER_WORKER` messages per worker are in flight, so
-the engine's depth-first order still decides what runs next. Functions are pickled once
-per process and loaded once per worker.
+per message. A worker holds a second message (`MESSAGES_PER_WORKER`) only behind work of
+known length about to end (`QUEUE_BEHIND_SECONDS`), so the engine's depth-first order still
+decides what runs next and no run waits behind a long one while another worker is free.
+Functions are pickled once per process and loaded once per worker.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ class ProcessSession:
     interrupt_grace = 1.0
     fuses = True
     MESSAGES_PER_WORKER = 2
+    QUEUE_BEHIND_SECONDS = 0.05  # a second message waits in a worker only behind work ending this soon
     IDLE_WORKER_SECONDS = 300
 
     def __init__(self, runner: ProcessPoolTaskRunner, sink: Sink) -> None:
@@ -224,19 +226,24 @@ class ProcessSession:
             return 0
 
     def capacity(self) -> int:
-        """How many runs `submit` takes now: a query, it changes nothing (while every worker
-        that spent its `max_tasks_per_worker` still runs this flow run's batches, none)."""
+        """How many runs `submit` takes now: a query, it changes nothing. As many batches as
+        the workers take without a batch waiting behind a long run (`WorkerSlots.room`); while
+        this flow run has batches out, a batch of ours comes back first and wakes the engine,
+        so it may be none; with none out, at least one (other flow runs' batches never wake us)."""
+        return self._messages() * batch_size(self._run_times.seconds, self.max_tasks_per_worker)
+
+    def _messages(self) -> int:
         with self._lock:
             free = self.max_workers * self.MESSAGES_PER_WORKER - len(self._batches)
             idle = not self._batches
-        if not idle and not self._slots.usable():
-            return 0  # a batch of ours comes back first, and wakes the engine
-        return max(0, free) * batch_size(self._run_times.seconds, self.max_tasks_per_worker)
+        seconds = self._run_times.seconds
+        size = batch_size(seconds, self.max_tasks_per_worker)
+        room = self._slots.room(self.MESSAGES_PER_WORKER, self.QUEUE_BEHIND_SECONDS,
+                                None if seconds is None else seconds * size)
+        return max(1 if idle else 0, min(free, room))
 
     def submit(self, calls: list[Call]) -> None:
-        with self._lock:
-            free = self.max_workers * self.MESSAGES_PER_WORKER - len(self._batches)
-        for group in group_calls(calls, free):
+        for group in group_calls(calls, max(1, self._messages())):
             self._send(group)
 
     def _send(self, group: list[Call]) -> None:

@@ -67,10 +67,25 @@ class WorkerSlots:
             total += later if later is not None else ran
         return float(total)
 
-    def usable(self) -> bool:
-        """A slot can take a batch now without waiting for a spent worker to finish."""
+    def room(self, per_slot: int, queue_behind: float, batch_seconds: float | None) -> int:
+        """How many batches the slots take now. An idle slot takes one; more, up to `per_slot`,
+        only behind work of known length that ends within `queue_behind` seconds (batches of
+        `batch_seconds` each, None: not known yet). A queued batch hides the round trip through
+        the parent for tiny runs; behind a long run, or one of unknown length, it would wait
+        while another worker may be free (a worker's queue is its own: a batch sent stays)."""
+        now = time.monotonic()
+        tiny = batch_seconds is not None and batch_seconds <= queue_behind
         with self._lock:
-            return any(index not in self._spent or not self._flight[index] for index in range(len(self._executors)))
+            total = 0
+            for index, flight in enumerate(self._flight):
+                if index in self._spent and flight:
+                    continue
+                if not flight:
+                    total += per_slot if tiny else 1
+                elif len(flight) < per_slot and all(expected is not None for _, expected in flight) \
+                        and self._free_in(index, now) <= queue_behind:
+                    total += per_slot - len(flight)
+            return total
 
     def submit(self, index: int, fn: Callable[..., Any], *args: Any,
                expected: float | None = None) -> tuple[Any, ProcessPoolExecutor]:
