@@ -264,12 +264,12 @@ def test_short_runs_do_not_queue_behind_a_long_one_while_another_worker_is_free(
 
     @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
     def body():
-        long = long_run.submit(5.0)
+        long = long_run.submit(2.5)
         deadline = time.monotonic() + 60
         while long.state.is_pending() and time.monotonic() < deadline:  # it runs in a worker now
             time.sleep(0.01)
-        time.sleep(1.0)  # it has run for a while
-        shorts = [short_run.submit(i) for i in range(6)]
+        time.sleep(0.6)  # it has run for a while
+        shorts = [short_run.submit(i) for i in range(3)]
         return long.result(), [short.result() for short in shorts]
 
     for attempt in range(2):  # a race is tested by repeating it
@@ -288,12 +288,12 @@ def sleep_then_stamp(seconds: float) -> tuple[int, float]:
 
 
 def test_no_run_waits_behind_a_run_that_turns_out_long_while_another_worker_is_free():
-    """Runs of 0.3 s, then one of 4 s: a worker's queue holds a second batch only behind work
-    about to end (tiny runs), so no 0.3 s run is caught behind the long one when it overruns."""
+    """Runs of 0.2 s, then one of 2 s: a worker's queue holds a second batch only behind work
+    about to end (tiny runs), so no 0.2 s run is caught behind the long one when it overruns."""
 
     @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
     def body():
-        return [future.result() for future in sleep_then_stamp.map([0.3, 0.3, 4.0] + [0.3] * 6)]
+        return [future.result() for future in sleep_then_stamp.map([0.2, 0.2, 2.0] + [0.2] * 4)]
 
     for attempt in range(2):  # a race is tested by repeating it
         stamps = body()
