@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .events import Observer
-from .records import GROUP_ABOVE, FlowRun, TaskRun
+from .records import FlowRun, TaskRun
+from .run_summary import GROUP_ABOVE
 from .runlog import FLOW_LOGGER, TASK_LOGGER
 from .states import State, StateType
 from .exceptions import FailedRun, RemoteTraceback

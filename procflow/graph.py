@@ -14,8 +14,7 @@ import subprocess
 from collections import Counter
 from typing import Any, Iterable
 
-from .records import GROUP_ABOVE
-from .run_summary import human_bytes, human_seconds
+from .run_summary import GROUP_ABOVE, human_bytes, human_seconds
 
 
 STATE_COLOURS = {

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from .graph import FlowRunGraph
 
 EdgeKind = Literal["data", "wait_for"]
-GROUP_ABOVE = 10  # a map of more runs is one group: one node in the graph, two lines in the log
 
 
 def _construct(cls: type, required: tuple[str, ...], fields: dict[str, Any]) -> Any:

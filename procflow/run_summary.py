@@ -19,6 +19,7 @@ PARTS = ("waiting", "queued", "transfer", "running")
 PART_TITLES = {"waiting": "waiting for upstream", "queued": "queued for a worker", "transfer": "moving data",
                "running": "running"}
 FAILURES_IN_FULL = 5
+GROUP_ABOVE = 10  # a map of more runs is one group: one node in the graph, two lines in the log
 
 
 @dataclass
