@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
+from .run_summary import summarise
 from .trace import chrome_trace
 from .states import Pending, State
 
@@ -120,8 +121,6 @@ class FlowRun:
     def summary(self) -> list[dict[str, Any]]:
         """Per task name: counts, run time total/p50/p95, and the seconds spent waiting for
         upstream runs, queued for a worker and moving data (`--stats`; `run_summary`)."""
-        from .run_summary import summarise
-
         return [task.row() for task in summarise(self).tasks]
 
     def report_html(self, path: str) -> str:

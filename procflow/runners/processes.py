@@ -230,20 +230,24 @@ class ProcessSession:
         the workers take without a batch waiting behind a long run (`WorkerSlots.room`); while
         this flow run has batches out, a batch of ours comes back first and wakes the engine,
         so it may be none; with none out, at least one (other flow runs' batches never wake us)."""
-        return self._messages() * batch_size(self._run_times.seconds, self.max_tasks_per_worker)
+        size, seconds = self._batch()
+        return self._messages(seconds) * size
 
-    def _messages(self) -> int:
+    def _batch(self) -> tuple[int, float | None]:
+        """Runs per message, and the seconds a message is expected to take (None: not known)."""
+        seconds = self._run_times.seconds
+        size = batch_size(seconds, self.max_tasks_per_worker)
+        return size, None if seconds is None else seconds * size
+
+    def _messages(self, batch_seconds: float | None) -> int:
         with self._lock:
             free = self.max_workers * self.MESSAGES_PER_WORKER - len(self._batches)
             idle = not self._batches
-        seconds = self._run_times.seconds
-        size = batch_size(seconds, self.max_tasks_per_worker)
-        room = self._slots.room(self.MESSAGES_PER_WORKER, self.QUEUE_BEHIND_SECONDS,
-                                None if seconds is None else seconds * size)
+        room = self._slots.room(self.MESSAGES_PER_WORKER, self.QUEUE_BEHIND_SECONDS, batch_seconds)
         return max(1 if idle else 0, min(free, room))
 
     def submit(self, calls: list[Call]) -> None:
-        for group in group_calls(calls, max(1, self._messages())):
+        for group in group_calls(calls, max(1, self._messages(self._batch()[1]))):
             self._send(group)
 
     def _send(self, group: list[Call]) -> None:

@@ -18,6 +18,7 @@ long one while another worker is free (with one shared queue, a free worker took
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -38,9 +39,6 @@ class WorkerSlots:
         # expected or None]; `since` is when it was sent, or when the batch before it ended.
         self._flight: list[deque[list[Any]]] = [deque() for _ in range(count)]
         self._spent: set[int] = set()  # its worker ran its max_tasks_per_worker: renewed when idle
-
-    def __len__(self) -> int:
-        return len(self._executors)
 
     def choose(self) -> int:
         """The slot for the next batch: the one expected to be free soonest (`free_in`), then
@@ -127,8 +125,6 @@ class WorkerSlots:
 
     def warm_up(self) -> None:
         """Start every worker now (a slot otherwise starts its worker with its first batch)."""
-        import os
-
         futures = [self.submit(index, os.getpid) for index in range(len(self._executors))]
         try:
             for future, _ in futures:
@@ -148,9 +144,3 @@ class WorkerSlots:
             executors = list(self._executors)
         for executor in executors:
             executor.shutdown(wait=wait, kill_workers=kill_workers or bool(executor._flags.broken))
-
-    @property
-    def broken(self) -> bool:
-        """Every slot is broken or shut (its next batch builds it again)."""
-        with self._lock:
-            return all(executor._flags.broken is not None or executor._flags.shutdown for executor in self._executors)
