@@ -300,3 +300,19 @@ def test_no_run_waits_behind_a_run_that_turns_out_long_while_another_worker_is_f
         long_end = stamps[2][1]
         late = [end - long_end for _, end in stamps[3:] if end > long_end]
         assert not late, f"attempt {attempt}: runs ended {late} s after the long run (behind it)"
+
+
+def test_every_worker_starts_with_the_first_batch_as_a_shared_pool_did():
+    """A fan-out that comes after a first lone run must not wait for its workers to start."""
+    from procflow.runners import processes
+
+    @task
+    def which() -> int:
+        return os.getpid()
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=3))
+    def one_run():
+        return which.submit().result()
+
+    one_run()
+    assert len(processes._pool[1].pids()) == 3, "a worker per slot is running after one run"

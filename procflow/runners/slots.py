@@ -97,12 +97,20 @@ class WorkerSlots:
             if renew or flags.broken is not None or flags.shutdown:
                 executor = self._renew(index, executor, wait=renew)
             self._flight[index].append([time.monotonic(), expected])
+            self._start_the_others(index)
         try:
             return executor.submit(fn, *args), executor
         except RuntimeError:  # broken or shut down between the check and the call: once more
             with self._lock:
                 executor = self._renew(index, executor, wait=False)
             return executor.submit(fn, *args), executor
+
+    def _start_the_others(self, index: int) -> None:
+        """With the first batch, every worker starts, as a shared pool's did: a fan-out that
+        comes later does not wait for its workers' interpreters to start."""
+        for other, executor in enumerate(self._executors):
+            if other != index and executor._executor_manager_thread is None and not executor._flags.shutdown:
+                executor._ensure_executor_running()
 
     def done(self, index: int) -> None:
         """A batch of slot `index` is back: a worker runs its batches in the order sent."""
