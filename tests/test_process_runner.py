@@ -316,3 +316,28 @@ def test_every_worker_starts_with_the_first_batch_as_a_shared_pool_did():
 
     one_run()
     assert len(processes._pool[1].pids()) == 3, "a worker per slot is running after one run"
+
+
+def test_after_every_slot_was_shut_one_batch_brings_the_whole_pool_back():
+    """A cancel (Ctrl-C, a flow's timeout) shuts every slot; the next batch, wherever it goes,
+    starts every worker again, as a shared pool's rebuild did, not only its own."""
+    from loky import ProcessPoolExecutor
+
+    from procflow.runners.slots import WorkerSlots
+
+    slots = WorkerSlots(2, lambda: ProcessPoolExecutor(max_workers=1))
+    try:
+        future, _ = slots.submit(0, os.getpid)
+        first = future.result(timeout=60)
+        slots.done(0)
+        slots.shutdown(wait=True, kill_workers=True)
+        future, _ = slots.submit(0, os.getpid)
+        second = future.result(timeout=60)
+        slots.done(0)
+        assert second != first, "slot 0 has a new worker"
+        deadline = time.monotonic() + 30
+        while len([pid for pid in slots.pids() if psutil.pid_exists(pid)]) < 2:
+            assert time.monotonic() < deadline, f"only {slots.pids()} came back"
+            time.sleep(0.05)
+    finally:
+        slots.shutdown(wait=True)

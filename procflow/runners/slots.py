@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from collections import deque
+from itertools import islice
 from typing import Any, Callable
 
 from loky import ProcessPoolExecutor
@@ -39,6 +40,11 @@ class WorkerSlots:
         # expected or None]; `since` is when it was sent, or when the batch before it ended.
         self._flight: list[deque[list[Any]]] = [deque() for _ in range(count)]
         self._spent: set[int] = set()  # its worker ran its max_tasks_per_worker: renewed when idle
+        self._unstarted = True  # an executor was built whose worker has not started yet
+
+    def _takes_batches(self, index: int) -> bool:
+        """Not spent, or spent and idle (the next batch renews it first)."""
+        return index not in self._spent or not self._flight[index]
 
     def choose(self) -> int:
         """The slot for the next batch: the one expected to be free soonest (`free_in`), then
@@ -47,7 +53,7 @@ class WorkerSlots:
         now = time.monotonic()
         with self._lock:
             usable = [index for index in range(len(self._executors))
-                      if index not in self._spent or not self._flight[index]] or list(range(len(self._executors)))
+                      if self._takes_batches(index)] or list(range(len(self._executors)))
             return min(usable, key=lambda index: (self._free_in(index, now), len(self._flight[index]), index))
 
     def _free_in(self, index: int, now: float) -> float:
@@ -61,7 +67,7 @@ class WorkerSlots:
         since, expected = flight[0]
         ran = max(0.0, now - since)
         total = expected - ran if expected is not None and ran < expected else max(ran, expected or 0.0)
-        for _, later in list(flight)[1:]:
+        for _, later in islice(flight, 1, None):
             total += later if later is not None else ran
         return float(total)
 
@@ -76,7 +82,7 @@ class WorkerSlots:
         with self._lock:
             total = 0
             for index, flight in enumerate(self._flight):
-                if index in self._spent and flight:
+                if not self._takes_batches(index):
                     continue
                 if not flight:
                     total += per_slot if tiny else 1
@@ -96,21 +102,33 @@ class WorkerSlots:
             renew = index in self._spent and not self._flight[index]
             if renew or flags.broken is not None or flags.shutdown:
                 executor = self._renew(index, executor, wait=renew)
-            self._flight[index].append([time.monotonic(), expected])
-            self._start_the_others(index)
+            entry = [time.monotonic(), expected]
+            self._flight[index].append(entry)
+            if self._unstarted:
+                self._start_all()
         try:
-            return executor.submit(fn, *args), executor
-        except RuntimeError:  # broken or shut down between the check and the call: once more
-            with self._lock:
-                executor = self._renew(index, executor, wait=False)
-            return executor.submit(fn, *args), executor
+            try:
+                return executor.submit(fn, *args), executor
+            except RuntimeError:  # broken or shut down between the check and the call: once more
+                with self._lock:
+                    executor = self._renew(index, executor, wait=False)
+                return executor.submit(fn, *args), executor
+        except BaseException:
+            with self._lock:  # it is not in flight: the slot must not look busy for ever
+                flight = self._flight[index]
+                del flight[next(at for at, item in enumerate(flight) if item is entry)]
+            raise
 
-    def _start_the_others(self, index: int) -> None:
-        """With the first batch, every worker starts, as a shared pool's did: a fan-out that
-        comes later does not wait for its workers' interpreters to start."""
-        for other, executor in enumerate(self._executors):
-            if other != index and executor._executor_manager_thread is None and not executor._flags.shutdown:
+    def _start_all(self) -> None:
+        """Every worker starts with a batch, as a shared pool's did: a fan-out that comes after
+        a lone first run does not wait for its workers' interpreters, and after a cancel (every
+        slot shut) the pool comes back whole."""
+        for index, executor in enumerate(self._executors):
+            if executor._flags.shutdown:  # shut or broken
+                executor = self._renew(index, executor, wait=False)
+            if executor._executor_manager_thread is None:
                 executor._ensure_executor_running()
+        self._unstarted = False
 
     def done(self, index: int) -> None:
         """A batch of slot `index` is back: a worker runs its batches in the order sent."""
@@ -129,16 +147,19 @@ class WorkerSlots:
         old.shutdown(wait=wait, kill_workers=bool(old._flags.broken))
         self._spent.discard(index)
         self._executors[index] = fresh = self._make()
+        self._unstarted = True
         return fresh
 
     def warm_up(self) -> None:
         """Start every worker now (a slot otherwise starts its worker with its first batch)."""
-        futures = [self.submit(index, os.getpid) for index in range(len(self._executors))]
+        sent = []
         try:
-            for future, _ in futures:
+            for index in range(len(self._executors)):
+                sent.append((index, self.submit(index, os.getpid)[0]))
+            for _, future in sent:
                 future.result()
         finally:
-            for index in range(len(self._executors)):
+            for index, _ in sent:
                 self.done(index)
 
     def pids(self) -> set[int]:
