@@ -2,9 +2,9 @@
 
 The engine's thread calls `Dispatcher.dispatch()` after each round of events. A ready
 run becomes a `Call` (its function, its argument skeleton and the inputs that fill its
-slots, its timeout); with room to spare in the runner, the run's chain of sole followers rides
-behind it in the same message (linear fusion, as Dask does), and comes back
-`DEFERRED` when the run before it did not complete.
+slots, its timeout); the runs that could only run after it, one after another, ride
+behind it in the same message (linear fusion, as Dask does, over diamonds and a map's
+per-item chains too), and come back `DEFERRED` when the run before them did not complete.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ class Dispatcher:
             now = time.time()
             popped = scheduler.pop_ready(room)
             served = False
-            fuse = runner.fuses and not scheduler.ready_count  # spare capacity: follow chains
             for run_id in popped:
                 entry = self.entries[run_id]
                 try:
@@ -62,7 +61,7 @@ class Dispatcher:
                     served = True
                 else:
                     calls.append(call)
-                    if fuse and call.timeout is None and call.persist is None:
+                    if runner.fuses and call.timeout is None and call.persist is None:
                         calls.extend(self._fused_behind(run_id, now))
             if served:  # its followers, ready now, are popped next: they pass its published result on
                 self.publish()
@@ -75,26 +74,31 @@ class Dispatcher:
                         self.finish(self.entries[call.run_id], Crashed(message))
 
     def _fused_behind(self, run_id: int, now: float) -> list[Call]:
-        """The chain of runs that wait on `run_id` alone, to run right behind it in one message.
+        """The runs that can only run after `run_id`, one after another, to ride behind it in
+        its message (`Scheduler.chain_behind`): a chain, a map's per-item chain, a diamond.
 
-        Like Dask's linear fusion: a chain link costs no round trip through the parent. The
-        worker runs a follower only when the run before it completed; a large value it takes
-        as made (`worker.batch_value`).
+        Like Dask's linear fusion, widened to diamonds: a link costs no round trip through
+        the parent. The worker runs a follower only when the run before it completed, and
+        hands it the large values made ahead of it as they are (`worker.batch_value`).
         """
+        entries = self.entries
+
+        def fusable(run: int) -> bool:
+            entry = entries.get(run)
+            return entry is not None and _fusable(entry)
+
+        def leads(run: int) -> bool:  # its dependents wait for its completion hooks
+            return not entries[run].task.options.on_completion
+
         followers: list[Call] = []
-        current = run_id
-        while len(followers) < MAX_FUSED and not self.entries[current].task.options.on_completion:
-            follower = self.scheduler.sole_follower(current)  # (it waits for the upstream's hooks)
-            entry = self.entries.get(follower) if follower is not None else None
-            if entry is None or not _fusable(entry):
-                break
-            self.scheduler.claim(entry.run.id)
-            entry.after = current
-            call = self._prepare(entry, now)
+        previous = run_id
+        for follower in self.scheduler.chain_behind(run_id, fusable, leads, MAX_FUSED):
+            self.scheduler.claim(follower)
+            call = self._prepare(entries[follower], now)
             assert call is not None  # fusable runs have no cache key
-            call.after = current
+            call.after = previous
             followers.append(call)
-            current = entry.run.id
+            previous = follower
         return followers
 
     def _prepare(self, entry: Entry, now: float) -> Call | None:

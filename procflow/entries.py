@@ -51,7 +51,6 @@ class Entry:
     future: weakref.ref[TaskFuture[Any]] | None = None
     crashes: int = 0
     cache_plan: Plan | None = None
-    after: int = 0  # dispatched fused behind this run, which had not finished then
     name_pending: bool = False  # its task_run_name names futures: rendered when dispatched
     hooked: bool = False  # ended; its state hooks run (or ran) before its end is published
 

@@ -284,17 +284,10 @@ class Lifecycle:
             self._block(run_id, upstream_id)
 
     def _put_back(self, entry: Entry) -> None:
-        """A run that did not run: ready again, or waiting on (or blocked by) its fused upstream."""
-        run_id, after = entry.run.id, entry.after
-        entry.after = 0
-        upstream_ok = self.scheduler.outcome(after) if after else True
-        if upstream_ok is None:  # the upstream runs again (a retry, or it was lost too)
-            self.scheduler.unclaim(run_id)
-        elif upstream_ok:
-            self.scheduler.requeue(run_id)
-        else:
-            self._block(run_id, after)
-            self._block_all(self.scheduler.finish(run_id, False))
+        """A run that did not run: ready again, waiting again for the upstreams fused ahead of it
+        that run again, or blocked by one that failed."""
+        upstreams = [(future.task_run.id, not allowed) for future, allowed in entry.upstream]
+        self._block_all(self.scheduler.put_back(entry.run.id, upstreams))
 
     def _cancel_retry(self, run_id: int, attempt: int) -> None:
         entry = self.entries.get(run_id)

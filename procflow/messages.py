@@ -66,6 +66,7 @@ class WorkItem(NamedTuple):
     log_prints: bool
     after: int = 0  # fused: run only if this run of the same batch completed (0: no condition)
     persist: Persist | None = None  # store the result there (`results/store.py`), instead of shared memory
+    takes: tuple[int, ...] = ()  # fused: runs ahead in this batch whose values it takes as made
 
     @property
     def run_id(self) -> int:  # the one field every outcome and ledger keys by

@@ -9,12 +9,12 @@ tests drive it with plain integers. A run moves waiting -> ready -> running -> f
                           reaching 0 makes it ready; a failed upstream that the edge does
                           not allow (no `allow_failure`) blocks the dependent instead,
                           and that block spreads to the dependent's own dependents
-    requeue(run)          running -> ready again (a run lost with its worker, a retry's time)
+    put_back(run, upstreams)  a run that did not run (lost with its worker, fused behind a
+                          run that failed, a retry's time) waits again for what is unfinished
     set_aside(run)        running -> neither, until its retry delay has passed
     finished_elsewhere(run, ok)  a run of another flow run ended (a future passed in)
-    sole_follower(run)    `run`'s only dependent, waiting on `run` alone (a chain link):
-                          `claim` sends it along in the same message (fusion)
-    unclaim(run)          a claimed run that did not run goes back to waiting
+    chain_behind(run, ...)  the runs that can only run after `run`, one after another, waiting
+                          on nothing else: `claim` sends them along in its message (fusion)
 
 Readiness by counters and successor lists, as `graphlib.TopologicalSorter.done`, but runs
 are added while others run. Order among ready runs is depth-first (runs made ready by a
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 # A blocked run and the upstream that did not complete.
 Blocked = tuple[int, int]
@@ -124,36 +124,83 @@ class Scheduler:
     def is_running(self, run: int) -> bool:
         return run in self.state.running
 
-    def requeue(self, run: int) -> None:
-        """A running run (or one set aside) goes back to the front of the ready queue."""
-        self.state.running.discard(run)
-        self.state.aside.discard(run)
-        heapq.heappush(self.state.ready, (-1, run))
+    def put_back(self, run: int, upstreams: Iterable[tuple[int, bool]]) -> list[Blocked]:
+        """A run that did not run (running, claimed, or set aside) waits again, as `add` would
+        make it, for `upstreams` (the pairs it was added with) that have not finished; ready
+        now goes to the front. Returns the runs blocked (it and its dependents) when one that
+        finished failed."""
+        state = self.state
+        state.running.discard(run)
+        state.aside.discard(run)
+        unfinished, failed, blocking = 0, None, []
+        for upstream, blocks in upstreams:
+            finished_ok = state.completed.get(upstream)
+            if finished_ok is None:
+                unfinished += 1  # `run` is still on its dependents list (claiming leaves it there)
+            elif blocks and not finished_ok and failed is None:
+                failed = upstream
+            if blocks:
+                blocking.append(upstream)
+        if failed is None and not unfinished:
+            heapq.heappush(state.ready, (-1, run))
+            return []
+        state.remaining[run] = unfinished
+        if len(blocking) > 1:
+            state.order[run] = blocking
+        if failed is None:
+            return []
+        state.doomed[run] = failed
+        cause = self._cause(run)
+        if cause is None:
+            return []
+        return self._block(run, cause) + self._release(run, False)
 
-    def sole_follower(self, run: int) -> int | None:
-        """`run`'s only dependent, when it waits on `run` alone through a blocking edge: a chain link.
+    def chain_behind(self, run: int, fusable: Callable[[int], bool], leads: Callable[[int], bool],
+                     limit: int) -> list[int]:
+        """The runs that could only run after `run` and one after another anyway: each waits
+        for the run just before it, and otherwise only for runs before it in the chain (a
+        map's per-item chain, a diamond such as `f(a, g(a))`), so sending them in `run`'s
+        message (`claim`) costs no parallelism and saves each a trip through the parent.
 
-        Runs with several dependents are not followed: a message reports when all its runs
-        are done, so the other dependents would wait for the followed one.
+        A message reports when its last run ends, so a run with a dependent outside the chain
+        is only ever its last. `fusable(r)`: `r` may ride in a message; `leads(r)`: runs may
+        follow `r` in one (no hooks its dependents must wait for).
         """
         state = self.state
-        dependents = state.dependents.get(run, ())
-        if len(dependents) == 1:
-            dependent, blocks = dependents[0]
-            if blocks and state.remaining.get(dependent) == 1 and dependent not in state.doomed:
-                return dependent
-        return None
+        chain, position = [run], {run: 0}
+        inside: dict[int, int] = {}  # waiting run -> its unfinished upstreams in the chain
+        current = run
+        while len(chain) <= limit and leads(current):
+            candidates = set()
+            for dependent, blocks in state.dependents.get(current, ()):
+                inside[dependent] = inside.get(dependent, 0) + 1
+                if blocks and inside[dependent] == state.remaining.get(dependent) \
+                        and dependent not in state.doomed:
+                    candidates.add(dependent)
+            if len(candidates) != 1:  # none, or branches that could run side by side
+                break
+            current = candidates.pop()
+            if not fusable(current):
+                break
+            position[current] = len(chain)
+            chain.append(current)
+        # Longest prefix whose runs, but its last, have every live dependent inside it.
+        length, reach = 1, 0  # reach: the furthest position a run so far needs inside
+        for index, member in enumerate(chain[:-1]):
+            for dependent, _ in state.dependents.get(member, ()):
+                if dependent in state.remaining or dependent in position:  # (not one blocked already)
+                    reach = max(reach, position.get(dependent, len(chain)))
+            if reach >= len(chain):  # one waits outside: no longer prefix will do
+                break
+            if reach <= index + 1:
+                length = index + 2
+        return chain[1:length]
 
     def claim(self, run: int) -> None:
-        """waiting -> running: it goes to the worker right behind its upstream."""
+        """waiting -> running: it goes to the worker behind its upstream (`chain_behind`)."""
         del self.state.remaining[run]
         self.state.order.pop(run, None)
         self.state.running.add(run)
-
-    def unclaim(self, run: int) -> None:
-        """A claimed run that did not run: back to waiting on its one unfinished upstream."""
-        self.state.running.discard(run)
-        self.state.remaining[run] = 1
 
     def cancel_pending(self) -> list[int]:
         """Every run not started yet (waiting or ready) is finished as not completed."""

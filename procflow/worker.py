@@ -43,10 +43,10 @@ class Worker:
         self.runs_done = 0  # in this process's life, for max_tasks_per_worker
         self.initializer_failure: BaseException | None = None  # every run here fails with it
         self.batch_results: dict[int, Any] = {}  # completed runs of the batch being run
-        # The values themselves of the runs a fused follower of this batch waits for: it takes
-        # the object at once (no read back from the segment); dropped when that follower ran.
+        # The values themselves of the runs fused followers of this batch take: each takes the
+        # object at once (no read back from the segment); dropped when the last of them ran.
         self.batch_values: dict[int, Any] = {}
-        self.wanted: set[int] = set()
+        self.wanted: dict[int, int] = {}  # run -> followers of this batch still to take its value
 
     def run_batch(self, batch: Batch) -> list[Outcome]:
         board = self._scoreboard(batch.board_dir)
@@ -55,7 +55,9 @@ class Worker:
         prepared = self.writer.prepare(batch.expected)
         lent = list(batch.lent) + prepared
         outcomes = []
-        self.wanted.update(item.after for item in batch.items if item.after)
+        for item in batch.items:
+            for run_id in item.takes:
+                self.wanted[run_id] = self.wanted.get(run_id, 0) + 1
         try:
             for item, arguments in zip(batch.items, batch.arguments, strict=True):
                 if batch.max_runs and self.runs_done >= batch.max_runs:  # the parent renews the pool
@@ -63,10 +65,11 @@ class Worker:
                     continue
                 if item.after and not isinstance(self.batch_results.get(item.after), ResultRef):
                     outcomes.append(Outcome(item.run_id, Status.DEFERRED))  # fused behind a run that failed
+                    self._taken(item)
                     continue
                 board.running(item.run_id)
                 outcome = self._run_item(batch, item, arguments, lent)
-                self.batch_values.pop(item.after, None)  # its follower ran: the value is its (or gone)
+                self._taken(item)
                 self.runs_done += 1
                 if outcome.status is Status.COMPLETED:
                     self.batch_results[item.run_id] = outcome.value
@@ -81,6 +84,14 @@ class Worker:
                     unlink(segment.name)
             board.batch_reported()
         return outcomes
+
+    def _taken(self, item: WorkItem) -> None:
+        """`item` is done with the values it took: each goes once its last taker is."""
+        for run_id in item.takes:
+            self.wanted[run_id] -= 1
+            if not self.wanted[run_id]:
+                del self.wanted[run_id]
+                self.batch_values.pop(run_id, None)
 
     def batch_value(self, run_id: int) -> Any:
         """A fused run's argument: the result of an earlier run of the same batch; a large one

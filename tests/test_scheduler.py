@@ -42,7 +42,7 @@ def test_the_blocking_upstream_is_the_first_in_order_that_failed_once_those_befo
     s.add(9)
     s.pop_ready(10)
     assert s.finish(3, False) == [], "1 and 2 may still fail: 4 waits"
-    assert s.sole_follower(1) is None, "a doomed run is never fused behind its upstream"
+    assert s.chain_behind(1, ALL, ALL, 64) == [], "a doomed run is never fused behind its upstream"
     assert s.finish(2, False) == []
     assert s.finish(1, True) == [(4, 2)], "2 is the first in order that failed"
     assert s.pop_ready(10) == []
@@ -101,38 +101,106 @@ def test_shuffled_finish_order_releases_every_run_exactly_once():
     assert sorted(released) == sorted(edges)
 
 
-def test_requeue_and_cancel_pending():
+def test_a_run_put_back_is_ready_again_at_the_front_and_cancel_pending():
     s = Scheduler()
     s.add(1)
     s.add(2, [(1, True)])
+    s.add(3)
     assert s.pop_ready(1) == [1]
-    s.requeue(1)
-    assert s.pop_ready(1) == [1]
-    assert sorted(s.cancel_pending()) == [2]
+    assert s.put_back(1, []) == []
+    assert s.pop_ready(1) == [1], "before 3, which was ready first"
+    assert sorted(s.cancel_pending()) == [2, 3]
     s.finish(1, True)
     assert s.idle
 
 
-def test_sole_follower_claim_and_unclaim_for_fused_chains():
+def ALL(run):
+    return True
+
+
+def chain_graph():
+    """1 -> 2 -> 3 (a chain); 4 -> {5, 6} (a fork); 1 -> 7 by an allow_failure edge."""
     s = Scheduler()
     s.add(1)
     s.add(2, [(1, True)])
     s.add(3, [(2, True)])
     s.add(4)
     s.add(5, [(4, True)])
-    s.add(6, [(4, True)])  # 4 has two dependents: not a chain link
-    s.add(7, [(1, False)])  # an allow_failure edge from 7... makes 1 have two dependents too
-    assert s.sole_follower(1) is None and s.sole_follower(4) is None
-    assert s.sole_follower(2) == 3
-    assert sorted(s.pop_ready(10)) == [1, 4]
-    s.claim(3)
-    assert 3 in s.state.running and 3 not in s.state.remaining
-    s.unclaim(3)
-    assert s.state.remaining[3] == 1
+    s.add(6, [(4, True)])
+    s.add(7, [(1, False)])
+    return s
+
+
+def test_a_chain_is_fused_but_not_a_fork_nor_a_run_with_another_dependent():
+    s = chain_graph()
+    assert s.chain_behind(1, ALL, ALL, 64) == [], "1 has two dependents (7 waits outside the message)"
+    assert s.chain_behind(4, ALL, ALL, 64) == [], "5 and 6 could run side by side"
+    assert s.chain_behind(2, ALL, ALL, 64) == [3]
+    assert s.chain_behind(2, ALL, ALL, 0) == []
+    assert s.chain_behind(2, lambda run: run != 3, ALL, 64) == []
+    assert s.chain_behind(2, ALL, lambda run: run != 2, 64) == [], "2's dependents wait for its hooks"
+
+
+def test_a_diamond_and_a_maps_per_item_chain_are_fused_whole():
+    s = Scheduler()
+    s.add(1)  # make
+    s.add(2, [(1, True)])  # denoise(make)
+    s.add(3, [(2, True)])  # edges(denoise)
+    s.add(4, [(2, True), (3, True)])  # features(denoise, edges)
+    s.add(6)  # another image's
+    s.add(5, [(4, True), (6, True)])  # summary(features of both): outside, behind the last
+    assert s.pop_ready(1) == [1]
+    assert s.chain_behind(1, ALL, ALL, 64) == [2, 3, 4]
+    assert s.chain_behind(1, ALL, ALL, 2) == [2], "3 would leave 2's dependent 4 outside the message"
+    assert s.chain_behind(1, lambda run: run != 4, ALL, 64) == [2], "the same, 4 not fusable"
+
+
+def test_a_follower_with_an_upstream_outside_the_chain_is_not_fused():
+    s = Scheduler()
+    s.add(1)
+    s.add(2)
+    s.add(3, [(1, True), (2, True)])
+    assert s.pop_ready(2) == [1, 2]
+    assert s.chain_behind(1, ALL, ALL, 64) == []
+    s.finish(2, True)
+    assert s.chain_behind(1, ALL, ALL, 64) == [3], "2 finished: 3 waits on 1 alone"
+
+
+def test_claimed_runs_put_back_wait_again_for_the_upstreams_still_to_run():
+    s = Scheduler()
+    s.add(1)
+    s.add(2, [(1, True)])
+    s.add(3, [(1, True), (2, True)])
+    assert s.pop_ready(1) == [1]
+    for run in s.chain_behind(1, ALL, ALL, 64):
+        s.claim(run)
+    assert s.state.running == {1, 2, 3} and not s.state.remaining
+    # The message was lost: all three go back; 3 waits for both again, not for 2 alone.
+    assert s.put_back(1, []) == []
+    assert s.put_back(2, [(1, True)]) == []
+    assert s.put_back(3, [(1, True), (2, True)]) == []
+    assert s.state.remaining == {2: 1, 3: 2}
+    assert s.pop_ready(10) == [1]
     s.finish(1, True)
-    s.pop_ready(10)
+    assert s.pop_ready(10) == [2], "3 still waits for 2"
     s.finish(2, True)
     assert s.pop_ready(10) == [3]
+
+
+def test_a_claimed_run_put_back_behind_a_failed_upstream_is_blocked_by_the_first_in_order():
+    s = Scheduler()
+    s.add(1)
+    s.add(2, [(1, True)])
+    s.add(3, [(1, True), (2, True)])
+    s.add(4, [(3, True)])
+    assert s.pop_ready(1) == [1]
+    assert s.chain_behind(1, ALL, ALL, 2) == [2, 3]
+    for run in (2, 3):
+        s.claim(run)
+    assert s.finish(1, False) == []  # the batch: 1 failed, 2 and 3 deferred
+    assert s.put_back(2, [(1, True)]) == [(2, 1)]
+    assert s.put_back(3, [(1, True), (2, True)]) == [(3, 1), (4, 3)], "1 is first in order; 4 blocked by 3"
+    assert s.idle
 
 
 def test_cancel_ends_only_the_given_runs_not_started_and_blocks_their_dependents():

@@ -265,8 +265,9 @@ class ProcessSession:
                 # it was found would only bury that (issue 19).
                 failures.append(Outcome(call.run_id, Status.FAILED, error=error.with_traceback(None)))
                 continue
+            takes = tuple(slot.run_id for slot in call.inputs if slot.run_id in ahead) if call.after else ()
             ahead.add(call.run_id)
-            items.append(WorkItem(call.who, key, call.timeout, call.log_prints, call.after, call.persist))
+            items.append(WorkItem(call.who, key, call.timeout, call.log_prints, call.after, call.persist, takes))
         if failures:
             self._arguments.finished(outcome.run_id for outcome in failures)
             self._sink(failures)

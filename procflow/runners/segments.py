@@ -34,15 +34,13 @@ class SegmentLedger:
 
     def lend(self, items: Iterable[WorkItem]) -> tuple[tuple[Segment, ...], tuple[int, ...]]:
         """For a batch's runs whose function made a large result before: pooled segments,
-        and the sizes the pool has none of (the worker prepares fresh ones meanwhile).
-
-        Fused followers get none: one behind a run whose result went to shared memory is
-        handed back unrun, so a fused chain would otherwise hold a segment per link.
+        and the sizes the pool has none of (the worker prepares fresh ones meanwhile). Fused
+        followers too: what a run leaves unwritten (it failed, or did not run) comes back.
         """
         if not _RESULT_SIZES:  # no task has made a large result yet: the common case
             return (), ()
         lent, expected = [], []
-        sizes = (_RESULT_SIZES.get(item.fn_key) for item in items if not item.after)
+        sizes = (_RESULT_SIZES.get(item.fn_key) for item in items)
         for size in filter(None, sizes):
             segment = SEGMENT_POOL.lend(size)
             if segment is not None:
