@@ -137,8 +137,8 @@ class Dispatcher:
 
 def _fusable(entry: Entry) -> bool:
     """No deadline to keep, no cache to consult, no name to render from its upstreams' results,
-    no upstream whose failure it must receive."""
+    no upstream whose failure it must receive, no `on_running` hook (it runs when the run starts,
+    as in Prefect: after its upstreams completed, not when the message leaves)."""
     chosen = entry.task.options
     return chosen.timeout_seconds is None and not caching.persists(chosen.caching, entry.tracker.persist_default) \
-        and not entry.name_pending and not any(
-        allowed for _, allowed in entry.upstream)
+        and not entry.name_pending and not chosen.on_running and not any(allowed for _, allowed in entry.upstream)

@@ -134,3 +134,35 @@ def test_a_worker_dying_inside_a_fused_diamond_runs_each_lost_run_again_in_order
     order = [runs[name] for name in ("make-0", "smooth-0", "edges-0", "features-0")]
     for before, after in itertools.pairwise(order):
         assert after.start_time >= before.end_time, f"{after.name} ran after {before.name} ended"
+
+
+@task
+def slow_then_time(seconds):
+    time.sleep(seconds)
+    return time.time()
+
+
+def note_running(path):
+    def hook(task_, task_run, state):
+        with open(path, "a") as file:
+            file.write(f"{time.time()!r}\n")
+    return hook
+
+
+def test_an_on_running_hook_runs_once_its_upstream_completed_so_its_run_is_not_fused(tmp_path):
+    """Prefect runs `on_running` as the run starts: after its upstream completed."""
+    path = str(tmp_path / "running")
+    follower = slow_then_time.with_options(on_running=[note_running(path)])
+
+    @on(ProcessPoolTaskRunner)
+    def hooked():
+        upstream = slow_then_time.submit(0.3)
+        after = follower.submit(0, wait_for=[upstream])  # submitted while its upstream runs
+        return upstream.result(), after.result()
+
+    for _ in range(2):
+        open(path, "w").close()
+        upstream_ended, _ = hooked()
+        with open(path) as file:
+            (hook_ran,) = [float(line) for line in file]
+        assert hook_ran >= upstream_ended, "the hook ran after its upstream ended"
