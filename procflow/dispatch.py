@@ -81,6 +81,8 @@ class Dispatcher:
         the parent. The worker runs a follower only when the run before it completed, and
         hands it the large values made ahead of it as they are (`worker.batch_value`).
         """
+        if not self.scheduler.waited_on(run_id):  # most runs of a fan-out: nothing to follow
+            return []
         entries = self.entries
 
         def fusable(run: int) -> bool:

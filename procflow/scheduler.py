@@ -121,6 +121,10 @@ class Scheduler:
         """True completed, False did not, None not finished."""
         return self.state.completed.get(run)
 
+    def waited_on(self, run: int) -> bool:
+        """Some run not finished yet waits for `run`."""
+        return bool(self.state.dependents.get(run))
+
     def is_running(self, run: int) -> bool:
         return run in self.state.running
 
