@@ -43,10 +43,12 @@ class Worker:
         self.runs_done = 0  # in this process's life, for max_tasks_per_worker
         self.initializer_failure: BaseException | None = None  # every run here fails with it
         self.batch_results: dict[int, Any] = {}  # completed runs of the batch being run
-        # The values themselves of the runs fused followers of this batch take: each takes the
-        # object at once (no read back from the segment); dropped when the last of them ran.
+        # The values themselves of the runs fused followers of this batch take: the first
+        # follower that takes one gets the object as made (no read back from the segment),
+        # every later one the stored copy, so what the first writes into it stays its own.
         self.batch_values: dict[int, Any] = {}
-        self.wanted: dict[int, int] = {}  # run -> followers of this batch still to take its value
+        self.wanted: dict[int, int] = {}  # run -> the follower of this batch handed its value
+        self.loading = 0  # the run whose arguments are being loaded
 
     def run_batch(self, batch: Batch) -> list[Outcome]:
         board = self._scoreboard(batch.board_dir)
@@ -57,7 +59,7 @@ class Worker:
         outcomes = []
         for item in batch.items:
             for run_id in item.takes:
-                self.wanted[run_id] = self.wanted.get(run_id, 0) + 1
+                self.wanted.setdefault(run_id, item.run_id)
         try:
             for item, arguments in zip(batch.items, batch.arguments, strict=True):
                 if batch.max_runs and self.runs_done >= batch.max_runs:  # the parent renews the pool
@@ -86,17 +88,17 @@ class Worker:
         return outcomes
 
     def _taken(self, item: WorkItem) -> None:
-        """`item` is done with the values it took: each goes once its last taker is."""
+        """`item` ran (or never will): the objects it was handed are no longer kept."""
         for run_id in item.takes:
-            self.wanted[run_id] -= 1
-            if not self.wanted[run_id]:
+            if self.wanted.get(run_id) == item.run_id:
                 del self.wanted[run_id]
                 self.batch_values.pop(run_id, None)
 
     def batch_value(self, run_id: int) -> Any:
         """A fused run's argument: the result of an earlier run of the same batch; a large one
-        as that run made it (every other consumer reads its stored copy), a small one from its bytes."""
-        if run_id in self.batch_values:
+        as that run made it to its first taker (every other consumer reads its stored copy), a
+        small one from its bytes."""
+        if run_id in self.batch_values and self.wanted.get(run_id) == self.loading:
             return self.batch_values[run_id]
         ref = self.batch_results[run_id]
         return load_value(ref.data, ref.segment, ref.spans)
@@ -111,6 +113,7 @@ class Worker:
             return _failure(item, self.initializer_failure, loaded, pid, logs)
         try:
             fn = self._function(item.fn_key, batch.board_dir)
+            self.loading = item.run_id
             args, kwargs = load_arguments(arguments)
         except BaseException as error:  # noqa: BLE001
             return _failure(item, RuntimeError(
