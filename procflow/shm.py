@@ -39,7 +39,7 @@ import psutil
 from .messages import Segment
 from .ownership import PREFIX, SHM_DIR, owns, segment_name
 from .pickling import dumps_fast, dumps_out_of_band, wrap_large_buffers
-from .shm_read import load_shared_or_spilled, load_value, open_segment, released
+from .shm_read import load_shared_or_spilled, load_value, released
 from .states import LazyResult
 
 try:  # cpython: multiprocessing.shared_memory is built on this module
@@ -289,9 +289,9 @@ class WarmMappings:
     lent back to it takes the next result at memory speed.
 
     Readers map copy-on-write (`shm_read.py`) and keep nothing: a private mapping may hold a
-    run's own writes. A shared read-only `view` is kept here too. An entry is dropped once
-    its name is unlinked or names another file (checked by inode on use and by `sweep()`),
-    so a worker keeps freed memory only until the next sweep.
+    run's own writes. An entry is dropped once its name is unlinked or names another file
+    (checked by inode on use and by `sweep()`), so a worker keeps freed memory only until
+    the next sweep.
     """
 
     def __init__(self, max_entries: int = 8, max_bytes: int = WARM_BYTES) -> None:
@@ -299,24 +299,6 @@ class WarmMappings:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, tuple[int, mmap.mmap]] = OrderedDict()
         self._lock = threading.Lock()  # the worker's housekeeping thread sweeps too
-
-    def view(self, segment: Segment) -> memoryview:
-        """The segment, read-only: user code cannot write into a shared result."""
-        inode = _inode(segment.name)
-        with self._lock:
-            entry = self._entries.get(segment.name)
-            if entry is not None and entry[0] == inode:
-                self._entries.move_to_end(segment.name)
-                return memoryview(entry[1]).toreadonly()
-        fd = open_segment(segment, os.O_RDWR)
-        try:
-            mapping, inode = mmap.mmap(fd, segment.size), os.fstat(fd).st_ino
-        finally:
-            os.close(fd)
-        with self._lock:
-            self._entries[segment.name] = (inode, mapping)
-            self._evict()
-        return memoryview(mapping).toreadonly()
 
     def keep(self, segment: Segment, fd: int) -> None:
         """A segment this worker has just written stays mapped (no page is touched yet): when
@@ -378,13 +360,11 @@ def keep_mappings_warm() -> WarmMappings | None:
     return _warm
 
 
-def _inode(name: str, missing: int | None = None) -> int:
+def _inode(name: str, missing: int) -> int:
     try:
         return os.stat(os.path.join(SHM_DIR, name)).st_ino
     except FileNotFoundError:
-        if missing is not None:
-            return missing
-        raise released(name) from None
+        return missing
 
 
 def unlink(name: str) -> None:

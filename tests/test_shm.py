@@ -446,45 +446,31 @@ def _segment(tag: str, payload: bytes) -> Segment:
     return Segment(name, len(payload))
 
 
+def _kept(mappings, segment):
+    fd = os.open(os.path.join(SHM_DIR, segment.name), os.O_RDWR)
+    try:
+        mappings.keep(segment, fd)
+    finally:
+        os.close(fd)
+
+
 def test_warm_mappings_follow_the_file_behind_a_name():
     mappings = WarmMappings()
     segment = _segment("a", b"1" * MiB)
     try:
-        view = mappings.view(segment)
-        assert view.readonly and bytes(view[:3]) == b"111" and len(mappings) == 1
+        _kept(mappings, segment)
+        mapping = mappings.writable(segment, MiB)
+        assert mapping is not None and mapping[:3] == b"111" and len(mappings) == 1
         with open(os.path.join(SHM_DIR, segment.name), "r+b") as file:
-            file.write(b"22")  # rewritten in place (a reused segment): the mapping sees it
-        assert bytes(mappings.view(segment)[:3]) == b"221" and len(mappings) == 1
+            file.write(b"22")  # rewritten in place (pwrite into a reused segment): the mapping sees it
+        assert mapping[:3] == b"221"
         unlink(segment.name)
-        _segment("a", b"3" * MiB)  # same name, another file: mapped anew
-        assert bytes(mappings.view(segment)[:3]) == b"333" and len(mappings) == 1
-        unlink(segment.name)
+        _segment("a", b"3" * MiB)  # same name, another file: never written through the old mapping
+        assert mappings.writable(segment, MiB) is None and len(mappings) == 1
         mappings.sweep()
         assert len(mappings) == 0
-        with pytest.raises(SharedResultGone, match="already released"):
-            mappings.view(segment)
     finally:
         unlink(segment.name)
-
-
-def test_a_segment_lent_back_to_the_worker_that_wrote_it_is_written_through_its_mapping(monkeypatch):
-    """Issue 22: pwrite copies at ~3 GB/s here, a kept mapping at memory speed; the next
-    result in a reused segment is its own, whole."""
-    import procflow.shm as shm
-
-    monkeypatch.setattr(shm, "_warm", WarmMappings())
-    writer = SegmentWriter(owner().token)
-    first = writer.store(np.full(MiB, 1.0), MiB, [])
-    try:
-        def no_pwrite(*_):
-            raise AssertionError("went through pwrite")
-
-        monkeypatch.setattr(shm.os, "pwrite", no_pwrite)
-        second = writer.store(np.arange(MiB, dtype=np.float64), MiB, [first.segment])
-        assert second.segment == first.segment, "the lent segment was used"
-        assert np.array_equal(second.load(), np.arange(MiB, dtype=np.float64))
-    finally:
-        unlink(first.segment.name)
 
 
 def test_warm_mappings_write_only_into_pages_that_exist():
@@ -493,7 +479,7 @@ def test_warm_mappings_write_only_into_pages_that_exist():
     segment = _segment("b", b"x" * MiB)
     try:
         assert mappings.writable(segment, MiB) is None, "not mapped by this process yet"
-        mappings.view(segment)
+        _kept(mappings, segment)
         assert mappings.writable(segment, MiB) is not None
         os.truncate(os.path.join(SHM_DIR, segment.name), 4 * MiB)  # the tail is a hole
         assert mappings.writable(segment, 2 * MiB) is None
