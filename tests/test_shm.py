@@ -473,6 +473,26 @@ def test_warm_mappings_follow_the_file_behind_a_name():
         unlink(segment.name)
 
 
+def test_a_segment_lent_back_to_the_worker_that_wrote_it_is_written_through_its_mapping(monkeypatch):
+    """Issue 22: pwrite copies at ~3 GB/s here, a kept mapping at memory speed; the next
+    result in a reused segment is its own, whole."""
+    import procflow.shm as shm
+
+    monkeypatch.setattr(shm, "_warm", WarmMappings())
+    writer = SegmentWriter(owner().token)
+    first = writer.store(np.full(MiB, 1.0), MiB, [])
+    try:
+        def no_pwrite(*_):
+            raise AssertionError("went through pwrite")
+
+        monkeypatch.setattr(shm.os, "pwrite", no_pwrite)
+        second = writer.store(np.arange(MiB, dtype=np.float64), MiB, [first.segment])
+        assert second.segment == first.segment, "the lent segment was used"
+        assert np.array_equal(second.load(), np.arange(MiB, dtype=np.float64))
+    finally:
+        unlink(first.segment.name)
+
+
 def test_warm_mappings_write_only_into_pages_that_exist():
     """Writing through a mapping into unallocated tmpfs pages would be SIGBUS on a full /dev/shm."""
     mappings = WarmMappings()
