@@ -62,30 +62,7 @@ class Scheduler:
         Upstreams must be runs this scheduler knows. Returns the runs blocked by an
         upstream that already finished without completing (`run` and nothing else).
         """
-        state = self.state
-        unfinished, failed, blocking = 0, None, []
-        for upstream, blocks in upstreams:
-            finished_ok = state.completed.get(upstream)
-            if finished_ok is None:
-                unfinished += 1
-                state.dependents.setdefault(upstream, []).append((run, blocks))
-            elif blocks and not finished_ok and failed is None:
-                failed = upstream
-            if blocks:
-                blocking.append(upstream)
-        if len(blocking) > 1:
-            state.order[run] = blocking
-        if failed is not None:
-            state.remaining[run] = unfinished  # the upstreams registered with above skip it once blocked
-            state.doomed[run] = failed
-            cause = self._cause(run)
-            return [] if cause is None else self._block(run, cause)
-        if unfinished:
-            state.remaining[run] = unfinished
-        else:
-            state.order.pop(run, None)
-            heapq.heappush(state.ready, (self._priority(run, from_finish=False), run))
-        return []
+        return self._wait(run, upstreams, new=True)
 
     def pop_ready(self, limit: int) -> list[int]:
         """Up to `limit` ready runs, now running."""
@@ -133,31 +110,9 @@ class Scheduler:
         make it, for `upstreams` (the pairs it was added with) that have not finished; ready
         now goes to the front. Returns the runs blocked (it and its dependents) when one that
         finished failed."""
-        state = self.state
-        state.running.discard(run)
-        state.aside.discard(run)
-        unfinished, failed, blocking = 0, None, []
-        for upstream, blocks in upstreams:
-            finished_ok = state.completed.get(upstream)
-            if finished_ok is None:
-                unfinished += 1  # `run` is still on its dependents list (claiming leaves it there)
-            elif blocks and not finished_ok and failed is None:
-                failed = upstream
-            if blocks:
-                blocking.append(upstream)
-        if failed is None and not unfinished:
-            heapq.heappush(state.ready, (-1, run))
-            return []
-        state.remaining[run] = unfinished
-        if len(blocking) > 1:
-            state.order[run] = blocking
-        if failed is None:
-            return []
-        state.doomed[run] = failed
-        cause = self._cause(run)
-        if cause is None:
-            return []
-        return self._block(run, cause) + self._release(run, False)
+        self.state.running.discard(run)
+        self.state.aside.discard(run)
+        return self._wait(run, upstreams, new=False)
 
     def chain_behind(self, run: int, fusable: Callable[[int], bool], leads: Callable[[int], bool],
                      limit: int) -> list[int]:
@@ -259,6 +214,35 @@ class Scheduler:
         return not (state.remaining or state.ready or state.running)
 
     # -- internals ----------------------------------------------------------------
+
+    def _wait(self, run: int, upstreams: Iterable[tuple[int, bool]], new: bool) -> list[Blocked]:
+        """`run` waits for those of `upstreams` not finished yet: ready at once without any, or
+        blocked (it, and the dependents it has) by the first in order that did not complete.
+        A `new` run goes on its unfinished upstreams' lists; one put back is on them still
+        (claiming a run leaves it there) and, ready, goes to the front of the queue."""
+        state = self.state
+        unfinished, failed, blocking = 0, None, []
+        for upstream, blocks in upstreams:
+            finished_ok = state.completed.get(upstream)
+            if finished_ok is None:
+                unfinished += 1
+                if new:
+                    state.dependents.setdefault(upstream, []).append((run, blocks))
+            elif blocks and not finished_ok and failed is None:
+                failed = upstream
+            if blocks:
+                blocking.append(upstream)
+        if failed is None and not unfinished:
+            heapq.heappush(state.ready, (self._priority(run, from_finish=False) if new else -1, run))
+            return []
+        state.remaining[run] = unfinished  # once blocked, the upstreams still to finish skip it
+        if len(blocking) > 1:
+            state.order[run] = blocking
+        if failed is None:
+            return []
+        state.doomed[run] = failed
+        cause = self._cause(run)
+        return [] if cause is None else self._block(run, cause) + self._release(run, False)
 
     def _priority(self, run: int, from_finish: bool) -> int:
         if not self._depth_first:
