@@ -314,7 +314,8 @@ def parent_cpu_per_task(peers: Peers, n: int) -> dict[str, float]:
     """Issue 22, measured without a bar yet: the parent's CPU time per task (every thread of
     this process, workers excluded), a proxy for how many workers one parent can feed, for a
     `.submit()` loop of 2 000 and of `n` runs (full garbage collections over a growing heap
-    made the large loop cost more per task)."""
+    made the large loop cost more per task), and for maps of 2 ms and 10 ms runs, where a
+    message's fixed cost is paid every few runs instead of every few hundred."""
     small = flow_call(w.fanout_flow, peers.procflow_runner, 2_000)
     large = flow_call(w.fanout_flow, peers.procflow_runner, n)
     small()  # warm
@@ -327,9 +328,15 @@ def parent_cpu_per_task(peers: Peers, n: int) -> dict[str, float]:
 
     per_small = statistics.median(cpu_per_task(small, 2_000) for _ in range(3))
     per_large = cpu_per_task(large, n)
+    short = {}
+    for milliseconds in (2, 10):  # real runs, a message each or a few: the per-message cost shows
+        spins = flow_call(w.spin_map_flow, peers.procflow_runner, 300, milliseconds / 1000)
+        spins()
+        short[f"parent CPU µs per task (map of 300 runs of {milliseconds} ms)"] = \
+            statistics.median(cpu_per_task(spins, 300) for _ in range(3)) * 1e6
     return {"parent CPU µs per task (2k submits)": per_small * 1e6,
             f"parent CPU µs per task ({n // 1000}k submits)": per_large * 1e6,
-            "tasks/s one parent can feed (2k)": 1 / per_small, "growth (large / 2k)": per_large / per_small}
+            "tasks/s one parent can feed (2k)": 1 / per_small, "growth (large / 2k)": per_large / per_small, **short}
 
 
 # -- harness ---------------------------------------------------------------------------------
@@ -443,7 +450,7 @@ def main() -> int:
     for line in large_result_checks(rows):
         console.print(line, soft_wrap=True)
     for name, values in extra.items():
-        console.print(f"[bold]{name}[/]: " + ", ".join(f"{k} = {v:.3f}" for k, v in values.items()))
+        console.print(f"[bold]{name}[/]: " + ", ".join(f"{k} = {v:.3f}" for k, v in values.items()), soft_wrap=True)
     if options.json:
         with open(options.json, "a") as out:
             for row in rows:

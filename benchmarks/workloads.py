@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from procflow import task, unmapped
@@ -27,6 +29,14 @@ def array_sum(array):
     return float(array.sum())
 
 
+def spin(seconds):
+    """Busy for `seconds`: a short CPU-bound run, as a parameter sweep's points are."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+    return seconds
+
+
 def array_sum_plus(array, i):
     return float(array.sum()) + i
 
@@ -34,6 +44,11 @@ def array_sum_plus(array, i):
 noop_task, inc_task, total_task = task(noop, name="noop"), task(inc, name="inc"), task(total, name="total")
 make_array_task, array_sum_task = task(make_array, name="make_array"), task(array_sum, name="array_sum")
 array_sum_plus_task = task(array_sum_plus, name="array_sum_plus")
+spin_task = task(spin, name="spin")
+
+
+def spin_map_flow(n, seconds):
+    return spin_task.map([seconds] * n)
 
 
 def fanout_flow(n):

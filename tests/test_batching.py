@@ -26,7 +26,8 @@ def test_fused_chains_stay_whole_and_timed_runs_go_alone():
 def test_batch_size_follows_measured_run_time():
     assert batch_size(None) == 1
     assert batch_size(1.0) == 1
-    assert batch_size(0.0001) == 50
+    assert batch_size(0.0001) == 500
+    assert batch_size(0.010) == 5, "10 ms runs: five to a message, ~50 ms of work"
     assert batch_size(1e-9) == MAX_BATCH
 
 
@@ -36,6 +37,6 @@ def test_run_times_smooth_what_batch_size_sizes_messages_by():
     times = RunTimes()
     assert batch_size(times.seconds) == 1, "not measured yet: one run per message"
     times.add(0.001)
-    assert times.seconds == 0.001 and batch_size(times.seconds) == 5
+    assert times.seconds == 0.001 and batch_size(times.seconds) == 50
     times.add(0.011)  # one slow run moves the estimate a fifth of the way
-    assert abs(times.seconds - 0.003) < 1e-12 and batch_size(times.seconds) == 1
+    assert abs(times.seconds - 0.003) < 1e-12 and batch_size(times.seconds) == 16

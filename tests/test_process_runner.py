@@ -97,6 +97,34 @@ def test_tiny_runs_travel_in_batches_but_keep_their_own_records():
     assert starts[-1] - starts[0] < 30
 
 
+@task
+def spin_then_stamp(seconds: float) -> tuple[int, float]:
+    """Busy for `seconds` (a CPU-bound run), then its worker and end by the shared clock."""
+    started = time.time()
+    while time.time() - started < seconds:
+        pass
+    return os.getpid(), time.time()
+
+
+def test_short_runs_travel_several_to_a_message_yet_share_the_workers_to_the_end():
+    """Runs of 5 ms go about ten to a message (~50 ms of work): each worker still gets its
+    share, and the last messages are split so that neither worker is left with a queue
+    while the other has finished."""
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def body():
+        return [future.result() for future in spin_then_stamp.map([0.005] * 400)]
+
+    for attempt in range(2):  # a race is tested by repeating it
+        stamps = body()
+        runs_by_worker = {pid: sum(1 for who, _ in stamps if who == pid) for pid, _ in stamps}
+        assert len(runs_by_worker) == 2 and min(runs_by_worker.values()) >= 100, \
+            f"attempt {attempt}: runs per worker {runs_by_worker}"
+        last_ends = [max(end for who, end in stamps if who == pid) for pid in runs_by_worker]
+        assert abs(last_ends[0] - last_ends[1]) < 0.5, \
+            f"attempt {attempt}: one worker went on {abs(last_ends[0] - last_ends[1]):.2f} s after the other"
+
+
 def test_default_workers_follow_physical_cores_and_the_environment(monkeypatch):
     monkeypatch.setenv("PROCFLOW_MAX_WORKERS", "3")
     assert default_workers() == 3 and ProcessPoolTaskRunner().max_workers == 3

@@ -1,10 +1,19 @@
 """How many runs go to a worker in one message, and which ones together.
 
-Tiny runs travel several to a message, sized so one message holds about
+Short runs travel several to a message, sized so one message holds about
 `TARGET_BATCH_SECONDS` of work (learned from the runs so far); slow or not yet
 measured runs go one to a message, so two workers share work evenly. A run and the
 runs fused behind it stay in one message; a run with a timeout goes alone (its
 deadline is its own).
+
+Why 50 ms: a message costs the parent 0.3-1 ms of CPU whatever it holds (the engine,
+and loky's two threads per worker waking for it), so at one 10 ms run per message a
+parent spends ~6% of a core per worker and feeds fewer than ~20 such workers. At 50 ms
+of work per message it spends a few percent of that. The price is bounded by the same
+50 ms: the runs of a message come back together, and a run that turns out long holds
+the rest of its message (at most ~50 ms of work) behind it. It equals the processes
+runner's `QUEUE_BEHIND_SECONDS`, so a full message still counts as short enough to have
+a second one queued behind it in the worker. (joblib's automatic batches aim at 0.2-2 s.)
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ from __future__ import annotations
 from .base import Call
 
 MAX_BATCH = 512
-TARGET_BATCH_SECONDS = 0.005
+TARGET_BATCH_SECONDS = 0.05
 
 
 class RunTimes:
