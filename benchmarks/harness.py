@@ -35,6 +35,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workloads as w  # noqa: E402  (the task functions, importable by every worker)
 from ray_peer import start_ray  # noqa: E402
+from bytecode import compile_bytecode  # noqa: E402
 
 from procflow import flow  # noqa: E402
 from procflow.task_runners import ProcessPoolTaskRunner  # noqa: E402
@@ -382,6 +383,7 @@ def main() -> int:
     os.environ.setdefault("PROCFLOW_END_SUMMARY", "0")  # the harness prints its own table
     logging.getLogger("distributed").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="Sending large graph")  # procflow on dask: the flow's array
+    compile_bytecode(Path(__file__).resolve().parent)  # the workers this starts load compiled modules
     repeats = 3 if options.quick else 7
     megabytes = 64 if options.quick else 256
     workloads = {

@@ -27,6 +27,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from bytecode import compile_bytecode
+
 HERE = Path(__file__).resolve().parent / "real"
 # workload -> engines: (function in engines.py, what it is, fused chain?)
 ENGINES = {
@@ -67,6 +69,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="a JSON line per measurement, and no table")
     options = parser.parse_args()
     chosen = [name for name in ENGINES if not options.only or name in options.only.split(",")]
+    compile_bytecode(HERE)  # every engine's processes load compiled modules, as installed packages do
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="procflow-workloads-") as out:
         for round_number in range(options.rounds):
