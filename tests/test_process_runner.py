@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 
 import psutil
 import pytest
@@ -117,7 +118,7 @@ def test_short_runs_travel_several_to_a_message_yet_share_the_workers_to_the_end
 
     for attempt in range(2):  # a race is tested by repeating it
         stamps = body()
-        runs_by_worker = {pid: sum(1 for who, _ in stamps if who == pid) for pid, _ in stamps}
+        runs_by_worker = Counter(pid for pid, _ in stamps)
         assert len(runs_by_worker) == 2 and min(runs_by_worker.values()) >= 100, \
             f"attempt {attempt}: runs per worker {runs_by_worker}"
         last_ends = [max(end for who, end in stamps if who == pid) for pid in runs_by_worker]
