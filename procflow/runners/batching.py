@@ -9,11 +9,13 @@ deadline is its own).
 Why 50 ms: a message costs the parent 0.3-1 ms of CPU whatever it holds (the engine,
 and loky's two threads per worker waking for it), so at one 10 ms run per message a
 parent spends ~6% of a core per worker and feeds fewer than ~20 such workers. At 50 ms
-of work per message it spends a few percent of that. The price is bounded by the same
-50 ms: the runs of a message come back together, and a run that turns out long holds
-the rest of its message (at most ~50 ms of work) behind it. It equals the processes
-runner's `QUEUE_BEHIND_SECONDS`, so a full message still counts as short enough to have
-a second one queued behind it in the worker. (joblib's automatic batches aim at 0.2-2 s.)
+of work per message it spends a third to a quarter of that per run (maps of 2 and 10 ms
+runs: 356-379 and 779-995 us of parent CPU per run before, 80-100 and 298-312 after).
+The price is bounded by the same 50 ms: the runs of a message come back together, and a
+run that turns out long holds the rest of its message (at most ~50 ms of work) behind it.
+The processes runner's `QUEUE_BEHIND_SECONDS` is this same figure, so a full message
+still has a second one queued behind it in the worker. (joblib's automatic batches aim
+at 0.2-2 s.)
 """
 
 from __future__ import annotations

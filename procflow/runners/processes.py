@@ -40,7 +40,7 @@ from ..portable_errors import decode_error
 from ..worker import run_batch, start_worker
 from .arguments import pickle_call
 from .base import Call, DirectUse, Sink, worker_count
-from .batching import RunTimes, batch_size, group_calls
+from .batching import TARGET_BATCH_SECONDS, RunTimes, batch_size, group_calls
 from .crashes import CrashLedger, WorkerWatch, alive
 from .directory import FunctionFiles, WorkerBoards
 from .guardian import GUARDIAN
@@ -165,7 +165,9 @@ class ProcessSession:
     interrupt_grace = 1.0
     fuses = True
     MESSAGES_PER_WORKER = 2
-    QUEUE_BEHIND_SECONDS = 0.05  # a second message waits in a worker only behind work ending this soon
+    # A second message waits in a worker only behind work ending this soon: a full message's worth,
+    # so that a worker busy with short runs always has the next message at hand.
+    QUEUE_BEHIND_SECONDS = TARGET_BATCH_SECONDS
     IDLE_WORKER_SECONDS = 300
 
     def __init__(self, runner: ProcessPoolTaskRunner, sink: Sink) -> None:
