@@ -148,7 +148,7 @@ class Lifecycle:
             if run.ready_time is None:  # when its last upstream ended (fused runs too; first attempt)
                 run.ready_time = max([run.created_time, *(f.task_run.end_time or 0.0 for f, _ in entry.upstream)])
             run.start_time, run.end_time = outcome.start or None, outcome.end or None
-            run.worker, run.transfer_seconds = outcome.worker, outcome.transfer
+            run.worker, run.transfer_seconds, run.loading_seconds = outcome.worker, outcome.transfer, outcome.loading
             if outcome.logs:
                 self._effects.append(Print(run, outcome.logs, entry.tracker.flow_run))
             entry.crashes = entry.crashes + 1 if status is Status.CRASHED else 0

@@ -27,7 +27,8 @@ from .run_summary import PART_TITLES, PARTS, human_bytes, human_seconds, summari
 from .shm_pool import shm_used_bytes
 
 
-SHORT_PARTS = {"waiting": "waiting", "queued": "queued", "transfer": "moving", "running": "running"}
+SHORT_PARTS = {"waiting": "waiting", "queued": "queued", "loading": "loading", "transfer": "moving",
+               "running": "running"}
 
 
 class LiveView:

@@ -94,4 +94,5 @@ class Outcome(NamedTuple):
     end: float = 0.0
     worker: int | str | None = None
     logs: tuple[tuple[int, str], ...] = ()
-    transfer: float = 0.0
+    transfer: float = 0.0  # moving its arguments in and its result out
+    loading: float = 0.0  # loading its task's function: its first run in a worker imports the task's module

@@ -52,7 +52,8 @@ class TaskRun:
     ready_time: float | None = None
     start_time: float | None = None
     end_time: float | None = None
-    transfer_seconds: float = 0.0
+    transfer_seconds: float = 0.0  # moving its arguments in and its result out (process runner)
+    loading_seconds: float = 0.0  # loading its task's function in the worker (a first run imports the module)
     map_group: int | None = None
     tags: frozenset[str] = NO_TAGS  # its task's, and those of `with procflow.tags(...)` around it
     flow_run_id: str | None = None  # Prefect's field: the id of its flow run (one shared string)
@@ -70,13 +71,15 @@ class TaskRun:
 
     @property
     def timings(self) -> dict[str, float]:
-        """Seconds spent waiting for upstreams, queued while ready, moving data, running."""
+        """Seconds spent waiting for upstreams, queued while ready, loading the task's code in
+        the worker, moving data, running."""
         ready = self.ready_time if self.ready_time is not None else self.created_time
         start = self.start_time if self.start_time is not None else ready
         end = self.end_time if self.end_time is not None else start
         return {
             "waiting": max(0.0, ready - self.created_time),
-            "queued": max(0.0, start - ready - self.transfer_seconds),
+            "queued": max(0.0, start - ready - self.transfer_seconds - self.loading_seconds),
+            "loading": self.loading_seconds,
             "transfer": self.transfer_seconds,
             "running": max(0.0, end - start),
         }

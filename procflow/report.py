@@ -58,9 +58,10 @@ def _timeline(flow_run: Any) -> dict[str, Any]:
             error = (state.message or "").strip().splitlines()[0][:300] if state.message else state.name
         ready = run.ready_time if run.ready_time is not None else run.start_time
         rows.append([row_of[str(run.worker)], round(ready - origin, 6), round(run.start_time - origin, 6),
-                     round(run.transfer_seconds, 6), round((run.end_time or run.start_time) - origin, 6),
+                     round(run.transfer_seconds + run.loading_seconds, 6),
+                     round((run.end_time or run.start_time) - origin, 6),
                      task_of[run.task_name], state.name, state.type.value, run.attempts, run.result_bytes,
-                     run.name, error])
+                     run.name, error, round(run.loading_seconds, 6)])
     end = max([(flow_run.end_time or 0.0) - origin, *(row[4] for row in rows), 1e-6])
     return {"workers": workers, "tasks": tasks, "colours": [PALETTE[i % len(PALETTE)] for i in range(len(tasks))],
             "runs": rows, "end": end}
@@ -245,7 +246,8 @@ margin-right:4px;vertical-align:-2px;border-radius:2px}
 <h2>Timeline</h2>
 <div id=legend></div>
 <p class=hint>Wheel or drag to zoom, shift-drag or arrow keys to pan, double-click to reset. Grey before a bar:
-queued for a worker; dark: moving data. Red outline: failed; black cross: crashed; dot: retried; hatched: cached.</p>
+queued for a worker; dark: loading the task's code and moving data. Red outline: failed; black cross: crashed;
+dot: retried; hatched: cached.</p>
 <div id=timeline-box><canvas id=timeline></canvas></div><div id=tip></div>
 <h2>Dependencies</h2>
 __GRAPH__
@@ -329,7 +331,8 @@ function bytes(n) { return n >= 1e9 ? (n / 1e9).toFixed(1) + " GB" : n >= 1e6 ? 
   n >= 1e3 ? (n / 1e3).toFixed(1) + " KB" : n + " B"; }
 function details(r) {
   return [r[10] + "  (" + T.tasks[r[5]] + ")", "state     " + r[6], "worker    " + T.workers[r[0]],
-    "start     " + label(r[2]), "duration  " + label(r[4] - r[2]), "moving    " + label(r[3]),
+    "start     " + label(r[2]), "duration  " + label(r[4] - r[2]), "loading   " + label(r[12]),
+    "moving    " + label(r[3] - r[12]),
     "queued    " + label(Math.max(0, r[2] - r[3] - r[1])), "result    " + bytes(r[9]), "attempts  " + r[8]]
     .concat(r[11] ? ["error     " + r[11]] : []).join("\\n");
 }

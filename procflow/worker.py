@@ -113,6 +113,7 @@ class Worker:
             return _failure(item, self.initializer_failure, loaded, pid, logs)
         try:
             fn = self._function(item.fn_key, batch.board_dir)
+            code_loaded = time.time()  # a task's first run in a worker imports its module: not moving data
             self.loading = item.run_id
             args, kwargs = load_arguments(arguments)
         except BaseException as error:  # noqa: BLE001
@@ -120,6 +121,7 @@ class Worker:
                 f"could not load the arguments of task run {item.who.run_name!r} in worker {pid}: "
                 f"{type(error).__name__}: {error}"), loaded, pid, logs)
         began = time.time()
+        code = code_loaded - loaded
         limit = item.timeout
         with contextlib.nullcontext() if limit is None else deadline(max(limit, 1e-3), RunTimedOut, TIMED_OUT):
             run = TaskRunInfo.of(item.who, fn, args, kwargs)
@@ -127,19 +129,19 @@ class Worker:
             del run
         del args, kwargs
         if failure is not None:
-            return _failure(item, failure, start, pid, logs, status, end, began - loaded)
+            return _failure(item, failure, start, pid, logs, status, end, began - code_loaded, code)
         assert self.writer is not None
         if item.persist is not None:
             entry = results_store.write(item.persist, value, end - start, item.who.run_name,
                                         lambda text: logs.append((logging.WARNING, text)))
             if entry is not None:  # the entry serves its consumers too: mapped from the page cache
                 return Outcome(item.run_id, Status.COMPLETED, entry, start=start, end=end, worker=pid,
-                               logs=tuple(logs), transfer=(began - loaded) + (time.time() - end))
+                               logs=tuple(logs), transfer=(began - code_loaded) + (time.time() - end), loading=code)
         try:
             ref = self.writer.store(value, batch.threshold, lent)
         except BaseException as error:  # noqa: BLE001
             return _failure(item, _storing_failed(item.who.run_name, value, error), start, pid, logs,
-                            end=end, transfer=began - loaded)
+                            end=end, transfer=began - code_loaded, loading=code)
         if item.run_id in self.wanted and ref.segment is not None:
             # A fused follower takes a large value as made, instead of reading the segment back.
             # A small one it unpickles from the stored bytes, as every consumer does: a result that
@@ -147,7 +149,7 @@ class Worker:
             self.batch_values[item.run_id] = value
         stored = time.time()
         return Outcome(item.run_id, Status.COMPLETED, ref, start=start, end=end, worker=pid,
-                       logs=tuple(logs), transfer=(began - loaded) + (stored - end))
+                       logs=tuple(logs), transfer=(began - code_loaded) + (stored - end), loading=code)
 
     def _function(self, key: str, directory: str) -> Callable[..., Any]:
         """A task's function: pickled once by the parent into a file, loaded once per worker."""
@@ -212,7 +214,8 @@ def _storing_failed(run_name: str, value: Any, error: BaseException) -> BaseExce
 
 
 def _failure(item: WorkItem, error: BaseException, start: float, pid: int, logs: list[Any],
-             status: Status = Status.FAILED, end: float | None = None, transfer: float = 0.0) -> Outcome:
+             status: Status = Status.FAILED, end: float | None = None, transfer: float = 0.0,
+             loading: float = 0.0) -> Outcome:
     text = task_traceback(error)
     return Outcome(item.run_id, status, None, portable_error(error, text), text, start,
-                   end if end is not None else time.time(), pid, tuple(logs), transfer)
+                   end if end is not None else time.time(), pid, tuple(logs), transfer, loading)

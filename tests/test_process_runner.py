@@ -370,3 +370,34 @@ def test_after_every_slot_was_shut_one_batch_brings_the_whole_pool_back():
             time.sleep(0.05)
     finally:
         slots.shutdown(wait=True)
+
+
+def test_a_task_modules_import_in_the_worker_counts_as_loading_its_code_not_moving_data(tmp_path, monkeypatch):
+    """A task's first run in a worker imports the task's module (pandas, say: ~0.3 s). That
+    time was reported as moving data, which blamed shared memory for an import."""
+    (tmp_path / "slow_to_import.py").write_text(textwrap.dedent("""
+        import time
+        time.sleep(0.6)
+
+        def work(x):
+            return x + 1
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import slow_to_import
+
+    from procflow.run_summary import summarise
+
+    work = task(slow_to_import.work)
+    runner = ProcessPoolTaskRunner(max_workers=1, worker_env={"PYTHONPATH": str(tmp_path)})
+
+    @flow(task_runner=runner)
+    def twice():
+        return [work.submit(1).result(), work.submit(2).result()]
+
+    assert twice() == [2, 3]
+    first, second = twice.last_run.task_runs
+    assert first.timings["loading"] >= 0.5, first.timings
+    assert first.timings["transfer"] < 0.3 and first.timings["queued"] < 0.3, first.timings
+    assert second.timings["loading"] < 0.3, "the worker loads a task's function once"
+    summary = summarise(twice.last_run)
+    assert summary.tasks[0].parts["loading"] >= 0.5

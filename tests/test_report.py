@@ -127,7 +127,7 @@ def test_the_chrome_trace_follows_the_trace_event_format(tmp_path):
             assert isinstance(event["id"], int) and event["ts"] >= 0
         if event["ph"] == "M":
             assert event["name"] in ("process_name", "thread_name") and "name" in event["args"]
-    slices = [e for e in trace["traceEvents"] if e["ph"] == "X" and e["cat"] != "transfer"]
+    slices = [e for e in trace["traceEvents"] if e["ph"] == "X" and e["cat"] not in ("transfer", "loading")]
     assert sorted(e["name"] for e in slices) == sorted(run.name for run in record.task_runs if run.start_time)
     workers = {str(run.worker) for run in record.task_runs if run.start_time}
     threads = [e for e in trace["traceEvents"] if e["name"] == "thread_name"]
