@@ -39,9 +39,15 @@ ENGINES = {
                ("images_joblib", "joblib, chain in one call", True),
                ("images_cf", "concurrent.futures, chain in one call", True),
                ("images_joblib_staged", "joblib, Parallel per stage", False),
-               ("images_dask", "Dask distributed", True)],
+               ("images_dask", "Dask distributed", True),
+               # Not peers: as procflow runs (spawned workers), then keeping what the flow keeps.
+               ("images_cf_spawn", "concurrent.futures, spawned workers", True),
+               ("images_cf_spawn_keeping", "  and each keeping the intermediates", True)],
     "etl": [("etl_procflow", "procflow, a task per stage", False), ("etl_joblib", "joblib", True),
-            ("etl_cf", "concurrent.futures", True), ("etl_dask", "Dask distributed", True)],
+            ("etl_cf", "concurrent.futures", True), ("etl_dask", "Dask distributed", True),
+            # Not peers: concurrent.futures as procflow runs (spawned workers), then keeping what the flow keeps.
+            ("etl_cf_spawn", "concurrent.futures, spawned workers", True),
+            ("etl_cf_spawn_keeping", "  and each keeping its extracted frames", True)],
 }
 PEERS_FUSED = {"sweep_joblib", "sweep_cf", "images_joblib", "images_cf", "etl_joblib", "etl_cf"}
 

@@ -5,7 +5,8 @@ the kernel for fresh tmpfs pages, whatever the engine does. Run:
 
     python benchmarks/tmpfs_costs.py [MEGABYTES]
 
-and compare "create + two sums" (the floor) with the rest.
+and compare "create + two sums" (the floor) with the rest, and the copy a worker would
+make to keep a result pristine in its own memory with the copy into a fresh segment.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ def main() -> int:
         "allocate fresh tmpfs pages (fallocate)": best_ms(allocate, remove),
         "write the array into a fresh segment (pwrite)": best_ms(write_fresh, remove),
     }
+    kept: list[np.ndarray] = []  # each copy stays alive, as a kept future's value does: new pages every time
+    rows["copy it into fresh anonymous memory, kept"] = best_ms(lambda: kept.append(array.copy()))
+    kept.clear()
     write_fresh()
     rows["a consumer: map the segment and sum it"] = best_ms(map_and_sum)
     rows["unlink the segment (frees its pages)"] = best_ms(lambda: os.unlink(PATH), lambda: (remove(), allocate()))
