@@ -70,6 +70,12 @@ class TaskRun:
         return self.attempts
 
     @property
+    def outside_run_seconds(self) -> float:
+        """In its worker but outside its function: loading the task's code and moving data
+        (drawn before the run; queued is what is left of the time from ready to start)."""
+        return self.transfer_seconds + self.loading_seconds
+
+    @property
     def timings(self) -> dict[str, float]:
         """Seconds spent waiting for upstreams, queued while ready, loading the task's code in
         the worker, moving data, running."""
@@ -78,7 +84,7 @@ class TaskRun:
         end = self.end_time if self.end_time is not None else start
         return {
             "waiting": max(0.0, ready - self.created_time),
-            "queued": max(0.0, start - ready - self.transfer_seconds - self.loading_seconds),
+            "queued": max(0.0, start - ready - self.outside_run_seconds),
             "loading": self.loading_seconds,
             "transfer": self.transfer_seconds,
             "running": max(0.0, end - start),

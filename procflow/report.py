@@ -58,7 +58,7 @@ def _timeline(flow_run: Any) -> dict[str, Any]:
             error = (state.message or "").strip().splitlines()[0][:300] if state.message else state.name
         ready = run.ready_time if run.ready_time is not None else run.start_time
         rows.append([row_of[str(run.worker)], round(ready - origin, 6), round(run.start_time - origin, 6),
-                     round(run.transfer_seconds + run.loading_seconds, 6),
+                     round(run.outside_run_seconds, 6),
                      round((run.end_time or run.start_time) - origin, 6),
                      task_of[run.task_name], state.name, state.type.value, run.attempts, run.result_bytes,
                      run.name, error, round(run.loading_seconds, 6)])

@@ -116,7 +116,7 @@ def summarise(flow_run: Any) -> RunSummary:
         start = run.start_time if run.start_time is not None else ready
         end = run.end_time if run.end_time is not None else start
         running = end - start if end > start else 0.0
-        queued = start - ready - run.transfer_seconds - run.loading_seconds
+        queued = start - ready - run.outside_run_seconds
         parts = summary.parts
         parts["waiting"] += ready - created if ready > created else 0.0
         parts["queued"] += queued if queued > 0 else 0.0

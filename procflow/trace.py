@@ -15,7 +15,7 @@ PID = 1
 
 def chrome_trace(flow_run: Any) -> dict[str, Any]:
     runs = [run for run in flow_run.task_runs if run.start_time is not None]
-    origin = min([flow_run.start_time, *(run.start_time - run.transfer_seconds - run.loading_seconds for run in runs)])
+    origin = min([flow_run.start_time, *(run.start_time - run.outside_run_seconds for run in runs)])
     workers = sorted({str(run.worker) for run in runs})
     track = {worker: index + 1 for index, worker in enumerate(workers)}
 
@@ -33,7 +33,7 @@ def chrome_trace(flow_run: Any) -> dict[str, Any]:
         by_id[run.id] = (tid, start, end)
         if run.loading_seconds > 0:
             events.append({"name": f"{run.name} (loading task code)", "cat": "loading", "ph": "X", "pid": PID,
-                           "tid": tid, "ts": micros(run.start_time - run.transfer_seconds - run.loading_seconds),
+                           "tid": tid, "ts": micros(run.start_time - run.outside_run_seconds),
                            "dur": round(run.loading_seconds * 1e6, 3)})
         if run.transfer_seconds > 0:
             events.append({"name": f"{run.name} (moving data)", "cat": "transfer", "ph": "X", "pid": PID,
