@@ -8,7 +8,7 @@ own module, importing the science lazily: a spawned worker imports only what its
 needs, as it imports the flow's module for procflow.
 """
 
-KEPT = []  # this worker's extracted frames, until the pool ends
+KEPT = []  # what this worker's chains made, until the pool ends
 
 
 def extract_transform_keeping(part, products):
