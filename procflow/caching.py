@@ -27,6 +27,7 @@ from . import settings
 from .cache_policies import DEFAULT, NO_CACHE, CachePolicy
 from .records import FlowRun, TaskRun
 from .results import store
+from .results.store import storage_path
 from .messages import Persist
 from .runlog import TASK_LOGGER
 from .states import Completed, LazyResult, State
@@ -110,21 +111,6 @@ def _check(owner: str, cache_policy: Any, cache_key_fn: Any, result_storage_key:
         raise TypeError(f"{owner}: result_storage_key must be a string template, got {result_storage_key!r}")
     if cache_expiration is not None and not isinstance(cache_expiration, datetime.timedelta):
         raise TypeError(f"{owner}: cache_expiration must be a datetime.timedelta, got {cache_expiration!r}")
-
-
-def storage_path(owner: str, result_storage: Any) -> Path | None:
-    """A local directory: a `pathlib.Path` (or a Prefect `LocalFileSystem(basepath=...)`).
-    A plain string is a block name to Prefect; blocks live in Prefect's server, so it is refused."""
-    if result_storage is None or isinstance(result_storage, Path):
-        return result_storage
-    basepath = getattr(result_storage, "basepath", None)
-    if isinstance(basepath, (str, Path)):
-        return Path(basepath).expanduser()
-    if isinstance(result_storage, str):
-        raise TypeError(f"{owner}: result_storage={result_storage!r} names a Prefect storage block, and blocks "
-                        "live in Prefect's server, which procflow does not use: pass a local directory as a "
-                        f"pathlib.Path, e.g. result_storage=Path({result_storage!r})")
-    raise TypeError(f"{owner}: result_storage must be a local directory (a pathlib.Path), got {result_storage!r}")
 
 
 class Plan(NamedTuple):
@@ -232,6 +218,19 @@ def remember(found: Plan | None, memory: Memory, state: State, run: TaskRun) -> 
     if isinstance(state.data, LazyResult) and state.data.holds_storage:
         return
     memory[found.key] = (state, found.persist.expires, (run.end_time or 0.0) - (run.start_time or 0.0))
+
+
+def stored_at_commit(found: Plan, memory: Memory, run: TaskRun, state: State,
+                     value: Callable[[], Any]) -> Callable[[], None]:
+    """What stores a completed run's result and remembers it for later runs of the flow run,
+    called when the run's transaction commits (Prefect: at once with no transaction open
+    above, else when the outermost one commits). `value()` gives the result to write."""
+    def store_it() -> None:
+        stored = store.write(found.persist, value(), (run.end_time or 0.0) - (run.start_time or 0.0), run.name)
+        kept = Completed(stored) if stored is not None and isinstance(state.data, LazyResult) else state
+        remember(found, memory, kept, run)
+
+    return store_it
 
 
 class TaskCachingAttributes:

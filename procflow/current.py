@@ -31,11 +31,12 @@ class TaskRunInfo(NamedTuple):
     run_count: int = 1  # this attempt: 1, then 2 on the first retry (Prefect's `task_run.run_count`)
     flow_run_count: int = 1  # the attempt of the flow run it belongs to
     tags: tuple[str, ...] = ()  # its task's and those of `with tags(...)` where it was made
+    transaction: Any = None  # its `task_transactions.RunTransaction` (None: one of its own if asked for)
 
     @classmethod
     def of(cls, who: RunIdentity, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> TaskRunInfo:
         return cls(who.run_id, who.run_name, who.task_name, who.flow_run_name, fn, args, kwargs, who.attempt,
-                   who.flow_attempt, who.tags)
+                   who.flow_attempt, who.tags, who.transaction)
 
     def parameters(self) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults included (as Prefect reports them)."""

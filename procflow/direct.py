@@ -28,10 +28,10 @@ from .task_future import TaskFuture
 from .records import TaskRun
 from .resolve import Found, collect, edges, not_ready, substitute, wait_all, wait_futures
 from .run_names import resolved_task_run_name, task_run_name
-from .results import store
 from .runlog import log_retry, task_emitter
 from .interrupts import deadline
 from .states import Running, State
+from .task_transactions import RunTransaction, ending, made_here
 from .shapes import Args, Kwargs
 
 
@@ -55,13 +55,13 @@ def call(task: DirectTask, args: Args, kwargs: Kwargs, wait_for: Any, return_sta
     context = _context(task, return_state)
     if context is None:
         return task.fn(*args, **kwargs)
+    transaction = made_here(task)
     run, upstream, needs, provisional = _new_run(task, context, args, kwargs, wait_for)
     wait_all(upstream)
     state, args, kwargs, found = _before(task, context, run, upstream, args, kwargs, needs, provisional)
     if state is None:
-        state = _attempts(task, context, run, args, kwargs)
-        _remember(context, run, found, state)
-    return _after(task, context, run, state, return_state)
+        state = _attempts(task, context, run, args, kwargs, _keyed(transaction, found))
+    return _after(task, context, run, state, return_state, transaction, _persisting(context, run, found, state))
 
 
 async def acall(task: DirectTask, args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
@@ -70,14 +70,14 @@ async def acall(task: DirectTask, args: Args, kwargs: Kwargs, wait_for: Any, ret
     context = _context(task, return_state)
     if context is None:
         return await task.fn(*args, **kwargs)
+    transaction = made_here(task)
     run, upstream, needs, provisional = _new_run(task, context, args, kwargs, wait_for)
     if not all(future.done() for future, _ in upstream):  # waiting must not block the loop
         await asyncio.to_thread(wait_all, upstream)
     state, args, kwargs, found = _before(task, context, run, upstream, args, kwargs, needs, provisional)
     if state is None:
-        state = await _async_attempts(task, context, run, args, kwargs)
-        _remember(context, run, found, state)
-    return _after(task, context, run, state, return_state)
+        state = await _async_attempts(task, context, run, args, kwargs, _keyed(transaction, found))
+    return _after(task, context, run, state, return_state, transaction, _persisting(context, run, found, state))
 
 
 def _new_run(task: DirectTask, context: FlowContext, args: Args, kwargs: Kwargs,
@@ -126,16 +126,24 @@ def _before(task: DirectTask, context: FlowContext, run: TaskRun, upstream: Foun
     return None, args, kwargs, found
 
 
-def _remember(context: FlowContext, run: TaskRun, found: caching.Plan | None, state: State) -> None:
-    """A completed run that persists: stored from here (it ran in the flow's process) and kept
-    for later runs of the flow run with its key."""
-    if found is None or not state.is_completed():
-        return
-    store.write(found.persist, state.data, (run.end_time or 0.0) - (run.start_time or 0.0), run.name)
-    caching.remember(found, context.tracker.cache, state, run)
+def _keyed(transaction: RunTransaction | None, found: caching.Plan | None) -> RunTransaction | None:
+    """The run's transaction has its cache key (Prefect's transaction key)."""
+    if transaction is not None and found is not None:
+        transaction.key = found.persist.key
+    return transaction
 
 
-def _after(task: DirectTask, context: FlowContext, run: TaskRun, final: State, return_state: bool) -> Any:
+def _persisting(context: FlowContext, run: TaskRun, found: caching.Plan | None,
+                state: State) -> Callable[[], None] | None:
+    """A completed run that persists, and ran (not a cache hit): what stores it from here (it
+    ran in the flow's process) and keeps it for later runs of the flow run with its key."""
+    if found is None or not state.is_completed() or state.name == "Cached":
+        return None
+    return caching.stored_at_commit(found, context.tracker.cache, run, state, lambda: state.data)
+
+
+def _after(task: DirectTask, context: FlowContext, run: TaskRun, final: State, return_state: bool,
+           transaction: RunTransaction | None, persist: Callable[[], None] | None) -> Any:
     # With `return_state`, the state returned is held by a future of its run: passed to a task,
     # it stands for that upstream. The hooks get that same object, as in Prefect, and a flow
     # that returns it returns it (the future's `.state` is it).
@@ -143,6 +151,11 @@ def _after(task: DirectTask, context: FlowContext, run: TaskRun, final: State, r
     if return_state:
         holder: TaskFuture[Any] = TaskFuture(run, context.engine.waiter)
         state = holder.given = dataclasses.replace(final, holder=holder)
+    end_transaction = ending(transaction, task, final, run.name, persist)
+    if end_transaction is not None:
+        end_transaction()  # the result is stored when the transaction commits (now, with none open above)
+    elif persist is not None:
+        persist()
     due = hooks.hooks_for(task.state_hooks, state)
     if due:
         hooks.call_hooks(due, task, run, state, task_emitter(run.name))
@@ -153,10 +166,11 @@ def _after(task: DirectTask, context: FlowContext, run: TaskRun, final: State, r
     return state._result()
 
 
-def _attempts(task: DirectTask, context: FlowContext, run: TaskRun, args: Args, kwargs: Kwargs) -> State:
+def _attempts(task: DirectTask, context: FlowContext, run: TaskRun, args: Args, kwargs: Kwargs,
+              transaction: RunTransaction | None) -> State:
     """Run here, again after each failure while retries are left."""
     while True:
-        info, log_prints, emit = _attempt(task, context, run, args, kwargs)
+        info, log_prints, emit = _attempt(task, context, run, args, kwargs, transaction)
         limit = task.timeout_seconds
         with contextlib.nullcontext() if limit is None else deadline(limit, RunTimedOut, TIMED_OUT):
             outcome = execute(info, log_prints, emit)
@@ -167,19 +181,19 @@ def _attempts(task: DirectTask, context: FlowContext, run: TaskRun, args: Args, 
 
 
 async def _async_attempts(task: DirectTask, context: FlowContext, run: TaskRun, args: Args,
-                          kwargs: Kwargs) -> State:
+                          kwargs: Kwargs, transaction: RunTransaction | None) -> State:
     import asyncio  # an event loop runs this: loaded already (procflow itself does not load it)
 
     while True:
-        info, log_prints, emit = _attempt(task, context, run, args, kwargs)
+        info, log_prints, emit = _attempt(task, context, run, args, kwargs, transaction)
         end = _attempt_end(task, run, await aexecute(info, log_prints, emit, task.timeout_seconds))
         if isinstance(end, Finish):
             return end.state
         await asyncio.sleep(end.delay)
 
 
-def _attempt(task: DirectTask, context: FlowContext, run: TaskRun, args: Args,
-             kwargs: Kwargs) -> tuple[TaskRunInfo, bool, Any]:
+def _attempt(task: DirectTask, context: FlowContext, run: TaskRun, args: Args, kwargs: Kwargs,
+             transaction: RunTransaction | None) -> tuple[TaskRunInfo, bool, Any]:
     """A new attempt begins: its `on_running` hooks have run; (what runs, log_prints, emit)."""
     run.attempts += 1
     emit = task_emitter(run.name)
@@ -188,7 +202,7 @@ def _attempt(task: DirectTask, context: FlowContext, run: TaskRun, args: Args,
     log_prints = task.log_prints if task.log_prints is not None else context.tracker.log_prints
     flow_run_name = None if context.standalone else run.flow_run_name  # outside a flow: no flow run, as in Prefect
     info = TaskRunInfo(run.id, run.name, task.name, flow_run_name, task.fn, args, kwargs,
-                       run.attempts, context.flow_run.run_count, tuple(sorted(run.tags)))
+                       run.attempts, context.flow_run.run_count, tuple(sorted(run.tags)), transaction)
     return info, log_prints, emit
 
 

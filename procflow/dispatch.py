@@ -118,10 +118,15 @@ class Dispatcher:
         if timeout is not None:
             self.lifecycle.timers.push(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)
         log_prints = chosen.log_prints if chosen.log_prints is not None else entry.tracker.log_prints
+        if entry.transaction is not None and entry.cache_plan is not None:
+            entry.transaction.key = entry.cache_plan.persist.key  # Prefect's: a run's transaction key is its cache key
         who = RunIdentity(run.id, run.name, task.name, run.flow_run_name, run.attempts,
-                          entry.tracker.flow_run.run_count, tuple(sorted(run.tags)))
+                          entry.tracker.flow_run.run_count, tuple(sorted(run.tags)), entry.transaction)
+        persist = entry.cache_plan.persist if entry.cache_plan is not None else None
+        if persist is not None and entry.transaction is not None and entry.transaction.defers():
+            persist = None  # stored when the transaction commits, from the flow's process (`Keep`)
         return Call(who, task.fn, entry.args, entry.kwargs, entry.inputs(), timeout, log_prints,
-                    map_group=run.map_group, persist=entry.cache_plan.persist if entry.cache_plan is not None else None)
+                    map_group=run.map_group, persist=persist)
 
     def _cached(self, entry: Entry) -> bool:
         """A completed run with its cache key is there: this run ends with its result, not run."""

@@ -23,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Union
 
@@ -237,14 +238,26 @@ class Engine:
         entry, state = effect.entry, effect.state
         run = entry.run
         then = (lambda: self._events.put(HooksRan(entry, state, effect.ok))) if effect.ends else (lambda: None)
-        self._hooks.submit(lambda: call_hooks(list(effect.hooks), entry.task, run, state, task_emitter(run.name)),
-                           then)
+        def run_them() -> None:
+            emit = task_emitter(run.name)
+            if effect.before is not None:
+                try:
+                    effect.before()
+                except Exception:  # noqa: BLE001 - its state hooks still run, and the run still ends
+                    emit(logging.ERROR, f"Its transaction could not end:\n{traceback.format_exc().rstrip()}")
+            call_hooks(list(effect.hooks), entry.task, run, state, emit)
+
+        self._hooks.submit(run_them, then)
 
     def _keep(self, entry: Entry, state: State) -> None:
         """A completed result: in its flow run's cache; in custody while its future or a
-        pending run needs it; spilled to disk from shared memory if memory runs short."""
-        caching.remember(entry.cache_plan, entry.tracker.cache, state, entry.run)
+        pending run needs it; spilled to disk from shared memory if memory runs short. One its
+        transaction stores when it commits is loaded here first: it outlives its future."""
         value = state.data
+        if entry.transaction is not None and entry.transaction.defers() and entry.cache_plan is not None:
+            entry.transaction.kept = value.load() if isinstance(value, LazyResult) else value
+        else:
+            caching.remember(entry.cache_plan, entry.tracker.cache, state, entry.run)
         if isinstance(value, LazyResult) and value.holds_storage:
             tracker = entry.tracker
             if isinstance(value, ResultRef):

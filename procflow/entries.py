@@ -53,6 +53,7 @@ class Entry:
     cache_plan: Plan | None = None
     name_pending: bool = False  # its task_run_name names futures: rendered when dispatched
     hooked: bool = False  # ended; its state hooks run (or ran) before its end is published
+    transaction: Any = None  # its `task_transactions.RunTransaction`, when anything can see it
 
     def inputs(self) -> tuple[Input, ...]:
         """What fills the slots: each data upstream's run id and state (final by dispatch,

@@ -67,6 +67,10 @@ class FailedRun(Exception):
     """The result of a failed state that holds no exception (one a flow returned): its message."""
 
 
+class ConfigurationError(Exception):
+    """A transaction asked for an isolation level its result store cannot give."""
+
+
 class RemoteError(Exception):
     """An exception from a worker that could not be brought back as itself.
 

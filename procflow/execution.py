@@ -19,6 +19,8 @@ from .current import TaskRunInfo, current_task_run
 from .messages import Status
 from .runlog import Emit, RunLogger, capture_prints, current_logger, release_prints
 from .states import ReturnedState, State, StateType
+from .task_transactions import RunTransaction
+from .transactions import BaseTransaction
 from .shapes import Args, Kwargs
 
 Executed = tuple[Status, Any, BaseException | None, float, float]
@@ -87,12 +89,14 @@ class _current:  # noqa: N801 - used as a context manager
         self._prints = capture_prints(emit) if log_prints else release_prints()
 
     def __enter__(self) -> None:
+        own = self._run.transaction or RunTransaction(None)  # `get_transaction()` makes it when asked
         self._tokens = (current_logger.set(RunLogger(self._emit, self._run.name or self._run.task_name)),
-                        current_task_run.set(self._run))
+                        current_task_run.set(self._run), BaseTransaction.__var__.set(own))  # type: ignore[arg-type]
         self._prints.__enter__()
 
     def __exit__(self, *exc: object) -> None:
         self._prints.__exit__(*exc)
+        BaseTransaction.__var__.reset(self._tokens[2])
         current_task_run.reset(self._tokens[1])
         current_logger.reset(self._tokens[0])
 

@@ -102,7 +102,7 @@ def _hook_list(name: str) -> property:
     return property(lambda self: self.state_hooks[name], doc=f"The `{name}` hooks, as a list.")
 
 
-class TaskHookMethods:
+class StateHookMethods:
     """Prefect's decorator forms, `@my_task.on_failure`: each adds a hook and returns it."""
 
     state_hooks: dict[str, list[Callable[..., Any]]]
@@ -126,7 +126,21 @@ class TaskHookMethods:
     on_running_hooks = _hook_list("on_running")
 
 
-class FlowHookMethods(TaskHookMethods):
+class TaskHookMethods(StateHookMethods):
+    """A task's also: `@my_task.on_commit`, `@my_task.on_rollback`, called `hook(transaction)`
+    when the run's transaction commits or rolls back (`transactions.py`)."""
+
+    def on_commit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return self._add_hook("on_commit", fn)
+
+    def on_rollback(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return self._add_hook("on_rollback", fn)
+
+    on_commit_hooks = _hook_list("on_commit")
+    on_rollback_hooks = _hook_list("on_rollback")
+
+
+class FlowHookMethods(StateHookMethods):
     """A flow's also: `@my_flow.on_crashed`, `@my_flow.on_cancellation`."""
 
     def on_crashed(self, fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -21,16 +21,18 @@ end `NotReady`, naming it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from .attempts import NOT_RUN, Finish, PutBack, Retry, decide
 from .entries import Entry, Tracker
 from .task_future import TaskFuture
+from .caching import stored_at_commit
 from .hooks import hooks_for
 from .messages import Outcome, Status
 from .records import FlowRun, TaskRun
 from .scheduler import Scheduler
 from .states import Cancelled, Failed, LazyResult, NotReady, State, is_terminal
+from .task_transactions import ending as ending_of, received
 from .timers import Timers
 
 Lines = tuple[tuple[int, str], ...]
@@ -70,6 +72,7 @@ class RunHooks:
     state: State
     ends: bool = True
     ok: bool = False
+    before: Callable[[], None] | None = None  # first: the end of the run's transaction (`task_transactions`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +154,8 @@ class Lifecycle:
             run.worker, run.transfer_seconds, run.loading_seconds = outcome.worker, outcome.transfer, outcome.loading
             if outcome.logs:
                 self._effects.append(Print(run, outcome.logs, entry.tracker.flow_run))
+            if outcome.transaction_values:
+                received(entry.transaction, outcome.transaction_values)
             entry.crashes = entry.crashes + 1 if status is Status.CRASHED else 0
         decision = decide(entry.task, run, status, outcome.value, outcome.error, outcome.error_text, entry.crashes)
         if isinstance(decision, PutBack):
@@ -256,10 +261,16 @@ class Lifecycle:
 
     def _finish(self, entry: Entry, finish: Finish) -> None:
         """The run's state hooks first (on the hook threads); it ends when they have run."""
-        due = hooks_for(entry.task.options.state_hooks, finish.state) if not entry.hooked else None
-        if due:
+        if entry.hooked:
+            due, ending = None, None
+        else:
+            due = hooks_for(entry.task.options.state_hooks, finish.state)
+            ending = ending_of(entry.transaction, entry.task, finish.state, entry.run.name,
+                               _stored_at_commit(entry, finish.state))
+        if due or ending:
             entry.hooked = True
-            self._effects.append(RunHooks(entry, tuple(due), finish.state, ends=True, ok=finish.ok))
+            self._effects.append(RunHooks(entry, tuple(due or ()), finish.state, ends=True, ok=finish.ok,
+                                          before=ending))
             return
         self._end(entry, finish.state, finish.ok)
 
@@ -300,6 +311,15 @@ class Lifecycle:
         del self.entries[entry.run.id]
         self._publish(entry.run, state, entry.tracker)
         self._block_all(self.scheduler.cancel([entry.run.id])[1])
+
+
+def _stored_at_commit(entry: Entry, state: State) -> Callable[[], None] | None:
+    """A completed run whose transaction stores its result when it commits (`Keep` loaded it)."""
+    transaction, plan = entry.transaction, entry.cache_plan
+    if transaction is None or plan is None or not state.is_completed() or state.name == "Cached" \
+            or not transaction.defers():
+        return None
+    return stored_at_commit(plan, entry.tracker.cache, entry.run, state, lambda: transaction.kept)
 
 
 def _engine_error(what: str, error: Exception) -> RuntimeError:

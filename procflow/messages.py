@@ -57,6 +57,7 @@ class RunIdentity(NamedTuple):
     attempt: int = 1  # of this run, and of its flow run: `procflow.runtime`'s run_count
     flow_attempt: int = 1
     tags: tuple[str, ...] = ()
+    transaction: Any = None  # its `task_transactions.RunTransaction`, when anything can see it
 
 
 class WorkItem(NamedTuple):
@@ -96,3 +97,4 @@ class Outcome(NamedTuple):
     logs: tuple[tuple[int, str], ...] = ()
     transfer: float = 0.0  # moving its arguments in and its result out
     loading: float = 0.0  # loading its task's function: its first run in a worker imports the task's module
+    transaction_values: Any = None  # what the task set in its transaction, pickled by name (a worker's)

@@ -23,11 +23,12 @@ from typing import Any, Callable, Generic, TypeVar, overload
 
 from . import caching, hooks, options, settings
 from .caching import NotSet, TaskCaching
+from .results.store import storage_path
 
 T = TypeVar("T")
 Hook = Callable[..., Any]
 
-TASK_HOOKS = ("on_completion", "on_failure", "on_running")
+TASK_HOOKS = ("on_completion", "on_failure", "on_running", "on_commit", "on_rollback")  # the last two: transactions
 FLOW_HOOKS = ("on_completion", "on_failure", "on_cancellation", "on_crashed", "on_running")
 
 
@@ -60,6 +61,8 @@ class TaskOptions:
     on_completion: Any = None
     on_failure: Any = None
     on_running: Any = None
+    on_commit: Any = None
+    on_rollback: Any = None
     result_serializer: Any = None  # Prefect's options without effect here (`options.WITHOUT_EFFECT`)
     cache_result_in_memory: bool = True
     viz_return_value: Any = None
@@ -89,10 +92,9 @@ class TaskOptions:
     @classmethod
     def of(cls, name: str, *, cache_policy: Any = NotSet, cache_key_fn: Any = None, cache_expiration: Any = None,
            persist_result: Any = None, result_storage: Any = None, result_storage_key: Any = None,
-           refresh_cache: Any = None, on_rollback: Any = None, on_commit: Any = None, **given: Any) -> TaskOptions:
+           refresh_cache: Any = None, **given: Any) -> TaskOptions:
         """The decorator's keywords: the caching ones resolved together (`caching.py`), the rest fields."""
         owner = f"task {options.name('task', name)!r}"
-        options.prefect_extras(owner, {"on_rollback": on_rollback or None, "on_commit": on_commit or None})
         made = TaskCaching.of(owner, cache_policy=cache_policy, cache_key_fn=cache_key_fn,
                               persist_result=persist_result, result_storage=result_storage,
                               result_storage_key=result_storage_key, cache_expiration=cache_expiration,
@@ -163,7 +165,7 @@ class FlowOptions:
                    flow_run_name=options.text_or_callable(owner, "flow_run_name", self.flow_run_name),
                    timeout_seconds=options.timeout(owner, "timeout_seconds", self.timeout_seconds),
                    validate_parameters=options.strict_flag(owner, "validate_parameters", self.validate_parameters),
-                   storage_path=caching.storage_path(owner, self.result_storage),
+                   storage_path=storage_path(owner, self.result_storage),
                    state_hooks=state_hooks, **state_hooks)
 
     _KEPT_WHEN_EMPTY = ("name", "version", "description", "flow_run_name", "task_runner", *FLOW_HOOKS)

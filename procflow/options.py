@@ -192,8 +192,8 @@ def task_runner(owner: str, value: Any) -> Any:
 
 
 # Prefect options procflow has no use for. Kept: words about the task or flow. Without effect:
-# accepted with one warning, so Prefect code runs unchanged. Refused: ignoring them would
-# change what the code does, so the error says so instead.
+# accepted with one warning, so Prefect code runs unchanged. Refused (none now): ignoring them
+# would change what the code does, so the error says so instead.
 KEPT = ("description", "version")
 WITHOUT_EFFECT = {
     "result_serializer": "results are pickled (protocol 5), in shared memory and in the result store",
@@ -201,10 +201,7 @@ WITHOUT_EFFECT = {
     "viz_return_value": "the flow run graph is built from the runs themselves",
     "asset_deps": "assets live in Prefect's server",
 }
-REFUSED = {
-    "on_rollback": "transactions are not supported",
-    "on_commit": "transactions are not supported",
-}
+REFUSED: dict[str, str] = {}
 _warned: set[str] = set()
 
 

@@ -33,6 +33,7 @@ from .shapes import Args, Kwargs, Hooks
 from .signatures import CallSignature
 from .run_names import task_run_name
 from .option_sets import Option, TaskOptions
+from .task_transactions import made_here
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -208,7 +209,7 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         record = context.new_record(self, name, edges(found, waits), group)
         upstream = found + waits if found or waits else NO_UPSTREAM
         return Entry(record, self, made_args, made_kwargs, upstream, len(found), context.tracker,
-                     name_pending=provisional)
+                     name_pending=provisional, transaction=made_here(self))
 
     # -- direct call ---------------------------------------------------------------------------
 

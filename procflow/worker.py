@@ -30,6 +30,7 @@ from .results import store as results_store
 from .shapes import Args
 from .shm import ResultRef, SegmentWriter, SharedMemoryError, unlink
 from .shm_read import load_arguments, load_value
+from .task_transactions import sent_back
 
 
 class Worker:
@@ -136,7 +137,8 @@ class Worker:
                                         lambda text: logs.append((logging.WARNING, text)))
             if entry is not None:  # the entry serves its consumers too: mapped from the page cache
                 return Outcome(item.run_id, Status.COMPLETED, entry, start=start, end=end, worker=pid,
-                               logs=tuple(logs), transfer=(began - code_loaded) + (time.time() - end), loading=code)
+                               logs=tuple(logs), transfer=(began - code_loaded) + (time.time() - end), loading=code,
+                               transaction_values=sent_back(item.who.transaction))
         try:
             ref = self.writer.store(value, batch.threshold, lent)
         except BaseException as error:  # noqa: BLE001
@@ -149,7 +151,8 @@ class Worker:
             self.batch_values[item.run_id] = value
         stored = time.time()
         return Outcome(item.run_id, Status.COMPLETED, ref, start=start, end=end, worker=pid,
-                       logs=tuple(logs), transfer=(began - code_loaded) + (stored - end), loading=code)
+                       logs=tuple(logs), transfer=(began - code_loaded) + (stored - end), loading=code,
+                       transaction_values=sent_back(item.who.transaction))
 
     def _function(self, key: str, directory: str) -> Callable[..., Any]:
         """A task's function: pickled once by the parent into a file, loaded once per worker."""

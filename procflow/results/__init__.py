@@ -2,6 +2,7 @@
 
 from ..messages import Persist
 from .entries import StoredResult
+from .result_store import ResultRecord, ResultRecordMetadata, ResultStore
 from .store import storage_directory
 
-__all__ = ["Persist", "StoredResult", "storage_directory"]
+__all__ = ["Persist", "ResultRecord", "ResultRecordMetadata", "ResultStore", "StoredResult", "storage_directory"]

@@ -41,6 +41,21 @@ def storage_directory(result_storage: Any = None) -> Path:
     return Path(configured if configured is not None else DEFAULT_DIRECTORY).expanduser()
 
 
+def storage_path(owner: str, result_storage: Any) -> Path | None:
+    """A local directory: a `pathlib.Path` (or a Prefect `LocalFileSystem(basepath=...)`).
+    A plain string is a block name to Prefect; blocks live in Prefect's server, so it is refused."""
+    if result_storage is None or isinstance(result_storage, Path):
+        return result_storage
+    basepath = getattr(result_storage, "basepath", None)
+    if isinstance(basepath, (str, Path)):
+        return Path(basepath).expanduser()
+    if isinstance(result_storage, str):
+        raise TypeError(f"{owner}: result_storage={result_storage!r} names a Prefect storage block, and blocks "
+                        "live in Prefect's server, which procflow does not use: pass a local directory as a "
+                        f"pathlib.Path, e.g. result_storage=Path({result_storage!r})")
+    raise TypeError(f"{owner}: result_storage must be a local directory (a pathlib.Path), got {result_storage!r}")
+
+
 def entry_path(directory: str | Path, key: str) -> Path:
     """Where the entry of `key` lives: the key itself when it is a plain relative path of safe
     names (a `result_storage_key` such as "reports/{parameters[day]}.pkl"), else a hash of it."""

@@ -242,7 +242,8 @@ class DaskSession:
         error = decode_error(message["error"], message["error_text"]) if message["error"] else None
         value = DaskResult(future) if status is Status.COMPLETED else None
         self._sink([Outcome(run_id, status, value, error, message["error_text"], message["start"], message["end"],
-                            message["worker"], tuple(tuple(line) for line in message["logs"]))])
+                            message["worker"], tuple(tuple(line) for line in message["logs"]),
+                            transaction_values=message.get("transaction_values"))])
 
     def _on_done(self, run_id: int, future: Any) -> None:
         if future.status != "error" and future.status != "cancelled":

@@ -21,6 +21,7 @@ from ..pickling import loads_function
 from ..skeleton import fill
 from ..results import store
 from ..shapes import Args, Kwargs
+from ..task_transactions import sent_back
 from ..portable_errors import portable_error
 from ..interrupts import deadline
 
@@ -58,5 +59,6 @@ def run_on_dask(function: bytes, topic: str, who: RunIdentity, log_prints: bool,
     worker.log_event(topic, {
         "run_id": run_id, "status": status.value, "start": start, "end": end, "worker": worker.address,
         "logs": logs, "error": portable_error(error, text) if error is not None else None, "error_text": text,
+        "transaction_values": sent_back(who.transaction) if status is Status.COMPLETED else None,
     })
     return value if status is Status.COMPLETED else None

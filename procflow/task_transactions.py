@@ -1,0 +1,205 @@
+"""A task run's own transaction (Prefect 3.8: every task run has one), from where the run is
+made to where its function runs, and back to the flow's process where it ends.
+
+`RunTransaction` is made with the run, in the thread that submits or calls it, holding the
+transaction open there (its parent). Where the function runs, `opened()` makes the run's
+`Transaction` when the task first asks for it (`get_transaction()`), so a run that never
+does costs nothing. A worker process receives a copy of the parent's values instead of the
+parent itself (`__reduce__`), and sends back what the task set. When the run ends, `ending()`
+gives what the hook threads do before the run's state hooks: a completed run stages its
+task's commit and rollback hooks, and commits at once if no transaction is open above it;
+a run that failed rolls back, and so does its parent, at once.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Callable
+
+from .runlog import RunLogger, task_emitter
+from .states import State
+from .transactions import BaseTransaction, CommitMode, IsolationLevel, Transaction, TransactionState, get_transaction
+
+_NO_HOOKS: tuple[list[Any], list[Any]] = ([], [])
+
+
+class RunTransaction:
+    """A run's transaction: its parent, its key (the run's cache key), and once opened, itself."""
+
+    __slots__ = ("parent", "key", "transaction", "values", "kept")
+
+    def __init__(self, parent: BaseTransaction | None, key: str | None = None) -> None:
+        self.parent = parent
+        self.key = key
+        self.transaction: Transaction | None = None
+        self.values: dict[str, Any] | None = None  # what the task set, sent back by a worker
+        self.kept: Any = None  # a result to store when the transaction commits, loaded when the run ended
+
+    def defers(self) -> bool:
+        """Whether the run's result is stored when a transaction above commits, not when it
+        completes: one is open above it, and does not commit eagerly."""
+        return self.parent is not None and self.parent.commit_mode is not CommitMode.EAGER
+
+    def opened(self) -> Transaction:
+        """The run's transaction, made on first use where the function runs."""
+        if self.transaction is None:
+            parent = self.parent
+            made = Transaction(key=self.key, commit_mode=parent.commit_mode if parent else CommitMode.LAZY,
+                               isolation_level=parent.isolation_level if parent else IsolationLevel.READ_COMMITTED,
+                               state=TransactionState.ACTIVE)
+            made._parent = parent
+            self.transaction = made
+        return self.transaction
+
+    def set_values(self) -> dict[str, Any] | None:
+        """What the task set in its transaction, for a worker to send back (None: nothing)."""
+        made = self.transaction
+        return dict(made._stored_values) if made is not None and made._stored_values else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """To a worker process: the parent's values (those that pickle), not the parent."""
+        return _received, (_values_above(self.parent), _mode(self.parent), self.key)
+
+
+def _values_above(parent: BaseTransaction | None) -> dict[str, bytes]:
+    values: dict[str, bytes] = {}
+    chain = []
+    while parent is not None:
+        chain.append(parent)
+        parent = parent.get_parent()
+    for transaction in reversed(chain):  # the nearest parent's value of a name wins
+        for name, value in transaction._stored_values.items():
+            try:
+                values[name] = _pickled(value)
+            except Exception:  # noqa: BLE001 - a value that cannot travel is not there in the worker
+                values.pop(name, None)
+    return values
+
+
+def _pickled(value: Any) -> bytes:
+    import cloudpickle  # what the task's arguments travel with (a lambda, a local class)
+
+    data: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return data
+
+
+def _mode(parent: BaseTransaction | None) -> tuple[CommitMode, IsolationLevel] | None:
+    if parent is None:
+        return None
+    return parent.commit_mode or CommitMode.LAZY, parent.isolation_level or IsolationLevel.READ_COMMITTED
+
+
+def _received(values: dict[str, bytes], mode: tuple[CommitMode, IsolationLevel] | None,
+              key: str | None) -> RunTransaction:
+    parent = None
+    if mode is not None:
+        parent = Transaction(commit_mode=mode[0], isolation_level=mode[1], state=TransactionState.ACTIVE)
+        parent._parent = None
+        parent._stored_values = {name: pickle.loads(data) for name, data in values.items()}
+    return RunTransaction(parent, key)
+
+
+def _quiet(action: Callable[[], None]) -> Callable[[BaseTransaction], None]:
+    """procflow's own hook (storing the result, letting it go), without a log line."""
+    def hook(_: BaseTransaction) -> None:
+        action()
+
+    hook.log_on_run = False  # type: ignore[attr-defined] # Prefect's mark for hooks it does not log
+    return hook
+
+
+def _joined_late(made: Transaction, parent: BaseTransaction | None) -> None:
+    """A run still running when its transaction's block ended joins it as it ends: it commits if
+    the transaction committed, and rolls back if it rolled back. (Prefect leaves such a run
+    staged for ever: never stored, its hooks never called.)"""
+    if parent is None or not made.is_staged():
+        return
+    if parent.is_committed():
+        made.commit()
+    elif parent.is_rolled_back():
+        made.rollback()
+
+
+def sent_back(run_transaction: RunTransaction | None) -> dict[str, bytes] | None:
+    """A worker's: what the task set in its transaction, each value pickled on its own (one
+    that cannot be is left out, rather than losing the run's outcome)."""
+    values = run_transaction.set_values() if run_transaction is not None else None
+    if not values:
+        return None
+    sent = {}
+    for name, value in values.items():
+        try:
+            sent[name] = _pickled(value)
+        except Exception:  # noqa: BLE001 - its hooks do not see that one
+            continue
+    return sent or None
+
+
+def received(run_transaction: RunTransaction | None, values: dict[str, bytes] | None) -> None:
+    """The parent's: a worker's values, for the run's hooks."""
+    if run_transaction is None or not values:
+        return
+    kept = {}
+    for name, data in values.items():
+        try:
+            kept[name] = pickle.loads(data)
+        except Exception:  # noqa: BLE001 - a class this process cannot import: its hooks do not see it
+            continue
+    run_transaction.values = kept
+
+
+def made_here(task: Any) -> RunTransaction | None:
+    """A new run's transaction, if anything can see it: a transaction is open here, or its task
+    has commit or rollback hooks (else `get_transaction()` in the task makes one on its own)."""
+    parent = get_transaction()
+    if parent is None and not any(_hooks(task)):
+        return None
+    return RunTransaction(parent)
+
+
+def _hooks(task: Any) -> tuple[list[Any], list[Any]]:
+    hooks = getattr(task, "state_hooks", None)
+    if not hooks:
+        return _NO_HOOKS
+    return hooks.get("on_commit", []), hooks.get("on_rollback", [])
+
+
+def ending(run_transaction: RunTransaction | None, task: Any, state: State, run_name: str,
+           persist: Callable[[], None] | None = None) -> Callable[[], None] | None:
+    """What ends the run's transaction (before its state hooks, on a hook thread for a submitted
+    run); None: nothing to. A cached run's record was there: it begins committed, as in Prefect.
+    `persist` stores the result when the transaction commits (a direct call's)."""
+    if run_transaction is None:
+        return None
+    completed, cached = state.is_completed(), state.name == "Cached"
+
+    def end() -> None:
+        made = run_transaction.opened()
+        made.logger = RunLogger(task_emitter(run_name), run_name)
+        if run_transaction.values:
+            made._stored_values.update(run_transaction.values)
+        if not completed:
+            made.rollback()  # nothing staged: no hook of its own runs
+            made.reset()  # its parent takes it, and rolls back
+            return
+        if cached:
+            made.state = TransactionState.COMMITTED  # its record was there: nothing to commit
+        else:
+            on_commit, on_rollback = _hooks(task)
+            stores, releases = [], []
+            if persist is not None:
+                def release() -> None:
+                    run_transaction.kept = None  # the result it held for the commit
+
+                def store() -> None:
+                    try:
+                        persist()
+                    finally:
+                        release()
+
+                stores, releases = [_quiet(store)], [_quiet(release)]
+            made.stage(None, on_rollback_hooks=[*releases, *on_rollback], on_commit_hooks=[*on_commit, *stores])
+        made.end()
+        _joined_late(made, run_transaction.parent)
+
+    return end
