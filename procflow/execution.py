@@ -20,7 +20,7 @@ from .messages import Status
 from .runlog import Emit, RunLogger, capture_prints, current_logger, release_prints
 from .states import ReturnedState, State, StateType
 from .task_transactions import RunTransaction
-from .transactions import BaseTransaction
+from .transaction_base import BaseTransaction
 from .shapes import Args, Kwargs
 
 Executed = tuple[Status, Any, BaseException | None, float, float]
