@@ -67,6 +67,18 @@ class FailedRun(Exception):
     """The result of a failed state that holds no exception (one a flow returned): its message."""
 
 
+class ExternalSignal(BaseException):
+    """A signal-like exception from outside the run, never to be caught by user code (Prefect's)."""
+
+
+class TerminationSignal(ExternalSignal):
+    """The process received a termination signal (Prefect's; `exception_to_crashed_state` names it)."""
+
+    def __init__(self, signal: int) -> None:
+        super().__init__(signal)
+        self.signal = signal
+
+
 class ConfigurationError(Exception):
     """A transaction asked for an isolation level its result store cannot give."""
 

@@ -250,7 +250,7 @@ def test_a_keyed_transaction_is_a_record_a_later_one_finds_committed(tmp_path):
         assert again.read().result == {"loaded": 120}
     with transaction(key="nightly-load", store=store, overwrite=True) as redo:
         assert not redo.is_committed()
-    assert store.read("nightly-load").metadata.storage_key == "nightly-load"
+    assert store.read("nightly-load").metadata.storage_key == str(tmp_path / "nightly-load")  # its entry
 
 
 def test_the_context_manager_rules_hold_for_sync_and_async_transactions():

@@ -54,4 +54,4 @@ def test_submit_keeps_the_functions_result_type_for_editors(checked):
     done = checked
     revealed = [line.split("Revealed type is ")[1] for line in done.stdout.splitlines() if "Revealed type" in line]
     assert revealed == ['"procflow.task_future.TaskFuture[int]"', '"procflow.task_future.TaskFuture[bytes]"',
-                        '"procflow.states.State"', '"int"'], done.stdout
+                        '"procflow.state_values.State"', '"int"'], done.stdout

@@ -14,13 +14,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ..state_values import LazyResult
 from . import store as entries
 from .entries import write_entry
 from .store import entry_path, storage_directory, storage_path
 
 
-class ResultRecordMetadata:
-    """Where a record lives (`storage_key`: its key) and until when it is served."""
+class ResultRecordMetadata(LazyResult):
+    """Where a record lives (`storage_key`: the path of its entry) and until when it is served.
+    As a state's data, `state.result()` reads the value from the entry."""
 
     def __init__(self, storage_key: str | None = None, expiration: datetime.datetime | None = None,
                  serializer: str = "pickle", storage_block_id: Any = None) -> None:
@@ -34,12 +36,24 @@ class ResultRecordMetadata:
     def __repr__(self) -> str:
         return f"ResultRecordMetadata(storage_key={self.storage_key!r}, expiration={self.expiration!r})"
 
+    def load(self) -> Any:
+        if not self.storage_key:
+            raise ValueError("This result record has no storage key: there is nothing to read")
+        path = Path(self.storage_key)
+        found = entries.lookup(str(path.parent), path.name, path.name)
+        if found is None:
+            raise ValueError(f"No result record found at {path}")
+        return found.load()
 
-class ResultRecord:
-    """A result and where it is (or is to be) stored."""
+
+class ResultRecord(LazyResult):
+    """A result and where it is (or is to be) stored; as a state's data, `state.result()` is the result."""
 
     def __init__(self, result: Any, metadata: ResultRecordMetadata) -> None:
         self.result, self.metadata = result, metadata
+
+    def load(self) -> Any:
+        return self.result
 
     @property
     def expiration(self) -> datetime.datetime | None:
@@ -58,6 +72,14 @@ def _same(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:  # noqa: BLE001 - arrays compare element-wise: the same object is the same result
         return a is b
+
+
+def _key_of(path: Path, directory: Path) -> str:
+    """The key an entry's header names: its path under the store's directory, else its name."""
+    try:
+        return str(path.relative_to(directory))
+    except ValueError:
+        return path.name
 
 
 class ResultStore:
@@ -105,11 +127,13 @@ class ResultStore:
         expires = found.header.expires
         expiration = (datetime.datetime.fromtimestamp(expires, datetime.timezone.utc)
                       if expires is not None else None)
-        return ResultRecord(found.load(), ResultRecordMetadata(storage_key=key, expiration=expiration))
+        return ResultRecord(found.load(), ResultRecordMetadata(storage_key=found.path, expiration=expiration))
 
     def create_result_record(self, obj: Any, key: str | None = None,
                              expiration: datetime.datetime | None = None) -> ResultRecord:
-        return ResultRecord(obj, ResultRecordMetadata(storage_key=key or uuid.uuid4().hex, expiration=expiration))
+        """A record of `obj` under `key` (a new one when None): its storage key is where its entry goes."""
+        where = str(entry_path(self.directory, key or uuid.uuid4().hex))
+        return ResultRecord(obj, ResultRecordMetadata(storage_key=where, expiration=expiration))
 
     def write(self, obj: Any, key: str | None = None, expiration: datetime.datetime | None = None,
               holder: str | None = None) -> None:
@@ -118,13 +142,12 @@ class ResultStore:
     def persist_result_record(self, result_record: ResultRecord, holder: str | None = None) -> None:
         """Store the record under its key; OSError (or a pickling error) when it cannot be."""
         metadata = result_record.metadata
-        key = metadata.storage_key or uuid.uuid4().hex
+        where = Path(metadata.storage_key or entry_path(self.directory, uuid.uuid4().hex))
+        if not where.is_absolute():  # a key given by hand
+            where = entry_path(self.directory, str(where))
         expires = metadata.expiration.timestamp() if metadata.expiration is not None else None
-        directory = entries.ensure_directory(self.directory)
-        path = entry_path(directory, key)
-        if path.parent != directory:
-            entries.ensure_directory(path.parent)
-        write_entry(path, key, "result-store", result_record.result, 0.0, expires)
+        entries.ensure_directory(where.parent)
+        write_entry(where, _key_of(where, self.directory), "result-store", result_record.result, 0.0, expires)
 
     # -- locks (SERIALIZABLE) --------------------------------------------------------------
 
