@@ -71,6 +71,8 @@ class BaseTransaction:
         self._token: contextvars.Token[BaseTransaction] | None = None
         self._parent: Any = _UNSET  # set by procflow for a task run's transaction (no context variable)
         self._ending = False  # a commit or rollback under way (`_claim`)
+        self._version = 0  # counts `set()` calls: a worker's copy of the values is made once per version
+        self._copied: tuple[Any, Any] | None = None  # (versions, pickled values) sent to workers last
 
     @property
     def _holder(self) -> str:
@@ -96,6 +98,7 @@ class BaseTransaction:
     def set(self, name: str, value: Any) -> None:
         """Keep a value in this transaction, for its hooks and its children."""
         self._stored_values[name] = value
+        self._version += 1
 
     def get(self, name: str, default: Any = _UNSET) -> Any:
         """A copy of a value set here, else in a parent; `default`, or ValueError, if none has it."""

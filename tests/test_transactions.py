@@ -366,3 +366,34 @@ def test_a_run_that_fails_then_succeeds_on_a_retry_rolls_nothing_back(runner, tm
 
     assert pipeline() == "second attempt"
     assert [(kind, name) for kind, name, _, _ in events] == [("commit", "before")]
+
+
+class _CountsItsPickles:
+    pickled = 0
+
+    def __init__(self, data):
+        self.data = data
+
+    def __reduce__(self):
+        type(self).pickled += 1
+        return (_CountsItsPickles, (self.data,))
+
+
+def test_a_maps_runs_get_the_parents_values_pickled_once_not_once_per_run():
+    @task
+    def reads(i):
+        return get_transaction().get("lookup").data[i % 3]
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def pipeline():
+        with transaction() as outer:
+            outer.set("lookup", _CountsItsPickles(["a", "b", "c"]))
+            first = reads.map(range(200)).result()
+            outer.set("lookup", _CountsItsPickles(["x", "y", "z"]))  # changed: copied again, once
+            second = reads.map(range(3)).result()
+        return first, second
+
+    _CountsItsPickles.pickled = 0
+    first, second = pipeline()
+    assert first == ["a", "b", "c"] * 66 + ["a", "b"] and second == ["x", "y", "z"]
+    assert _CountsItsPickles.pickled == 2
