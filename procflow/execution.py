@@ -19,7 +19,7 @@ from .current import TaskRunInfo, current_task_run
 from .messages import Status
 from .runlog import Emit, RunLogger, capture_prints, current_logger, release_prints
 from .states import ReturnedState, State, StateType
-from .task_transactions import RunTransaction
+from .task_transactions import RunTransaction, settle_here
 from .transaction_base import BaseTransaction
 from .shapes import Args, Kwargs
 
@@ -89,13 +89,19 @@ class _current:  # noqa: N801 - used as a context manager
         self._prints = capture_prints(emit) if log_prints else release_prints()
 
     def __enter__(self) -> None:
-        own = self._run.transaction or RunTransaction(None)  # `get_transaction()` makes it when asked
+        given = self._run.transaction
+        # Its own transaction, made when the task asks for it; the engine ends the one it gave
+        # (in the flow's process), this one ends here (a run nothing above sees, a worker's copy).
+        own = self._own = given or RunTransaction(None)
+        self._ends_here = given is None or given.copied
         self._tokens = (current_logger.set(RunLogger(self._emit, self._run.name or self._run.task_name)),
                         current_task_run.set(self._run), BaseTransaction.__var__.set(own))  # type: ignore[arg-type]
         self._prints.__enter__()
 
     def __exit__(self, *exc: object) -> None:
         self._prints.__exit__(*exc)
+        if self._ends_here:
+            settle_here(self._own, failed=exc[0] is not None)
         BaseTransaction.__var__.reset(self._tokens[2])
         current_task_run.reset(self._tokens[1])
         current_logger.reset(self._tokens[0])

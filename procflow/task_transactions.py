@@ -26,11 +26,12 @@ _NO_HOOKS: tuple[list[Any], list[Any]] = ([], [])
 class RunTransaction:
     """A run's transaction: its parent, its key (the run's cache key), and once opened, itself."""
 
-    __slots__ = ("parent", "key", "transaction", "values", "kept")
+    __slots__ = ("parent", "key", "transaction", "values", "kept", "copied")
 
-    def __init__(self, parent: BaseTransaction | None, key: str | None = None) -> None:
+    def __init__(self, parent: BaseTransaction | None, key: str | None = None, copied: bool = False) -> None:
         self.parent = parent
         self.key = key
+        self.copied = copied  # a worker's copy: the flow's process ends the run's transaction, not this one
         self.transaction: Transaction | None = None
         self.values: dict[str, Any] | None = None  # what the task set, sent back by a worker
         self.kept: Any = None  # a result to store when the transaction commits, loaded when the run ended
@@ -105,7 +106,7 @@ def _received(values: dict[str, bytes], mode: tuple[CommitMode, IsolationLevel] 
         parent = Transaction(commit_mode=mode[0], isolation_level=mode[1], state=TransactionState.ACTIVE)
         parent._parent = None
         parent._stored_values = {name: pickle.loads(data) for name, data in values.items()}
-    return RunTransaction(parent, key)
+    return RunTransaction(parent, key, copied=True)
 
 
 def _quiet(action: Callable[[], None]) -> Callable[[BaseTransaction], None]:
@@ -127,6 +128,20 @@ def _joined_late(made: Transaction, parent: BaseTransaction | None) -> None:
         made.commit()
     elif parent.is_rolled_back():
         made.rollback()
+
+
+def settle_here(run_transaction: RunTransaction, failed: bool) -> None:
+    """Transactions the task opened itself, inside its own, commit when it completes (or roll
+    back when it fails), where it ran, when the run's own transaction is not the engine's to
+    end (nothing above sees it, or this is a worker's copy)."""
+    made = run_transaction.transaction
+    if made is None or not made.children:
+        return
+    for child in list(made.children):
+        if failed:
+            child.rollback()
+        else:
+            child.commit()
 
 
 def sent_back(run_transaction: RunTransaction | None) -> dict[str, bytes] | None:

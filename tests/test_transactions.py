@@ -397,3 +397,24 @@ def test_a_maps_runs_get_the_parents_values_pickled_once_not_once_per_run():
     first, second = pipeline()
     assert first == ["a", "b", "c"] * 66 + ["a", "b"] and second == ["x", "y", "z"]
     assert _CountsItsPickles.pickled == 2
+
+
+def test_a_transaction_a_task_opens_itself_commits_when_the_task_completes(runner, tmp_path):
+    @task
+    def records(name, fails):
+        with transaction(key=name, store=ResultStore(result_storage=tmp_path)) as txn:
+            txn.stage({"written_by": os.getpid()})
+        if fails:
+            raise RuntimeError("after the inner block")
+        return os.getpid()
+
+    @flow(task_runner=runner)
+    def pipeline():
+        ok = records.submit("kept", False)
+        broken = records.submit("dropped", True)
+        return ok.result(), broken.wait()
+
+    ran_in, _ = pipeline()
+    store = ResultStore(result_storage=tmp_path)
+    assert store.read("kept").result == {"written_by": ran_in}
+    assert not store.exists("dropped")
