@@ -99,3 +99,26 @@ def test_a_failed_state_whose_error_is_in_the_store_raises_it_when_read_back(sto
 
     crashed = exception_to_crashed_state_sync(KeyError("gone"), result_store=store)
     assert isinstance(crashed.result(raise_on_failure=False), KeyError)
+
+
+def test_a_record_read_back_by_its_path_is_only_loaded_from_this_users_private_directory(store, tmp_path):
+    import os
+    import shutil
+
+    from procflow.results import ResultRecordMetadata
+
+    record = store.create_result_record({"ok": 1}, key="k")
+    store.persist_result_record(record)
+    assert Completed(data=ResultRecordMetadata(storage_key=record.metadata.storage_key)).result() == {"ok": 1}
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # anyone could have planted this pickle
+    shutil.copy(record.metadata.storage_key, shared / "k")
+    with pytest.raises(ValueError, match="No result record found"):
+        Completed(data=ResultRecordMetadata(storage_key=str(shared / "k"))).result()
+
+    missing = tmp_path / "not" / "there" / "k"
+    with pytest.raises(ValueError, match="No result record found"):
+        Completed(data=ResultRecordMetadata(storage_key=str(missing))).result()
+    assert not (tmp_path / "not").exists()  # reading makes no directory

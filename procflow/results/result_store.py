@@ -40,7 +40,7 @@ class ResultRecordMetadata(LazyResult):
         if not self.storage_key:
             raise ValueError("This result record has no storage key: there is nothing to read")
         path = Path(self.storage_key)
-        found = entries.lookup(str(path.parent), path.name, path.name)
+        found = entries.lookup(str(path.parent), path.name, path.name) if path.parent.is_dir() else None
         if found is None:
             raise ValueError(f"No result record found at {path}")
         return found.load()
