@@ -29,7 +29,9 @@ class Waiter:
 class TaskFuture(Generic[R]):
     """What `.submit()` returns: the handle of one task run."""
 
-    __slots__ = ("task_run", "_waiter", "given", "__weakref__")
+    # `__dict__`: users attach their own attributes (`future.parameters = ...`), as Prefect's
+    # futures allow; the dict is made only when one is set.
+    __slots__ = ("task_run", "_waiter", "given", "__weakref__", "__dict__")
 
     def __init__(self, task_run: TaskRun, waiter: Waiter) -> None:
         self.task_run = task_run

@@ -100,3 +100,22 @@ def test_procflows_futures_are_prefect_futures_and_future_lists_time_out_in_pref
         futures.result(timeout=0.05)
     with pytest.raises(ValueError, match="'timeout' must be a non-negative number"):
         futures.result(timeout=-1)
+
+
+def test_a_user_can_attach_attributes_to_a_future_and_read_them_as_it_completes():
+    from procflow.task_runners import ThreadPoolTaskRunner
+
+    @task
+    def double(x):
+        return 2 * x
+
+    @flow(task_runner=ThreadPoolTaskRunner(4))
+    def pipeline():
+        futures = []
+        for x in (1, 2, 3):
+            future = double.submit(x)
+            future.parameters = {"x": x}  # as Prefect's futures allow
+            futures.append(future)
+        return sorted((f.parameters["x"], f.result()) for f in as_completed(futures))
+
+    assert pipeline() == [(1, 2), (2, 4), (3, 6)]
