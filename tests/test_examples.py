@@ -78,3 +78,13 @@ def test_cached_results_example_serves_its_second_run_from_the_cache():
     assert first.split("means")[1] == second.split("means")[1]
     _, again = run_example("04_cached_results.py")  # a new process: the store outlived the last one
     assert "4 of 4 simulations served from the cache" in again.splitlines()[0]
+
+
+def test_transactions_example_rolls_back_a_failed_night_and_commits_the_next(tmp_path):
+    messages, stdout = run_example("05_transactions.py", "--workdir", str(tmp_path))
+    first, second = stdout.strip().splitlines()
+    assert first == ("first run: failed (Flow run encountered an exception: RuntimeError: the warehouse refused "
+                     "the load); 4 extracts ran; staging files left: 0; results stored: 0")
+    assert second == "second run: loaded 4000 rows; 4 extracts ran; staging files left: 4; results stored: 4"
+    assert sum(m.endswith("Running rollback hook 'remove_staged'") for m in messages) == 4
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [f"2026-12-07-part-{i}" for i in range(4)]
