@@ -265,8 +265,8 @@ class Lifecycle:
             due, ending = None, None
         else:
             due = hooks_for(entry.task.options.state_hooks, finish.state)
-            ending = ending_of(entry.transaction, entry.task, finish.state, entry.run.name,
-                               _stored_at_commit(entry, finish.state))
+            ending = None if entry.transaction is None else ending_of(
+                entry.transaction, entry.task, finish.state, entry.run.name, _stored_at_commit(entry, finish.state))
         if due or ending:
             entry.hooked = True
             self._effects.append(RunHooks(entry, tuple(due or ()), finish.state, ends=True, ok=finish.ok,

@@ -175,10 +175,19 @@ def received(run_transaction: RunTransaction | None, values: dict[str, bytes] | 
 def made_here(task: Any) -> RunTransaction | None:
     """A new run's transaction, if anything can see it: a transaction is open here, or its task
     has commit or rollback hooks (else `get_transaction()` in the task makes one on its own)."""
+    return makes_here(task)()
+
+
+def makes_here(task: Any) -> Callable[[], RunTransaction | None]:
+    """`made_here` for many runs made here at once (a map's): what is open is looked up once."""
     parent = get_transaction()
     if parent is None and not any(_hooks(task)):
-        return None
-    return RunTransaction(parent)
+        return _none
+    return lambda: RunTransaction(parent)
+
+
+def _none() -> None:
+    return None
 
 
 def _hooks(task: Any) -> tuple[list[Any], list[Any]]:

@@ -33,7 +33,7 @@ from .shapes import Args, Kwargs, Hooks
 from .signatures import CallSignature
 from .run_names import task_run_name
 from .option_sets import Option, TaskOptions
-from .task_transactions import made_here
+from .task_transactions import RunTransaction, made_here, makes_here
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -168,7 +168,7 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         context = context_or_detached()
         self._check(args, kwargs)
         waits = wait_futures(wait_for)
-        entry = self._entry(context, args, kwargs, waits, None)
+        entry = self._entry(context, args, kwargs, waits, None, made_here(self))
         future = context.submit([entry], mapped=False)[0]
         if return_state:
             future.wait()
@@ -198,18 +198,20 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         iterables, statics = mapping.split_mapped(self.name, self._signature, self._bind(args, kwargs).arguments)
         waits = wait_futures(wait_for)
         group = next(context.map_groups)
+        transaction = makes_here(self)
         with mapping.collector_paused():  # 100 000 children: full collections would rescan them all, repeatedly
-            entries = [self._entry(context, child_args, child_kwargs, waits, group)
+            entries = [self._entry(context, child_args, child_kwargs, waits, group, transaction())
                        for child_args, child_kwargs in mapping.children(self._signature, iterables, statics)]
         return FutureList(context.submit(entries, mapped=True))
 
-    def _entry(self, context: FlowContext, args: Args, kwargs: Kwargs, waits: Found, group: int | None) -> Entry:
+    def _entry(self, context: FlowContext, args: Args, kwargs: Kwargs, waits: Found, group: int | None,
+               transaction: RunTransaction | None) -> Entry:
         made_args, made_kwargs, found = skeleton(args, kwargs)
         name, provisional = task_run_name(self, context, args, kwargs, bool(found))  # a template sees the futures
         record = context.new_record(self, name, edges(found, waits), group)
         upstream = found + waits if found or waits else NO_UPSTREAM
         return Entry(record, self, made_args, made_kwargs, upstream, len(found), context.tracker,
-                     name_pending=provisional, transaction=made_here(self))
+                     name_pending=provisional, transaction=transaction)
 
     # -- direct call ---------------------------------------------------------------------------
 
