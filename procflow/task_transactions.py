@@ -105,8 +105,20 @@ def _received(values: dict[str, bytes], mode: tuple[CommitMode, IsolationLevel] 
     if mode is not None:
         parent = Transaction(commit_mode=mode[0], isolation_level=mode[1], state=TransactionState.ACTIVE)
         parent._parent = None
-        parent._stored_values = {name: pickle.loads(data) for name, data in values.items()}
+        parent._stored_values = _loaded(values)
     return RunTransaction(parent, key, copied=True)
+
+
+def _loaded(values: dict[str, bytes]) -> dict[str, Any]:
+    """Values pickled by name, each loaded on its own: one this process cannot load (its class
+    is not importable here) is left out, and the run still runs."""
+    loaded = {}
+    for name, data in values.items():
+        try:
+            loaded[name] = pickle.loads(data)
+        except Exception:  # noqa: BLE001 - `get()` of it gives its default here
+            continue
+    return loaded
 
 
 def _quiet(action: Callable[[], None]) -> Callable[[BaseTransaction], None]:
@@ -163,13 +175,7 @@ def received(run_transaction: RunTransaction | None, values: dict[str, bytes] | 
     """The parent's: a worker's values, for the run's hooks."""
     if run_transaction is None or not values:
         return
-    kept = {}
-    for name, data in values.items():
-        try:
-            kept[name] = pickle.loads(data)
-        except Exception:  # noqa: BLE001 - a class this process cannot import: its hooks do not see it
-            continue
-    run_transaction.values = kept
+    run_transaction.values = _loaded(values)
 
 
 def made_here(task: Any) -> RunTransaction | None:
