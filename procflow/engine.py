@@ -23,7 +23,6 @@ import logging
 import queue
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Union
 
@@ -239,13 +238,9 @@ class Engine:
         run = entry.run
         then = (lambda: self._events.put(HooksRan(entry, state, effect.ok))) if effect.ends else (lambda: None)
         def run_them() -> None:
-            emit = task_emitter(run.name)
             if effect.before is not None:
-                try:
-                    effect.before()
-                except Exception:  # noqa: BLE001 - its state hooks still run, and the run still ends
-                    emit(logging.ERROR, f"Its transaction could not end:\n{traceback.format_exc().rstrip()}")
-            call_hooks(list(effect.hooks), entry.task, run, state, emit)
+                effect.before()  # the end of the run's transaction (it logs its own errors)
+            call_hooks(list(effect.hooks), entry.task, run, state, task_emitter(run.name))
 
         self._hooks.submit(run_them, then)
 

@@ -213,8 +213,15 @@ def ending(run_transaction: RunTransaction | None, task: Any, state: State, run_
     completed, cached = state.is_completed(), state.name == "Cached"
 
     def end() -> None:
+        logger = RunLogger(task_emitter(run_name), run_name)
+        try:
+            _end(logger)
+        except Exception:  # noqa: BLE001 - the run ends all the same, and its state hooks run
+            logger.exception("Its transaction could not end")
+
+    def _end(logger: RunLogger) -> None:
         made = run_transaction.opened()
-        made.logger = RunLogger(task_emitter(run_name), run_name)
+        made.logger = logger
         if run_transaction.values:
             made._stored_values.update(run_transaction.values)
         if not completed:

@@ -418,3 +418,31 @@ def test_a_transaction_a_task_opens_itself_commits_when_the_task_completes(runne
     store = ResultStore(result_storage=tmp_path)
     assert store.read("kept").result == {"written_by": ran_in}
     assert not store.exists("dropped")
+
+
+def test_a_transaction_that_cannot_end_is_logged_and_the_run_still_ends_with_its_state_hooks(
+        runner, monkeypatch, caplog):
+    from procflow import task_transactions
+
+    def broken(self):
+        raise RuntimeError("procflow's own bug")
+
+    completions = []
+
+    @task(on_completion=[lambda task, run, state: completions.append(run.name)])
+    def step():
+        return 7
+
+    @step.on_commit
+    def never(txn):
+        completions.append("commit")
+
+    @flow(task_runner=runner)
+    def pipeline():
+        return step.submit().result(), step(), completions
+
+    monkeypatch.setattr(task_transactions.RunTransaction, "opened", broken)
+    submitted, called, seen = pipeline()
+    assert (submitted, called) == (7, 7)
+    assert sorted(seen) == ["step-0", "step-1"]
+    assert caplog.text.count("Its transaction could not end") == 2
