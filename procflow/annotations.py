@@ -1,4 +1,4 @@
-"""`unmapped`, `allow_failure`, `quote`: tiny immutable wrappers around call arguments."""
+"""`unmapped`, `allow_failure`, `quote`, `opaque`: tiny immutable wrappers around call arguments."""
 
 from __future__ import annotations
 
@@ -39,4 +39,15 @@ class quote(Generic[T]):  # noqa: N801
 
     def unquote(self) -> T:
         """Prefect's name for `unwrap()`."""
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class opaque(Generic[T]):  # noqa: N801
+    """A future (or a state read from one) given as its result, and anything else as it is,
+    without looking inside for more futures (Prefect 3.8's: a large result is not walked)."""
+
+    value: T
+
+    def unwrap(self) -> T:
         return self.value

@@ -3,8 +3,8 @@
 Futures may sit in lists, tuples, sets, dict keys and values, and dataclass fields;
 each one found is a "data" dependency, and so is a state read from a future
 (`future.state`, `.submit(return_state=True)`), which Prefect resolves to its result
-too. `quote(x)` is not looked into. Arrays, bytes and other leaves are never walked,
-so a large argument costs nothing here.
+too. `quote(x)` is not looked into, nor is `opaque(x)` past a future it holds. Arrays,
+bytes and other leaves are never walked, so a large argument costs nothing here.
 
 `skeleton()` makes a run's arguments into the skeleton the runners fill (`skeleton.py`):
 runners never see a future. `substitute()` replaces futures by their results where the
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from typing import Any, Callable, Sequence
 
-from .annotations import allow_failure, quote, unmapped
+from .annotations import allow_failure, opaque, quote, unmapped
 from .task_future import TaskFuture
 from .records import EdgeKind
 from .shapes import Args, Kwargs
@@ -71,6 +71,13 @@ def collect(value: Any, found: Found, allowed: bool = False) -> bool:
             stack.append((value.value, True))
             marked = True
         elif kind is quote:
+            marked = True
+        elif kind is opaque:  # the future itself, not what is inside anything else
+            inner = value.value
+            if type(inner) is TaskFuture:
+                found.append((inner, allowed))
+            elif type(inner) is State and inner.holder is not None:
+                found.append((inner.holder, allowed))
             marked = True
         elif kind is unmapped:
             stack.append((value.value, allowed))

@@ -20,7 +20,7 @@ import copy
 from dataclasses import fields, is_dataclass
 from typing import Any, Callable, NamedTuple
 
-from .annotations import allow_failure, quote, unmapped
+from .annotations import allow_failure, opaque, quote, unmapped
 from .states import State
 
 LEAVES = frozenset({int, float, str, bytes, bool, type(None), complex, bytearray, range})
@@ -78,6 +78,13 @@ def _rebuild(value: Any, replace: Callable[[Any, bool], Any], target: type, allo
             return _rebuild(value.value, replace, target, True, unwrap, holders, memo)
         if kind is quote:
             return value.value
+        if kind is opaque:
+            inner = value.value
+            if type(inner) is target:
+                return replace(inner, allowed)
+            if holders and type(inner) is State and inner.holder is not None:
+                return replace(inner.holder, allowed)
+            return inner
         if kind is unmapped:
             return _rebuild(value.value, replace, target, allowed, unwrap, holders, memo)
     key = (id(value), allowed)

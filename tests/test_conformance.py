@@ -308,6 +308,22 @@ def test_quote_passes_value_without_looking_inside(runner):
     assert run_flow(runner, body) == [1, 2, 3]
 
 
+def test_opaque_gives_a_futures_result_without_looking_inside_it(runner):
+    from procflow.utilities.annotations import opaque
+
+    def body():
+        nested = identity.submit({"data": "value", "state": Completed(data="inner")})
+        through = identity.submit(opaque(nested))  # a dependency: waits, gets its result whole
+        plain = identity.submit(opaque([1, 2, 3]))
+        return through.result(), plain.result(), list(through.task_run.upstream), nested.task_run.id
+
+    returned, plain, upstream, nested_id = run_flow(runner, body, return_state=True).result()  # States as returned
+    assert upstream == [(nested_id, "data")]
+    assert returned["data"] == "value" and type(returned["state"]).__name__ == "State"
+    assert returned["state"].result() == "inner"
+    assert plain == [1, 2, 3]
+
+
 def test_returned_value_other_than_futures_completes_even_if_a_task_failed(runner):
     def body():
         boom.submit()

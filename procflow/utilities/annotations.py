@@ -1,5 +1,5 @@
-"""Prefect's import path `prefect.utilities.annotations`: `unmapped`, `allow_failure`, `quote`."""
+"""Prefect's import path `prefect.utilities.annotations`: `unmapped`, `allow_failure`, `quote`, `opaque`."""
 
-from ..annotations import allow_failure, quote, unmapped
+from ..annotations import allow_failure, opaque, quote, unmapped
 
-__all__ = ["allow_failure", "quote", "unmapped"]
+__all__ = ["allow_failure", "opaque", "quote", "unmapped"]
