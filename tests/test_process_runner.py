@@ -136,6 +136,23 @@ def test_default_workers_follow_physical_cores_and_the_environment(monkeypatch):
     assert ProcessPoolTaskRunner().max_workers == (psutil.cpu_count(logical=False) or os.cpu_count())
 
 
+def test_prefects_pool_size_settings_set_the_default_worker_counts(monkeypatch):
+    from procflow.settings import (PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS,
+                                   PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS, temporary_settings)
+
+    monkeypatch.delenv("PROCFLOW_MAX_WORKERS", raising=False)
+    monkeypatch.setenv("PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS", "5")
+    monkeypatch.setenv("PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS", "7")
+    assert ProcessPoolTaskRunner().max_workers == 5 and ThreadPoolTaskRunner().max_workers == 7
+    assert ProcessPoolTaskRunner(max_workers=2).max_workers == 2 and ThreadPoolTaskRunner(3).max_workers == 3
+    monkeypatch.setenv("PROCFLOW_MAX_WORKERS", "4")  # procflow's own wins
+    assert ProcessPoolTaskRunner().max_workers == 4
+    with temporary_settings({PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS: 3,
+                             PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS: 9}):
+        monkeypatch.delenv("PROCFLOW_MAX_WORKERS")
+        assert ProcessPoolTaskRunner().max_workers == 3 and ThreadPoolTaskRunner().max_workers == 9
+
+
 @pytest.mark.parametrize("runner", [ProcessPoolTaskRunner, ThreadPoolTaskRunner])
 @pytest.mark.parametrize("workers", [0, -2, 1.5])
 def test_a_worker_count_below_one_or_not_whole_is_refused(runner, workers):

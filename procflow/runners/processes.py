@@ -29,7 +29,7 @@ from typing import Any, Callable
 import psutil
 from loky import ProcessPoolExecutor
 
-from .. import options
+from .. import options, settings
 from .. import ownership
 from ..messages import Batch, Outcome, SharedArguments, Status, WorkItem
 from ..pickling import OutOfBand, dumps_function
@@ -101,12 +101,16 @@ def _kept_seconds(owner: str, value: Any) -> float | None:
 
 
 def default_workers() -> int:
-    """`PROCFLOW_MAX_WORKERS`, else the number of physical cores."""
+    """`PROCFLOW_MAX_WORKERS`, else Prefect's `PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS`,
+    else the number of physical cores."""
     override = os.environ.get("PROCFLOW_MAX_WORKERS")
     if override:
         if not override.strip().isdigit():
             raise ValueError(f"PROCFLOW_MAX_WORKERS must be a whole number, got {override!r}")
         return max(1, int(override))
+    prefects = settings.PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS.value()
+    if prefects is not None:
+        return worker_count(prefects, 1)
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 

@@ -12,6 +12,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from .. import settings
 from ..current import TaskRunInfo
 from ..interrupts import interrupt_thread
 from ..messages import Outcome, Status
@@ -41,7 +42,9 @@ class ThreadPoolTaskRunner(DirectUse):
     fuses = False
 
     def __init__(self, max_workers: int | None = None) -> None:
-        self.max_workers = worker_count(max_workers, min(32, (os.cpu_count() or 1) + 4))
+        prefects = settings.PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS.value()  # Prefect's setting, then its default
+        self.max_workers = worker_count(max_workers if max_workers is not None else prefects,
+                                        min(32, (os.cpu_count() or 1) + 4))
 
     def start(self, sink: Sink) -> ThreadSession:
         return ThreadSession(self.max_workers, sink)
