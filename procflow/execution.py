@@ -85,22 +85,28 @@ class _current:  # noqa: N801 - used as a context manager
 
     def __init__(self, run: TaskRunInfo, log_prints: bool, emit: Emit) -> None:
         self._run, self._emit = run, emit
+        self._own: RunTransaction | None = None
         # False also opts out of a flow's capture around a direct call (Prefect's log_prints=False)
         self._prints = capture_prints(emit) if log_prints else release_prints()
 
     def __enter__(self) -> None:
-        given = self._run.transaction
-        # Its own transaction, made when the task asks for it; the engine ends the one it gave
-        # (in the flow's process), this one ends here (a run nothing above sees, a worker's copy).
-        own = self._own = given or RunTransaction(None)
-        self._ends_here = given is None or given.copied
+        # The run's own transaction, made when the task asks for it (`opened`): the engine ends
+        # the one it gave (in the flow's process); one made here, or a worker's copy, ends here.
+        given = self._own = self._run.transaction
         self._tokens = (current_logger.set(RunLogger(self._emit, self._run.name or self._run.task_name)),
-                        current_task_run.set(self._run), BaseTransaction.__var__.set(own))  # type: ignore[arg-type]
+                        current_task_run.set(self._run),
+                        BaseTransaction.__var__.set(given if given is not None else self))  # type: ignore[arg-type]
         self._prints.__enter__()
+
+    def opened(self) -> BaseTransaction:
+        """`get_transaction()` in a run given none: its own, made at the first ask."""
+        if self._own is None:
+            self._own = RunTransaction(None, ends_here=True)
+        return self._own.opened()
 
     def __exit__(self, *exc: object) -> None:
         self._prints.__exit__(*exc)
-        if self._ends_here:
+        if self._own is not None and self._own.ends_here:
             settle_here(self._own, failed=exc[0] is not None)
         BaseTransaction.__var__.reset(self._tokens[2])
         current_task_run.reset(self._tokens[1])

@@ -26,12 +26,14 @@ _NO_HOOKS: tuple[list[Any], list[Any]] = ([], [])
 class RunTransaction:
     """A run's transaction: its parent, its key (the run's cache key), and once opened, itself."""
 
-    __slots__ = ("parent", "key", "transaction", "values", "kept", "copied")
+    __slots__ = ("parent", "key", "transaction", "values", "kept", "ends_here")
 
-    def __init__(self, parent: BaseTransaction | None, key: str | None = None, copied: bool = False) -> None:
+    def __init__(self, parent: BaseTransaction | None, key: str | None = None, ends_here: bool = False) -> None:
         self.parent = parent
         self.key = key
-        self.copied = copied  # a worker's copy: the flow's process ends the run's transaction, not this one
+        # True where the function runs when the flow's process does not end this one: a
+        # worker's copy, or one made for a run given none (`settle_here`)
+        self.ends_here = ends_here
         self.transaction: Transaction | None = None
         self.values: dict[str, Any] | None = None  # what the task set, sent back by a worker
         self.kept: Any = None  # a result to store when the transaction commits, loaded when the run ended
@@ -106,7 +108,7 @@ def _received(values: dict[str, bytes], mode: tuple[CommitMode, IsolationLevel] 
         parent = Transaction(commit_mode=mode[0], isolation_level=mode[1], state=TransactionState.ACTIVE)
         parent._parent = None
         parent._stored_values = _loaded(values)
-    return RunTransaction(parent, key, copied=True)
+    return RunTransaction(parent, key, ends_here=True)
 
 
 def _loaded(values: dict[str, bytes]) -> dict[str, Any]:
