@@ -220,11 +220,15 @@ def remember(found: Plan | None, memory: Memory, state: State, run: TaskRun) -> 
     memory[found.key] = (state, found.persist.expires, (run.end_time or 0.0) - (run.start_time or 0.0))
 
 
-def stored_at_commit(found: Plan, memory: Memory, run: TaskRun, state: State,
-                     value: Callable[[], Any]) -> Callable[[], None]:
+def stored_at_commit(found: Plan | None, memory: Memory, run: TaskRun, state: State,
+                     value: Callable[[], Any]) -> Callable[[], None] | None:
     """What stores a completed run's result and remembers it for later runs of the flow run,
     called when the run's transaction commits (Prefect: at once with no transaction open
-    above, else when the outermost one commits). `value()` gives the result to write."""
+    above, else when the outermost one commits); None when there is nothing to store (no
+    plan, not completed, or served from the cache). `value()` gives the result to write."""
+    if found is None or not state.is_completed() or state.name == "Cached":
+        return None
+
     def store_it() -> None:
         stored = store.write(found.persist, value(), (run.end_time or 0.0) - (run.start_time or 0.0), run.name)
         kept = Completed(stored) if stored is not None and isinstance(state.data, LazyResult) else state

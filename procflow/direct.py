@@ -31,7 +31,7 @@ from .run_names import resolved_task_run_name, task_run_name
 from .runlog import log_retry, task_emitter
 from .interrupts import deadline
 from .states import Running, State
-from .task_transactions import RunTransaction, ending, made_here
+from .task_transactions import RunTransaction, ending, keyed, made_here
 from .shapes import Args, Kwargs
 
 
@@ -60,7 +60,7 @@ def call(task: DirectTask, args: Args, kwargs: Kwargs, wait_for: Any, return_sta
     wait_all(upstream)
     state, args, kwargs, found = _before(task, context, run, upstream, args, kwargs, needs, provisional)
     if state is None:
-        state = _attempts(task, context, run, args, kwargs, _keyed(transaction, found))
+        state = _attempts(task, context, run, args, kwargs, keyed(transaction, found))
     return _after(task, context, run, state, return_state, transaction, _persisting(context, run, found, state))
 
 
@@ -76,7 +76,7 @@ async def acall(task: DirectTask, args: Args, kwargs: Kwargs, wait_for: Any, ret
         await asyncio.to_thread(wait_all, upstream)
     state, args, kwargs, found = _before(task, context, run, upstream, args, kwargs, needs, provisional)
     if state is None:
-        state = await _async_attempts(task, context, run, args, kwargs, _keyed(transaction, found))
+        state = await _async_attempts(task, context, run, args, kwargs, keyed(transaction, found))
     return _after(task, context, run, state, return_state, transaction, _persisting(context, run, found, state))
 
 
@@ -126,19 +126,9 @@ def _before(task: DirectTask, context: FlowContext, run: TaskRun, upstream: Foun
     return None, args, kwargs, found
 
 
-def _keyed(transaction: RunTransaction | None, found: caching.Plan | None) -> RunTransaction | None:
-    """The run's transaction has its cache key (Prefect's transaction key)."""
-    if transaction is not None and found is not None:
-        transaction.key = found.persist.key
-    return transaction
-
-
 def _persisting(context: FlowContext, run: TaskRun, found: caching.Plan | None,
                 state: State) -> Callable[[], None] | None:
-    """A completed run that persists, and ran (not a cache hit): what stores it from here (it
-    ran in the flow's process) and keeps it for later runs of the flow run with its key."""
-    if found is None or not state.is_completed() or state.name == "Cached":
-        return None
+    """What stores a run that persists from here (it ran in the flow's process), if it does."""
     return caching.stored_at_commit(found, context.tracker.cache, run, state, lambda: state.data)
 
 

@@ -19,6 +19,7 @@ from .run_names import resolved_task_run_name
 from .messages import RunIdentity
 from .runners.base import Call, Session
 from .states import Crashed, Failed, Running, State
+from .task_transactions import keyed
 
 RUNNING = Running()
 MAX_FUSED = 64  # followers sent behind one run in a message
@@ -118,10 +119,9 @@ class Dispatcher:
         if timeout is not None:
             self.lifecycle.timers.push(now + timeout + self.runner.interrupt_grace, "deadline", run.id, run.attempts)
         log_prints = chosen.log_prints if chosen.log_prints is not None else entry.tracker.log_prints
-        if entry.transaction is not None and entry.cache_plan is not None:
-            entry.transaction.key = entry.cache_plan.persist.key  # Prefect's: a run's transaction key is its cache key
         who = RunIdentity(run.id, run.name, task.name, run.flow_run_name, run.attempts,
-                          entry.tracker.flow_run.run_count, tuple(sorted(run.tags)), entry.transaction)
+                          entry.tracker.flow_run.run_count, tuple(sorted(run.tags)),
+                          keyed(entry.transaction, entry.cache_plan))
         persist = entry.cache_plan.persist if entry.cache_plan is not None else None
         if persist is not None and entry.transaction is not None and entry.transaction.defers():
             persist = None  # stored when the transaction commits, from the flow's process (`Keep`)

@@ -315,11 +315,10 @@ class Lifecycle:
 
 def _stored_at_commit(entry: Entry, state: State) -> Callable[[], None] | None:
     """A completed run whose transaction stores its result when it commits (`Keep` loaded it)."""
-    transaction, plan = entry.transaction, entry.cache_plan
-    if transaction is None or plan is None or not state.is_completed() or state.name == "Cached" \
-            or not transaction.defers():
-        return None
-    return stored_at_commit(plan, entry.tracker.cache, entry.run, state, lambda: transaction.kept)
+    transaction = entry.transaction
+    if transaction is None or not transaction.defers():
+        return None  # the worker stored it, or it is not to be stored
+    return stored_at_commit(entry.cache_plan, entry.tracker.cache, entry.run, state, lambda: transaction.kept)
 
 
 def _engine_error(what: str, error: Exception) -> RuntimeError:

@@ -102,6 +102,11 @@ def get_run_logger() -> RunLogger:
     return logger
 
 
+def current_or(logger: Any) -> Any:
+    """The logger of the run code is executing in (its lines name it), else `logger`."""
+    return current_logger.get() or logger
+
+
 def task_emitter(run_name: str) -> Emit:
     prefix = f"Task run '{run_name}' - "
     return lambda level, text: TASK_LOGGER.log(level, prefix + text)

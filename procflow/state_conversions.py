@@ -19,6 +19,7 @@ from types import GeneratorType, TracebackType
 from typing import Any
 
 from .exceptions import TerminationSignal
+from .runlog import current_or
 from .state_groups import StateGroup, StateType
 from .state_values import Completed, Crashed, Failed, LazyResult, State, StateDetails, is_state_iterable
 
@@ -32,12 +33,6 @@ def format_exception(exc: BaseException, tb: TracebackType | None = None) -> str
     return f"{type(exc).__name__}: {exc}"
 
 
-def _logger() -> Any:
-    from .runlog import current_logger
-
-    return current_logger.get() or _LOGGER
-
-
 def _recorded(result_store: Any, value: Any, write: bool, key: str | None = None, expiration: Any = None) -> Any:
     """The value as a record of the store (written when asked: a failed write is a warning)."""
     record = result_store.create_result_record(value, key=key, expiration=expiration)
@@ -45,8 +40,8 @@ def _recorded(result_store: Any, value: Any, write: bool, key: str | None = None
         try:
             result_store.persist_result_record(record)
         except Exception as error:  # noqa: BLE001 - as Prefect: the run goes on, its result not written
-            _logger().warning(f"Encountered an error while persisting result: {error} Execution will continue, "
-                              "but the result has not been persisted")
+            current_or(_LOGGER).warning(f"Encountered an error while persisting result: {error} Execution will "
+                                        "continue, but the result has not been persisted")
     return record
 
 

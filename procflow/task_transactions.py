@@ -54,11 +54,6 @@ class RunTransaction:
             self.transaction = made
         return self.transaction
 
-    def set_values(self) -> dict[str, Any] | None:
-        """What the task set in its transaction, for a worker to send back (None: nothing)."""
-        made = self.transaction
-        return dict(made._stored_values) if made is not None and made._stored_values else None
-
     def __reduce__(self) -> tuple[Any, ...]:
         """To a worker process: the parent's values (those that pickle), not the parent."""
         return _received, (_values_above(self.parent), _mode(self.parent), self.key)
@@ -77,22 +72,26 @@ def _values_above(parent: BaseTransaction | None) -> dict[str, bytes]:
     copied = chain[0]._copied
     if copied is not None and copied[0] == versions:
         return copied[1]  # type: ignore[no-any-return]
-    values: dict[str, bytes] = {}
+    seen: dict[str, Any] = {}
     for transaction in reversed(chain):  # the nearest parent's value of a name wins
-        for name, value in transaction._stored_values.items():
-            try:
-                values[name] = _pickled(value)
-            except Exception:  # noqa: BLE001 - a value that cannot travel is not there in the worker
-                values.pop(name, None)
+        seen.update(transaction._stored_values)
+    values = _pickled_each(seen)
     chain[0]._copied = (versions, values)
     return values
 
 
-def _pickled(value: Any) -> bytes:
+def _pickled_each(values: dict[str, Any]) -> dict[str, bytes]:
+    """Values pickled by name, each on its own: one that cannot be is left out (it is not there
+    on the other side), rather than losing the message that carries them."""
     import cloudpickle  # what the task's arguments travel with (a lambda, a local class)
 
-    data: bytes = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    return data
+    pickled = {}
+    for name, value in values.items():
+        try:
+            pickled[name] = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - see above
+            continue
+    return pickled
 
 
 def _mode(parent: BaseTransaction | None) -> tuple[CommitMode, IsolationLevel] | None:
@@ -121,6 +120,13 @@ def _loaded(values: dict[str, bytes]) -> dict[str, Any]:
         except Exception:  # noqa: BLE001 - `get()` of it gives its default here
             continue
     return loaded
+
+
+def keyed(run_transaction: RunTransaction | None, plan: Any) -> RunTransaction | None:
+    """The run's transaction takes its cache key (`caching.Plan`), as Prefect's does."""
+    if run_transaction is not None and plan is not None:
+        run_transaction.key = plan.persist.key
+    return run_transaction
 
 
 def _quiet(action: Callable[[], None]) -> Callable[[BaseTransaction], None]:
@@ -159,18 +165,11 @@ def settle_here(run_transaction: RunTransaction, failed: bool) -> None:
 
 
 def sent_back(run_transaction: RunTransaction | None) -> dict[str, bytes] | None:
-    """A worker's: what the task set in its transaction, each value pickled on its own (one
-    that cannot be is left out, rather than losing the run's outcome)."""
-    values = run_transaction.set_values() if run_transaction is not None else None
-    if not values:
+    """A worker's: what the task set in its transaction, for its hooks (None: nothing)."""
+    made = run_transaction.transaction if run_transaction is not None else None
+    if made is None or not made._stored_values:
         return None
-    sent = {}
-    for name, value in values.items():
-        try:
-            sent[name] = _pickled(value)
-        except Exception:  # noqa: BLE001 - its hooks do not see that one
-            continue
-    return sent or None
+    return _pickled_each(made._stored_values) or None
 
 
 def received(run_transaction: RunTransaction | None, values: dict[str, bytes] | None) -> None:

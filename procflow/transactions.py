@@ -23,6 +23,7 @@ import contextlib
 import inspect
 from typing import Any, AsyncIterator, Iterator
 
+from .runlog import current_or
 from .transaction_base import (_LOGGER, BaseTransaction, CommitMode, IsolationLevel, TransactionHook, TransactionState,
                                _awaited, _run_coroutine, get_transaction)
 
@@ -258,10 +259,8 @@ def _store_for(key: str | None, store: Any) -> Any:
 
 
 def _logger(logger: Any) -> Any:
-    """The run's logger inside a run (its lines name it), else procflow's transactions logger."""
-    from .runlog import current_logger
-
-    return logger or current_logger.get() or _LOGGER
+    """The logger given, else the run's (inside a run), else procflow's transactions logger."""
+    return logger or current_or(_LOGGER)
 
 
 @contextlib.contextmanager
