@@ -25,8 +25,8 @@ from typing import Any
 import cloudpickle
 
 from . import cache_cli
-from .interrupts import INTERRUPTED, interrupt_once
-from .flows import Flow, last_flow_run, second_interrupt_exits_at_once
+from .interrupts import INTERRUPTED, interrupt_once, second_interrupt_exits_at_once
+from .flows import Flow, last_flow_run
 from .execution import task_traceback
 from .records import FlowRun
 from .states import State
@@ -112,7 +112,7 @@ def run(options: argparse.Namespace, flow_args: list[str]) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, interrupt_once)  # again: the script may have set its own
     try:
-        state = chosen.with_options(task_runner=runner)(return_state=True, **parameters)
+        state, yielded = _called(chosen.with_options(task_runner=runner), parameters)
     except KeyboardInterrupt:
         _end_after_interrupt()
         return INTERRUPTED
@@ -122,13 +122,38 @@ def run(options: argparse.Namespace, flow_args: list[str]) -> int:
     assert flow_run is not None
     write_outputs(flow_run, options)
     if state.is_completed():
-        print_result(state.result(raise_on_failure=False), options.json)
+        print_result(state.result(raise_on_failure=False) if yielded is None else yielded, options.json)
         return 0
     raised = state.data
     if isinstance(raised, BaseException) and raised.__traceback__ is not None:  # the user's frames, not ours
         print(task_traceback(raised).rstrip(), file=sys.stderr)
     print(f"procflow: flow run {flow_run.name!r} ended {state!r}", file=sys.stderr)
     return 1
+
+
+def _called(chosen: Flow[..., Any], parameters: dict[str, Any]) -> tuple[State, list[Any] | None]:
+    """The flow run's final state, and for a generator flow the values it yielded, in order
+    (what `procflow run` prints when it completes)."""
+    if not chosen.isgenerator:
+        return chosen(return_state=True, **parameters), None
+    yielded: list[Any] = []
+    before = last_flow_run()
+    try:
+        if chosen.isasync:
+            import asyncio
+
+            async def drain() -> None:
+                yielded.extend([value async for value in chosen(**parameters)])
+
+            asyncio.run(drain())
+        else:
+            yielded.extend(chosen(**parameters))
+    except Exception:
+        if last_flow_run() is before:  # refused before it ran (its arguments): the caller reports it
+            raise
+    flow_run = last_flow_run()  # the failure is its state, reported by the caller
+    assert flow_run is not None
+    return flow_run.state, yielded
 
 
 def print_result(value: Any, as_json: bool) -> None:

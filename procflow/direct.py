@@ -52,35 +52,35 @@ class DirectTask(RetryPolicy, Protocol):
 
 
 def call(task: DirectTask, args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
-    context = _context(task, return_state)
+    context = context_of(task)
     if context is None:
         return task.fn(*args, **kwargs)
     transaction = made_here(task)
-    run, upstream, needs, provisional = _new_run(task, context, args, kwargs, wait_for)
+    run, upstream, needs, provisional = new_run(task, context, args, kwargs, wait_for)
     wait_all(upstream)
     state, args, kwargs, found = _before(task, context, run, upstream, args, kwargs, needs, provisional)
     if state is None:
         state = _attempts(task, context, run, args, kwargs, keyed(transaction, found))
-    return _after(task, context, run, state, return_state, transaction, _persisting(context, run, found, state))
+    return after(task, context, run, state, return_state, transaction, _persisting(context, run, found, state))
 
 
 async def acall(task: DirectTask, args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
     import asyncio  # an event loop runs this: loaded already (procflow itself does not load it)
 
-    context = _context(task, return_state)
+    context = context_of(task)
     if context is None:
         return await task.fn(*args, **kwargs)
     transaction = made_here(task)
-    run, upstream, needs, provisional = _new_run(task, context, args, kwargs, wait_for)
+    run, upstream, needs, provisional = new_run(task, context, args, kwargs, wait_for)
     if not all(future.done() for future, _ in upstream):  # waiting must not block the loop
         await asyncio.to_thread(wait_all, upstream)
     state, args, kwargs, found = _before(task, context, run, upstream, args, kwargs, needs, provisional)
     if state is None:
         state = await _async_attempts(task, context, run, args, kwargs, keyed(transaction, found))
-    return _after(task, context, run, state, return_state, transaction, _persisting(context, run, found, state))
+    return after(task, context, run, state, return_state, transaction, _persisting(context, run, found, state))
 
 
-def _new_run(task: DirectTask, context: FlowContext, args: Args, kwargs: Kwargs,
+def new_run(task: DirectTask, context: FlowContext, args: Args, kwargs: Kwargs,
              wait_for: Any) -> tuple[TaskRun, Found, bool, bool]:
     """A direct call's run record, made and announced: (run, its upstreams, whether its
     arguments hold futures, whether its name waits for their results)."""
@@ -94,7 +94,7 @@ def _new_run(task: DirectTask, context: FlowContext, args: Args, kwargs: Kwargs,
     return run, found + waits, needs, provisional
 
 
-def _context(task: DirectTask, return_state: bool) -> FlowContext | None:
+def context_of(task: DirectTask) -> FlowContext | None:
     """The flow's context; outside any flow, a standalone run (as in Prefect: retries, hooks and
     the cache apply, `TaskRunContext` is set). Inside a task running in a worker process the
     function is just called (None): its process has no flow to record the run in."""
@@ -104,16 +104,26 @@ def _context(task: DirectTask, return_state: bool) -> FlowContext | None:
     return context
 
 
-def _before(task: DirectTask, context: FlowContext, run: TaskRun, upstream: Found, args: Args, kwargs: Kwargs,
-            needs: bool, provisional_name: bool) -> tuple[State | None, Args, Kwargs, caching.Plan | None]:
-    """Upstreams are done: (the state if the run ends before it runs, its inputs, its cache plan)."""
+def inputs(task: DirectTask, run: TaskRun, upstream: Found, args: Args, kwargs: Kwargs, needs: bool,
+           provisional_name: bool) -> tuple[State | None, Args, Kwargs]:
+    """Upstreams are done: (`NotReady` if one did not complete, the run's inputs); a name that
+    waited for the results is made from them."""
     blocked = not_ready(upstream)
     if blocked is not None:
-        return blocked, args, kwargs, None
+        return blocked, args, kwargs
     if provisional_name:
         run.name = resolved_task_run_name(task, args, kwargs)
     if needs:
         args, kwargs = substitute(args), substitute(kwargs)
+    return None, args, kwargs
+
+
+def _before(task: DirectTask, context: FlowContext, run: TaskRun, upstream: Found, args: Args, kwargs: Kwargs,
+            needs: bool, provisional_name: bool) -> tuple[State | None, Args, Kwargs, caching.Plan | None]:
+    """Upstreams are done: (the state if the run ends before it runs, its inputs, its cache plan)."""
+    blocked, args, kwargs = inputs(task, run, upstream, args, kwargs, needs, provisional_name)
+    if blocked is not None:
+        return blocked, args, kwargs, None
     found = None
     if caching.persists(task.caching, context.tracker.persist_default):  # as a submitted run's (`dispatch.py`)
         tracker = context.tracker
@@ -132,7 +142,7 @@ def _persisting(context: FlowContext, run: TaskRun, found: caching.Plan | None,
     return caching.stored_at_commit(found, context.tracker.cache, run, state, lambda: state.data)
 
 
-def _after(task: DirectTask, context: FlowContext, run: TaskRun, final: State, return_state: bool,
+def after(task: DirectTask, context: FlowContext, run: TaskRun, final: State, return_state: bool,
            transaction: RunTransaction | None, persist: Callable[[], None] | None) -> Any:
     # With `return_state`, the state returned is held by a future of its run: passed to a task,
     # it stands for that upstream. The hooks get that same object, as in Prefect, and a flow
@@ -160,11 +170,11 @@ def _attempts(task: DirectTask, context: FlowContext, run: TaskRun, args: Args, 
               transaction: RunTransaction | None) -> State:
     """Run here, again after each failure while retries are left."""
     while True:
-        info, log_prints, emit = _attempt(task, context, run, args, kwargs, transaction)
+        info, log_prints, emit = attempt(task, context, run, args, kwargs, transaction)
         limit = task.timeout_seconds
         with contextlib.nullcontext() if limit is None else deadline(limit, RunTimedOut, TIMED_OUT):
             outcome = execute(info, log_prints, emit)
-        end = _attempt_end(task, run, outcome)
+        end = attempt_end(task, run, outcome)
         if isinstance(end, Finish):
             return end.state
         time.sleep(end.delay)
@@ -175,14 +185,14 @@ async def _async_attempts(task: DirectTask, context: FlowContext, run: TaskRun, 
     import asyncio  # an event loop runs this: loaded already (procflow itself does not load it)
 
     while True:
-        info, log_prints, emit = _attempt(task, context, run, args, kwargs, transaction)
-        end = _attempt_end(task, run, await aexecute(info, log_prints, emit, task.timeout_seconds))
+        info, log_prints, emit = attempt(task, context, run, args, kwargs, transaction)
+        end = attempt_end(task, run, await aexecute(info, log_prints, emit, task.timeout_seconds))
         if isinstance(end, Finish):
             return end.state
         await asyncio.sleep(end.delay)
 
 
-def _attempt(task: DirectTask, context: FlowContext, run: TaskRun, args: Args, kwargs: Kwargs,
+def attempt(task: DirectTask, context: FlowContext, run: TaskRun, args: Args, kwargs: Kwargs,
              transaction: RunTransaction | None) -> tuple[TaskRunInfo, bool, Any]:
     """A new attempt begins: its `on_running` hooks have run; (what runs, log_prints, emit)."""
     run.attempts += 1
@@ -196,7 +206,7 @@ def _attempt(task: DirectTask, context: FlowContext, run: TaskRun, args: Args, k
     return info, log_prints, emit
 
 
-def _attempt_end(task: DirectTask, run: TaskRun, outcome: Executed) -> Finish | Retry:
+def attempt_end(task: DirectTask, run: TaskRun, outcome: Executed) -> Finish | Retry:
     """The attempt's final state, or a retry (logged here) after its delay (`attempts.decide`)."""
     status, value, error, run.start_time, run.end_time = outcome
     run.worker = "flow"

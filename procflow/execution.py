@@ -38,7 +38,7 @@ def execute(run: TaskRunInfo, log_prints: bool, emit: Emit, own_interrupts: bool
     Dask worker), a KeyboardInterrupt is the task's own failure."""
     start = time.time()
     try:
-        with _current(run, log_prints, emit):
+        with run_current(run, log_prints, emit):
             value = _call(run.fn, run.args, run.kwargs)
         return _returned(value, start)
     except RunTimedOut as error:
@@ -59,7 +59,7 @@ async def aexecute(run: TaskRunInfo, log_prints: bool, emit: Emit, timeout: floa
     start = time.time()
     deadline = asyncio.timeout(timeout)
     try:
-        with _current(run, log_prints, emit):
+        with run_current(run, log_prints, emit):
             async with deadline:
                 value = run.fn(*run.args, **run.kwargs)
                 if inspect.isawaitable(value):
@@ -80,11 +80,14 @@ async def aexecute(run: TaskRunInfo, log_prints: bool, emit: Emit, timeout: floa
         return Status.FAILED, None, error, start, time.time()
 
 
-class _current:  # noqa: N801 - used as a context manager
-    """The run is current: its logger, its `procflow.runtime` record and its print capture."""
+class run_current:  # noqa: N801 - used as a context manager
+    """The run is current: its logger, its `procflow.runtime` record and its print capture.
 
-    def __init__(self, run: TaskRunInfo, log_prints: bool, emit: Emit) -> None:
-        self._run, self._emit = run, emit
+    A generator task's run enters it around each step (`task_generators.py`): with
+    `steps=True` a transaction the run made for itself ends at `settle()`, not at each exit."""
+
+    def __init__(self, run: TaskRunInfo, log_prints: bool, emit: Emit, steps: bool = False) -> None:
+        self._run, self._emit, self._steps = run, emit, steps
         self._own: RunTransaction | None = None
         # False also opts out of a flow's capture around a direct call (Prefect's log_prints=False)
         self._prints = capture_prints(emit) if log_prints else release_prints()
@@ -106,11 +109,17 @@ class _current:  # noqa: N801 - used as a context manager
 
     def __exit__(self, *exc: object) -> None:
         self._prints.__exit__(*exc)
-        if self._own is not None and self._own.ends_here:
-            settle_here(self._own, failed=exc[0] is not None)
+        if not self._steps:
+            self.settle(failed=exc[0] is not None)
         BaseTransaction.__var__.reset(self._tokens[2])
         current_task_run.reset(self._tokens[1])
         current_logger.reset(self._tokens[0])
+
+
+    def settle(self, failed: bool) -> None:
+        """End the transaction the run made for itself (or a worker's copy), if it has one."""
+        if self._own is not None and self._own.ends_here:
+            settle_here(self._own, failed=failed)
 
 
 def _returned(value: Any, start: float) -> Executed:
@@ -129,7 +138,17 @@ def _call(fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> Any:
         import asyncio  # only then: a worker starts faster without it
 
         value = asyncio.run(value)
+    elif inspect.isgenerator(value):  # as Prefect: a generator cannot travel, its values can
+        value = list(value)
+    elif inspect.isasyncgen(value):  # Prefect fails on it; its values are what the caller wants
+        import asyncio
+
+        value = asyncio.run(_collected(value))
     return value
+
+
+async def _collected(values: Any) -> list[Any]:
+    return [value async for value in values]
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import os
-import signal
 import threading
 import time
 import uuid
@@ -31,6 +29,7 @@ from .run_names import flow_run_name
 from .runlog import FLOW_LOGGER, RunLogger, capture_prints, current_logger, flow_emitter, release_prints
 from .flow_states import final_state
 from .flow_deadline import FlowTimedOut, deadline, timeout_message
+from .interrupts import second_interrupt_exits_at_once, sigterm_interrupts
 from .states import Cancelled, Failed, Running, State, describe_error
 from .exceptions import ParameterTypeError
 from .shapes import Args, Kwargs
@@ -57,6 +56,8 @@ class Flow(Protocol):
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]: ...
 
+    def _converted_defaults(self, defaults: dict[str, Any]) -> dict[str, Any]: ...
+
     def _make_runner(self) -> Runner: ...
 
     def _call_hooks(self, flow_run: FlowRun, state: State) -> None: ...
@@ -67,48 +68,48 @@ Attempt = tuple[Any, BaseException | None, bool]  # (value, error, whether the f
 
 
 def run_sync(flow: Flow, args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
-    upstream, needs = _upstreams(args, kwargs, wait_for)
+    upstream, needs = upstreams(args, kwargs, wait_for)
     wait_all(upstream)
-    args, kwargs, blocked = _inputs(args, kwargs, upstream, needs)
+    args, kwargs, blocked = inputs(args, kwargs, upstream, needs)
     call, blocked = caching.subflow_call(flow, blocked)
     if blocked is not None:
-        return _not_run(blocked, return_state)
-    context, args, kwargs = _start(flow, args, kwargs, is_async=False)
+        return not_run(blocked, return_state)
+    context, args, kwargs = start(flow, args, kwargs, is_async=False)
     if context.refused is not None:  # as in Prefect: failed before it ran, its on_failure hooks run
-        return _finish(flow, context, _refused_state(context.refused), return_state, call)
+        return finish(flow, context, refused_state(context.refused), return_state, call)
     try:
-        with _interrupts_become_keyboard_interrupt(context.owns_engine):
-            _run_hooks(flow, context, Running())
+        with sigterm_interrupts(context.owns_engine):
+            run_hooks(flow, context, Running())
             state = _attempts(flow, context, args, kwargs)
     except KeyboardInterrupt:
-        _cancelled(flow, context)
+        cancelled(flow, context)
         raise
-    return _finish(flow, context, state, return_state, call)
+    return finish(flow, context, state, return_state, call)
 
 
 async def run_async(flow: Flow, args: Args, kwargs: Kwargs, wait_for: Any, return_state: bool) -> Any:
     import asyncio  # an event loop runs this: loaded already (procflow itself does not load it)
 
-    upstream, needs = _upstreams(args, kwargs, wait_for)
+    upstream, needs = upstreams(args, kwargs, wait_for)
     if not all(future.done() for future, _ in upstream):  # waiting must not block the loop
         await asyncio.to_thread(wait_all, upstream)
-    args, kwargs, blocked = _inputs(args, kwargs, upstream, needs)
+    args, kwargs, blocked = inputs(args, kwargs, upstream, needs)
     call, blocked = caching.subflow_call(flow, blocked)
     if blocked is not None:
-        return _not_run(blocked, return_state)
-    context, args, kwargs = _start(flow, args, kwargs, is_async=True)
+        return not_run(blocked, return_state)
+    context, args, kwargs = start(flow, args, kwargs, is_async=True)
     if context.refused is not None:
-        return _finish(flow, context, _refused_state(context.refused), return_state, call)
+        return finish(flow, context, refused_state(context.refused), return_state, call)
     try:
-        _run_hooks(flow, context, Running())
+        run_hooks(flow, context, Running())
         state = await _async_attempts(flow, context, args, kwargs)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        _cancelled(flow, context)
+        cancelled(flow, context)
         raise
-    return _finish(flow, context, state, return_state, call)
+    return finish(flow, context, state, return_state, call)
 
 
-def _start(flow: Flow, args: Args, kwargs: Kwargs, is_async: bool) -> tuple[FlowContext, Args, Kwargs]:
+def start(flow: Flow, args: Args, kwargs: Kwargs, is_async: bool) -> tuple[FlowContext, Args, Kwargs]:
     """Bind the arguments, make the run's record and context, and announce it."""
     global _last_flow_run
     if flow._instance is not None:
@@ -121,7 +122,13 @@ def _start(flow: Flow, args: Args, kwargs: Kwargs, is_async: bool) -> tuple[Flow
             args, kwargs = bound.args, bound.kwargs
         except ParameterTypeError as error:
             refused = error
+    passed = set(bound.arguments)
     bound.apply_defaults()
+    if flow.options.validate_parameters and refused is None and len(bound.arguments) > len(passed):
+        changed = _converted_defaults(flow, bound, passed)
+        if changed:  # then the function is called with them, not with its own defaults
+            bound.arguments.update(changed)
+            args, kwargs = bound.args, bound.kwargs
     parent = current_flow.get()
     flow_run = FlowRun(flow_run_name(flow, bound.arguments), flow.name, parameters=dict(bound.arguments),
                        start_time=time.time(), parent=parent.flow_run if parent else None)
@@ -139,7 +146,15 @@ def _start(flow: Flow, args: Args, kwargs: Kwargs, is_async: bool) -> tuple[Flow
     return context, args, kwargs
 
 
-def _not_run(state: State, return_state: bool) -> Any:
+def _converted_defaults(flow: Flow, bound: inspect.BoundArguments, passed: set[str]) -> dict[str, Any]:
+    """The defaults the call left that their annotations convert (a dict default of a model
+    parameter becomes the model), by name, as converted."""
+    defaults = {name: value for name, value in bound.arguments.items() if name not in passed}
+    converted = flow._converted_defaults(defaults)
+    return {name: value for name, value in converted.items() if value is not defaults[name]}
+
+
+def not_run(state: State, return_state: bool) -> Any:
     """A subflow call that does not run: its upstream did not complete (`NotReady`, marked as
     a flow run's state, as Prefect's has its own flow run) or its cached state is reused."""
     if not state.state_details:
@@ -150,17 +165,17 @@ def _not_run(state: State, return_state: bool) -> Any:
 _REFUSED = "Validation of flow parameters failed with error:"  # Prefect's words
 
 
-def _refused_state(error: BaseException) -> State:
+def refused_state(error: BaseException) -> State:
     return Failed(error, message=f"{_REFUSED} {describe_error(error)}")
 
 
-def _finish(flow: Flow, context: FlowContext, state: State, return_state: bool, call: Any = None) -> Any:
+def finish(flow: Flow, context: FlowContext, state: State, return_state: bool, call: Any = None) -> Any:
     flow_run = context.flow_run
     state = state.of_flow_run(flow_run.id)
     caching.remember_subflow(call, state)  # a cached subflow's state names the run that made it
     flow_run.state, flow_run.end_time = state, time.time()
     FLOW_LOGGER.info(f"Flow run '{flow_run.name}' - Finished in state {state!r}")
-    _run_hooks(flow, context, state)
+    run_hooks(flow, context, state)
     context.observer.flow_finished(flow_run)
     _close(context)
     if return_state:
@@ -168,7 +183,7 @@ def _finish(flow: Flow, context: FlowContext, state: State, return_state: bool, 
     return state._result()  # a failed flow raises the exception of its first failed run
 
 
-def _run_hooks(flow: Flow, context: FlowContext, state: State) -> None:
+def run_hooks(flow: Flow, context: FlowContext, state: State) -> None:
     """The flow's hooks for `state`, with its run current (`get_run_context()` works in them, as in Prefect)."""
     token = current_flow.set(context)
     try:
@@ -179,17 +194,10 @@ def _run_hooks(flow: Flow, context: FlowContext, state: State) -> None:
 
 def _attempts(flow: Flow, context: FlowContext, args: Args, kwargs: Kwargs) -> State:
     for attempt in range(flow.options.retries + 1):
-        first_run, started = _attempt_begins(context, attempt)
-        value, error, timed_out = _call_fn(flow, context, args, kwargs)
-        if error is None and flow.options.timeout_seconds is not None:  # the limit covers the runs it left going too
-            left = flow.options.timeout_seconds - (time.monotonic() - started)
-            if not context.engine.wait_for(context.tracker, max(left, 0.0)):
-                value, error, timed_out = None, FlowTimedOut(timeout_message(flow.options.timeout_seconds)), True
-        if timed_out:
-            context.engine.cancel(context.tracker, only_this_flow=not context.owns_engine)
-        context.engine.wait_for(context.tracker)
-        state = final_state(value, error, context.flow_run.task_runs[first_run:], timed_out)
-        if _is_last(flow, context, state, attempt):
+        first_run, started = attempt_begins(context, attempt)
+        called = call_in_run(flow, context, lambda: flow.fn(*args, **kwargs), flow.options.timeout_seconds)
+        state = attempt_state(flow, context, called, started, first_run)
+        if is_last(flow, context, state, attempt):
             return state
         time.sleep(flow.options.retry_delay_seconds)
     raise AssertionError("unreachable")
@@ -199,29 +207,52 @@ async def _async_attempts(flow: Flow, context: FlowContext, args: Args, kwargs: 
     import asyncio  # an event loop runs this: loaded already (procflow itself does not load it)
 
     for attempt in range(flow.options.retries + 1):
-        first_run, started = _attempt_begins(context, attempt)
-        value, error, timed_out = await _async_call_fn(flow, context, args, kwargs)
-        if error is None and flow.options.timeout_seconds is not None:
-            left = flow.options.timeout_seconds - (time.monotonic() - started)
-            if not await asyncio.to_thread(context.engine.wait_for, context.tracker, max(left, 0.0)):
-                value, error, timed_out = None, FlowTimedOut(timeout_message(flow.options.timeout_seconds)), True
-        if timed_out:
-            await asyncio.to_thread(context.engine.cancel, context.tracker, only_this_flow=not context.owns_engine)
-        await asyncio.to_thread(context.engine.wait_for, context.tracker)
-        state = final_state(value, error, context.flow_run.task_runs[first_run:], timed_out)
-        if _is_last(flow, context, state, attempt):
+        first_run, started = attempt_begins(context, attempt)
+        called = await acall_in_run(flow, context, lambda: flow.fn(*args, **kwargs), flow.options.timeout_seconds)
+        state = await aattempt_state(flow, context, called, started, first_run)
+        if is_last(flow, context, state, attempt):
             return state
         await asyncio.sleep(flow.options.retry_delay_seconds)
     raise AssertionError("unreachable")
 
 
-def _attempt_begins(context: FlowContext, attempt: int) -> tuple[int, float]:
+def attempt_state(flow: Flow, context: FlowContext, called: Attempt, started: float, first_run: int) -> State:
+    """The attempt's state once the runs it left going are done: the flow's `timeout_seconds`
+    covers them too (counted from `started`), and a timed-out attempt cancels them."""
+    value, error, timed_out = called
+    if error is None and flow.options.timeout_seconds is not None:
+        left = flow.options.timeout_seconds - (time.monotonic() - started)
+        if not context.engine.wait_for(context.tracker, max(left, 0.0)):
+            value, error, timed_out = None, FlowTimedOut(timeout_message(flow.options.timeout_seconds)), True
+    if timed_out:
+        context.engine.cancel(context.tracker, only_this_flow=not context.owns_engine)
+    context.engine.wait_for(context.tracker)
+    return final_state(value, error, context.flow_run.task_runs[first_run:], timed_out)
+
+
+async def aattempt_state(flow: Flow, context: FlowContext, called: Attempt, started: float,
+                         first_run: int) -> State:
+    """`attempt_state` in an event loop: the waits happen in a thread."""
+    import asyncio
+
+    value, error, timed_out = called
+    if error is None and flow.options.timeout_seconds is not None:
+        left = flow.options.timeout_seconds - (time.monotonic() - started)
+        if not await asyncio.to_thread(context.engine.wait_for, context.tracker, max(left, 0.0)):
+            value, error, timed_out = None, FlowTimedOut(timeout_message(flow.options.timeout_seconds)), True
+    if timed_out:
+        await asyncio.to_thread(context.engine.cancel, context.tracker, only_this_flow=not context.owns_engine)
+    await asyncio.to_thread(context.engine.wait_for, context.tracker)
+    return final_state(value, error, context.flow_run.task_runs[first_run:], timed_out)
+
+
+def attempt_begins(context: FlowContext, attempt: int) -> tuple[int, float]:
     """(the index of the attempt's first task run, when it started)."""
     context.flow_run.run_count = attempt + 1
     return len(context.flow_run.task_runs), time.monotonic()
 
 
-def _is_last(flow: Flow, context: FlowContext, state: State, attempt: int) -> bool:
+def is_last(flow: Flow, context: FlowContext, state: State, attempt: int) -> bool:
     if state.is_completed() or attempt == flow.options.retries:
         return True
     FLOW_LOGGER.info(f"Flow run '{context.flow_run.name}' - Received non-final state 'AwaitingRetry' "
@@ -229,13 +260,15 @@ def _is_last(flow: Flow, context: FlowContext, state: State, attempt: int) -> bo
     return False
 
 
-def _call_fn(flow: Flow, context: FlowContext, args: Args, kwargs: Kwargs) -> Attempt:
+def call_in_run(flow: Flow, context: FlowContext, call: Callable[[], Any], seconds: float | None) -> Attempt:
+    """`call()` with the flow run current, interrupted after `seconds` (the flow's deadline, or
+    what is left of it for a generator flow's step)."""
     fired = threading.Event()  # stays unset without a deadline
     try:
-        with _current(context), contextlib.ExitStack() as stack:
-            if flow.options.timeout_seconds is not None:
-                fired = stack.enter_context(deadline(flow.options.timeout_seconds))
-            return flow.fn(*args, **kwargs), None, False
+        with current(context), contextlib.ExitStack() as stack:
+            if seconds is not None:
+                fired = stack.enter_context(deadline(max(seconds, 1e-6)))  # 0 would set no alarm
+            return call(), None, False
     except Exception as error:  # noqa: BLE001 - the flow's failure is its state
         if fired.is_set():  # this flow's own deadline; a nested flow's timeout is an ordinary error here
             # bare: raised by the deadline's thread
@@ -244,16 +277,17 @@ def _call_fn(flow: Flow, context: FlowContext, args: Args, kwargs: Kwargs) -> At
         return None, error, False
 
 
-async def _async_call_fn(flow: Flow, context: FlowContext, args: Args, kwargs: Kwargs) -> Attempt:
+async def acall_in_run(flow: Flow, context: FlowContext, call: Callable[[], Any], seconds: float | None) -> Attempt:
+    """`await call()` with the flow run current, under an `asyncio` deadline of `seconds`."""
     import asyncio  # an event loop runs this: loaded already (procflow itself does not load it)
 
-    deadline = asyncio.timeout(flow.options.timeout_seconds)
+    timer = asyncio.timeout(None if seconds is None else max(seconds, 0.0))
     try:
-        with _current(context):
-            async with deadline:
-                return await flow.fn(*args, **kwargs), None, False
+        with current(context):
+            async with timer:
+                return await call(), None, False
     except TimeoutError as error:
-        if deadline.expired():
+        if timer.expired():
             return None, FlowTimedOut(timeout_message(flow.options.timeout_seconds)), True
         return None, error, False
     except Exception as error:  # noqa: BLE001 - the flow's failure is its state
@@ -261,7 +295,7 @@ async def _async_call_fn(flow: Flow, context: FlowContext, args: Args, kwargs: K
 
 
 @contextlib.contextmanager
-def _current(context: FlowContext) -> Iterator[None]:
+def current(context: FlowContext) -> Iterator[None]:
     """The flow run is current: `current_flow`, its logger, and its print capture (None inherits
     the parent flow's; a nested flow's False opts out of it, as in Prefect)."""
     token = current_flow.set(context)
@@ -275,7 +309,7 @@ def _current(context: FlowContext) -> Iterator[None]:
         current_flow.reset(token)
 
 
-def _cancelled(flow: Flow, context: FlowContext) -> None:
+def cancelled(flow: Flow, context: FlowContext) -> None:
     """Ctrl-C: cancel what is pending, stop what runs, free memory, say what did not finish."""
     with second_interrupt_exits_at_once():
         context.engine.cancel(context.tracker)
@@ -286,12 +320,12 @@ def _cancelled(flow: Flow, context: FlowContext) -> None:
         flow_run.end_time = time.time()
         FLOW_LOGGER.error(f"Flow run '{flow_run.name}' - Interrupted: {len(unfinished)} of "
                           f"{len(flow_run.task_runs)} task runs did not finish; workers stopped")
-        _run_hooks(flow, context, flow_run.state)
+        run_hooks(flow, context, flow_run.state)
         _close(context)  # the engine publishes every cancelled run before it stops
         context.observer.flow_finished(flow_run)
 
 
-def _upstreams(args: Args, kwargs: Kwargs, wait_for: Any) -> tuple[Found, bool]:
+def upstreams(args: Args, kwargs: Kwargs, wait_for: Any) -> tuple[Found, bool]:
     """A subflow call's upstreams (the futures in its arguments, then `wait_for`'s), and
     whether its arguments need their futures replaced by results."""
     found: Found = []
@@ -300,7 +334,7 @@ def _upstreams(args: Args, kwargs: Kwargs, wait_for: Any) -> tuple[Found, bool]:
     return found, needs
 
 
-def _inputs(args: Args, kwargs: Kwargs, upstream: Found, needs: bool) -> tuple[Args, Kwargs, State | None]:
+def inputs(args: Args, kwargs: Kwargs, upstream: Found, needs: bool) -> tuple[Args, Kwargs, State | None]:
     """As Prefect does for a subflow, its upstreams done: the results of the futures in its
     arguments, not the futures; when an upstream did not complete (and is not `allow_failure`),
     the subflow does not run, and the third item is its `NotReady` state."""
@@ -316,49 +350,6 @@ def _close(context: FlowContext) -> None:
     context.engine.close_flow(context.tracker)
     if context.owns_engine:
         context.engine.stop()
-
-
-@contextlib.contextmanager
-def _interrupts_become_keyboard_interrupt(outermost: bool) -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C while an outermost flow runs in the main thread."""
-    if not outermost or threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt("SIGTERM")
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-@contextlib.contextmanager
-def second_interrupt_exits_at_once() -> Iterator[None]:
-    """While a Ctrl-C is being handled, another one (or SIGTERM) ends the process with 130.
-
-    The previous handlers come back afterwards: in a session that goes on (IPython,
-    Jupyter), a later Ctrl-C interrupts again instead of killing the interpreter.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    for signum in previous:
-        signal.signal(signum, _exit_now)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            if handler is not None:  # None: installed outside Python, cannot be restored
-                signal.signal(signum, handler)
-
-
-def _exit_now(signum: int, frame: Any) -> None:
-    os._exit(130)
 
 
 def last_flow_run() -> FlowRun | None:

@@ -11,10 +11,11 @@ import pathlib
 import uuid
 from typing import Any, Callable, Generic, ParamSpec, TypeVar, overload
 
-from . import flow_runs, hooks, options
+from . import flow_generators, flow_runs, hooks, options
 from .caching import NotSet
 from .flow_deadline import FlowTimedOut
-from .flow_runs import last_flow_run, second_interrupt_exits_at_once, set_last_flow_run
+from .flow_runs import last_flow_run, set_last_flow_run
+from .interrupts import second_interrupt_exits_at_once
 from .flow_states import final_state
 from .parameters import ParameterValidator
 from .records import FlowRun
@@ -99,6 +100,9 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         `ParameterTypeError` for a value that cannot be."""
         return self._validator.validate(parameters)
 
+    def _converted_defaults(self, defaults: dict[str, Any]) -> dict[str, Any]:
+        return self._validator.convert_defaults(defaults)
+
     def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """Prefect's: the parameters as JSON-ready values; one that is not (or a future, a state) is `"<TypeName>"`."""
         return {name: _jsonable(value) for name, value in parameters.items()
@@ -135,14 +139,22 @@ class Flow(hooks.FlowHookMethods, Generic[P, R]):
         """A flow run (`flow_runs.py`); an `async def` flow gives a coroutine to await."""
         return_state = kwargs.pop("return_state", False)
         wait_for = kwargs.pop("wait_for", None)
+        if self.isgenerator:  # a flow run that lives while it yields (`flow_generators.py`)
+            driver = flow_generators.arun if self.isasync else flow_generators.run
+            return driver(self, args, kwargs, wait_for, return_state)
         if self.isasync:
             return flow_runs.run_async(self, args, kwargs, wait_for, return_state)
         return flow_runs.run_sync(self, args, kwargs, wait_for, return_state)
 
     @property
     def isasync(self) -> bool:
-        """An `async def` flow (Prefect's attribute)."""
-        return inspect.iscoroutinefunction(self.fn)
+        """An `async def` flow, a generator one too (Prefect's attribute)."""
+        return inspect.iscoroutinefunction(self.fn) or inspect.isasyncgenfunction(self.fn)
+
+    @property
+    def isgenerator(self) -> bool:
+        """A flow whose function yields, `async def` or not (Prefect's attribute)."""
+        return inspect.isgeneratorfunction(self.fn) or inspect.isasyncgenfunction(self.fn)
 
     def _make_runner(self) -> Runner:
         runner: Runner | type | None = self.task_runner

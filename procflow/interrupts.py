@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import threading
 from typing import Any, Callable, Iterator
@@ -68,3 +69,46 @@ def deadline(seconds: float, error: type[BaseException], message: str,
         yield
     finally:
         timer.cancel()
+
+
+@contextlib.contextmanager
+def sigterm_interrupts(outermost: bool) -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C while an outermost flow runs in the main thread."""
+    if not outermost or threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def second_interrupt_exits_at_once() -> Iterator[None]:
+    """While a Ctrl-C is being handled, another one (or SIGTERM) ends the process with 130.
+
+    The previous handlers come back afterwards: in a session that goes on (IPython,
+    Jupyter), a later Ctrl-C interrupts again instead of killing the interpreter.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, _exit_now)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:  # None: installed outside Python, cannot be restored
+                signal.signal(signum, handler)
+
+
+def _exit_now(signum: int, frame: Any) -> None:
+    os._exit(130)

@@ -3,10 +3,12 @@
 `x: int` called with `"5"` gets `5`; `y: list[int]` with `["2", "3"]` gets `[2, 3]`; a dict for a
 pydantic model parameter becomes the model; a value that cannot be converted fails the flow
 run with `ParameterTypeError` before its function runs (its `on_failure` hooks run, as in
-Prefect). Only the arguments the caller passed are checked, not defaults; `validate_parameters=False`
-turns it off. A value already of its annotation's exact class (or an instance of a class
-pydantic would only check with `isinstance`, such as `numpy.ndarray`) is passed as is, without
-importing pydantic, so the common call costs nothing and an array is never copied.
+Prefect). Defaults are converted too when they can be (a dict default of a model parameter
+becomes the model, as Prefect validates the defaults it applies), and left as written when they
+cannot (`x: int = None` is no error); `validate_parameters=False` turns it off. A value
+already of its annotation's exact class (or an instance of a class pydantic would only check
+with `isinstance`, such as `numpy.ndarray`) is passed as is, without importing pydantic, so the
+common call costs nothing and an array is never copied.
 """
 
 from __future__ import annotations
@@ -66,6 +68,19 @@ class ParameterValidator:
                     problems.append(f"{where}: {detail['msg']}")
         if problems:
             raise ParameterTypeError("Flow run received invalid parameters:\n - " + "\n - ".join(problems))
+        return converted
+
+    def convert_defaults(self, defaults: dict[str, Any]) -> dict[str, Any]:
+        """`defaults` (the defaults a call left, by name), each converted by its annotation when
+        it can be, else as written."""
+        converted = dict(defaults)
+        for name, value in defaults.items():
+            if value is None:  # `x: int = None`, `y: str | None = None`: nothing to convert, no pydantic to load
+                continue
+            try:
+                converted.update(self.validate({name: value}))
+            except ParameterTypeError:
+                pass
         return converted
 
     def _model(self, name: str) -> Any:

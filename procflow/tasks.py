@@ -19,7 +19,7 @@ import inspect
 from typing import Any, Callable, Coroutine, Generic, Iterable, Literal, ParamSpec, TypeVar, overload
 
 
-from . import caching, direct, hooks, mapping, options
+from . import caching, direct, hooks, mapping, options, task_generators
 from .annotations import unmapped
 from .context import FlowContext, context_or_detached
 from .entries import NO_UPSTREAM, Entry
@@ -227,14 +227,22 @@ class Task(hooks.TaskHookMethods, caching.TaskCachingAttributes, Generic[P, R]):
         wait_for = kwargs.pop("wait_for", None)
         return_state = kwargs.pop("return_state", False)
         args = self._with_instance(args)
+        if self.isgenerator:  # a run that lives while it yields (`task_generators.py`)
+            driver = task_generators.acall if self.isasync else task_generators.call
+            return driver(self, args, kwargs, wait_for, return_state)
         if self.isasync:
             return direct.acall(self, args, kwargs, wait_for, return_state)
         return direct.call(self, args, kwargs, wait_for, return_state)
 
     @property
     def isasync(self) -> bool:
-        """An `async def` task (Prefect's attribute)."""
-        return inspect.iscoroutinefunction(self.fn)
+        """An `async def` task, a generator one too (Prefect's attribute)."""
+        return inspect.iscoroutinefunction(self.fn) or inspect.isasyncgenfunction(self.fn)
+
+    @property
+    def isgenerator(self) -> bool:
+        """A task whose function yields, `async def` or not (Prefect's attribute)."""
+        return inspect.isgeneratorfunction(self.fn) or inspect.isasyncgenfunction(self.fn)
 
 
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
