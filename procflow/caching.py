@@ -26,6 +26,7 @@ from typing import Any, Callable, NamedTuple
 from . import settings
 from .cache_policies import DEFAULT, NO_CACHE, CachePolicy
 from .records import FlowRun, TaskRun
+from .run_ids import task_run_uuid
 from .results import store
 from .results.store import storage_path
 from .messages import Persist
@@ -184,8 +185,8 @@ def _key(task: Any, caching: TaskCaching, run: TaskRun, flow_run: FlowRun, param
 
 def render_storage_key(template: str, run: TaskRun, flow_run: FlowRun, parameters: dict[str, Any]) -> str:
     """`result_storage_key="{flow_run.name}/{task_run.task_name}-{parameters[x]}.pkl"`, as Prefect formats it."""
-    task_run = types.SimpleNamespace(id=str(run.id), name=run.name, task_name=run.task_name, parameters=parameters,
-                                     tags=sorted(run.tags), run_count=run.attempts)
+    task_run = types.SimpleNamespace(id=task_run_uuid(run.id), name=run.name, task_name=run.task_name,
+                                     parameters=parameters, tags=sorted(run.tags), run_count=run.attempts)
     flow = types.SimpleNamespace(id=flow_run.id, name=flow_run.name, flow_name=flow_run.flow_name,
                                  parameters=flow_run.parameters, run_count=flow_run.run_count)
     return template.format(task_run=task_run, flow_run=flow, parameters=parameters)

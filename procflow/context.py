@@ -49,6 +49,21 @@ def tags(*names: str) -> Iterator[frozenset[str]]:
         _tags.reset(token)
 
 
+@dataclass
+class TagsContext:
+    """Prefect's `TagsContext.get().current_tags`: the tags `with tags(...)` adds here; inside a
+    task run (in a worker too), the run's tags (its task's and those where it was made)."""
+
+    current_tags: set[str] = field(default_factory=set)
+
+    @classmethod
+    def get(cls) -> TagsContext:
+        run = current_task_run.get()
+        if run is not None and run.run_id is not None:
+            return cls(set(run.tags) | _tags.get())
+        return cls(set(_tags.get()))
+
+
 @dataclass(eq=False)
 class FlowContext:
     flow_run: FlowRun
@@ -219,7 +234,7 @@ def get_run_context() -> TaskRunContext | FlowRunContext:
     if entered is not None:
         return entered
     task_run, flow = current_task_run.get(), current_flow.get()
-    if task_run is not None and task_run.id is not None:
+    if task_run is not None and task_run.run_id is not None:
         if flow is None or flow.flow_run.name == task_run.flow_run_name:
             return TaskRunContext.of(task_run)
     if flow is not None:

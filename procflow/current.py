@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import inspect
+import uuid
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple
 
+from .run_ids import task_run_uuid
 from .shapes import Args, Kwargs
 
 if TYPE_CHECKING:
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class TaskRunInfo(NamedTuple):
-    id: int | None
+    run_id: int | None  # the engine's (`run_ids.py`); None while a run-name function names it
     name: str | None
     task_name: str
     flow_run_name: str | None
@@ -37,6 +39,11 @@ class TaskRunInfo(NamedTuple):
     def of(cls, who: RunIdentity, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> TaskRunInfo:
         return cls(who.run_id, who.run_name, who.task_name, who.flow_run_name, fn, args, kwargs, who.attempt,
                    who.flow_attempt, who.tags, who.transaction)
+
+    @property
+    def id(self) -> uuid.UUID | None:
+        """Prefect's `task_run.id`: a UUID no other run has, in any process."""
+        return None if self.run_id is None else task_run_uuid(self.run_id)
 
     def parameters(self) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults included (as Prefect reports them)."""
@@ -114,7 +121,7 @@ class TaskRunContext(_Enterable):
         if entered is not None:
             return entered
         run = current_task_run.get()
-        return None if run is None or run.id is None else cls.of(run)
+        return None if run is None or run.run_id is None else cls.of(run)
 
 
 @dataclasses.dataclass(eq=False)

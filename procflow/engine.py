@@ -18,7 +18,6 @@ latest when its flow run closes.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import queue
 import threading
@@ -38,6 +37,7 @@ from .lifetimes import HeldResults
 from .messages import Outcome
 from .publish import Publisher
 from .records import FlowRun
+from .run_ids import next_run_id
 from .results.store import storage_directory
 from .runlog import log_retry, task_emitter
 from .runners.base import Runner
@@ -45,8 +45,6 @@ from .shm import ResultRef
 from .spill import Spiller
 from .states import LazyResult, State
 
-# Run ids are unique in the process: a future of an earlier flow run may be an argument.
-_RUN_IDS = itertools.count(1)
 
 
 # -- what the engine's queue carries: one typed event per kind -----------------------------
@@ -112,7 +110,7 @@ class Engine:
         self._thread.start()
 
     def next_run_id(self) -> int:
-        return next(_RUN_IDS)
+        return next_run_id()  # unique across processes too (`run_ids.py`)
 
     def new_tracker(self, flow_run: FlowRun, log_prints: bool) -> Tracker:
         return Tracker(flow_run, log_prints, HeldResults(self.runner.release))

@@ -8,11 +8,14 @@ and `futures.py` (which adds `FutureList`, `wait`, `as_completed` and Prefect's 
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
+import uuid
 from typing import Any, Callable, Generic, TypeVar
 
 from .future_kinds import PrefectFuture
 from .records import TaskRun
+from .run_ids import task_run_uuid
 from .states import State, is_terminal
 
 R = TypeVar("R")
@@ -49,8 +52,9 @@ class TaskFuture(Generic[R]):
         return state
 
     @property
-    def task_run_id(self) -> int:
-        return self.task_run.id
+    def task_run_id(self) -> uuid.UUID:
+        """Prefect's: the run's id, a UUID (`run_ids.py`); `task_run.id` is the engine's int."""
+        return task_run_uuid(self.task_run.id)
 
     def done(self) -> bool:
         return is_terminal(self.task_run.state)
@@ -81,6 +85,16 @@ class TaskFuture(Generic[R]):
                 self._waiter.callbacks.setdefault(self.task_run.id, []).append((fn, self))
                 return
         fn(self)
+
+    @property
+    def wrapped_future(self) -> concurrent.futures.Future[State]:
+        """Prefect's: a `concurrent.futures.Future` of the run, whose result is its final state
+        (made at the first ask, kept in the future's `__dict__`)."""
+        made: concurrent.futures.Future[State] | None = self.__dict__.get("_wrapped")
+        if made is None:
+            made = self.__dict__["_wrapped"] = concurrent.futures.Future()
+            self.add_done_callback(lambda future: made.set_result(future.state))
+        return made
 
     def __repr__(self) -> str:
         return f"TaskFuture({self.task_run.name!r}, state={self.task_run.state!r})"

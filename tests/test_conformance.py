@@ -1124,3 +1124,64 @@ def test_a_self_referencing_argument_beside_a_future_keeps_its_shape(runner):
         return shape.submit([add.submit(1, 1), looped]).result()
 
     assert run_flow(runner, body) == (2, True)
+
+
+@task
+def own_ids(index=0):
+    """The run's id as Prefect code reads it inside the run, both ways."""
+    return procflow.context.TaskRunContext.get().task_run.id, task_run.id
+
+
+def test_a_task_runs_id_is_one_uuid_wherever_it_is_read(runner):
+    import concurrent.futures
+    import uuid
+
+    @flow(task_runner=runner)
+    def ids():
+        futures = [own_ids.submit(), *own_ids.map(range(2))]
+        read = [future.result() for future in futures]
+        return [(future.task_run_id, future.wrapped_future) for future in futures], read
+
+    (made, read) = ids()
+    for (future_id, wrapped), (inside, as_text) in zip(made, read, strict=True):
+        assert isinstance(future_id, uuid.UUID) and future_id == inside and as_text == str(future_id)
+        assert isinstance(wrapped, concurrent.futures.Future) and wrapped.result(timeout=5).is_completed()
+    assert len({future_id for future_id, _ in made}) == 3
+
+
+def test_task_run_ids_differ_between_processes_and_flow_runs():
+    """Prefect code keys files and rows by `task_run.id`: no other run may share it, in this
+    process or another one."""
+    import subprocess
+    import sys
+
+    script = "from procflow import flow, task, runtime\n" \
+             "@task\ndef one(): return runtime.task_run.id\n" \
+             "@flow\ndef f(): return one()\n" \
+             "print(f())"
+    there = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120).stdout.strip() for _ in range(2)}
+
+    @flow
+    def here():
+        return own_ids()[1], own_ids()[1]
+
+    ids = {*here(), *here(), *there}
+    assert len(ids) == 6 and all(len(text) == 36 for text in ids)
+
+
+@task
+def tags_seen(index=0):
+    return procflow.context.TagsContext.get().current_tags
+
+
+def test_tags_context_gives_the_tags_of_the_block_where_the_run_was_made(runner):
+    @flow(task_runner=runner)
+    def tagged():
+        with procflow.tags("nightly", "etl"):
+            here = procflow.context.TagsContext.get().current_tags
+            futures = [tags_seen.submit(), *tags_seen.map(range(2))]
+        return here, [future.result() for future in futures], procflow.context.TagsContext.get().current_tags
+
+    here, seen, after = tagged()
+    assert here == {"nightly", "etl"} and seen == [{"nightly", "etl"}] * 3 and after == set()
