@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from .utilities.callables import parameters_to_args_kwargs
 
-__all__ = ["run_flow", "run_flow_async", "run_flow_sync"]
+__all__ = ["run_flow", "run_flow_async", "run_flow_sync", "run_generator_flow_async", "run_generator_flow_sync"]
 
 
 def run_flow_sync(flow: Any, flow_run: Any = None, parameters: dict[str, Any] | None = None,
@@ -28,7 +28,17 @@ async def run_flow_async(flow: Any, flow_run: Any = None, parameters: dict[str, 
 
 def run_flow(flow: Any, flow_run: Any = None, parameters: dict[str, Any] | None = None, wait_for: Any = None,
              return_type: Literal["state", "result"] = "result", **_runtime: Any) -> Any:
-    """As Prefect's: a coroutine for an `async def` flow, else the result at once."""
+    """As Prefect's: a coroutine for an `async def` flow, a generator for a generator flow
+    (`flow_generators.py`), else the result at once."""
     if inspect.iscoroutinefunction(getattr(flow, "fn", flow)):
         return run_flow_async(flow, parameters=parameters, wait_for=wait_for, return_type=return_type)
     return run_flow_sync(flow, parameters=parameters, wait_for=wait_for, return_type=return_type)
+
+
+def run_generator_flow_sync(flow: Any, flow_run: Any = None, parameters: dict[str, Any] | None = None,
+                            wait_for: Any = None, return_type: Literal["state", "result"] = "result") -> Any:
+    """A generator flow's call: the generator (an async one for an `async def` flow)."""
+    return run_flow_sync(flow, parameters=parameters, wait_for=wait_for, return_type=return_type)
+
+
+run_generator_flow_async = run_generator_flow_sync

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from .utilities.callables import parameters_to_args_kwargs
 
-__all__ = ["run_task_async", "run_task_sync"]
+__all__ = ["run_generator_task_async", "run_generator_task_sync", "run_task", "run_task_async", "run_task_sync"]
 
 
 def run_task_sync(task: Any, task_run_id: Any = None, task_run: Any = None, parameters: dict[str, Any] | None = None,
@@ -29,3 +29,14 @@ async def run_task_async(task: Any, task_run_id: Any = None, task_run: Any = Non
     """`run_task_sync` to await; an `async def` task runs in this event loop."""
     outcome = run_task_sync(task, parameters=parameters, wait_for=wait_for, return_type=return_type)
     return await outcome if inspect.isawaitable(outcome) else outcome
+
+
+def run_task(task: Any, task_run_id: Any = None, task_run: Any = None, parameters: dict[str, Any] | None = None,
+             wait_for: Any = None, return_type: Literal["state", "result"] = "result",
+             dependencies: Any = None, context: Any = None) -> Any:
+    """As Prefect's: the task's call, which gives a coroutine for an `async def` task, a
+    generator for a generator task (`task_generators.py`), else the result at once."""
+    return run_task_sync(task, parameters=parameters, wait_for=wait_for, return_type=return_type)
+
+
+run_generator_task_sync = run_generator_task_async = run_task  # the call gives the generator of either kind

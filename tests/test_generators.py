@@ -344,3 +344,19 @@ def test_procflow_run_drives_a_generator_flow_and_prints_what_it_yielded(tmp_pat
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[0, 1, 4, 9]"
+
+
+def test_prefects_engine_entry_points_give_the_generator_of_a_generator_task_or_flow():
+    from procflow.flow_engine import run_flow, run_generator_flow_sync
+    from procflow.task_engine import run_generator_task_sync, run_task
+
+    @flow
+    def upto(n: int):
+        yield from range(n)
+
+    assert list(run_task(countdown, parameters={"n": 2, "log": []})) == [2, 1]
+    assert list(run_generator_task_sync(countdown, parameters={"n": 1, "log": []})) == [1]
+    assert list(run_flow(upto, parameters={"n": 3})) == [0, 1, 2]
+    assert list(run_generator_flow_sync(upto, parameters={"n": 1})) == [0]
+    with pytest.raises(ValueError, match="generator task must be 'result'"):
+        next(run_task(countdown, parameters={"n": 1, "log": []}, return_type="state"))
