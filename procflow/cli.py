@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import csv
-import importlib.util
 import inspect
 import json
 import os
@@ -22,9 +21,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 
 from . import cache_cli
+from .entrypoints import load_script
+from .exceptions import ScriptError
 from .interrupts import INTERRUPTED, interrupt_once, second_interrupt_exits_at_once
 from .flows import Flow, last_flow_run
 from .execution import task_traceback
@@ -196,16 +196,10 @@ def load_flow(target: str) -> Flow[..., Any]:
     script = Path(path)
     if not script.is_file():
         raise UsageError(f"no such script: {path}")
-    module_name = f"procflow_script_{script.stem.replace('-', '_')}"
-    spec = importlib.util.spec_from_file_location(module_name, script)
-    if spec is None or spec.loader is None:
-        raise UsageError(f"{path} cannot be loaded as a Python script")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    sys.path.insert(0, str(script.resolve().parent))
-    # Workers cannot import a script run by path: its functions travel by value.
-    cloudpickle.register_pickle_by_value(module)
-    spec.loader.exec_module(module)
+    try:
+        module = load_script(path)  # pickled by value: workers cannot import a script run by path
+    except ScriptError as error:
+        raise error.user_exc from None  # the script's own error and traceback, as `python script.py` shows it
     flows = {value.name: value for value in vars(module).values() if isinstance(value, Flow)}
     if not flows:
         raise UsageError(f"{path} defines no @flow")

@@ -7,8 +7,14 @@ worker's traceback text as its cause (`RemoteTraceback`).
 
 from __future__ import annotations
 
+from typing import Any
 
-class UnfinishedRun(Exception):
+
+class PrefectException(Exception):
+    """The base of Prefect's own errors (Prefect's name): `except PrefectException` catches them."""
+
+
+class UnfinishedRun(PrefectException):
     """`.result()` of a state that is not final yet."""
 
 
@@ -19,51 +25,51 @@ class UpstreamTaskError(UnfinishedRun):
     """
 
 
-class MissingContextError(RuntimeError):
+class MissingContextError(PrefectException, RuntimeError):
     """Called outside a flow or task run something that needs one (Prefect's name)."""
 
 
-class ParameterBindError(TypeError):
+class ParameterBindError(TypeError, PrefectException):
     """Arguments a task or flow function would refuse (Prefect's name), raised before anything runs."""
 
 
-class ParameterTypeError(Exception):
+class ParameterTypeError(PrefectException):
     """A flow's argument its annotation refuses (Prefect's name): the flow run fails before it runs."""
 
 
-class ReservedArgumentError(TypeError):
+class ReservedArgumentError(PrefectException, TypeError):
     """A task or flow function has a parameter named `wait_for` or `return_state` (Prefect's name)."""
 
 
-class InvalidNameError(ValueError):
+class InvalidNameError(PrefectException, ValueError):
     """A flow name with a character Prefect refuses (Prefect's name)."""
 
 
-class MappingLengthMismatch(ValueError):
+class MappingLengthMismatch(PrefectException, ValueError):
     """`.map()` got iterables of different lengths."""
 
 
-class MappingMissingIterable(ValueError):
+class MappingMissingIterable(PrefectException, ValueError):
     """`.map()` got no iterable to map over."""
 
 
-class PausedRun(Exception):
+class PausedRun(PrefectException):
     """`.result()` of a paused run (Prefect's name): it has none."""
 
 
-class MissingResult(Exception):
+class MissingResult(PrefectException):
     """A state whose result is not there (Prefect's name)."""
 
 
-class CrashedRun(Exception):
+class CrashedRun(PrefectException):
     """The worker process running the task died."""
 
 
-class CancelledRun(Exception):
+class CancelledRun(PrefectException):
     """The run was cancelled before it finished (Ctrl-C, SIGTERM, flow timeout)."""
 
 
-class FailedRun(Exception):
+class FailedRun(PrefectException):
     """The result of a failed state that holds no exception (one a flow returned): its message."""
 
 
@@ -79,8 +85,23 @@ class TerminationSignal(ExternalSignal):
         self.signal = signal
 
 
-class ConfigurationError(Exception):
+class ConfigurationError(PrefectException):
     """A transaction asked for an isolation level its result store cannot give."""
+
+
+class ScriptError(PrefectException):
+    """Running the script of an entrypoint raised (Prefect's name): `user_exc` is what it raised."""
+
+    def __init__(self, user_exc: BaseException, path: str) -> None:
+        super().__init__(f"Script at {str(path)!r} encountered an exception: {user_exc!r}")
+        self.user_exc, self.path = user_exc, path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ScriptError, (self.user_exc, self.path))
+
+
+class MissingFlowError(PrefectException):
+    """The object an entrypoint names is not there, or is not a flow (Prefect's name)."""
 
 
 class RemoteError(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import datetime
 import enum
@@ -11,7 +12,9 @@ import pathlib
 import uuid
 from typing import Any, Callable, Generic, ParamSpec, TypeVar, overload
 
-from . import flow_generators, flow_runs, hooks, options
+from . import entrypoints, flow_generators, flow_runs, hooks, options
+from .entrypoints import import_object
+from .exceptions import MissingFlowError, ScriptError
 from .caching import NotSet
 from .flow_deadline import FlowTimedOut
 from .flow_runs import last_flow_run, set_last_flow_run
@@ -31,7 +34,9 @@ from .utilities.hashing import file_hash
 P = ParamSpec("P")
 R = TypeVar("R")
 
-__all__ = ["Flow", "FlowDecorator", "FlowTimedOut", "final_state", "flow", "last_flow_run",
+__all__ = ["Flow", "FlowDecorator", "FlowTimedOut", "final_state", "flow", "import_object", "is_entrypoint_async",
+           "last_flow_run", "load_flow_arguments_from_entrypoint", "load_flow_from_entrypoint",
+           "load_function_and_convert_to_flow", "load_placeholder_flow", "safe_load_flow_from_entrypoint",
            "second_interrupt_exits_at_once", "set_last_flow_run"]
 
 
@@ -205,6 +210,88 @@ class FlowDecorator:
 
 
 flow = FlowDecorator()
+
+
+# -- flows named by an entrypoint (`entrypoints.py`), as Prefect's deployment tools load them -----
+
+_ARGUMENTS = ("name", "version", "retries", "retry_delay_seconds", "description", "timeout_seconds",
+              "validate_parameters", "persist_result", "cache_result_in_memory", "log_prints")
+
+
+def load_flow_from_entrypoint(entrypoint: str, use_placeholder_flow: bool = True) -> Flow[..., Any]:
+    """Prefect's: the flow at `path.py:name`, `path.py:Class.method` or `module.name`, its
+    script run. A script that fails to run (a missing import) gives, with
+    `use_placeholder_flow`, the flow as `safe_load_flow_from_entrypoint` makes it."""
+    where, parts = entrypoints.split(entrypoint)
+    try:
+        found = import_object(entrypoint)
+    except AttributeError as error:
+        raise MissingFlowError(f"Flow function with name {'.'.join(parts)!r} not found in {where!r}. ") from error
+    except ScriptError:
+        if not use_placeholder_flow:
+            raise
+        found = safe_load_flow_from_entrypoint(entrypoint)
+        if found is None:
+            raise
+    if not isinstance(found, Flow):
+        raise MissingFlowError(f"Function with name {'.'.join(parts)!r} is not a flow. Make sure that it is "
+                               "decorated with '@flow'.")
+    return found
+
+
+def load_function_and_convert_to_flow(entrypoint: str) -> Flow[..., Any]:
+    """Prefect's: the function at the entrypoint, made a flow (with `log_prints=True`) if it is not one."""
+    where, parts = entrypoints.split(entrypoint)
+    try:
+        found = import_object(entrypoint)
+    except AttributeError as error:
+        raise RuntimeError(f"Function with name {'.'.join(parts)!r} not found in {where!r}.") from error
+    return found if isinstance(found, Flow) else Flow(found, log_prints=True)
+
+
+def safe_load_flow_from_entrypoint(entrypoint: str) -> Flow[..., Any] | None:
+    """Prefect's: the flow made from the script's source without running the script: its
+    imports that work, its assignments, functions and classes; annotations and defaults that
+    need what is missing are left out. None when the flow still cannot be made (its decorator
+    needs what is missing); `ValueError` when the script has no such function."""
+    node, source, parts = entrypoints.definition(entrypoint)
+    namespace = entrypoints.safe_namespace(source, entrypoints.split(entrypoint)[0] if ":" in entrypoint else None)
+    found: Any = namespace.get(parts[0])
+    if found is None:
+        return entrypoints.sanitized_function(node, namespace) if not isinstance(node, ast.ClassDef) else None
+    for part in parts[1:]:
+        found = getattr(found, part, None)
+    return found if isinstance(found, Flow) else None
+
+
+def load_flow_arguments_from_entrypoint(entrypoint: str,
+                                        arguments: list[str] | set[str] | None = None) -> dict[str, Any]:
+    """Prefect's: the `@flow(...)` keywords of the entrypoint's function, read from its source
+    (as text), with `name` from the function's name when it gives none."""
+    node, _, _ = entrypoints.definition(entrypoint)
+    wanted = set(_ARGUMENTS if arguments is None else arguments)
+    found: dict[str, Any] = dict(entrypoints.decorator_arguments(entrypoint, wanted))
+    if "name" in wanted and "name" not in found:
+        found["name"] = node.name.replace("_", "-")
+    return found
+
+
+def is_entrypoint_async(entrypoint: str) -> bool:
+    """Prefect's: whether the entrypoint's function is an `async def`."""
+    return isinstance(entrypoints.definition(entrypoint)[0], ast.AsyncFunctionDef)
+
+
+def load_placeholder_flow(entrypoint: str, raises: Exception) -> Flow[..., Any]:
+    """Prefect's: a flow with the entrypoint's `@flow(...)` arguments whose call raises `raises`."""
+    def placeholder(*args: Any, **kwargs: Any) -> Any:
+        raise raises
+
+    async def async_placeholder(*args: Any, **kwargs: Any) -> Any:
+        raise raises
+
+    made = load_flow_arguments_from_entrypoint(entrypoint)
+    fn = async_placeholder if is_entrypoint_async(entrypoint) else placeholder
+    return Flow(fn, name=made.pop("name"), description=made.get("description"), version=made.get("version"))
 
 
 def _jsonable(value: Any, depth: int = 0) -> Any:
