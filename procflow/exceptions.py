@@ -7,7 +7,8 @@ worker's traceback text as its cause (`RemoteTraceback`).
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, Callable
 
 
 class PrefectException(Exception):
@@ -32,9 +33,32 @@ class MissingContextError(PrefectException, RuntimeError):
 class ParameterBindError(TypeError, PrefectException):
     """Arguments a task or flow function would refuse (Prefect's name), raised before anything runs."""
 
+    @classmethod
+    def from_bind_failure(cls, fn: Callable[..., Any], exc: TypeError, call_args: tuple[Any, ...],
+                          call_kwargs: dict[str, Any]) -> ParameterBindError:
+        """Prefect's: the error naming the function, its signature and what it was given."""
+        signature = str(inspect.signature(fn))[1:-1]
+        return cls(f"Error binding parameters for function '{fn.__name__}': {exc}.\nFunction '{fn.__name__}' has "
+                   f"signature '{signature}' but received args: {call_args} and kwargs: {list(call_kwargs)}.")
+
+
+class SignatureMismatchError(PrefectException, TypeError):
+    """Parameters that do not match a function's (Prefect's name)."""
+
+    @classmethod
+    def from_bad_params(cls, expected_params: list[str], provided_params: list[str]) -> SignatureMismatchError:
+        return cls(f"Function expects parameters {expected_params} but was provided with parameters "
+                   f"{provided_params}")
+
 
 class ParameterTypeError(PrefectException):
     """A flow's argument its annotation refuses (Prefect's name): the flow run fails before it runs."""
+
+    @classmethod
+    def from_validation_error(cls, exc: Any) -> ParameterTypeError:
+        """Prefect's: the error of a pydantic `ValidationError`, a line per problem (where: what)."""
+        problems = [f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()]
+        return cls("Flow run received invalid parameters:\n - " + "\n - ".join(problems))
 
 
 class ReservedArgumentError(PrefectException, TypeError):

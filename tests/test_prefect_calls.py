@@ -16,7 +16,7 @@ import pytest
 
 from procflow import Task, flow, task
 from procflow.context import FlowRunContext, TaskRunContext, get_run_context
-from procflow.exceptions import ParameterTypeError
+from procflow.exceptions import ParameterBindError, ParameterTypeError
 from procflow.filesystems import LocalFileSystem
 from procflow.flows import Flow
 from procflow.futures import FutureList
@@ -489,3 +489,27 @@ def test_a_flow_runs_record_lists_each_task_run_once_in_the_order_made():
     names = [run.name for run in outer.last_run.task_runs]
     assert names == ["inc-0", "inc-1", "inc-2", "inc-3"], names
     assert len({run.id for run in outer.last_run.task_runs}) == 4
+
+
+def test_prefects_error_constructors_say_what_was_wrong_and_survive_pickling():
+    import cloudpickle
+
+    from procflow.exceptions import PrefectException, SignatureMismatchError
+
+    def load(path, rows=10):  # (annotations are text in this module: Prefect's message shows them quoted)
+        pass
+
+    bind = ParameterBindError.from_bind_failure(load, TypeError("missing a required argument: 'path'"), (),
+                                                {"limit": 3})
+    assert str(bind) == ("Error binding parameters for function 'load': missing a required argument: 'path'.\n"
+                         "Function 'load' has signature 'path, rows=10' but received args: () "
+                         "and kwargs: ['limit'].")
+    with pytest.raises(pydantic.ValidationError) as invalid:
+        Point(x="one", y=[2])
+    typed = ParameterTypeError.from_validation_error(invalid.value)
+    assert str(typed).startswith("Flow run received invalid parameters:\n - x: Input should be a valid integer")
+    assert "\n - y: Input should be a valid integer" in str(typed)
+    mismatch = SignatureMismatchError.from_bad_params(["path"], ["file"])
+    assert str(mismatch) == "Function expects parameters ['path'] but was provided with parameters ['file']"
+    for error in (bind, typed, mismatch):
+        assert isinstance(error, PrefectException) and str(cloudpickle.loads(cloudpickle.dumps(error))) == str(error)

@@ -446,3 +446,38 @@ def test_a_transaction_that_cannot_end_is_logged_and_the_run_still_ends_with_its
     assert (submitted, called) == (7, 7)
     assert sorted(seen) == ["step-0", "step-1"]
     assert caplog.text.count("Its transaction could not end") == 2
+
+
+def test_a_stored_result_reads_back_from_its_bytes_as_prefects_result_record(tmp_path):
+    import numpy as np
+
+    from procflow.filesystems import LocalFileSystem
+    from procflow.results import ResultRecord
+
+    storage = LocalFileSystem(basepath=tmp_path)
+
+    @task(result_storage=storage, result_storage_key="nightly-{parameters[n]}", persist_result=True)
+    def measure(n):
+        return {"n": n, "samples": np.arange(n, dtype=np.float64)}  # a buffer stored outside the pickle
+
+    @flow
+    def nightly():
+        with transaction():
+            measure(100_000)
+
+    nightly()
+    content = storage.read_path("nightly-100000")
+    record = ResultRecord.deserialize(content)
+    assert record.result["n"] == 100_000 and record.result["samples"][-1] == 99_999
+    assert record.metadata.storage_key == "nightly-100000" and record.metadata.expiration is None
+    with pytest.raises(ValueError, match="not a stored procflow result: its pickle is damaged"):
+        ResultRecord.deserialize(_flipped(content))
+
+
+def _flipped(content: bytes) -> bytes:
+    """The entry with one byte of its pickle changed (the pickle follows the header)."""
+    from procflow.results.entries import _parsed_header
+
+    header = _parsed_header(lambda nbytes, offset: content[offset:offset + nbytes], len(content))
+    start = header.pickle[0] + 2
+    return content[:start] + bytes([content[start] ^ 0xFF]) + content[start + 1:]

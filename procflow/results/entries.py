@@ -29,7 +29,7 @@ import struct
 import time
 import zlib
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from ..ownership import random_part
 from ..pickling import dumps_out_of_band
@@ -174,17 +174,22 @@ def read_header(path: str) -> Header:
 
 def _header(fd: int) -> Header:
     """The header of the open entry file, checked (ours, whole, its own length)."""
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise Damaged("it is not this user's own file (or others may write it)")
+    return _parsed_header(lambda nbytes, offset: os.pread(fd, nbytes, offset), info.st_size)
+
+
+def _parsed_header(read: Callable[[int, int], bytes], size: int) -> Header:
+    """The header of an entry of `size` bytes, read by `read(nbytes, offset)`, checked."""
     try:
-        info = os.fstat(fd)
-        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
-            raise Damaged("it is not this user's own file (or others may write it)")
-        prefix = os.pread(fd, _PREFIX.size, 0)
+        prefix = read(_PREFIX.size, 0)
         if len(prefix) < _PREFIX.size:
             raise Damaged("it is truncated")
         magic, length, crc = _PREFIX.unpack(prefix)
         if magic != MAGIC:
             raise Damaged("it is not a procflow result")
-        text = os.pread(fd, length, _PREFIX.size)
+        text = read(length, _PREFIX.size)
         if len(text) != length or zlib.crc32(text) != crc:
             raise Damaged("its header is damaged")
         fields = json.loads(text)
@@ -192,11 +197,25 @@ def _header(fd: int) -> Header:
             raise Damaged("it was written by another version of procflow")
         header = Header(**{**fields, "pickle": tuple(fields["pickle"]),
                            "buffers": tuple(tuple(buffer) for buffer in fields["buffers"])})
-        if info.st_size != header.size:
-            raise Damaged(f"it is {info.st_size} bytes long, not {header.size}")
+        if size != header.size:
+            raise Damaged(f"it is {size} bytes long, not {header.size}")
         return header
     except (ValueError, TypeError, KeyError) as error:
         raise Damaged(f"its header is damaged ({error})") from None
+
+
+def load_bytes(content: bytes) -> tuple[Header, Any]:
+    """An entry's header and value from its bytes, read elsewhere (Prefect's
+    `ResultRecord.deserialize(storage.read_path(key))`); Damaged when they cannot be trusted."""
+    view = memoryview(content)
+    header = _parsed_header(lambda nbytes, offset: bytes(view[offset:offset + nbytes]), len(content))
+    start, nbytes, crc = header.pickle
+    if zlib.crc32(view[start:start + nbytes]) != crc:
+        raise Damaged("its pickle is damaged")
+    if header.buffers:
+        view = memoryview(bytearray(content))  # arrays the caller may write to, as a mapped entry's
+    return header, pickle.loads(view[start:start + nbytes],
+                                buffers=[view[offset:offset + size] for offset, size, *_ in header.buffers])
 
 
 def verify_entry(path: str, header: Header, whole: bool = False) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..state_values import LazyResult
 from . import store as entries
-from .entries import write_entry
+from .entries import Damaged, load_bytes, write_entry
 from .store import entry_path, storage_directory, storage_path
 
 
@@ -58,6 +58,18 @@ class ResultRecord(LazyResult):
     @property
     def expiration(self) -> datetime.datetime | None:
         return self.metadata.expiration
+
+    @classmethod
+    def deserialize(cls, data: bytes) -> ResultRecord:
+        """Prefect's: the record whose stored bytes are `data` (`LocalFileSystem.read_path(key)`
+        of an entry); `ValueError` when they are not a whole procflow result."""
+        try:
+            header, value = load_bytes(data)
+        except Damaged as error:
+            raise ValueError(f"not a stored procflow result: {error}") from None
+        expiration = (datetime.datetime.fromtimestamp(header.expires, datetime.timezone.utc)
+                      if header.expires is not None else None)
+        return cls(value, ResultRecordMetadata(storage_key=header.key, expiration=expiration))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ResultRecord) and self.metadata == other.metadata and _same(self.result,
