@@ -62,7 +62,8 @@ class ResultRecord(LazyResult):
     @classmethod
     def deserialize(cls, data: bytes) -> ResultRecord:
         """Prefect's: the record whose stored bytes are `data` (`LocalFileSystem.read_path(key)`
-        of an entry); `ValueError` when they are not a whole procflow result."""
+        of an entry); `ValueError` when they are not a whole procflow result. It unpickles
+        them without the store's ownership check: only bytes the caller stored."""
         try:
             header, value = load_bytes(data)
         except Damaged as error:
