@@ -513,3 +513,32 @@ def test_prefects_error_constructors_say_what_was_wrong_and_survive_pickling():
     assert str(mismatch) == "Function expects parameters ['path'] but was provided with parameters ['file']"
     for error in (bind, typed, mismatch):
         assert isinstance(error, PrefectException) and str(cloudpickle.loads(cloudpickle.dumps(error))) == str(error)
+
+
+def test_a_flows_parameter_schema_is_prefects_json_schema_with_docstring_descriptions():
+    import numpy as np
+
+    from procflow.utilities.callables import parameter_schema
+
+    @flow
+    def place(where: Point, label: str, samples: np.ndarray = None, repeat: int = 2):  # type: ignore[assignment]
+        """Put a label somewhere.
+
+        Args:
+            where: the point
+                to put it at
+            label (str): what it says
+
+        Returns:
+            nothing
+        """
+
+    schema = parameter_schema(place).model_dump()
+    assert schema["required"] == ["where", "label"] and schema["title"] == "Parameters"
+    assert schema["properties"]["where"] == {"$ref": "#/definitions/Point", "description": "the point to put it at",
+                                             "position": 0, "title": "where"}
+    assert schema["definitions"]["Point"]["properties"]["x"]["type"] == "integer"
+    assert schema["properties"]["label"] == {"description": "what it says", "position": 1, "title": "label",
+                                             "type": "string"}
+    assert schema["properties"]["samples"] == {"default": None, "position": 2, "title": "samples"}  # any value
+    assert schema["properties"]["repeat"] == {"default": 2, "position": 3, "title": "repeat", "type": "integer"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any, Callable
 
@@ -37,3 +38,84 @@ def parameters_to_args_kwargs(fn: Callable[..., Any], parameters: dict[str, Any]
                                  f"{sorted(unknown)}")
     bound = inspect.BoundArguments(signature, dict(parameters))
     return bound.args, bound.kwargs
+
+
+@dataclasses.dataclass
+class ParameterSchema:
+    """Prefect's: the JSON schema of a function's parameters (`parameter_schema`)."""
+
+    title: str = "Parameters"
+    type: str = "object"
+    properties: dict[str, Any] = dataclasses.field(default_factory=dict)
+    required: list[str] = dataclasses.field(default_factory=list)
+    definitions: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def model_dump(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parameter_schema(fn: Callable[..., Any]) -> ParameterSchema:
+    """Prefect's: each parameter's JSON schema (from its annotation, by pydantic), its position,
+    its default and its description (from the function's Google-style docstring); `self` and
+    `cls` left out; a type pydantic cannot describe counts as any value."""
+    import pydantic  # a schema is asked for rarely: workers and plain runs never load pydantic for it
+
+    target = getattr(fn, "fn", fn)
+    try:
+        signature = inspect.signature(target, eval_str=True)
+    except (NameError, TypeError):
+        signature = inspect.signature(target)
+    described = parameter_docstrings(inspect.getdoc(target))
+    schema = ParameterSchema()
+    for position, parameter in enumerate(signature.parameters.values()):
+        if parameter.name in ("self", "cls"):
+            continue
+        annotation = Any if parameter.annotation is inspect.Parameter.empty else parameter.annotation
+        field = pydantic.Field(default=... if parameter.default is inspect.Parameter.empty else parameter.default,
+                               title=parameter.name, description=described.get(parameter.name),
+                               json_schema_extra={"position": position})
+        try:
+            made = _one_parameter(pydantic, parameter.name, annotation, field)
+        except Exception:  # noqa: BLE001 - pydantic cannot describe this type: any value
+            made = _one_parameter(pydantic, parameter.name, Any, field)
+        schema.properties[parameter.name] = made["properties"][parameter.name]
+        schema.required.extend(made.get("required", []))
+        schema.definitions.update(made.get("$defs", {}))
+    return schema
+
+
+def _one_parameter(pydantic: Any, name: str, annotation: Any, field: Any) -> dict[str, Any]:
+    model = pydantic.create_model("Parameters", __config__=pydantic.ConfigDict(arbitrary_types_allowed=True),
+                                  **{name: (annotation, field)})
+    made: dict[str, Any] = pydantic.TypeAdapter(model).json_schema(ref_template="#/definitions/{model}")
+    return made
+
+
+_SECTIONS = ("Args:", "Arguments:", "Parameters:")
+
+
+def parameter_docstrings(docstring: str | None) -> dict[str, str]:
+    """Prefect's: the descriptions of a Google-style docstring's `Args:` section, by name
+    (`name (type): text`, continued on more indented lines)."""
+    found: dict[str, str] = {}
+    lines = (docstring or "").splitlines()
+    inside, indent, current = False, 0, None
+    for line in lines:
+        stripped = line.strip()
+        if not inside:
+            inside = stripped in _SECTIONS
+            continue
+        if not stripped:
+            continue
+        depth = len(line) - len(line.lstrip())
+        if depth == 0:  # the next section
+            break
+        if current is None or depth <= indent:
+            name, colon, text = stripped.partition(":")
+            if not colon:
+                break
+            indent, current = depth, name.split("(")[0].strip().lstrip("*")
+            found[current] = text.strip()
+        else:
+            found[current] = f"{found[current]} {stripped}".strip()
+    return found
