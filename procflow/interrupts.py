@@ -1,7 +1,9 @@
 """How procflow interrupts a thread: Ctrl-C and SIGTERM once, and a deadline in this thread.
 
-A leaf: the entry point (`launch.py`), the commands (`cli.py`), the flow's deadline, direct
-calls and the runners' threads all use it, and none imports another for it.
+Also, for a flow run: SIGTERM made Ctrl-C while an outermost flow runs in the main thread
+(`sigterm_interrupts`), and a second Ctrl-C exiting at once while the first is handled.
+A leaf: the entry point (`launch.py`), the commands (`cli.py`), flow runs (generator ones too),
+direct calls and the runners' threads all use it, and none imports another for it.
 """
 
 from __future__ import annotations
