@@ -34,11 +34,12 @@ class TaskRunInfo(NamedTuple):
     flow_run_count: int = 1  # the attempt of the flow run it belongs to
     tags: tuple[str, ...] = ()  # its task's and those of `with tags(...)` where it was made
     transaction: Any = None  # its `task_transactions.RunTransaction` (None: one of its own if asked for)
+    flow_run_id: str | None = None  # its flow run's id (Prefect's `task_run.flow_run_id`), in a worker too
 
     @classmethod
     def of(cls, who: RunIdentity, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> TaskRunInfo:
         return cls(who.run_id, who.run_name, who.task_name, who.flow_run_name, fn, args, kwargs, who.attempt,
-                   who.flow_attempt, who.tags, who.transaction)
+                   who.flow_attempt, who.tags, who.transaction, who.flow_run_id)
 
     @property
     def id(self) -> uuid.UUID | None:

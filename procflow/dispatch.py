@@ -121,7 +121,7 @@ class Dispatcher:
         log_prints = chosen.log_prints if chosen.log_prints is not None else entry.tracker.log_prints
         who = RunIdentity(run.id, run.name, task.name, run.flow_run_name, run.attempts,
                           entry.tracker.flow_run.run_count, tuple(sorted(run.tags)),
-                          keyed(entry.transaction, entry.cache_plan))
+                          keyed(entry.transaction, entry.cache_plan), run.flow_run_id)
         persist = entry.cache_plan.persist if entry.cache_plan is not None else None
         if persist is not None and entry.transaction is not None and entry.transaction.defers():
             persist = None  # stored when the transaction commits, from the flow's process (`Keep`)

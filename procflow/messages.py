@@ -58,6 +58,7 @@ class RunIdentity(NamedTuple):
     flow_attempt: int = 1
     tags: tuple[str, ...] = ()
     transaction: Any = None  # its `task_transactions.RunTransaction`, when anything can see it
+    flow_run_id: str | None = None  # its flow run's (one string for a flow's runs: pickled once a message)
 
 
 class WorkItem(NamedTuple):

@@ -1185,3 +1185,23 @@ def test_tags_context_gives_the_tags_of_the_block_where_the_run_was_made(runner)
 
     here, seen, after = tagged()
     assert here == {"nightly", "etl"} and seen == [{"nightly", "etl"}] * 3 and after == set()
+
+
+@task
+def flow_ids_seen(index=0):
+    return flow_run.id, procflow.context.TaskRunContext.get().task_run.flow_run_id
+
+
+def test_a_task_knows_its_flow_runs_id_wherever_it_runs(runner):
+    """Prefect code names outputs by the flow run (`out/{flow_run.id}/part-3`): in a worker too."""
+
+    @flow(task_runner=runner)
+    def nightly():
+        return [future.result() for future in [flow_ids_seen.submit(), *flow_ids_seen.map(range(2))]]
+
+    first = nightly()
+    first_id = nightly.last_run.id
+    second = nightly()
+    second_id = nightly.last_run.id
+    assert first == [(first_id, first_id)] * 3 and second == [(second_id, second_id)] * 3
+    assert first_id != second_id and len(first_id) == 36

@@ -516,8 +516,6 @@ def test_prefects_error_constructors_say_what_was_wrong_and_survive_pickling():
 
 
 def test_a_flows_parameter_schema_is_prefects_json_schema_with_docstring_descriptions():
-    import numpy as np
-
     from procflow.utilities.callables import parameter_schema
 
     @flow

@@ -28,7 +28,7 @@ def get_id() -> str | None:
         run_id = getattr(context.flow_run, "id", None)
         return None if run_id is None else str(run_id)
     if task_context is not None:
-        run_id = getattr(task_context.task_run, "flow_run_id", None)  # not known in a worker process
+        run_id = getattr(task_context.task_run, "flow_run_id", None)  # in a worker: it came with the run
         return None if run_id is None else str(run_id)
     return os.environ.get("PREFECT__FLOW_RUN_ID")
 
@@ -102,8 +102,8 @@ def get_parent_flow_run_id() -> str | None:
 
 def get_root_flow_run_id() -> str | None:
     context = FlowRunContext.get()
-    if context is None:
-        return get_id()
+    if context is None:  # in a worker the flow run's own id is known, not its root's
+        return None if current_task_run.get() is not None else get_id()
     run = context.flow_run
     while getattr(run, "parent", None) is not None:
         run = run.parent
