@@ -10,6 +10,9 @@ An `async def` task called directly gives a coroutine (Prefect 3, in a sync flow
 awaited, the run happens in the awaiting event loop: waiting for upstreams happens in a
 thread, retry delays are `asyncio.sleep`, the timeout is an `asyncio` deadline, so
 `asyncio.gather(t(1), t(2))` runs both at once.
+
+The steps of a direct run (`context_of`, `new_run`, `inputs`, `attempt`, `attempt_end`,
+`after`) are public: a generator task's run is made of them (`task_generators.py`).
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ async def acall(task: DirectTask, args: Args, kwargs: Kwargs, wait_for: Any, ret
 
 
 def new_run(task: DirectTask, context: FlowContext, args: Args, kwargs: Kwargs,
-             wait_for: Any) -> tuple[TaskRun, Found, bool, bool]:
+            wait_for: Any) -> tuple[TaskRun, Found, bool, bool]:
     """A direct call's run record, made and announced: (run, its upstreams, whether its
     arguments hold futures, whether its name waits for their results)."""
     task._check(args, kwargs)
@@ -143,7 +146,7 @@ def _persisting(context: FlowContext, run: TaskRun, found: caching.Plan | None,
 
 
 def after(task: DirectTask, context: FlowContext, run: TaskRun, final: State, return_state: bool,
-           transaction: RunTransaction | None, persist: Callable[[], None] | None) -> Any:
+          transaction: RunTransaction | None, persist: Callable[[], None] | None) -> Any:
     # With `return_state`, the state returned is held by a future of its run: passed to a task,
     # it stands for that upstream. The hooks get that same object, as in Prefect, and a flow
     # that returns it returns it (the future's `.state` is it).
@@ -193,7 +196,7 @@ async def _async_attempts(task: DirectTask, context: FlowContext, run: TaskRun, 
 
 
 def attempt(task: DirectTask, context: FlowContext, run: TaskRun, args: Args, kwargs: Kwargs,
-             transaction: RunTransaction | None) -> tuple[TaskRunInfo, bool, Any]:
+            transaction: RunTransaction | None) -> tuple[TaskRunInfo, bool, Any]:
     """A new attempt begins: its `on_running` hooks have run; (what runs, log_prints, emit)."""
     run.attempts += 1
     emit = task_emitter(run.name)

@@ -115,7 +115,6 @@ class run_current:  # noqa: N801 - used as a context manager
         current_task_run.reset(self._tokens[1])
         current_logger.reset(self._tokens[0])
 
-
     def settle(self, failed: bool) -> None:
         """End the transaction the run made for itself (or a worker's copy), if it has one."""
         if self._own is not None and self._own.ends_here:

@@ -1,6 +1,8 @@
 """Running one flow run, sync or async: its attempts, its deadline, Ctrl-C, its final state.
 
-The final state is `flow_states.final_state`'s (Prefect's rule, SPEC §1).
+The final state is `flow_states.final_state`'s (Prefect's rule, SPEC §1). The steps of a run
+(`start`, `call_in_run`, `attempt_state`, `is_last`, `finish`, ...) are public: a generator
+flow's run is made of them a step at a time (`flow_generators.py`).
 
 An `async def` flow runs the same steps in the awaiting event loop (`run_async`): waiting
 for its task runs happens in a thread, its deadline is an `asyncio` one, its retry delay an
