@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import datetime
 import inspect
+import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple
 
@@ -35,16 +37,22 @@ class TaskRunInfo(NamedTuple):
     tags: tuple[str, ...] = ()  # its task's and those of `with tags(...)` where it was made
     transaction: Any = None  # its `task_transactions.RunTransaction` (None: one of its own if asked for)
     flow_run_id: str | None = None  # its flow run's id (Prefect's `task_run.flow_run_id`), in a worker too
+    started: float = 0.0  # time.time() when this attempt began, where it runs
 
     @classmethod
     def of(cls, who: RunIdentity, fn: Callable[..., Any], args: Args, kwargs: Kwargs) -> TaskRunInfo:
         return cls(who.run_id, who.run_name, who.task_name, who.flow_run_name, fn, args, kwargs, who.attempt,
-                   who.flow_attempt, who.tags, who.transaction, who.flow_run_id)
+                   who.flow_attempt, who.tags, who.transaction, who.flow_run_id, time.time())
 
     @property
     def id(self) -> uuid.UUID | None:
         """Prefect's `task_run.id`: a UUID no other run has, in any process."""
         return None if self.run_id is None else task_run_uuid(self.run_id)
+
+    @property
+    def state_name(self) -> str:
+        """Prefect's, inside the run: "Running" on the first attempt, "Retrying" on the others."""
+        return "Running" if self.run_count <= 1 else "Retrying"
 
     def parameters(self) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults included (as Prefect reports them)."""
@@ -114,6 +122,12 @@ class TaskRunContext(_Enterable):
     @classmethod
     def of(cls, run: TaskRunInfo) -> TaskRunContext:
         return cls(run, run.parameters())
+
+    @property
+    def start_time(self) -> datetime.datetime | None:
+        """Prefect's: when the run's current attempt began (None for a context made by hand)."""
+        started = getattr(self.task_run, "started", 0.0)
+        return datetime.datetime.fromtimestamp(started, datetime.timezone.utc) if started else None
 
     @classmethod
     def get(cls) -> TaskRunContext | None:

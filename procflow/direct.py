@@ -206,7 +206,7 @@ def attempt(task: DirectTask, context: FlowContext, run: TaskRun, args: Args, kw
     flow_run_name = None if context.standalone else run.flow_run_name  # outside a flow: no flow run, as in Prefect
     info = TaskRunInfo(run.id, run.name, task.name, flow_run_name, task.fn, args, kwargs,
                        run.attempts, context.flow_run.run_count, tuple(sorted(run.tags)), transaction,
-                       None if context.standalone else run.flow_run_id)
+                       None if context.standalone else run.flow_run_id, time.time())
     return info, log_prints, emit
 
 

@@ -1205,3 +1205,28 @@ def test_a_task_knows_its_flow_runs_id_wherever_it_runs(runner):
     second_id = nightly.last_run.id
     assert first == [(first_id, first_id)] * 3 and second == [(second_id, second_id)] * 3
     assert first_id != second_id and len(first_id) == 36
+
+
+@task(retries=2)
+def attempts_seen(marker):
+    context = procflow.context.TaskRunContext.get()
+    seen = (context.task_run.state_name, context.task_run.run_count, context.start_time)
+    with open(marker, "a") as log:
+        log.write(f"{seen[0]},{seen[1]},{seen[2].timestamp()}\n")
+    if seen[1] < 3:
+        raise ValueError("not yet")
+    return seen[1]
+
+
+def test_a_task_sees_its_attempts_state_and_start_inside_the_run(runner, tmp_path):
+    marker = tmp_path / "attempts.csv"
+
+    @flow(task_runner=runner)
+    def flaky():
+        return attempts_seen.submit(str(marker)).result()
+
+    assert flaky() == 3
+    rows = [line.split(",") for line in marker.read_text().splitlines()]
+    assert [(name, int(count)) for name, count, _ in rows] == [("Running", 1), ("Retrying", 2), ("Retrying", 3)]
+    starts = [float(stamp) for _, _, stamp in rows]
+    assert starts == sorted(starts) and len(set(starts)) == 3
