@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import itertools
+import sys
 import threading
 import time
 import weakref
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from .console import ConsoleObserver, configure_logging, default_observer
-from .current import FlowRunContext, TaskRunContext, current_flow, current_task_run
+from .current import FlowRunContext, TaskRunContext, current_flow, current_task_run, own_runs
 from .engine import Engine
 from .entries import Entry, Tracker
 from .events import Observer, Observers, RunRecords
@@ -128,11 +129,14 @@ _detached_lock = threading.Lock()
 
 
 def context_or_detached() -> FlowContext:
-    """The current flow's context; outside a flow, the detached one (made on first use)."""
+    """The current flow's context; outside a flow, the detached one (made on first use); in a
+    task run outside a flow (a worker's, or a task called outside any flow), the nested one."""
     global _detached
     context: FlowContext | None = current_flow.get()
     if context is not None:
         return context
+    if current_task_run.get() is not None:
+        return _nested_context()
     with _detached_lock:
         if _detached is None:
             flow_run = FlowRun(name="detached-runs", flow_name="<no flow>", start_time=time.time())
@@ -144,6 +148,37 @@ def context_or_detached() -> FlowContext:
             _detached.engine.runner.warm_up()  # type: ignore[attr-defined] # the session's process pool
             threading._register_atexit(_close_detached)  # type: ignore[attr-defined]
         return _detached
+
+
+_nested: dict[int, FlowContext] = {}  # task run id -> the context of the runs it submitted itself
+
+
+def _nested_context() -> FlowContext:
+    """Where a task's own `.submit()` / `.map()` go when no flow is open around it (in a worker
+    process, or a task called outside any flow): a context of the task run's own, on threads of
+    its process, as many as the runs waiting need. A task that waits for what it submitted then
+    never starves the pool (Prefect's thread runner has no limit either), and no process pool
+    starts inside a worker (nested at each level of a recursive task, loky refuses past 10).
+    When the task run ends, so do they (`execution.run_current`): its runs are waited for
+    (cancelled if it failed), its threads stop."""
+    run = current_task_run.get()
+    assert run is not None and run.run_id is not None
+    key = run.run_id
+    with _detached_lock:
+        context = _nested.get(key)
+        if context is None:
+            flow_run = FlowRun(name=f"runs-of-{run.name}", flow_name="<no flow>", start_time=time.time())
+            context = _nested[key] = open_context(flow_run, ThreadPoolTaskRunner(max_workers=sys.maxsize), False,
+                                                  None)
+            own_runs[key] = lambda failed: _close_nested(key, failed)
+        return context
+
+
+def _close_nested(key: int, failed: bool) -> None:
+    with _detached_lock:
+        context = _nested.pop(key, None)
+    if context is not None:
+        close_engine(context, cancel=failed)
 
 
 _standalone: FlowContext | None = None

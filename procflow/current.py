@@ -73,6 +73,9 @@ class FlowRunInfo(NamedTuple):
 
 current_task_run: contextvars.ContextVar[TaskRunInfo | None] = contextvars.ContextVar(
     "procflow_task_run", default=None)
+# A task run that submitted runs itself where no flow is open (`context.py`): run id -> what
+# ends them, called with whether the run failed when the run ends here (`execution.run_current`).
+own_runs: dict[int, Callable[[bool], None]] = {}
 # The flow run whose code runs in this context (a `context.FlowContext`); set by flows.py.
 current_flow: contextvars.ContextVar[Any] = contextvars.ContextVar("procflow_flow", default=None)
 naming_flow_run: contextvars.ContextVar[FlowRunInfo | None] = contextvars.ContextVar(

@@ -15,7 +15,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from .current import TaskRunInfo, current_task_run
+from .current import TaskRunInfo, current_task_run, own_runs
 from .messages import Status
 from .runlog import Emit, RunLogger, capture_prints, current_logger, release_prints
 from .states import ReturnedState, State, StateType
@@ -116,7 +116,11 @@ class run_current:  # noqa: N801 - used as a context manager
         current_logger.reset(self._tokens[0])
 
     def settle(self, failed: bool) -> None:
-        """End the transaction the run made for itself (or a worker's copy), if it has one."""
+        """End what the run opened for itself: the runs it submitted where no flow is open
+        (`context.py`: waited for, or cancelled if it failed), and its own transaction (or a
+        worker's copy), if it has one."""
+        if own_runs and self._run.run_id in own_runs:
+            own_runs.pop(self._run.run_id)(failed)
         if self._own is not None and self._own.ends_here:
             settle_here(self._own, failed=failed)
 

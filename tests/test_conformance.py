@@ -1230,3 +1230,24 @@ def test_a_task_sees_its_attempts_state_and_start_inside_the_run(runner, tmp_pat
     assert [(name, int(count)) for name, count, _ in rows] == [("Running", 1), ("Retrying", 2), ("Retrying", 3)]
     starts = [float(stamp) for _, _, stamp in rows]
     assert starts == sorted(starts) and len(set(starts)) == 3
+
+
+@task
+def countdown_by_submits(n):
+    """Submits itself until n is 0 and waits for it: a recursion of task runs, each waiting."""
+    if n == 0:
+        return [os.getpid()]
+    return [os.getpid(), *countdown_by_submits.submit(n - 1).result()]
+
+
+def test_a_task_that_submits_and_waits_for_itself_recursively_never_starves_or_nests_pools(runner):
+    """Prefect's ThreadPoolTaskRunner regression (prefect#14194) at 12 levels: more than the
+    thread runner's workers and loky's nesting limit of 10. A task's own submits run on threads
+    of its own process, as many as wait, so each level finds one."""
+
+    @flow(task_runner=runner)
+    def recursion():
+        return countdown_by_submits.submit(12).result()
+
+    pids = recursion()
+    assert len(pids) == 13 and len(set(pids)) == 1  # every level ran beside the first, in its process
