@@ -144,3 +144,19 @@ def test_ctrl_c_in_the_block_cancels_its_runs_at_once(tmp_path):
     stderr = process.communicate(timeout=60)[1]
     assert time.monotonic() - sent < 15, "the runs were waited for, not cancelled"
     assert process.returncode != 0 and "KeyboardInterrupt" in stderr, stderr
+
+
+def test_a_duplicate_runner_has_the_same_settings_and_is_not_started():
+    from procflow.task_runners import ProcessPoolTaskRunner, SequentialTaskRunner, ThreadPoolTaskRunner
+
+    threads = ThreadPoolTaskRunner(max_workers=7)
+    with threads:
+        copy = threads.duplicate()
+        assert copy is not threads and copy == threads and type(copy) is ThreadPoolTaskRunner
+        with copy:  # not started with the original: it starts on its own
+            pass
+    processes = ProcessPoolTaskRunner(max_workers=2, worker_env={"MODE": "batch"})
+    assert processes.duplicate() == processes
+    assert processes != ProcessPoolTaskRunner(max_workers=2)  # another environment
+    assert threads != ThreadPoolTaskRunner(max_workers=8) and threads != SequentialTaskRunner()
+    assert SequentialTaskRunner() == SequentialTaskRunner() and len({threads, copy}) == 1

@@ -13,6 +13,7 @@ runners' sessions are classes of their own (`ProcessSession`, `DaskSession`,
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Protocol, TypeVar
 
@@ -135,3 +136,20 @@ class DirectUse:
         if self._in_use is None:
             raise RuntimeError("Task runner is not started")  # Prefect's words
         return self._in_use
+
+    def duplicate(self: Used) -> Used:
+        """Prefect's: a runner of the same kind with the same settings, not started (a runner
+        holds no pool itself: each flow run starts its own session of it)."""
+        made = copy.copy(self)
+        made.__dict__.pop("_in_use", None)
+        return made
+
+    def _settings(self) -> dict[str, Any]:
+        return {name: value for name, value in vars(self).items() if not name.startswith("_")}
+
+    def __eq__(self, other: object) -> bool:
+        """Prefect's: runners of one kind with the same settings are equal."""
+        return type(self) is type(other) and self._settings() == other._settings()
+
+    def __hash__(self) -> int:
+        return hash((type(self), getattr(self, "max_workers", None)))
