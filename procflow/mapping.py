@@ -15,6 +15,7 @@ import io
 from typing import Any, Iterator
 
 from .annotations import allow_failure, quote, unmapped
+from .future_kinds import PrefectFuture
 from .task_future import TaskFuture
 from .states import State
 from .exceptions import MappingLengthMismatch, MappingMissingIterable
@@ -36,9 +37,9 @@ def split_mapped(task_name: str, signature: inspect.Signature,
                 iterables[name] = [annotation(item) for item in inner]
         elif isinstance(value, unmapped):
             statics[name] = value.value
-        elif isinstance(value, (TaskFuture, State)):  # a state maps over its result, as in Prefect
-            # its items are the children's: wait for it now
-            result = value.result() if isinstance(value, TaskFuture) else value._result()
+        elif isinstance(value, (PrefectFuture, State)):  # a state maps over its result, as in Prefect
+            # its items are the children's: wait for it now (any Prefect future: procflow's, or one of its own kind)
+            result = value.result() if isinstance(value, PrefectFuture) else value._result()
             if is_iterable(result):
                 iterables[name] = list(result)
             else:

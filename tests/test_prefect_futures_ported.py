@@ -119,3 +119,21 @@ def test_a_user_can_attach_attributes_to_a_future_and_read_them_as_it_completes(
         return sorted((f.parameters["x"], f.result()) for f in as_completed(futures))
 
     assert pipeline() == [(1, 2), (2, 4), (3, 6)]
+
+
+def test_map_over_a_prefect_future_of_another_kind_maps_over_its_result(runner):
+    """A `.map()` argument that is any Prefect future (one made outside procflow's engine, as
+    Prefect's own tests and integrations make) is waited for and mapped over, as procflow's are."""
+    made = Future()
+    made.set_result([1, 2, 3])
+    outside = PrefectConcurrentFuture(uuid.uuid4(), made)
+
+    @task
+    def pair(a, b):
+        return a, b
+
+    @flow(task_runner=runner)
+    def mapped():
+        return [future.result() for future in pair.map(outside, outside)]
+
+    assert mapped() == [(1, 1), (2, 2), (3, 3)]
