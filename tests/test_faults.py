@@ -404,6 +404,29 @@ def test_interrupt_cancels_pending_stops_workers_and_frees_memory(tmp_path, sign
     assert not owned_segments(token)
 
 
+GENERATOR_SCRIPT = SCRIPT.replace(  # a generator flow, interrupted in its second step
+    """        return hold.map(range(6), started_dir)""",
+    """        futures = hold.map(range(6), started_dir)
+        yield "started"
+        time.sleep(60)
+        yield futures""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_a_generator_flow_in_a_step_cancels_stops_workers_and_frees_memory(tmp_path, signum):
+    """`procflow run` drives the generator flow; the signal lands in its second step."""
+    parent, workers = start_long_flow(tmp_path, script=GENERATOR_SCRIPT)
+    token = owner_token(parent.pid)
+    children = {child.pid for child in psutil.Process(parent.pid).children(recursive=True)}
+    parent.send_signal(signum)
+    code = parent.wait(timeout=15)
+    stderr = parent.communicate()[1]
+    assert code == 130, stderr
+    assert "Interrupted:" in stderr and "task runs did not finish" in stderr
+    wait_until_gone(children, "workers or their tasks' processes outlived the interrupted generator flow")
+    assert not owned_segments(token)
+
+
 GIL_SCRIPT = SCRIPT.replace(  # backtracks for ever, holding the GIL
     "time.sleep(60)", "re.match(r'(a+)+$', 'a' * 64 + 'b')").replace("import os,", "import os, re,")
 
