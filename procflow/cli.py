@@ -200,13 +200,16 @@ def load_flow(target: str) -> Flow[..., Any]:
         module = load_script(path)  # pickled by value: workers cannot import a script run by path
     except ScriptError as error:
         raise error.user_exc from None  # the script's own error and traceback, as `python script.py` shows it
+    if name:
+        by_attribute: Any = module
+        for part in name.split("."):  # `script.py:Class.method` names a flow defined in a class
+            by_attribute = getattr(by_attribute, part, None)
+        if isinstance(by_attribute, Flow):
+            return by_attribute
     flows = {value.name: value for value in vars(module).values() if isinstance(value, Flow)}
     if not flows:
         raise UsageError(f"{path} defines no @flow")
     if name:
-        by_attribute = getattr(module, name, None)
-        if isinstance(by_attribute, Flow):
-            return by_attribute
         if name in flows:
             return flows[name]
         raise UsageError(f"{path} has no flow named {name!r}; flows: {', '.join(sorted(flows))}")

@@ -190,6 +190,32 @@ def test_named_flow_among_several(scripts):
     assert done.returncode == 0 and "Created flow run" in done.stderr and "for flow 'beta'" in done.stderr
 
 
+def test_a_flow_defined_in_a_class_is_named_class_dot_method(tmp_path):
+    (tmp_path / "kennel.py").write_text(textwrap.dedent("""
+        from procflow import flow, task
+
+        @task
+        def bark(times):
+            return "woof" * times
+
+        class Kennel:
+            @flow
+            @staticmethod
+            def puppy(times: int = 1):
+                return bark.submit(times).result()  # its task ran in a worker
+
+            @flow
+            @classmethod
+            def elder(cls):
+                return cls.__name__
+    """))
+    done = procflow("run", "kennel.py:Kennel.puppy", "--", "--times", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "woofwoof"
+    done = procflow("run", "kennel.py:Kennel.elder", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "Kennel", done.stderr
+
+
 def test_terminal_shows_live_progress_and_end_table(scripts):
     """Run under a real pseudo-terminal and read what it draws."""
     (scripts / "slow.py").write_text(textwrap.dedent("""
