@@ -150,7 +150,15 @@ def context_or_detached() -> FlowContext:
         return _detached
 
 
-_nested: dict[int, FlowContext] = {}  # task run id -> the context of the runs it submitted itself
+class _OwnRuns:
+    """The runs a task run submitted itself where no flow is open: their context, and their end
+    (`own_runs[run id](failed)`, called by `execution.run_current` when the run ends)."""
+
+    def __init__(self, context: FlowContext) -> None:
+        self.context = context
+
+    def __call__(self, failed: bool) -> None:
+        close_engine(self.context, cancel=failed)
 
 
 def _nested_context() -> FlowContext:
@@ -159,26 +167,17 @@ def _nested_context() -> FlowContext:
     its process, as many as the runs waiting need. A task that waits for what it submitted then
     never starves the pool (Prefect's thread runner has no limit either), and no process pool
     starts inside a worker (nested at each level of a recursive task, loky refuses past 10).
-    When the task run ends, so do they (`execution.run_current`): its runs are waited for
-    (cancelled if it failed), its threads stop."""
+    When the task run ends, so do they: its runs are waited for (cancelled if it failed), its
+    threads stop."""
     run = current_task_run.get()
     assert run is not None and run.run_id is not None
-    key = run.run_id
     with _detached_lock:
-        context = _nested.get(key)
-        if context is None:
+        found = own_runs.get(run.run_id)
+        if not isinstance(found, _OwnRuns):
             flow_run = FlowRun(name=f"runs-of-{run.name}", flow_name="<no flow>", start_time=time.time())
-            context = _nested[key] = open_context(flow_run, ThreadPoolTaskRunner(max_workers=sys.maxsize), False,
-                                                  None)
-            own_runs[key] = lambda failed: _close_nested(key, failed)
-        return context
-
-
-def _close_nested(key: int, failed: bool) -> None:
-    with _detached_lock:
-        context = _nested.pop(key, None)
-    if context is not None:
-        close_engine(context, cancel=failed)
+            found = own_runs[run.run_id] = _OwnRuns(
+                open_context(flow_run, ThreadPoolTaskRunner(max_workers=sys.maxsize), False, None))
+        return found.context
 
 
 _standalone: FlowContext | None = None

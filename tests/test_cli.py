@@ -216,6 +216,24 @@ def test_a_flow_defined_in_a_class_is_named_class_dot_method(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "Kennel", done.stderr
 
 
+def test_procflow_run_drives_a_generator_flow_and_prints_what_it_yielded(tmp_path):
+    (tmp_path / "squares.py").write_text(textwrap.dedent("""
+        from procflow import flow, task
+
+        @task
+        def square(x):
+            return x * x
+
+        @flow
+        def squares(n: int = 3):
+            for x in range(n):
+                yield square(x)
+    """))
+    done = procflow("run", "squares.py", "--", "--n", "4", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[0, 1, 4, 9]"
+
+
 def test_terminal_shows_live_progress_and_end_table(scripts):
     """Run under a real pseudo-terminal and read what it draws."""
     (scripts / "slow.py").write_text(textwrap.dedent("""

@@ -1251,3 +1251,36 @@ def test_a_task_that_submits_and_waits_for_itself_recursively_never_starves_or_n
 
     pids = recursion()
     assert len(pids) == 13 and len(set(pids)) == 1  # every level ran beside the first, in its process
+
+
+@task
+def leaves_a_marker(path, steps):
+    for _ in range(steps):  # a Python loop: an interrupt lands between two sleeps
+        time.sleep(0.01)
+    Path(path).write_text("done")
+
+
+@task
+def submits_and_returns(path, fail):
+    leaves_a_marker.submit(path, 200 if fail else 20)  # not waited for here
+    if fail:
+        raise ValueError("the submitting task failed")
+    return "returned"
+
+
+def test_a_tasks_own_submits_end_with_it_waited_for_or_stopped_if_it_failed(runner, tmp_path):
+    @flow(task_runner=runner)
+    def outer():
+        done = submits_and_returns.submit(str(tmp_path / "waited"), False)
+        done.wait()
+        seen_when_done = (tmp_path / "waited").exists()
+        failed = submits_and_returns.submit(str(tmp_path / "stopped"), True)
+        started = time.monotonic()
+        failed.wait()
+        return seen_when_done, done.result(), failed.state.is_failed(), time.monotonic() - started
+
+    seen_when_done, value, failed, seconds = outer()
+    assert seen_when_done and value == "returned"  # the run waited for what it submitted
+    assert failed and seconds < 1.5  # a 2 s child did not hold the failed run
+    time.sleep(2.5)
+    assert not (tmp_path / "stopped").exists()  # it was stopped, not left running

@@ -8,9 +8,6 @@ that stops early ends the run Completed. Submitted, a generator task's values co
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
 import time
 
 import pydantic
@@ -324,26 +321,6 @@ def test_an_async_generator_flow_converts_a_dict_default_to_its_model():
     assert asyncio.run(drain()) == [("b", 1, None), ("b", 2, None), ("b", 3, None)]
     assert batches.last_run.state.is_completed()
     assert batches.last_run.parameters["batch"] == Batch(sizes=[1, 2, 3])
-
-
-def test_procflow_run_drives_a_generator_flow_and_prints_what_it_yielded(tmp_path):
-    script = tmp_path / "squares.py"
-    script.write_text(textwrap.dedent("""
-        from procflow import flow, task
-
-        @task
-        def square(x):
-            return x * x
-
-        @flow
-        def squares(n: int = 3):
-            for x in range(n):
-                yield square(x)
-    """))
-    done = subprocess.run([sys.executable, "-m", "procflow", "run", str(script), "--", "--n", "4"],
-                          capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[0, 1, 4, 9]"
 
 
 def test_prefects_engine_entry_points_give_the_generator_of_a_generator_task_or_flow():
